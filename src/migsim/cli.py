@@ -1,0 +1,57 @@
+"""The `migsim` command line: one sub-command module per job (cli_*.py), registered here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="migsim",
+        description="Simulate Linux page migration and compaction (batched copy, DMA offload).",
+    )
+    parser.add_argument("--version", action="version", version=f"migsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    reproduce = sub.add_parser("reproduce", help="rerun a published table and print it beside the simulated one")
+    rsub = reproduce.add_subparsers(dest="table", required=True, metavar="TABLE")
+    for module in _modules():
+        module.register(sub, rsub)
+    return parser
+
+
+def _modules():
+    import importlib
+
+    names = ["cli_throughput", "cli_compaction", "cli_probe"]
+    mods = []
+    for name in names:
+        try:
+            mods.append(importlib.import_module(f"migsim.{name}"))
+        except ModuleNotFoundError as exc:  # a sub-command module not written yet
+            if exc.name != f"migsim.{name}":
+                raise
+    return mods
+
+
+class ArgError(ValueError):
+    """A bad command-line value; printed as one line naming the argument."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ArgError, ValueError) as exc:
+        print(f"migsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""`migsim throughput`, `migsim reproduce throughput` and `migsim calibrate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .platform import DEFAULT_PLATFORM, load_platform
+from .units import HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
+
+REFERENCE_THROUGHPUT = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "move_pages_throughput.csv"
+
+
+def size_arg(name: str):
+    """argparse type for sizes (4K, 2M, 1G or bytes) that names the argument on error."""
+
+    def parse(text: str) -> int:
+        try:
+            return parse_size(text, name=name)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def int_range(name: str, lo: int, hi: int):
+    """argparse type for a whole number in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: expected a whole number, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name}: must be in {lo}..{hi}, got {v}")
+        return v
+
+    return parse
+
+
+def platform_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--platform", type=Path, default=DEFAULT_PLATFORM, help="platform YAML file")
+
+
+def register(sub, rsub) -> None:
+    """Add the throughput, reproduce-throughput and calibrate sub-commands."""
+    t = sub.add_parser("throughput", help="simulate move_pages() of folios between two nodes")
+    t.add_argument("--mode", choices=["baseline", "dma", "mt"], default="baseline")
+    t.add_argument("--folio-size", type=size_arg("--folio-size"), default=4096)
+    t.add_argument("--channels", type=int_range("--channels", 1, 256), default=None)
+    t.add_argument("--threads", type=int_range("--threads", 1, 1024), default=None)
+    t.add_argument("--total-bytes", type=size_arg("--total-bytes"), default=1 << 30)
+    t.add_argument(
+        "--batch-limit", type=size_arg("--batch-limit"), default=HPAGE_PUD_NR,
+        help="NR_MAX_BATCHED_MIGRATION in base pages, or a size such as 2M (default 1G worth)",
+    )  # fmt: skip
+    t.add_argument("--fail-rate", type=float, default=0.0, help="DMA descriptor failure rate")
+    t.add_argument("--trials", type=int_range("--trials", 1, 10000), default=5)
+    t.add_argument("--seed", type=int_range("--seed", 0, 2**63 - 1), default=1)
+    platform_arg(t)
+    t.add_argument("--json", action="store_true", help="print one JSON object")
+    t.set_defaults(func=cmd_throughput)
+
+    r = rsub.add_parser("throughput", help="the RFC's move_pages throughput table")
+    platform_arg(r)
+    r.add_argument("--reference", type=Path, default=REFERENCE_THROUGHPUT)
+    r.add_argument("--trials", type=int_range("--trials", 1, 10000), default=5)
+    r.add_argument("--seed", type=int_range("--seed", 0, 2**63 - 1), default=1)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
+
+    c = sub.add_parser("calibrate", help="fit a platform's parameters to a published table")
+    c.add_argument("--reference", type=Path, default=REFERENCE_THROUGHPUT)
+    c.add_argument("--compaction-reference", type=Path, default=None)
+    c.add_argument("--out", type=Path, default=DEFAULT_PLATFORM, help="platform YAML to write")
+    c.add_argument("--name", default="epyc-zen3-ptdma")
+    c.set_defaults(func=cmd_calibrate)
+
+
+def cmd_throughput(args) -> int:
+    from .experiments.throughput import run_throughput
+
+    platform = load_platform(args.platform)
+    if args.mode != "dma" and args.channels is not None:
+        raise ValueError("--channels: only meaningful with --mode dma")
+    if args.mode != "mt" and args.threads is not None:
+        raise ValueError("--threads: only meaningful with --mode mt")
+    res = run_throughput(
+        platform, mode=args.mode, folio_size=args.folio_size, channels=args.channels,
+        threads=args.threads, total_bytes=args.total_bytes, batch_limit=args.batch_limit,
+        trials=args.trials, seed=args.seed, fail_rate=args.fail_rate,
+    )  # fmt: skip
+    out = {
+        "mode": res.mode,
+        "folio_size": format_size(res.folio_bytes),
+        "channels": res.channels,
+        "threads": res.threads,
+        "total_bytes": res.total_bytes,
+        "batch_limit_pages": res.batch_limit,
+        "trials": args.trials,
+        "seed": args.seed,
+        "platform": platform.name,
+        "mean_gbps": res.mean_gbps,
+        "sd_gbps": res.sd_gbps,
+        "trial_gbps": res.gbps,
+        "phases_s": res.phases(),
+        "pages_migrated": res.trials[0].nr_pages,
+        "dma_copies": [t.dma_copies for t in res.trials],
+        "fallbacks": [t.fallbacks for t in res.trials],
+    }
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    what = {"dma": f"{res.channels} DMA channel(s)", "mt": f"{res.threads} copy thread(s)"}
+    print(
+        f"{format_size(res.total_bytes)} of {format_size(res.folio_bytes)} folios, "
+        f"{args.mode} ({what.get(args.mode, 'serial CPU copy')}), {args.trials} trial(s), "
+        f"batches of {res.batch_limit * PAGE_SIZE >> 10} KiB"
+    )
+    print(f"throughput: {res.mean_gbps:.2f} ± {res.sd_gbps:.2f} GB/s")
+    ph = res.phases()
+    wall = ph["wall_s"]
+    for k in ("unmap_s", "flush_s", "copy_s", "move_s"):
+        print(f"  {k[:-2]:<6} {ph[k] * 1e3:9.3f} ms  {100 * ph[k] / wall:5.1f}%")
+    print(f"  CPU busy {ph['sys_s'] * 1e3:.3f} ms, CPU idle (waiting) {ph['idle_s'] * 1e3:.3f} ms")
+    if args.mode == "dma":
+        print(f"  dma copies {out['dma_copies'][0]}, CPU fallbacks {out['fallbacks'][0]}")
+    return 0
+
+
+def reproduce_rows(platform, reference: Path, trials: int, seed: int) -> list[dict]:
+    """Simulate every published cell; one dict per cell with the published value beside it."""
+    from .calibrate import read_reference
+    from .experiments.throughput import run_throughput
+
+    rows = []
+    for c in read_reference(reference):
+        r = run_throughput(
+            platform, mode=c.mode, folio_size=c.folio_bytes, channels=c.channels,
+            trials=trials, seed=seed,
+        )  # fmt: skip
+        rows.append(
+            {
+                "mode": c.mode,
+                "channels": c.channels,
+                "folio_size": format_size(c.folio_bytes),
+                "simulated_gbps": r.mean_gbps,
+                "simulated_sd_gbps": r.sd_gbps,
+                "published_gbps": c.gbps,
+                "published_sd_gbps": c.sd_gbps,
+                "error_pct": 100.0 * (r.mean_gbps / c.gbps - 1.0),
+            }
+        )
+    return rows
+
+
+def cmd_reproduce(args) -> int:
+    platform = load_platform(args.platform)
+    rows = reproduce_rows(platform, args.reference, args.trials, args.seed)
+    mape = float(np.mean([abs(r["error_pct"]) for r in rows]))
+    if args.json:
+        print(json.dumps({"platform": platform.name, "cells": rows, "mape_pct": mape}))
+        return 0
+    sizes = list(dict.fromkeys(r["folio_size"] for r in rows))
+    keys = list(dict.fromkeys((r["mode"], r["channels"]) for r in rows))
+    cell = {(r["mode"], r["channels"], r["folio_size"]): r for r in rows}
+    w = 27
+    print(f"move_pages throughput, GB/s: simulated ({platform.name}) | published | error")
+    print(f"{'':12}" + "".join(f"{s:>{w}}" for s in sizes))
+    for mode, ch in keys:
+        label = "baseline" if mode == "baseline" else f"{mode} {ch:>2} ch"
+        line = f"{label:12}"
+        for s in sizes:
+            r = cell[(mode, ch, s)]
+            txt = (
+                f"{r['simulated_gbps']:.2f}±{r['simulated_sd_gbps']:.2f} "
+                f"{r['published_gbps']:.2f} {r['error_pct']:+5.1f}%"
+            )
+            line += f"{txt:>{w}}"
+        print(line)
+    print(f"mean absolute percentage error: {mape:.2f}% over {len(rows)} cells")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .calibrate import fit_throughput, read_reference, write_fit
+
+    cells = read_reference(args.reference)
+    fit = fit_throughput(cells, args.name)
+    residuals = args.out.with_suffix(".residuals.csv")
+    write_fit(fit, args.out, residuals, source=args.reference.name)
+    print(f"fitted {args.out} (throughput MAPE {fit.mape_pct:.2f}%), residuals in {residuals}")
+    return 0

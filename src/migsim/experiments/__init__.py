@@ -1,0 +1,1 @@
+"""Experiments: the published ones (throughput, compaction) and the what-if studies."""

@@ -1,0 +1,157 @@
+"""The move_pages() throughput experiment of the RFC: move `total_bytes` of folios of one size
+between two NUMA nodes, `trials` times, and report GB/s per trial with the phase breakdown.
+
+One trial is one migrate_pages() call over the whole list (the benchmark kernel raised
+NR_MAX_BATCHED_MIGRATION to HPAGE_PUD_NR, so 1 GiB is one batch). Trial-to-trial variation is a
+lognormal factor on every cost of the trial (platform noise.trial_sd_frac), drawn from the
+seeded generator; the same seed gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..copiers import make_copier
+from ..migrate import MigrateResult, migrate_pages
+from ..platform import Platform
+from ..units import HPAGE_PUD_NR, PAGE_SIZE, folio_order, format_size
+
+MODES = ("baseline", "dma", "mt")
+
+
+@dataclass
+class ThroughputResult:
+    """All trials of one cell (mode, folio size, channels or threads)."""
+
+    mode: str
+    folio_bytes: int
+    channels: int | None
+    threads: int | None
+    total_bytes: int
+    batch_limit: int
+    fail_rate: float
+    seed: int
+    platform: str
+    trials: list[MigrateResult] = field(default_factory=list)
+
+    @property
+    def gbps(self) -> list[float]:
+        """Throughput of each trial in GB/s (1e9 bytes per second, as the RFC reports)."""
+        return [self.total_bytes / t.wall_s / 1e9 for t in self.trials]
+
+    @property
+    def mean_gbps(self) -> float:
+        return float(np.mean(self.gbps))
+
+    @property
+    def sd_gbps(self) -> float:
+        """Sample standard deviation over trials (0 for one trial)."""
+        g = self.gbps
+        return float(np.std(g, ddof=1)) if len(g) > 1 else 0.0
+
+    def phases(self) -> dict[str, float]:
+        """Mean seconds per phase over trials, and CPU busy/idle seconds."""
+        keys = ("wall_s", "unmap_s", "flush_s", "copy_s", "move_s", "fallback_s", "sys_s")
+        keys += ("idle_s", "other_cpu_s", "first_folio_s")
+        return {k: float(np.mean([getattr(t, k) for t in self.trials])) for k in keys}
+
+    def rows(self) -> list[dict]:
+        """One dict per trial, in the throughput run row contract."""
+        out = []
+        for i, (t, g) in enumerate(zip(self.trials, self.gbps, strict=True)):
+            row = {
+                "experiment": "throughput",
+                "mode": self.mode,
+                "channels": self.channels,
+                "threads": self.threads,
+                "folio_size": format_size(self.folio_bytes),
+                "folio_bytes": self.folio_bytes,
+                "total_bytes": self.total_bytes,
+                "batch_limit_pages": self.batch_limit,
+                "fail_rate": self.fail_rate,
+                "trial": i,
+                "seed": self.seed,
+                "throughput_gbps": g,
+            }
+            row.update(t.as_dict())
+            row["platform"] = self.platform
+            out.append(row)
+        return out
+
+
+def check_cell(mode: str, folio_bytes: int, total_bytes: int, channels, threads, platform) -> None:
+    """Argument checks of one cell; raises ValueError naming the argument."""
+    if mode not in MODES:
+        raise ValueError(f"mode: must be one of {', '.join(MODES)}; got {mode!r}")
+    folio_order(folio_bytes)
+    if total_bytes < folio_bytes or total_bytes % folio_bytes:
+        raise ValueError(
+            f"total_bytes: must be a positive multiple of the folio size "
+            f"({format_size(folio_bytes)}), got {total_bytes}"
+        )
+    if total_bytes > 1 << 40:
+        raise ValueError(f"total_bytes: at most 1T, got {format_size(total_bytes)}")
+    if mode == "dma":
+        top = platform.dma.max_channels_count
+        if channels is None or not 1 <= channels <= top:
+            raise ValueError(f"channels: must be in 1..{top} for mode dma, got {channels}")
+    if mode == "mt":
+        top = platform.mt.max_threads_count
+        if threads is None or not 1 <= threads <= top:
+            raise ValueError(f"threads: must be in 1..{top} for mode mt, got {threads}")
+
+
+def run_throughput(
+    platform: Platform,
+    *,
+    mode: str,
+    folio_size: int,
+    channels: int | None = None,
+    threads: int | None = None,
+    total_bytes: int = 1 << 30,
+    batch_limit: int = HPAGE_PUD_NR,
+    trials: int = 5,
+    seed: int = 1,
+    fail_rate: float = 0.0,
+    min_batch_bytes: int = 0,
+) -> ThroughputResult:
+    """Run one cell of the throughput table `trials` times; sizes in bytes, batch_limit in pages."""
+    if mode == "dma" and channels is None:
+        channels = 1
+    if mode == "mt" and threads is None:
+        threads = 4
+    check_cell(mode, folio_size, total_bytes, channels, threads, platform)
+    if trials < 1:
+        raise ValueError(f"trials: must be >= 1, got {trials}")
+    if batch_limit < 1:
+        raise ValueError(f"batch_limit: must be >= 1 base page, got {batch_limit}")
+    if not 0.0 <= fail_rate <= 1.0:
+        raise ValueError(f"fail_rate: must be in [0, 1], got {fail_rate}")
+    copier = make_copier(
+        mode, channels=channels, threads=threads, fail_rate=fail_rate, min_batch_bytes=min_batch_bytes
+    )
+    nr_folios = total_bytes // folio_size
+    folio_pages = np.full(nr_folios, folio_size // PAGE_SIZE, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    sd = platform.noise.trial_sd_frac
+    result = ThroughputResult(
+        mode=mode,
+        folio_bytes=folio_size,
+        channels=channels if mode == "dma" else None,
+        threads=threads if mode == "mt" else None,
+        total_bytes=total_bytes,
+        batch_limit=batch_limit,
+        fail_rate=fail_rate,
+        seed=seed,
+        platform=platform.name,
+    )
+    for _ in range(trials):
+        scale = float(np.exp(rng.normal(0.0, sd))) if sd > 0 else 1.0
+        result.trials.append(
+            migrate_pages(
+                folio_pages, copier, platform, batch_limit=batch_limit, rng=rng, scale=scale
+            )
+        )
+    return result

@@ -1,0 +1,219 @@
+"""migrate_pages(): batches of folios, unmap -> one batched TLB flush -> batch copy -> move.
+
+Modelled on mm/migrate.c (migrate_pages, migrate_pages_batch) with the batch-copy RFC: the
+folio list is cut into batches of at most ``batch_limit`` base pages (NR_MAX_BATCHED_MIGRATION);
+for each batch every folio is unmapped (destination allocated, folio locked, PTEs replaced by
+migration entries), then *one* TLB flush covers the batch, then the whole batch is copied by a
+copier (CPU, DMA or threads), then each folio is moved (flags and mapping copied, PTEs
+restored, source freed). A folio whose offloaded copy failed is copied by the CPU on its own
+in the move phase.
+
+Costs are computed for all batches at once (``cost_batches``), so callers that issue many
+migrate_pages() calls (compaction) can cost them in one vector operation.
+
+Simplifications: no -EAGAIN/-EBUSY retries (every isolated folio migrates: the modelled
+folios are anonymous, unshared and not under writeback), destination allocation cannot fail
+here (compaction's free scanner decides where pages go), folios of one batch are costed as a
+group (the per-folio order inside a batch only matters for the first-folio latency).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .copiers import US, Copier, CpuCopier, cpu_copy_seconds
+from .platform import Platform
+from .units import PAGE_SIZE, ptes_per_folio
+
+
+@dataclass
+class BatchCosts:
+    """Per-batch costs of migrate_pages() (arrays, one entry per batch; seconds, counts)."""
+
+    nr_folios: np.ndarray
+    nr_pages: np.ndarray
+    unmap_s: np.ndarray  # unmap phase (CPU, sys)
+    flush_s: np.ndarray  # batched TLB flush (CPU, sys)
+    copy_s: np.ndarray  # wall time of the batch copy step
+    copy_cpu_s: np.ndarray  # migrating CPU busy during the copy step
+    copy_wait_s: np.ndarray  # migrating CPU asleep waiting for the copy
+    other_cpu_s: np.ndarray  # CPU time of copy threads on other CPUs
+    move_s: np.ndarray  # move phase incl. CPU fallback copies (CPU, sys)
+    fallback_s: np.ndarray  # part of move_s spent copying failed folios with the CPU
+    dma_copies: np.ndarray  # folios copied by the offload engine
+    fallbacks: np.ndarray  # folios that fell back to a CPU copy
+
+    @property
+    def wall_s(self) -> np.ndarray:
+        return self.unmap_s + self.flush_s + self.copy_s + self.move_s
+
+    @property
+    def sys_s(self) -> np.ndarray:
+        """Migrating CPU busy in the kernel, per batch."""
+        return self.unmap_s + self.flush_s + self.copy_cpu_s + self.move_s
+
+    @property
+    def wait_s(self) -> np.ndarray:
+        """Migrating CPU asleep, per batch."""
+        return self.copy_wait_s
+
+
+def cost_batches(
+    nr_folios: np.ndarray,
+    nr_pages: np.ndarray,
+    nr_ptes: np.ndarray,
+    copier: Copier,
+    platform: Platform,
+    rng: np.random.Generator,
+    scale: float = 1.0,
+) -> BatchCosts:
+    """Cost of migrating batches that hold `nr_folios` folios, `nr_pages` base pages mapped by
+    `nr_ptes` page-table entries (PMD mappings count one); `scale` multiplies every cost (the
+    trial's noise factor)."""
+    nr_folios = np.asarray(nr_folios, dtype=np.int64)
+    nr_pages = np.asarray(nr_pages, dtype=np.int64)
+    nr_ptes = np.asarray(nr_ptes, dtype=np.float64)
+    c = platform.cpu
+    per_folio_work = (nr_folios * c.folio_fixed_us + nr_ptes * c.pte_us) * US * scale
+    unmap_s = per_folio_work * c.unmap_share_frac
+    move_s = per_folio_work * (1.0 - c.unmap_share_frac)
+    flush_s = np.where(nr_folios > 0, c.tlb_flush_us * US * scale, 0.0)
+    nr_bytes = nr_pages.astype(np.float64) * PAGE_SIZE
+    cc = copier.copy_batches(nr_folios, nr_bytes, platform, rng, scale)
+    # failed folios are copied by the CPU, one folio_copy each, with the batch's mean size
+    mean_bytes = np.where(nr_folios > 0, nr_bytes / np.maximum(nr_folios, 1), 0.0)
+    fallback_s = cpu_copy_seconds(cc.failed, cc.failed * mean_bytes, platform) * scale
+    return BatchCosts(
+        nr_folios=nr_folios,
+        nr_pages=nr_pages,
+        unmap_s=unmap_s,
+        flush_s=flush_s,
+        copy_s=cc.wall_s,
+        copy_cpu_s=cc.cpu_s,
+        copy_wait_s=cc.wait_s,
+        other_cpu_s=cc.other_cpu_s,
+        move_s=move_s + fallback_s,
+        fallback_s=fallback_s,
+        dma_copies=np.asarray(cc.offloaded, dtype=np.int64),
+        fallbacks=np.asarray(cc.failed, dtype=np.int64),
+    )
+
+
+@dataclass
+class MigrateResult:
+    """Outcome of one migrate_pages() call (seconds, folios, base pages)."""
+
+    wall_s: float
+    unmap_s: float
+    flush_s: float
+    copy_s: float
+    move_s: float
+    fallback_s: float
+    sys_s: float  # migrating CPU busy (kernel time)
+    idle_s: float  # migrating CPU asleep waiting for offloaded copies
+    other_cpu_s: float  # copy threads' CPU time on other CPUs
+    first_folio_s: float  # time until the first folio is mapped again
+    nr_batches: int
+    nr_folios: int
+    nr_pages: int  # pgmigrate_success
+    dma_copies: int  # dcbm folios_migrated
+    fallbacks: int  # offloaded copies that failed and were redone by the CPU
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_batches(folio_pages: np.ndarray, batch_limit: int) -> np.ndarray:
+    """Batch index of each folio: consecutive folios fill a batch up to `batch_limit` base
+    pages; a folio larger than the limit gets a batch of its own (as migrate_pages_batch does
+    when the first folio of a batch already exceeds it)."""
+    folio_pages = np.asarray(folio_pages, dtype=np.int64)
+    if len(folio_pages) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if np.all(folio_pages == folio_pages[0]):  # the common case: one folio size
+        per_batch = max(1, batch_limit // int(folio_pages[0]))
+        return np.arange(len(folio_pages), dtype=np.int64) // per_batch
+    # mixed sizes: greedy fill, vectorised by cutting the running page count at multiples
+    # of the limit (a folio starts a new batch when it would cross the limit)
+    # Simplification: the cut follows running totals, which equals the greedy fill whenever
+    # folio sizes divide the limit (all power-of-two sizes below it).
+    start = np.concatenate(([0], np.cumsum(folio_pages)[:-1]))
+    return start // batch_limit
+
+
+def batch_totals(folio_pages: np.ndarray, batch_limit: int):
+    """Folios, base pages and mapping entries of each batch of the folio list."""
+    if len(folio_pages) and folio_pages[0] == folio_pages[-1] and np.all(folio_pages == folio_pages[0]):
+        # one folio size (the throughput experiment): whole batches plus a remainder
+        size = int(folio_pages[0])
+        per_batch = max(1, batch_limit // size)
+        full, rest = divmod(len(folio_pages), per_batch)
+        nr_folios = np.full(full + (rest > 0), per_batch, dtype=np.int64)
+        if rest:
+            nr_folios[-1] = rest
+        ptes = ptes_per_folio(size * PAGE_SIZE)
+        return nr_folios, nr_folios * size, (nr_folios * ptes).astype(np.float64)
+    batch = split_batches(folio_pages, batch_limit)
+    nb = int(batch[-1]) + 1 if len(batch) else 0
+    uniq, inverse = np.unique(folio_pages, return_inverse=True)
+    ptes = np.array([ptes_per_folio(int(p) * PAGE_SIZE) for p in uniq], dtype=np.float64)
+    nr_folios = np.bincount(batch, minlength=nb).astype(np.int64)
+    nr_pages = np.bincount(batch, weights=folio_pages, minlength=nb).astype(np.int64)
+    nr_ptes = np.bincount(batch, weights=ptes[inverse], minlength=nb)
+    return nr_folios, nr_pages, nr_ptes
+
+
+def migrate_pages(
+    folio_pages: np.ndarray,
+    copier: Copier | None,
+    platform: Platform,
+    *,
+    batch_limit: int,
+    rng: np.random.Generator,
+    scale: float = 1.0,
+    batch_copy: bool = True,
+) -> MigrateResult:
+    """Migrate a list of folios of `folio_pages` base pages each (PTE- or PMD-mapped as the
+    kernel maps that size), in batches of at most `batch_limit` base pages.
+
+    With `batch_copy` the RFC's order is used (copy the whole batch, then move each folio);
+    without, the vanilla order (copy each folio inside the move loop): same totals, but the
+    first folio is usable sooner.
+    """
+    if batch_limit < 1:
+        raise ValueError(f"batch_limit: must be >= 1 base page, got {batch_limit}")
+    copier = copier or CpuCopier()
+    folio_pages = np.asarray(folio_pages, dtype=np.int64)
+    if np.any(folio_pages < 1):
+        raise ValueError("folio_pages: every folio must have at least one base page")
+    nr_folios, nr_pages, nr_ptes = batch_totals(folio_pages, batch_limit)
+    nb = len(nr_folios)
+    bc = cost_batches(nr_folios, nr_pages, nr_ptes, copier, platform, rng, scale)
+    wall = bc.wall_s
+    if nb:
+        f0 = max(int(nr_folios[0]), 1)
+        if batch_copy:  # first folio usable after the whole first batch copy and its move
+            first = bc.unmap_s[0] + bc.flush_s[0] + bc.copy_s[0] + bc.move_s[0] / f0
+        else:  # vanilla: the first folio is copied and moved before the others are copied
+            first = bc.unmap_s[0] + bc.flush_s[0] + (bc.copy_s[0] + bc.move_s[0]) / f0
+    else:
+        first = 0.0
+    return MigrateResult(
+        wall_s=float(wall.sum()),
+        unmap_s=float(bc.unmap_s.sum()),
+        flush_s=float(bc.flush_s.sum()),
+        copy_s=float(bc.copy_s.sum()),
+        move_s=float(bc.move_s.sum()),
+        fallback_s=float(bc.fallback_s.sum()),
+        sys_s=float(bc.sys_s.sum()),
+        idle_s=float(bc.wait_s.sum()),
+        other_cpu_s=float(bc.other_cpu_s.sum()),
+        first_folio_s=float(first),
+        nr_batches=nb,
+        nr_folios=int(nr_folios.sum()),
+        nr_pages=int(nr_pages.sum()),
+        dma_copies=int(bc.dma_copies.sum()),
+        fallbacks=int(bc.fallbacks.sum()),
+    )

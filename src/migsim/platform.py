@@ -1,0 +1,199 @@
+"""Platform cost parameters: what each step of the modelled kernel paths costs on one machine.
+
+A platform is a YAML file under ``config/platforms/``: sections of named parameters, each a
+number in the unit its name ends with (``_us`` microseconds, ``_gbps`` 1e9 bytes per second,
+``_ghz``, ``_pct``, ``_frac`` a fraction, ``_count`` a whole number). ``SPEC`` below is the single
+list of parameters with their unit, range and one-line meaning; loading checks every value
+against it and fails with a message naming the key and the allowed range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Param:
+    """One platform parameter: unit, allowed closed range, meaning, integer or real."""
+
+    unit: str
+    lo: float
+    hi: float
+    meaning: str
+    integer: bool = False
+
+
+# fmt: off
+SPEC: dict[str, dict[str, Param]] = {
+    "cpu": {
+        "folio_fixed_us": Param("us", 0.0, 100.0, "CPU cost per migrated folio that does not depend on its size or mapping: destination allocation, folio lock, isolation bookkeeping, metadata copy, freeing the source (unmap and move phases together)"),
+        "pte_us": Param("us", 0.0, 10.0, "CPU cost per page-table entry that maps the folio: install a migration entry in unmap (try_to_migrate) and restore it in move (remove_migration_ptes); a PMD-mapped 2M folio counts one"),
+        "unmap_share_frac": Param("fraction", 0.0, 1.0, "share of the fixed and per-PTE costs spent in the unmap phase (the rest is the move phase); a documented prior, not fitted: only the sum is observable in the throughput table"),
+        "tlb_flush_us": Param("us", 0.0, 1000.0, "one batched TLB flush (try_to_unmap_flush: IPIs to the CPUs that may cache the mappings), once per migrate_pages batch"),
+    },
+    "copy": {
+        "cpu_copy_gbps": Param("GB/s", 0.1, 200.0, "streaming bandwidth of a single-threaded folio_copy() across the interconnect"),
+        "cpu_copy_fixed_us": Param("us", 0.0, 100.0, "fixed CPU cost of one folio_copy() call, independent of size (call, first cache misses)"),
+    },
+    "dma": {
+        "prep_us": Param("us", 0.0, 100.0, "CPU cost per descriptor: dma_map_page of source and destination, dmaengine_prep_dma_memcpy, dmaengine_submit"),
+        "call_setup_us": Param("us", 0.0, 1000.0, "CPU cost per offloaded batch and channel: dma_request_chan, issue_pending, completion wait setup and release; prior, unobservable in the 1 GiB throughput runs"),
+        "ramp_kb": Param("KiB", 0.0, 65536.0, "head of every descriptor that the engine moves at the latency-bound rate ramp_gbps while its read pipeline fills (reads cross the socket interconnect one round trip at a time)"),
+        "ramp_gbps": Param("GB/s", 0.1, 400.0, "rate of the head (ramp_kb) of every descriptor on one channel"),
+        "chans_per_engine_count": Param("channels", 1, 16, "channels that share one DMA engine; channels fill engines in order", integer=True),
+        "engine_gbps": Param("GB/s", 0.1, 400.0, "streaming bandwidth of one engine, shared by its busy channels (one channel alone gets all of it)"),
+        "fabric_gbps": Param("GB/s", 0.1, 2000.0, "interconnect bandwidth available to all DMA engines together"),
+        "irq_wakeup_us": Param("us", 0.0, 10000.0, "completion interrupt plus wake-up of the sleeping migrating task, once per offloaded batch; prior"),
+        "max_channels_count": Param("channels", 1, 256, "DMA channels the platform has (dcbm's nr_dma_chan upper bound)", integer=True),
+    },
+    "mt": {
+        "thread_start_us": Param("us", 0.0, 1000.0, "queue_work plus wake-up of one copy kthread, per batch and thread; prior (not fitted)"),
+        "thread_copy_gbps": Param("GB/s", 0.1, 200.0, "copy bandwidth of one copy thread; prior (not fitted): the single-threaded folio_copy bandwidth"),
+        "mt_cap_gbps": Param("GB/s", 0.1, 2000.0, "bandwidth cap of all copy threads together (memory and interconnect); prior (not fitted)"),
+        "max_threads_count": Param("threads", 1, 1024, "CPU threads available to the multi-threaded copier", integer=True),
+    },
+    "noise": {
+        "trial_sd_frac": Param("fraction", 0.0, 0.5, "trial-to-trial standard deviation of a lognormal factor on every cost of one run (frequency, placement, interrupts)"),
+    },
+}
+# fmt: on
+
+
+class PlatformError(ValueError):
+    """A platform file or value is invalid; the message names the key and the allowed range."""
+
+
+class Section:
+    """Read-only attribute access to one section's parameters."""
+
+    def __init__(self, name: str, values: dict[str, float]):
+        self._name = name
+        self._values = MappingProxyType(dict(values))
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"platform has no parameter {self._name}.{key}") from None
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self._values)
+
+
+class Platform:
+    """Validated, immutable platform parameters: ``platform.dma.chan_gbps``."""
+
+    def __init__(self, name: str, values: dict[str, dict[str, float]], meta: dict | None = None):
+        self.name = name
+        self.meta = dict(meta or {})
+        self._values = validate_values(values)
+        for sec, params in self._values.items():
+            setattr(self, sec, Section(sec, params))
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        """Nested plain dict of every parameter value."""
+        return {sec: dict(params) for sec, params in self._values.items()}
+
+    def replace(self, **changes: float) -> Platform:
+        """A copy with some values changed, given as ``section__name=value``."""
+        values = self.as_dict()
+        for key, value in changes.items():
+            sec, _, name = key.partition("__")
+            if sec not in values or name not in values[sec]:
+                raise PlatformError(f"unknown platform parameter {sec}.{name}")
+            values[sec][name] = value
+        return Platform(self.name, values, self.meta)
+
+    def digest(self) -> str:
+        """Short hash of the parameter values (for Parquet metadata and cache keys)."""
+        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def validate_values(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Check every section and key against SPEC: presence, type, range. Return plain numbers."""
+    if not isinstance(values, dict):
+        raise PlatformError("platform: expected a mapping of sections")
+    unknown = sorted(set(values) - set(SPEC))
+    if unknown:
+        raise PlatformError(f"platform: unknown section(s) {unknown}; allowed: {sorted(SPEC)}")
+    out: dict[str, dict[str, float]] = {}
+    for sec, params in SPEC.items():
+        given = values.get(sec)
+        if not isinstance(given, dict):
+            raise PlatformError(f"platform: missing section '{sec}'")
+        extra = sorted(set(given) - set(params))
+        if extra:
+            raise PlatformError(f"platform: unknown key(s) {sec}.{extra}; allowed: {sorted(params)}")
+        out[sec] = {}
+        for key, p in params.items():
+            if key not in given:
+                raise PlatformError(f"platform: missing key {sec}.{key} ({p.unit}: {p.meaning})")
+            v = given[key]
+            if isinstance(v, dict):  # {value: .., unit: ..} form, as written by save_platform
+                v = v.get("value")
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise PlatformError(f"platform: {sec}.{key} must be a number in {p.unit}, got {v!r}")
+            if p.integer and float(v) != int(v):
+                raise PlatformError(f"platform: {sec}.{key} must be a whole number, got {v!r}")
+            if not (p.lo <= v <= p.hi):
+                raise PlatformError(
+                    f"platform: {sec}.{key} = {v} {p.unit} is outside the allowed range "
+                    f"[{p.lo:g}, {p.hi:g}] {p.unit}"
+                )
+            out[sec][key] = int(v) if p.integer else float(v)
+    return out
+
+
+def load_platform(path: str | os.PathLike) -> Platform:
+    """Load and validate a platform YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlatformError(f"platform: no such file {path}")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise PlatformError(f"platform: {path} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict) or "parameters" not in doc:
+        raise PlatformError(f"platform: {path} must have a 'parameters' mapping")
+    meta = {k: v for k, v in doc.items() if k != "parameters"}
+    return Platform(str(doc.get("name", path.stem)), doc["parameters"], meta)
+
+
+def save_platform(platform: Platform, path: str | os.PathLike, header: str = "") -> None:
+    """Write a platform YAML with unit and meaning beside every value (atomic rename)."""
+    path = Path(path)
+    doc: dict[str, Any] = {"name": platform.name, **platform.meta, "parameters": {}}
+    for sec, params in SPEC.items():
+        doc["parameters"][sec] = {
+            key: {"value": platform.as_dict()[sec][key], "unit": p.unit, "meaning": p.meaning}
+            for key, p in params.items()
+        }
+    text = (header + "\n" if header else "") + yaml.safe_dump(doc, sort_keys=False, width=100)
+    atomic_write_text(path, text)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+DEFAULT_PLATFORM = Path(__file__).resolve().parents[2] / "config" / "platforms" / "epyc-zen3-ptdma.yaml"

@@ -135,7 +135,7 @@ def fit_throughput(cells: list[Cell], name: str = "fitted", fit_cells=None) -> F
     residual table covers every cell, with a column saying whether it was fitted."""
     fit_cells = cells if fit_cells is None else fit_cells
     base = {sec: dict(v) for sec, v in PRIORS.items()}
-    for sec, key, lo, hi, x0 in FREE:
+    for sec, key, _lo, _hi, x0 in FREE:
         base[sec][key] = x0
     rel_sd = np.array([c.sd_gbps / c.gbps for c in fit_cells])
     base["noise"]["trial_sd_frac"] = float(np.median(rel_sd))

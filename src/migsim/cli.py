@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"migsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    reproduce = sub.add_parser("reproduce", help="rerun a published table and print it beside the simulated one")
+    reproduce = sub.add_parser(
+        "reproduce", help="rerun a published table and print it beside the simulated one"
+    )
     rsub = reproduce.add_subparsers(dest="table", required=True, metavar="TABLE")
     for module in _modules():
         module.register(sub, rsub)

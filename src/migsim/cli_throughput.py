@@ -9,17 +9,21 @@ from pathlib import Path
 import numpy as np
 
 from .platform import DEFAULT_PLATFORM, load_platform
-from .units import HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
+from .units import HPAGE_PUD_NR, PAGE_SIZE, folio_order, format_size, parse_size
 
 REFERENCE_THROUGHPUT = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "move_pages_throughput.csv"
 
 
-def size_arg(name: str):
-    """argparse type for sizes (4K, 2M, 1G or bytes) that names the argument on error."""
+def size_arg(name: str, folio: bool = False):
+    """argparse type for sizes (4K, 2M, 1G or bytes) that names the argument on error;
+    with `folio`, the size must also be a folio size (a power-of-two multiple of 4K)."""
 
     def parse(text: str) -> int:
         try:
-            return parse_size(text, name=name)
+            nbytes = parse_size(text, name=name)
+            if folio:
+                folio_order(nbytes, name=name)
+            return nbytes
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -33,7 +37,9 @@ def int_range(name: str, lo: int, hi: int):
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: expected a whole number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"{name}: expected a whole number, got {text!r}"
+            ) from None
         if not lo <= v <= hi:
             raise argparse.ArgumentTypeError(f"{name}: must be in {lo}..{hi}, got {v}")
         return v
@@ -49,7 +55,7 @@ def register(sub, rsub) -> None:
     """Add the throughput, reproduce-throughput and calibrate sub-commands."""
     t = sub.add_parser("throughput", help="simulate move_pages() of folios between two nodes")
     t.add_argument("--mode", choices=["baseline", "dma", "mt"], default="baseline")
-    t.add_argument("--folio-size", type=size_arg("--folio-size"), default=4096)
+    t.add_argument("--folio-size", type=size_arg("--folio-size", folio=True), default=4096)
     t.add_argument("--channels", type=int_range("--channels", 1, 256), default=None)
     t.add_argument("--threads", type=int_range("--threads", 1, 1024), default=None)
     t.add_argument("--total-bytes", type=size_arg("--total-bytes"), default=1 << 30)

@@ -145,7 +145,11 @@ def split_batches(folio_pages: np.ndarray, batch_limit: int) -> np.ndarray:
 
 def batch_totals(folio_pages: np.ndarray, batch_limit: int):
     """Folios, base pages and mapping entries of each batch of the folio list."""
-    if len(folio_pages) and folio_pages[0] == folio_pages[-1] and np.all(folio_pages == folio_pages[0]):
+    if (
+        len(folio_pages)
+        and folio_pages[0] == folio_pages[-1]
+        and np.all(folio_pages == folio_pages[0])
+    ):
         # one folio size (the throughput experiment): whole batches plus a remainder
         size = int(folio_pages[0])
         per_batch = max(1, batch_limit // size)

@@ -133,7 +133,9 @@ def validate_values(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, fl
             raise PlatformError(f"platform: missing section '{sec}'")
         extra = sorted(set(given) - set(params))
         if extra:
-            raise PlatformError(f"platform: unknown key(s) {sec}.{extra}; allowed: {sorted(params)}")
+            raise PlatformError(
+                f"platform: unknown key(s) {sec}.{extra}; allowed: {sorted(params)}"
+            )
         out[sec] = {}
         for key, p in params.items():
             if key not in given:
@@ -142,7 +144,9 @@ def validate_values(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, fl
             if isinstance(v, dict):  # {value: .., unit: ..} form, as written by save_platform
                 v = v.get("value")
             if isinstance(v, bool) or not isinstance(v, int | float):
-                raise PlatformError(f"platform: {sec}.{key} must be a number in {p.unit}, got {v!r}")
+                raise PlatformError(
+                    f"platform: {sec}.{key} must be a number in {p.unit}, got {v!r}"
+                )
             if p.integer and float(v) != int(v):
                 raise PlatformError(f"platform: {sec}.{key} must be a whole number, got {v!r}")
             if not (p.lo <= v <= p.hi):
@@ -196,4 +200,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-DEFAULT_PLATFORM = Path(__file__).resolve().parents[2] / "config" / "platforms" / "epyc-zen3-ptdma.yaml"
+DEFAULT_PLATFORM = (
+    Path(__file__).resolve().parents[2] / "config" / "platforms" / "epyc-zen3-ptdma.yaml"
+)

@@ -25,7 +25,9 @@ def parse_size(value: str | int, *, name: str = "size") -> int:
     Raises ValueError naming `name` when the value is not a size.
     """
     if isinstance(value, bool):
-        raise ValueError(f"{name}: expected a size such as 4K, 2M, 1G or a byte count, got {value!r}")
+        raise ValueError(
+            f"{name}: expected a size such as 4K, 2M, 1G or a byte count, got {value!r}"
+        )
     if isinstance(value, int):
         if value <= 0:
             raise ValueError(f"{name}: must be a positive size, got {value}")

@@ -130,7 +130,11 @@ def run_throughput(
     if not 0.0 <= fail_rate <= 1.0:
         raise ValueError(f"fail_rate: must be in [0, 1], got {fail_rate}")
     copier = make_copier(
-        mode, channels=channels, threads=threads, fail_rate=fail_rate, min_batch_bytes=min_batch_bytes
+        mode,
+        channels=channels,
+        threads=threads,
+        fail_rate=fail_rate,
+        min_batch_bytes=min_batch_bytes,
     )
     nr_folios = total_bytes // folio_size
     folio_pages = np.full(nr_folios, folio_size // PAGE_SIZE, dtype=np.int64)
@@ -151,7 +155,13 @@ def run_throughput(
         scale = float(np.exp(rng.normal(0.0, sd))) if sd > 0 else 1.0
         result.trials.append(
             migrate_pages(
-                folio_pages, copier, platform, batch_limit=batch_limit, rng=rng, scale=scale
-            )
+                folio_pages,
+                copier,
+                platform,
+                batch_limit=batch_limit,
+                rng=rng,
+                scale=scale,
+                batch_copy=mode != "baseline",  # the vanilla kernel copies inside the move loop
+            )  # fmt: skip
         )
     return result

@@ -1,0 +1,39 @@
+"""Benchmark: the whole 42-cell x 5-trial reproduction of the throughput table.
+
+Budget (issue 2): under 2 s whole-process on the 2-core machine, median of 5 runs.
+Reference: starting Python and importing the engine, in the same invocation.
+Run: python benchmarks/bench_throughput.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import measure, python, report  # noqa: E402
+
+BUDGET_S = 2.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    ref = measure(
+        "import migsim (reference)", python("-c", "import migsim.cli_throughput"), args.runs
+    )
+    repro = measure(
+        "reproduce throughput (42 x 5)",
+        python("-m", "migsim.cli", "reproduce", "throughput", "--json"),
+        args.runs,
+    )
+    report("throughput reproduction", ref, [repro], "throughput.json")
+    ok = repro.median_wall_s < BUDGET_S
+    print(f"budget {BUDGET_S:.1f} s: {'met' if ok else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

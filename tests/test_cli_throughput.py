@@ -1,0 +1,74 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from migsim.cli import main
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "migsim.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_throughput_json(capsys):
+    assert (
+        main(["throughput", "--mode", "dma", "--folio-size", "64K", "--channels", "4", "--json"])
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert {"mean_gbps", "sd_gbps", "trial_gbps", "phases_s"} <= out.keys()
+    assert len(out["trial_gbps"]) == 5
+    ph = out["phases_s"]
+    assert ph["wall_s"] == pytest.approx(
+        ph["unmap_s"] + ph["flush_s"] + ph["copy_s"] + ph["move_s"]
+    )
+
+
+def test_throughput_text(capsys):
+    assert main(["throughput", "--folio-size", "2M", "--total-bytes", "256M", "--trials", "2"]) == 0
+    assert "GB/s" in capsys.readouterr().out
+
+
+def test_reproduce_throughput_json(capsys):
+    assert main(["reproduce", "throughput", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["cells"]) == 42 and out["mape_pct"] <= 8
+    keys = {"mode", "channels", "folio_size", "simulated_gbps", "simulated_sd_gbps"}
+    keys |= {"published_gbps", "published_sd_gbps"}
+    assert keys <= out["cells"][0].keys()
+
+
+def test_reproduce_throughput_table(capsys):
+    assert main(["reproduce", "throughput"]) == 0
+    text = capsys.readouterr().out
+    assert "dma 16 ch" in text and "mean absolute percentage error" in text
+
+
+@pytest.mark.parametrize(
+    "args,name",
+    [
+        (["throughput", "--folio-size", "3K"], "--folio-size"),
+        (["throughput", "--mode", "dma", "--channels", "0"], "--channels"),
+        (["throughput", "--mode", "warp"], "--mode"),
+        (["throughput", "--trials", "0"], "--trials"),
+        (["throughput", "--channels", "4"], "--channels"),
+        (["throughput", "--mode", "dma", "--channels", "17"], "channels"),
+        (["throughput", "--total-bytes", "6000"], "total_bytes"),
+        (["throughput", "--platform", "/nonexistent.yaml"], "platform"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_with_one_line(args, name):
+    p = run(*args)
+    assert p.returncode != 0
+    err = p.stderr.strip().splitlines()[-1]
+    assert name in err, p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_calibrate_writes_platform_and_residuals(tmp_path):
+    out = tmp_path / "fit.yaml"
+    assert main(["calibrate", "--out", str(out), "--name", "t"]) == 0
+    assert out.exists() and out.with_suffix(".residuals.csv").exists()

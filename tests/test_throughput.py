@@ -1,0 +1,101 @@
+"""The throughput experiment: reproduction of the published table, fit, faults, determinism."""
+
+import numpy as np
+import pytest
+import yaml
+
+from migsim.calibrate import FREE, fit_throughput, read_reference
+from migsim.cli_throughput import REFERENCE_THROUGHPUT, reproduce_rows
+from migsim.experiments.throughput import run_throughput
+from migsim.platform import DEFAULT_PLATFORM
+
+CELLS = read_reference(REFERENCE_THROUGHPUT)
+
+
+@pytest.fixture(scope="module")
+def rows(platform):
+    return reproduce_rows(platform, REFERENCE_THROUGHPUT, trials=5, seed=1)
+
+
+def test_reproduction_mape_at_most_8_percent(rows):
+    assert len(rows) == 42
+    mape = np.mean([abs(r["error_pct"]) for r in rows])
+    assert mape <= 8.0, mape
+
+
+def test_every_cell_within_tolerance(rows):
+    for r in rows:
+        tol = max(2 * r["published_sd_gbps"], 0.25 * r["published_gbps"])
+        assert abs(r["simulated_gbps"] - r["published_gbps"]) <= tol, r
+
+
+def test_committed_platform_is_the_output_of_the_fit():
+    """Re-running the fit reproduces the committed parameter values."""
+    fit = fit_throughput(CELLS, "epyc-zen3-ptdma")
+    committed = yaml.safe_load(DEFAULT_PLATFORM.read_text())["parameters"]
+    for sec, key, *_ in FREE:
+        assert fit.platform.as_dict()[sec][key] == pytest.approx(
+            committed[sec][key]["value"], rel=1e-6
+        ), f"{sec}.{key}"
+    assert fit.platform.noise.trial_sd_frac == pytest.approx(
+        committed["noise"]["trial_sd_frac"]["value"], rel=1e-12
+    )
+
+
+def test_cross_validation_held_out_channel_counts():
+    """Fit on the baseline row and DMA rows {1, 4, 16}; predict rows {2, 8, 12}."""
+    train = [c for c in CELLS if c.mode == "baseline" or c.channels in (1, 4, 16)]
+    fit = fit_throughput(CELLS, "cv", fit_cells=train)
+    held = fit.residuals.filter(~fit.residuals["fitted"])
+    assert sorted(set(held["channels"].to_list())) == [2, 8, 12]
+    assert held["error_pct"].abs().mean() <= 15.0
+
+
+def test_fault_injection_every_page_migrates_and_cpu_pays(quiet_platform):
+    kw = dict(mode="dma", folio_size=65536, channels=4, trials=3, seed=7)
+    clean = run_throughput(quiet_platform, **kw)
+    faulty = run_throughput(quiet_platform, fail_rate=0.1, **kw)
+    folios = (1 << 30) // 65536
+    for t in faulty.trials:
+        assert t.nr_pages == (1 << 30) // 4096
+        assert t.dma_copies + t.fallbacks == folios
+        assert 0.08 * folios < t.fallbacks < 0.12 * folios
+        # the extra time is the CPU copy of the failed folios, from the platform's own costs
+        cp = quiet_platform.copy
+        per_folio = cp.cpu_copy_fixed_us * 1e-6 + 65536 / (cp.cpu_copy_gbps * 1e9)
+        assert t.wall_s - clean.trials[0].wall_s == pytest.approx(t.fallbacks * per_folio, rel=1e-9)
+    assert faulty.mean_gbps < clean.mean_gbps
+
+
+def test_same_seed_same_numbers_other_seed_other_noise(platform):
+    a = run_throughput(platform, mode="dma", folio_size=4096, channels=2, trials=5, seed=3)
+    b = run_throughput(platform, mode="dma", folio_size=4096, channels=2, trials=5, seed=3)
+    c = run_throughput(platform, mode="dma", folio_size=4096, channels=2, trials=5, seed=4)
+    assert a.gbps == b.gbps
+    assert a.gbps != c.gbps
+    assert a.sd_gbps > 0
+
+
+def test_mt_copier_is_plausible(platform):
+    """Not fitted: more threads copy 2M folios faster, up to the bandwidth cap."""
+    one = run_throughput(platform, mode="mt", folio_size=2 << 20, threads=1, trials=1)
+    eight = run_throughput(platform, mode="mt", folio_size=2 << 20, threads=8, trials=1)
+    base = run_throughput(platform, mode="baseline", folio_size=2 << 20, trials=1)
+    assert one.mean_gbps < base.mean_gbps * 1.05  # one thread plus hand-off ~ serial copy
+    assert eight.mean_gbps > 2 * one.mean_gbps
+    assert eight.mean_gbps < platform.mt.mt_cap_gbps
+
+
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(mode="gpu", folio_size=4096), "mode"),
+        (dict(mode="dma", folio_size=4096, channels=17), "channels"),
+        (dict(mode="baseline", folio_size=12288), "folio_size"),
+        (dict(mode="baseline", folio_size=4096, total_bytes=6000), "total_bytes"),
+        (dict(mode="baseline", folio_size=4096, trials=0), "trials"),
+    ],
+)
+def test_bad_arguments_are_named(platform, kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        run_throughput(platform, **kw)

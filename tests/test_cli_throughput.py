@@ -72,3 +72,12 @@ def test_calibrate_writes_platform_and_residuals(tmp_path):
     out = tmp_path / "fit.yaml"
     assert main(["calibrate", "--out", str(out), "--name", "t"]) == 0
     assert out.exists() and out.with_suffix(".residuals.csv").exists()
+
+
+def test_batch_limit_in_pages_or_size(capsys):
+    assert main(["throughput", "--batch-limit", "512", "--trials", "1", "--json"]) == 0
+    pages = json.loads(capsys.readouterr().out)["batch_limit_pages"]
+    assert main(["throughput", "--batch-limit", "2M", "--trials", "1", "--json"]) == 0
+    assert pages == json.loads(capsys.readouterr().out)["batch_limit_pages"] == 512
+    p = run("throughput", "--batch-limit", "0")
+    assert p.returncode != 0 and "--batch-limit" in p.stderr

@@ -64,3 +64,12 @@ def test_wrong_type_and_integer(platform, tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(PlatformError, match="no such file"):
         load_platform(tmp_path / "nope.yaml")
+
+
+def test_wrong_unit_is_rejected(platform, tmp_path):
+    path = tmp_path / "p.yaml"
+    save_platform(platform, path)
+    doc = yaml.safe_load(path.read_text())
+    doc["parameters"]["dma"]["irq_wakeup_us"]["unit"] = "ms"
+    with pytest.raises(PlatformError, match=r"dma\.irq_wakeup_us must be given in us"):
+        load_platform(_write(tmp_path, doc))

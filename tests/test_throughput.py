@@ -99,3 +99,22 @@ def test_mt_copier_is_plausible(platform):
 def test_bad_arguments_are_named(platform, kw, msg):
     with pytest.raises(ValueError, match=msg):
         run_throughput(platform, **kw)
+
+
+@pytest.mark.parametrize("folio", [4096, 65536, 1 << 20, 2 << 20])
+def test_more_channels_never_cost_more_cpu_time(quiet_platform, folio):
+    prev = None
+    for ch in (1, 2, 4, 8, 12, 16):
+        r = run_throughput(quiet_platform, mode="dma", folio_size=folio, channels=ch, trials=1)
+        sys_s = r.trials[0].sys_s
+        if prev is not None:
+            assert sys_s <= prev
+        prev = sys_s
+
+
+def test_cpu_copier_phase_breakdown(quiet_platform):
+    r = run_throughput(quiet_platform, mode="baseline", folio_size=16384, trials=2)
+    for t in r.trials:
+        assert t.idle_s == 0.0
+        assert t.wall_s == pytest.approx(t.unmap_s + t.flush_s + t.copy_s + t.move_s)
+        assert t.wall_s == pytest.approx(t.sys_s)

@@ -47,6 +47,23 @@ def int_range(name: str, lo: int, hi: int):
     return parse
 
 
+def batch_limit_arg(text: str) -> int:
+    """--batch-limit: a plain number is base pages (NR_MAX_BATCHED_MIGRATION), a size with a
+    suffix (2M, 1G) is converted to base pages."""
+    try:
+        if text.strip().isdigit():
+            pages = int(text)
+            if pages < 1:
+                raise ValueError(f"--batch-limit: must be >= 1 base page, got {pages}")
+            return pages
+        nbytes = parse_size(text, name="--batch-limit")
+        if nbytes % PAGE_SIZE:
+            raise ValueError(f"--batch-limit: must be a whole number of 4K pages, got {text!r}")
+        return nbytes // PAGE_SIZE
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def platform_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--platform", type=Path, default=DEFAULT_PLATFORM, help="platform YAML file")
 
@@ -60,7 +77,7 @@ def register(sub, rsub) -> None:
     t.add_argument("--threads", type=int_range("--threads", 1, 1024), default=None)
     t.add_argument("--total-bytes", type=size_arg("--total-bytes"), default=1 << 30)
     t.add_argument(
-        "--batch-limit", type=size_arg("--batch-limit"), default=HPAGE_PUD_NR,
+        "--batch-limit", type=batch_limit_arg, default=HPAGE_PUD_NR,
         help="NR_MAX_BATCHED_MIGRATION in base pages, or a size such as 2M (default 1G worth)",
     )  # fmt: skip
     t.add_argument("--fail-rate", type=float, default=0.0, help="DMA descriptor failure rate")

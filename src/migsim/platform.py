@@ -46,7 +46,7 @@ SPEC: dict[str, dict[str, Param]] = {
     },
     "dma": {
         "prep_us": Param("us", 0.0, 100.0, "CPU cost per descriptor: dma_map_page of source and destination, dmaengine_prep_dma_memcpy, dmaengine_submit"),
-        "call_setup_us": Param("us", 0.0, 1000.0, "CPU cost per offloaded batch and channel: dma_request_chan, issue_pending, completion wait setup and release; prior, unobservable in the 1 GiB throughput runs"),
+        "call_setup_us": Param("us", 0.0, 1000.0, "CPU cost per offloaded batch: requesting the channels (dma_request_chan), issue_pending, completion wait setup and channel release; prior, unobservable in the 1 GiB throughput runs"),
         "ramp_kb": Param("KiB", 0.0, 65536.0, "head of every descriptor that the engine moves at the latency-bound rate ramp_gbps while its read pipeline fills (reads cross the socket interconnect one round trip at a time)"),
         "ramp_gbps": Param("GB/s", 0.1, 400.0, "rate of the head (ramp_kb) of every descriptor on one channel"),
         "chans_per_engine_count": Param("channels", 1, 16, "channels that share one DMA engine; channels fill engines in order", integer=True),
@@ -142,6 +142,10 @@ def validate_values(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, fl
                 raise PlatformError(f"platform: missing key {sec}.{key} ({p.unit}: {p.meaning})")
             v = given[key]
             if isinstance(v, dict):  # {value: .., unit: ..} form, as written by save_platform
+                if "unit" in v and v["unit"] != p.unit:
+                    raise PlatformError(
+                        f"platform: {sec}.{key} must be given in {p.unit}, got unit {v['unit']!r}"
+                    )
                 v = v.get("value")
             if isinstance(v, bool) or not isinstance(v, int | float):
                 raise PlatformError(

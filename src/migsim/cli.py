@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _modules():
     import importlib
 
-    names = ["cli_throughput", "cli_compaction", "cli_probe"]
+    names = ["cli_throughput", "cli_compaction", "cli_calibrate", "cli_probe"]
     mods = []
     for name in names:
         try:

@@ -1,4 +1,4 @@
-"""`migsim throughput`, `migsim reproduce throughput` and `migsim calibrate`."""
+"""`migsim throughput` and `migsim reproduce throughput`."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def platform_arg(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub, rsub) -> None:
-    """Add the throughput, reproduce-throughput and calibrate sub-commands."""
+    """Add the throughput and reproduce-throughput sub-commands."""
     t = sub.add_parser("throughput", help="simulate move_pages() of folios between two nodes")
     t.add_argument("--mode", choices=["baseline", "dma", "mt"], default="baseline")
     t.add_argument("--folio-size", type=size_arg("--folio-size", folio=True), default=4096)
@@ -94,13 +94,6 @@ def register(sub, rsub) -> None:
     r.add_argument("--seed", type=int_range("--seed", 0, 2**63 - 1), default=1)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)
-
-    c = sub.add_parser("calibrate", help="fit a platform's parameters to a published table")
-    c.add_argument("--reference", type=Path, default=REFERENCE_THROUGHPUT)
-    c.add_argument("--compaction-reference", type=Path, default=None)
-    c.add_argument("--out", type=Path, default=DEFAULT_PLATFORM, help="platform YAML to write")
-    c.add_argument("--name", default="epyc-zen3-ptdma")
-    c.set_defaults(func=cmd_calibrate)
 
 
 def cmd_throughput(args) -> int:
@@ -205,15 +198,4 @@ def cmd_reproduce(args) -> int:
             line += f"{txt:>{w}}"
         print(line)
     print(f"mean absolute percentage error: {mape:.2f}% over {len(rows)} cells")
-    return 0
-
-
-def cmd_calibrate(args) -> int:
-    from .calibrate import fit_throughput, read_reference, write_fit
-
-    cells = read_reference(args.reference)
-    fit = fit_throughput(cells, args.name)
-    residuals = args.out.with_suffix(".residuals.csv")
-    write_fit(fit, args.out, residuals, source=args.reference.name)
-    print(f"fitted {args.out} (throughput MAPE {fit.mape_pct:.2f}%), residuals in {residuals}")
     return 0

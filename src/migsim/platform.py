@@ -64,6 +64,22 @@ SPEC: dict[str, dict[str, Param]] = {
     "noise": {
         "trial_sd_frac": Param("fraction", 0.0, 0.5, "trial-to-trial standard deviation of a lognormal factor on every cost of one run (frequency, placement, interrupts)"),
     },
+    "compaction": {
+        "migrate_scan_pfn_us": Param("us", 0.0, 10.0, "CPU cost per pfn examined by the migration scanner (isolate_migratepages_block: struct page flags, PageBuddy/PageLRU tests); prior"),
+        "free_scan_pfn_us": Param("us", 0.0, 10.0, "CPU cost per pfn examined by the free scanner (isolate_freepages_block); prior"),
+        "isolate_page_us": Param("us", 0.0, 100.0, "CPU cost per page isolated for migration (folio_get, LRU flag test-and-clear, lruvec lock and list removal, NR_ISOLATED accounting) plus the cache-missing struct-page work compaction adds around each migrated page; fitted on the published baseline compaction row"),
+        "free_isolate_page_us": Param("us", 0.0, 100.0, "CPU cost per free page isolated as a migration target (__isolate_free_page under zone->lock, split_map_pages, post_alloc_hook); prior"),
+        "buddy_free_page_us": Param("us", 0.0, 100.0, "CPU cost per page moved from the per-CPU lists into the buddy lists (free_pcppages_bulk, __free_one_page with merging); prior"),
+        "slowpath_us": Param("us", 0.0, 10000.0, "CPU cost per direct-compaction attempt outside the scanners (get_page_from_freelist retries, watermark and compaction_suitable checks, compact_zone set-up); prior"),
+        "node_cpus_count": Param("CPUs", 1, 4096, "CPUs of the node, among which zone_highsize() splits the low watermark to size pcp->high", integer=True),
+    },
+    "sched": {
+        "ctx_switch_us": Param("us", 0.0, 1000.0, "one context switch on the pinned CPU (schedule, switch_to, return to the next task); prior"),
+        "completion_irq_us": Param("us", 0.0, 1000.0, "CPU time of one DMA completion on the migrating CPU (hard irq, dmaengine callback, complete(), try_to_wake_up), charged to the interrupted task; part of dma.irq_wakeup_us; prior"),
+        "slice_us": Param("us", 1.0, 100000.0, "scheduler slice: fair-share alternation period of two CPU-bound tasks (EEVDF base slice 0.75 ms x (1 + log2(min(CPUs, 8)))); prior"),
+        "hog_clock_ghz": Param("GHz", 0.1, 10.0, "clock of the pinned CPU while it runs the hog loop (boost clock under the performance governor); prior"),
+        "hog_iters_per_cycle": Param("iterations/cycle", 0.01, 8.0, "iterations of the hog's counter++ loop per CPU cycle (one loop-carried add per iteration); prior"),
+    },
 }
 # fmt: on
 

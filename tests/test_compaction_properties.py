@@ -1,0 +1,106 @@
+"""Property tests on small zones: after any sequence of allocations, frees and compactions
+no frame is lost or owned twice, the buddy free lists match the frame states, and every
+page's content tag survives migration."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from migsim.compaction import Compactor
+from migsim.fragment import FragmentConfig, fragment
+from migsim.zone import ALLOCATED, LRU, NR_STATES, Zone, buddy_block_counts
+
+MB = 1 << 20
+
+zones = st.builds(
+    lambda blocks, ratio, pattern, seed, pcp_high: (
+        FragmentConfig(
+            node_bytes=blocks * 2 * MB,
+            reserved_bytes=2 * MB,
+            free_ratio=ratio,
+            pattern=pattern,
+            seed=seed,
+        ),
+        pcp_high,
+    ),
+    blocks=st.integers(3, 12),
+    ratio=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9]),
+    pattern=st.sampled_from(["even", "random", "clustered"]),
+    seed=st.integers(0, 1000),
+    pcp_high=st.sampled_from([None, 0, 7, 300]),
+)
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("alloc_pages_node"), st.integers(0, 10)),
+        st.tuples(st.just("alloc_block"), st.integers(0, 10)),
+        st.tuples(st.just("free"), st.integers(0, 10_000)),
+        st.tuples(st.just("drain"), st.just(0)),
+        st.tuples(st.just("compact_memory"), st.just(0)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def lru_tags(z: Zone) -> np.ndarray:
+    return np.sort(z.content_tag(np.flatnonzero(z.state == LRU)))
+
+
+def owned_once(z: Zone, held: dict[int, int]) -> None:
+    """Every frame is in exactly one state, and each block handed out is whole and is held
+    once (no overlap between handed-out blocks)."""
+    assert z.state.max() < NR_STATES
+    claimed = np.zeros(z.nr_pages, dtype=np.int64)
+    for pfn, order in held.items():
+        claimed[pfn : pfn + (1 << order)] += 1
+        assert np.all(z.state[pfn : pfn + (1 << order)] == ALLOCATED)
+    assert claimed.max(initial=0) <= 1
+    assert np.array_equal(claimed == 1, z.state == ALLOCATED)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(zones, ops)
+def test_any_sequence_keeps_the_zone_consistent(zone_cfg, sequence):
+    cfg, pcp_high = zone_cfg
+    z = fragment(cfg, pcp_high=pcp_high, pcp_batch=None if pcp_high is None else 3)
+    tags = lru_tags(z)
+    c = Compactor(z)
+    held: dict[int, int] = {}
+    for op, arg in sequence:
+        if op == "alloc_pages_node":
+            pfn = c.alloc_pages_node(arg)
+            if pfn is not None:
+                held[pfn] = arg
+        elif op == "alloc_block":
+            pfn = z.alloc_block(arg)
+            if pfn is not None:
+                held[pfn] = arg
+        elif op == "free" and held:
+            pfn = sorted(held)[arg % len(held)]
+            z.free_block(pfn, held.pop(pfn))
+        elif op == "drain":
+            z.drain_pages()
+        elif op == "compact_memory":
+            c.compact_memory()
+        z.check()  # frames, counters, free lists, pcp list, tags held once
+        owned_once(z, held)
+        assert np.array_equal(lru_tags(z), tags)  # contents arrive intact
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.booleans(), min_size=512, max_size=512))
+def test_free_lists_are_the_canonical_buddy_decomposition(bits):
+    free = np.array(bits)
+    counts = buddy_block_counts(free[None, :])[0]
+    # the blocks tile exactly the free frames
+    assert int((counts[:9] * (1 << np.arange(9))).sum() + 512 * counts[9]) == int(free.sum())
+    # no two free buddies of the same order both exist (they would have merged)
+    for order in range(9):
+        size = 1 << order
+        whole = free.reshape(-1, size).all(1)
+        pairs = whole.reshape(-1, 2).all(1)
+        parent = free.reshape(-1, 2 * size).all(1)
+        assert np.array_equal(pairs, parent)

@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from compaction_tolerance import check, check_names
 
 from migsim.calibrate_compaction import fit_compaction
 from migsim.cli_compaction import REFERENCE_COMPACTION
 from migsim.experiments.compaction import MODES, reproduce_compaction, simulate
 
 pytestmark = pytest.mark.slow
-
-# Known misfits of the predicted DMA rows with one DMA channel (dcbm's default), inherited from
-# the stage-1 (throughput) fit: its one-channel 4K DMA cell is 17% too slow, so every offloaded
-# 4K page waits ~0.3 us too long, and its CPU costs make the DMA path save 0.27 us of CPU per
-# page where the published compaction rows imply ~0.5. Strict: they fail loudly once fixed.
-ENGINE_I_4K_DMA = pytest.mark.xfail(
-    strict=True, reason="stage-1 4K DMA costs too high for the compaction rows (see module)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -32,43 +25,9 @@ def simulated(platform):
     return {r["mode"]: r for r in reproduce_compaction(platform, seed=1)}
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_pages_migrated_within_5pct(mode, published, simulated):
-    sim, pub = simulated[mode]["pages_migrated"], published[mode]["pages_migrated"]
-    assert abs(sim / pub - 1) <= 0.05, f"{mode}: {sim} vs {pub}"
-
-
-@pytest.mark.parametrize(
-    "mode",
-    [
-        "baseline",
-        pytest.param("dma", marks=ENGINE_I_4K_DMA),
-        "busy-baseline",
-        pytest.param("busy-dma", marks=ENGINE_I_4K_DMA),
-    ],
-)
-def test_wall_time_within_10pct(mode, published, simulated):
-    sim, pub = simulated[mode]["wall_ms"], published[mode]["wall_ms"]
-    assert abs(sim / pub - 1) <= 0.10, f"{mode}: {sim:.0f} ms vs {pub} ms"
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("metric", ["sys_pct", "idle_pct"])
-def test_cpu_split_within_5_points(mode, metric, published, simulated):
-    sim, pub = simulated[mode][metric], published[mode][metric]
-    assert abs(sim - pub) <= 5.0, f"{mode} {metric}: {sim:.2f} vs {pub:.2f}"
-
-
-@ENGINE_I_4K_DMA
-def test_hog_gain_within_3_points(published, simulated):
-    def gain(rows):
-        return 100 * (
-            rows["busy-dma"]["hog_iterations"] / rows["busy-baseline"]["hog_iterations"] - 1
-        )
-
-    assert abs(gain(simulated) - gain(published)) <= 3.0, (
-        f"hog gain {gain(simulated):+.1f}% vs {gain(published):+.1f}%"
-    )
+@pytest.mark.parametrize("name", check_names())
+def test_published_row_within_tolerance(name, published, simulated):
+    check(name, simulated, published)
 
 
 def test_excess_pages_are_the_batch_after_a_drain_capture(simulated):

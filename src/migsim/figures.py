@@ -1,0 +1,505 @@
+"""Altair figure builders: pure functions from a summary DataFrame to a chart, and
+``save_chart`` that writes a chart as offline HTML (Vega bundle inlined), SVG and PNG through
+vl-convert.
+
+Builders take the summary Parquet frames of ``migsim.tables`` (THROUGHPUT_SUMMARY,
+COMPACTION_SUMMARY); folio sizes are ordered by size and labelled 4K..2M; every axis title
+carries its unit.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import altair as alt
+import polars as pl
+
+from .tables import (
+    COMPACTION_METRICS,
+    COMPACTION_SUMMARY,
+    THROUGHPUT_SUMMARY,
+    atomic_write_bytes,
+    atomic_write_text,
+    throughput_mape,
+)
+from .units import format_size
+
+# Colours: baseline black, then one colour per channel or thread count.
+BASELINE_COLOUR = "#000000"
+PALETTE = (
+    "#4c78a8",
+    "#f58518",
+    "#54a24b",
+    "#e45756",
+    "#72b7b2",
+    "#b279a2",
+    "#eeca3b",
+    "#9d755d",
+    "#ff9da6",
+    "#bab0ac",
+)
+LEGEND_SPEEDUPS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0)
+PUBLISHED_DX = 7  # px: published marks beside the simulated ones of the same folio size
+SOURCE_COLOURS = {"simulated": "#4c78a8", "published": "#9d9d9d"}
+CPU_COLOURS = {"user": "#54a24b", "sys": "#e45756", "idle": "#bab0ac"}
+
+# Offline HTML: no "open in editor" action (the only link that would leave the page).
+# Rendered as SVG (searchable text, crisp when zoomed).
+EMBED_OPTIONS = {
+    "renderer": "svg",
+    "actions": {"export": True, "source": True, "compiled": False, "editor": False},
+}
+
+
+def _folio_order(df: pl.DataFrame) -> list[str]:
+    sizes = df.select("folio_bytes").unique().sort("folio_bytes")["folio_bytes"].to_list()
+    return [format_size(b) for b in sizes]
+
+
+def _empty(title: str) -> alt.Chart:
+    """A chart that says there is nothing to draw (keeps the pipeline's outputs complete)."""
+    df = pl.DataFrame({"text": [f"{title}: no data in this configuration"]})
+    return (
+        alt.Chart(df, title=title)
+        .mark_text(size=14)
+        .encode(text="text:N")
+        .properties(width=400, height=60)
+    )
+
+
+def _series(df: pl.DataFrame) -> pl.DataFrame:
+    """Add series (legend key), panel and lane-count columns to a throughput summary."""
+    return df.with_columns(
+        pl.when(pl.col("mode") == "dma")
+        .then(pl.col("channels"))
+        .when(pl.col("mode") == "mt")
+        .then(pl.col("threads"))
+        .otherwise(None)
+        .alias("lanes"),
+    ).with_columns(
+        pl.when(pl.col("mode") == "baseline")
+        .then(pl.lit("baseline"))
+        .otherwise(
+            pl.col("lanes").cast(pl.String)
+            + pl.when(pl.col("mode") == "dma").then(pl.lit(" ch")).otherwise(pl.lit(" thr"))
+        )
+        .alias("series"),
+    )
+
+
+def throughput_chart(summary: pl.DataFrame) -> alt.FacetChart | alt.Chart:
+    """Throughput against folio size, one line per channel (or thread) count with sd error
+    bars, the baseline in black and the published means (hollow diamonds, with their sd)
+    overlaid; one panel per offload mode, log scale in GB/s."""
+    s = THROUGHPUT_SUMMARY.conform(summary)
+    if s.height == 0:
+        return _empty("move_pages() throughput")
+    folios = _folio_order(s)
+    s = _series(s)
+    offload_modes = [m for m in ("dma", "mt") if m in s["mode"].to_list()] or ["baseline"]
+    panel_name = {"dma": "DMA offload (dcbm)", "mt": "multi-threaded copy", "baseline": "baseline"}
+    parts = []
+    for m in offload_modes:
+        part = s.filter(pl.col("mode").is_in(["baseline", m]))
+        parts.append(part.with_columns(pl.lit(panel_name[m]).alias("panel")))
+    s = pl.concat(parts)
+    sim = s.select(
+        "panel",
+        "series",
+        "lanes",
+        "mode",
+        "folio_size",
+        "folio_bytes",
+        pl.lit("simulated").alias("source"),
+        pl.col("mean_gbps").alias("gbps"),
+        pl.col("sd_gbps").fill_null(0.0).alias("sd"),
+        "n",
+    )
+    pub = s.filter(pl.col("published_gbps").is_not_null()).select(
+        "panel",
+        "series",
+        "lanes",
+        "mode",
+        "folio_size",
+        "folio_bytes",
+        pl.lit("published").alias("source"),
+        pl.col("published_gbps").alias("gbps"),
+        pl.col("published_sd_gbps").fill_null(0.0).alias("sd"),
+        pl.lit(None, pl.Int64).alias("n"),
+    )
+    data = pl.concat([sim, pub]).with_columns(
+        (pl.col("gbps") - pl.col("sd")).clip(lower_bound=1e-3).alias("lo"),
+        (pl.col("gbps") + pl.col("sd")).alias("hi"),
+    )
+    series_order = (
+        data.select("series", "mode", pl.col("lanes").fill_null(0)).unique().sort(["mode", "lanes"])
+    )
+    domain = ["baseline"] + [x for x in series_order["series"].to_list() if x != "baseline"]
+    domain = list(dict.fromkeys(domain))
+    others = [x for x in domain if x != "baseline"]
+    lanes_sorted = sorted({int(x.split()[0]) for x in others})
+    colour_of = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(lanes_sorted)}
+    rng = [BASELINE_COLOUR] + [colour_of[int(x.split()[0])] for x in others]
+    if "baseline" not in data["series"].to_list():
+        domain, rng = others, rng[1:]
+
+    x = alt.X("folio_size:O", sort=folios, title="folio size", axis=alt.Axis(labelAngle=0))
+    y_title = "throughput (GB/s, log scale)"
+    colour = alt.Color(
+        "series:N",
+        scale=alt.Scale(domain=domain, range=rng),
+        title="channels (DMA) / threads (MT)",
+    )
+    tooltip = [
+        alt.Tooltip("panel:N"),
+        alt.Tooltip("series:N"),
+        alt.Tooltip("folio_size:N", title="folio size"),
+        alt.Tooltip("source:N"),
+        alt.Tooltip("gbps:Q", title="GB/s", format=".2f"),
+        alt.Tooltip("sd:Q", title="sd (GB/s)", format=".2f"),
+    ]
+    base = alt.Chart().encode(x=x, color=colour)
+    is_sim = alt.datum.source == "simulated"
+    is_pub = alt.datum.source == "published"
+    ylog = alt.Scale(type="log")
+    lines = (
+        base.transform_filter(is_sim)
+        .mark_line(strokeWidth=1.5)
+        .encode(y=alt.Y("gbps:Q", scale=ylog, title=y_title), detail="series:N")
+    )
+    points = (
+        base.transform_filter(is_sim)
+        .mark_point(filled=True, size=40)
+        .encode(y=alt.Y("gbps:Q", scale=ylog), shape=alt.Shape("source:N", title="source"))
+        .encode(tooltip=tooltip)
+    )
+    bars = base.transform_filter(is_sim).mark_rule().encode(y=alt.Y("lo:Q", scale=ylog), y2="hi:Q")
+    pub_points = (
+        base.transform_filter(is_pub)
+        .mark_point(shape="diamond", filled=False, size=90, strokeWidth=1.5, xOffset=PUBLISHED_DX)
+        .encode(
+            y=alt.Y("gbps:Q", scale=ylog),
+            shape=alt.Shape(
+                "source:N",
+                scale=alt.Scale(domain=["simulated", "published"], range=["circle", "diamond"]),
+                title="source",
+            ),
+            tooltip=tooltip,
+        )
+    )
+    pub_bars = (
+        base.transform_filter(is_pub)
+        .mark_rule(strokeDash=[2, 2], opacity=0.8, xOffset=PUBLISHED_DX)
+        .encode(y=alt.Y("lo:Q", scale=ylog), y2="hi:Q")
+    )
+    layered = alt.layer(lines, bars, points, pub_bars, pub_points, data=data)
+    return layered.properties(width=330, height=300).facet(
+        column=alt.Column("panel:N", title=None, sort=[panel_name[m] for m in offload_modes]),
+        title=alt.Title(
+            "move_pages() throughput of 1 GiB against folio size",
+            subtitle="simulated mean ± sd (filled, solid) and published mean ± sd (hollow diamonds)",
+        ),
+    )
+
+
+def speedup_heatmap(summary: pl.DataFrame) -> alt.FacetChart | alt.Chart:
+    """Speed-up over the baseline of the same folio size as a heat map, channel count x folio
+    size, values printed in the cells; simulated and (where measured) published side by side,
+    and the multi-threaded copier's simulated speed-up when it was run."""
+    s = _series(THROUGHPUT_SUMMARY.conform(summary))
+    s = s.filter(pl.col("mode").is_in(["dma", "mt"]) & pl.col("speedup").is_not_null())
+    if s.height == 0:
+        return _empty("Speed-up over baseline")
+    folios = _folio_order(s)
+    label = {"dma": "DMA", "mt": "MT"}
+    parts = []
+    for mode in ("dma", "mt"):
+        m = s.filter(pl.col("mode") == mode)
+        if m.height == 0:
+            continue
+        parts.append(
+            m.select(
+                "folio_size",
+                "lanes",
+                pl.col("speedup").alias("value"),
+                pl.lit(f"{label[mode]}, simulated").alias("panel"),
+            )
+        )
+        p = m.filter(pl.col("published_speedup").is_not_null())
+        if p.height:
+            parts.append(
+                p.select(
+                    "folio_size",
+                    "lanes",
+                    pl.col("published_speedup").alias("value"),
+                    pl.lit(f"{label[mode]}, published").alias("panel"),
+                )
+            )
+    data = pl.concat(parts)
+    panels = list(dict.fromkeys(data["panel"].to_list()))
+    lanes = sorted(set(data["lanes"].to_list()))
+    vmax = max(float(data["value"].max()), 1.01)
+    vmin = min(float(data["value"].min()), 0.99)
+    x = alt.X("folio_size:O", sort=folios, title="folio size", axis=alt.Axis(labelAngle=0))
+    y = alt.Y("lanes:O", sort=lanes, title="DMA channels / copy threads")
+    rect = (
+        alt.Chart()
+        .mark_rect()
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "value:Q",
+                title="speed-up (×)",
+                legend=alt.Legend(values=[v for v in LEGEND_SPEEDUPS if vmin <= v <= vmax]),
+                scale=alt.Scale(
+                    type="log", scheme="redblue", domain=[vmin, vmax], domainMid=1.0, reverse=False
+                ),
+            ),
+            tooltip=[
+                alt.Tooltip("panel:N"),
+                alt.Tooltip("lanes:O", title="channels / threads"),
+                alt.Tooltip("folio_size:N", title="folio size"),
+                alt.Tooltip("value:Q", title="speed-up (×)", format=".2f"),
+            ],
+        )
+    )
+    # Dark text on pale cells, white on saturated ones: the cell's position between 1x and the
+    # end of the colour scale (log), as the diverging scheme saturates.
+    lo, hi = math.log(vmin), math.log(vmax)
+    text = (
+        alt.Chart()
+        .transform_calculate(
+            far=f"log(datum.value) > 0 ? log(datum.value) / {hi!r} > 0.55"
+            f" : log(datum.value) / {lo!r} > 0.55",
+            text="format(datum.value, '.2f') + '×'",
+        )
+        .mark_text(fontSize=11)
+        .encode(
+            x=x,
+            y=y,
+            text="text:N",
+            color=alt.condition("datum.far", alt.value("white"), alt.value("black")),
+        )
+    )
+    return (
+        alt.layer(rect, text, data=data)
+        .properties(width=300, height=26 * max(len(lanes), 3))
+        .facet(
+            column=alt.Column("panel:N", title=None, sort=panels),
+            title=alt.Title(
+                "Throughput speed-up over the baseline (serial CPU copy) of the same folio size",
+                subtitle="> 1: offload is faster; < 1: slower",
+            ),
+        )
+    )
+
+
+def parity_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
+    """Simulated against published throughput for every cell with a published value, log-log,
+    with the y = x line and the mean absolute percentage error in the title."""
+    s = _series(THROUGHPUT_SUMMARY.conform(summary)).filter(pl.col("published_gbps").is_not_null())
+    if s.height == 0:
+        return _empty("Simulated against published throughput")
+    mape, cells = throughput_mape(s)
+    folios = _folio_order(s)
+    data = s.select(
+        "series",
+        "folio_size",
+        "published_gbps",
+        "mean_gbps",
+        (pl.col("rel_error") * 100).alias("error_pct"),
+        (pl.col("mean_gbps") - pl.col("sd_gbps").fill_null(0)).clip(lower_bound=1e-3).alias("y_lo"),
+        (pl.col("mean_gbps") + pl.col("sd_gbps").fill_null(0)).alias("y_hi"),
+        (pl.col("published_gbps") - pl.col("published_sd_gbps").fill_null(0))
+        .clip(lower_bound=1e-3)
+        .alias("x_lo"),
+        (pl.col("published_gbps") + pl.col("published_sd_gbps").fill_null(0)).alias("x_hi"),
+    )
+    lo = 0.8 * float(min(data["x_lo"].min(), data["y_lo"].min()))
+    hi = 1.2 * float(max(data["x_hi"].max(), data["y_hi"].max()))
+    scale = alt.Scale(type="log", domain=[lo, hi])
+    x = alt.X("published_gbps:Q", scale=scale, title="published throughput (GB/s, log)")
+    y = alt.Y("mean_gbps:Q", scale=scale, title="simulated throughput (GB/s, log)")
+    colour = alt.Color("folio_size:O", sort=folios, title="folio size")
+    diag = (
+        alt.Chart(pl.DataFrame({"a": [lo, hi]}))
+        .mark_line(color="#666666", strokeDash=[4, 4])
+        .encode(x=alt.X("a:Q", scale=scale), y=alt.Y("a:Q", scale=scale))
+    )
+    base = alt.Chart(data)
+    ybars = base.mark_rule(opacity=0.6).encode(
+        x=x, y=alt.Y("y_lo:Q", scale=scale), y2="y_hi:Q", color=colour
+    )
+    xbars = base.mark_rule(opacity=0.6).encode(
+        y=y, x=alt.X("x_lo:Q", scale=scale), x2="x_hi:Q", color=colour
+    )
+    points = base.mark_point(filled=True, size=55).encode(
+        x=x,
+        y=y,
+        color=colour,
+        shape=alt.Shape(
+            "series:N", title="row", sort=data["series"].unique(maintain_order=True).to_list()
+        ),
+        tooltip=[
+            alt.Tooltip("series:N", title="row"),
+            alt.Tooltip("folio_size:N", title="folio size"),
+            alt.Tooltip("published_gbps:Q", title="published GB/s", format=".2f"),
+            alt.Tooltip("mean_gbps:Q", title="simulated GB/s", format=".2f"),
+            alt.Tooltip("error_pct:Q", title="error (%)", format="+.1f"),
+        ],
+    )
+    title = f"Simulated against published throughput: MAPE {mape:.1f}% over {cells} cells"
+    return alt.layer(diag, ybars, xbars, points).properties(
+        width=380,
+        height=380,
+        title=alt.Title(title, subtitle="dashed: y = x; bars: ± one standard deviation"),
+    )
+
+
+_COMPACTION_PANELS = (
+    ("wall_ms", "wall time (s)", 1e-3, ".2f"),
+    ("pages_migrated", "pages migrated (millions)", 1e-6, ".3f"),
+    ("hog_iterations", "CPU-hog iterations (billions)", 1e-9, ".2f"),
+)
+
+
+def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
+    """Compaction modes side by side with the published ones: wall time, pages migrated,
+    the user/sys/idle CPU split and the CPU-hog's iterations (busy modes)."""
+    s = COMPACTION_SUMMARY.conform(summary)
+    if s.height == 0:
+        return _empty("Direct compaction")
+    modes = s.select("mode", "mode_order").unique().sort(["mode_order", "mode"])["mode"].to_list()
+    rows = []
+    for r in s.iter_rows(named=True):
+        if r["mean"] is not None:
+            rows.append((r["mode"], r["metric"], "simulated", r["mean"], r["sd"]))
+        if r["published"] is not None:
+            rows.append((r["mode"], r["metric"], "published", r["published"], None))
+    long = pl.DataFrame(
+        rows,
+        schema={
+            "mode": pl.String,
+            "metric": pl.String,
+            "source": pl.String,
+            "value": pl.Float64,
+            "sd": pl.Float64,
+        },
+        orient="row",
+    )
+    sources = ["simulated", "published"]
+    src_colour = alt.Color(
+        "source:N",
+        title="source",
+        scale=alt.Scale(domain=sources, range=[SOURCE_COLOURS[k] for k in sources]),
+    )
+    x = alt.X("mode:N", sort=modes, title="mode", axis=alt.Axis(labelAngle=-30))
+    offset = alt.XOffset("source:N", sort=sources)
+    panels = []
+    for metric, title, factor, fmt in _COMPACTION_PANELS:
+        colour = src_colour if not panels else src_colour.legend(None)
+        d = long.filter(pl.col("metric") == metric).with_columns(
+            (pl.col("value") * factor).alias("v"),
+            ((pl.col("value") - pl.col("sd").fill_null(0)) * factor).alias("lo"),
+            ((pl.col("value") + pl.col("sd").fill_null(0)) * factor).alias("hi"),
+        )
+        if d.height == 0:
+            continue
+        tip = [
+            alt.Tooltip("mode:N"),
+            alt.Tooltip("source:N"),
+            alt.Tooltip("v:Q", title=title, format=fmt),
+        ]
+        base = alt.Chart(d)
+        bars = base.mark_bar().encode(
+            x=x, xOffset=offset, y=alt.Y("v:Q", title=title), color=colour, tooltip=tip
+        )
+        err = (
+            base.transform_filter(alt.datum.source == "simulated")
+            .mark_rule()
+            .encode(x=x, xOffset=offset, y="lo:Q", y2="hi:Q")
+        )
+        panels.append(alt.layer(bars, err).properties(width=170, height=220, title=title))
+    cpu = long.filter(pl.col("metric").is_in(["user_pct", "sys_pct", "idle_pct"])).with_columns(
+        pl.col("metric").str.replace("_pct", "").alias("state"),
+        pl.format("{} · {}", pl.col("mode"), pl.col("source")).alias("bar"),
+    )
+    if cpu.height:
+        states = ["user", "sys", "idle"]
+        bar_order = [f"{m} · {src}" for m in modes for src in sources]
+        cpu_panel = (
+            alt.Chart(cpu)
+            .mark_bar()
+            .encode(
+                y=alt.Y("bar:N", sort=bar_order, title="mode · source"),
+                x=alt.X("value:Q", title="CPU time (%)", stack="zero"),
+                color=alt.Color(
+                    "state:N",
+                    title="CPU state",
+                    scale=alt.Scale(domain=states, range=[CPU_COLOURS[k] for k in states]),
+                ),
+                order=alt.Order("state_order:Q"),
+                tooltip=[
+                    alt.Tooltip("mode:N"),
+                    alt.Tooltip("source:N"),
+                    alt.Tooltip("state:N", title="CPU state"),
+                    alt.Tooltip("value:Q", title="CPU time (%)", format=".2f"),
+                ],
+            )
+            .transform_calculate(
+                state_order="datum.state == 'user' ? 0 : datum.state == 'sys' ? 1 : 2"
+            )
+            .properties(width=220, height=220, title="CPU split: user / sys / idle (%)")
+        )
+        panels.append(cpu_panel)
+    return (
+        alt.hconcat(*panels)
+        .resolve_scale(color="independent")
+        .properties(
+            title=alt.Title(
+                "Direct compaction: simulated modes beside the published ones",
+                subtitle="bars: simulated (blue, ± sd where several runs) and published (grey)",
+            )
+        )
+    )
+
+
+BUILDERS: dict[str, Callable[[pl.DataFrame], alt.TopLevelMixin]] = {
+    "throughput": throughput_chart,
+    "speedup": speedup_heatmap,
+    "parity": parity_chart,
+    "compaction": compaction_chart,
+}
+
+
+def save_chart(
+    chart: alt.TopLevelMixin, stem: str | os.PathLike, *, png_scale: float = 2.0
+) -> None:
+    """Write `stem`.html (Vega, Vega-Lite and vega-embed inlined: opens offline), `stem`.svg and
+    `stem`.png, each through a temporary file renamed into place."""
+    stem = Path(stem)
+    buf = io.StringIO()
+    chart.save(buf, format="html", inline=True, embed_options=EMBED_OPTIONS)
+    atomic_write_text(stem.with_suffix(".html"), buf.getvalue())
+    buf = io.StringIO()
+    chart.save(buf, format="svg")
+    atomic_write_text(stem.with_suffix(".svg"), buf.getvalue())
+    raw = io.BytesIO()
+    chart.save(raw, format="png", scale_factor=png_scale)
+    atomic_write_bytes(stem.with_suffix(".png"), raw.getvalue())
+
+
+__all__ = [
+    "BUILDERS",
+    "COMPACTION_METRICS",
+    "compaction_chart",
+    "parity_chart",
+    "save_chart",
+    "speedup_heatmap",
+    "throughput_chart",
+]

@@ -1,0 +1,551 @@
+"""What the Snakemake workflow calls: configuration checks, the job matrix, per-job seeds and
+one function per job (simulate one row of the throughput table, one compaction mode, aggregate,
+draw, tabulate). The workflow's scripts only translate ``snakemake.input/params/output`` into
+one call of a function here, so every job also runs from Python or a test.
+
+Job granularity: one throughput job per row of the published table (mode x channel count, or
+x thread count), with its folio sizes and trials inside, so that adding a channel count adds
+one job and leaves the others alone; one compaction job per mode, with its runs inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
+
+PAGEBLOCK_BYTES = PAGEBLOCK_NR_PAGES * PAGE_SIZE  # 2 MiB: one order-9 allocation
+
+# Entry modules of each simulation job: their migsim imports are followed to list the source
+# files a job depends on (see engine_sources).
+ENGINE_ROOTS = {
+    "fragment": ("fragment", "platform"),
+    "throughput": ("experiments.throughput", "tables"),
+    "compaction": ("experiments.compaction", "fragment", "tables"),
+}
+
+FIGURES = ("throughput", "speedup", "parity", "compaction")
+FIGURE_FORMATS = ("html", "svg", "png")
+
+_ROW_RE = re.compile(r"^(?:(baseline)|(dma)-(\d+)ch|(mt)-(\d+)t)$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+def config_hash(obj: Any) -> str:
+    """Short, stable hash of a JSON-serialisable object (key order does not matter)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def cell_seed(base_seed: int, *key: Any) -> int:
+    """Seed of one cell or run, derived from the configured seed and the cell's key, so that
+    cells have independent noise, and adding a cell changes no other cell's numbers."""
+    blob = json.dumps([int(base_seed), *key], separators=(",", ":"), default=str).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
+
+
+def explain_validation_error(err: BaseException) -> str:
+    """One line naming the config key of a jsonschema ValidationError (or the error text)."""
+    path = list(getattr(err, "absolute_path", []) or [])
+    message = getattr(err, "message", str(err))
+    validator = getattr(err, "validator", None)
+    if validator == "required":
+        m = re.match(r"'([^']+)' is a required property", message)
+        if m:
+            path.append(m.group(1))
+            message = "missing required key"
+    elif validator == "additionalProperties":
+        extra = re.findall(r"'([^']+)'", message)
+        if extra:
+            path.append(extra[0])
+        allowed = ", ".join(sorted(getattr(err, "schema", {}).get("properties", {})))
+        message = f"unknown key; allowed keys here: {allowed}"
+    elif validator in ("enum", "oneOf", "pattern", "type"):
+        about = getattr(err, "schema", {}).get("description")
+        if about:
+            message += f" ({about})"
+    key = _format_key(path) or "(top level)"
+    return f"config: {key}: {message}"
+
+
+def coerce_config(config: Any, schema: Mapping, root: Mapping | None = None) -> Any:
+    """A copy of `config` where strings stand for numbers the schema asks for converted to
+    them: ``snakemake --config 'throughput={channels: [1, 2]}'`` reads nested values as
+    strings (YAML base loader). Anything else is left for the schema to judge."""
+    root = schema if root is None else root
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        return coerce_config(config, target, root)
+    kind = schema.get("type")
+    if isinstance(config, str):
+        text = config.strip()
+        if kind == "integer" and re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+        if kind == "number" and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
+            return float(text)
+        if kind == "boolean" and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        return config
+    if isinstance(config, Mapping):
+        props = schema.get("properties", {})
+        return {k: coerce_config(v, props[k], root) if k in props else v for k, v in config.items()}
+    if isinstance(config, list) and isinstance(schema.get("items"), Mapping):
+        return [coerce_config(v, schema["items"], root) for v in config]
+    return config
+
+
+def _format_key(path: Sequence[Any]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def check_config(config: Mapping) -> None:
+    """Checks the JSON schema cannot express; raises ConfigError naming the key."""
+    tp = config["throughput"]
+    total = parse_size(tp["total_bytes"], name="throughput.total_bytes")
+    for i, fs in enumerate(tp["folio_sizes"]):
+        fb = parse_size(fs, name=f"throughput.folio_sizes[{i}]")
+        if total % fb:
+            raise ConfigError(
+                f"config: throughput.total_bytes: {tp['total_bytes']} is not a multiple of "
+                f"folio size {fs}"
+            )
+    fr = config["fragmentation"]
+    node = parse_size(fr["node_bytes"], name="fragmentation.node_bytes")
+    if node % PAGEBLOCK_BYTES or node < 2 * PAGEBLOCK_BYTES:
+        raise ConfigError(
+            f"config: fragmentation.node_bytes: must be a whole number of 2M pageblocks, at "
+            f"least 4M; got {fr['node_bytes']}"
+        )
+    need = config["compaction"]["allocations"] * PAGEBLOCK_BYTES
+    if need >= node:
+        raise ConfigError(
+            f"config: compaction.allocations: {config['compaction']['allocations']} order-9 "
+            f"allocations need {format_size(need)}, more than the node "
+            f"(fragmentation.node_bytes = {fr['node_bytes']})"
+        )
+
+
+def check_against_platform(config: Mapping, platform_path: str) -> None:
+    """Checks that need the platform file (which must exist and be valid): channel and thread
+    counts within what the platform has. Raises ValueError naming the key."""
+    from .platform import load_platform
+
+    platform = load_platform(platform_path)
+    limits = (
+        ("throughput.channels", config["throughput"]["channels"], platform.dma.max_channels_count),
+        ("throughput.threads", config["throughput"]["threads"], platform.mt.max_threads_count),
+        (
+            "compaction.channels",
+            [config["compaction"]["channels"]],
+            platform.dma.max_channels_count,
+        ),
+    )
+    for key, values, top in limits:
+        for i, v in enumerate(values):
+            if v > top:
+                where = key if key.startswith("compaction") else f"{key}[{i}]"
+                raise ConfigError(
+                    f"config: {where}: {v} is more than the platform {platform.name} has "
+                    f"(at most {top})"
+                )
+
+
+def resolve_path(path: str | os.PathLike, basedir: str | os.PathLike) -> str:
+    """A configured file path: as given if it exists relative to the working directory,
+    else relative to the workflow's directory (so ``--directory`` runs find the repo's files)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    alt = Path(basedir) / p
+    return str(alt) if alt.exists() else str(p)
+
+
+def engine_sources(*roots: str) -> list[str]:
+    """The migsim source files a simulation job depends on (Snakemake does not track imported
+    packages): the modules `roots` (dotted names below migsim, e.g. ``experiments.throughput``)
+    and every migsim module they import, directly or not, plus this module (the job functions).
+    Modules that do not exist (yet) are skipped."""
+    pkg = Path(__file__).resolve().parent
+    seen: set[Path] = set()
+    todo = [_module_file(pkg, r) for r in roots]
+    while todo:
+        f = todo.pop()
+        if f is None or f in seen or not f.is_file():
+            continue
+        seen.add(f)
+        todo += [_module_file(pkg, m) for m in _imported_modules(pkg, f)]
+    seen.add(Path(__file__).resolve())
+    return sorted(str(f) for f in seen)
+
+
+def all_engine_sources() -> list[str]:
+    """Every migsim module except the presentation ones (figures*, report*, cli*): the
+    conservative dependency list for a rule that does not name its entry modules."""
+    pkg = Path(__file__).resolve().parent
+    skip = ("figures", "report", "cli")
+    return sorted(str(f) for f in pkg.rglob("*.py") if not f.name.startswith(skip))
+
+
+def _module_file(pkg: Path, dotted: str) -> Path | None:
+    base = pkg.joinpath(*dotted.split(".")) if dotted else pkg
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _imported_modules(pkg: Path, path: Path) -> list[str]:
+    """Dotted names (relative to the migsim package) of what `path` imports from migsim; for
+    ``from X import name`` both X and X.name (which may be a module) are listed."""
+    import ast
+
+    package = list(path.parent.relative_to(pkg).parts)  # the module's own package
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                mod = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "migsim":
+                mod = node.module.split(".")[1:]
+            else:
+                continue
+            out.append(".".join(mod))
+            out += [".".join([*mod, a.name]) for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [
+                ".".join(a.name.split(".")[1:])
+                for a in node.names
+                if a.name.split(".")[0] == "migsim"
+            ]
+    return out
+
+
+def module_source(name: str) -> str:
+    """Path of one migsim module (``figures``, ``report``, ``tables``)."""
+    return str(Path(__file__).resolve().parent / f"{name}.py")
+
+
+def experiment_digest(config: Mapping, kind: str) -> str:
+    """Configuration hash of one experiment's summary: the parameters of all its jobs and the
+    published table it is compared with (goes into the summary Parquet's metadata)."""
+    if kind == "throughput":
+        jobs = [throughput_params(config, row) for row in throughput_rows(config)]
+    elif kind == "compaction":
+        jobs = [compaction_params(config, mode) for mode in config["compaction"]["modes"]]
+    else:
+        raise ValueError(f"kind: must be throughput or compaction, got {kind!r}")
+    return config_hash({"jobs": jobs, "reference": config["reference"][kind]})
+
+
+@contextlib.contextmanager
+def job_log(path: str | os.PathLike, what: str, params: Any = None) -> Iterator[None]:
+    """Send a job's stdout and stderr to its log file, headed by what it does and its params."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        print(f"migsim {__version__}: {what}")
+        if params is not None:
+            print("params:", json.dumps(params, sort_keys=True, default=str))
+        yield
+        print("done")
+
+
+# ---------------------------------------------------------------------------------------------
+# Job matrix
+# ---------------------------------------------------------------------------------------------
+
+
+def throughput_rows(config: Mapping) -> list[str]:
+    """Job names of the throughput rows: ``baseline``, ``dma-<N>ch``, ``mt-<N>t``."""
+    tp = config["throughput"]
+    rows = []
+    for mode in tp["modes"]:
+        if mode == "baseline":
+            rows.append("baseline")
+        elif mode == "dma":
+            rows += [f"dma-{c}ch" for c in sorted(tp["channels"])]
+        elif mode == "mt":
+            rows += [f"mt-{t}t" for t in sorted(tp["threads"])]
+    return rows
+
+
+def parse_row(row: str) -> tuple[str, int | None, int | None]:
+    """``dma-4ch`` -> ("dma", 4, None); ``mt-8t`` -> ("mt", None, 8); ``baseline``."""
+    m = _ROW_RE.match(row)
+    if not m:
+        raise ValueError(f"row: not a throughput row name: {row!r}")
+    if m.group(1):
+        return "baseline", None, None
+    if m.group(2):
+        return "dma", int(m.group(3)), None
+    return "mt", None, int(m.group(5))
+
+
+def throughput_params(config: Mapping, row: str) -> dict[str, Any]:
+    """Everything one throughput row job depends on besides the platform file and the code."""
+    mode, channels, threads = parse_row(row)
+    tp = config["throughput"]
+    return {
+        "mode": mode,
+        "channels": channels,
+        "threads": threads,
+        "folio_sizes": [format_size(parse_size(s)) for s in tp["folio_sizes"]],
+        "trials": int(tp["trials"]),
+        "total_bytes": parse_size(tp["total_bytes"], name="throughput.total_bytes"),
+        "batch_limit": int(tp["batch_limit"]),
+        "fail_rate": float(tp["fail_rate"]),
+        "min_batch_bytes": int(tp["min_batch_bytes"]),
+        "seed": int(config["seed"]),
+    }
+
+
+def fragmentation_params(config: Mapping) -> dict[str, Any]:
+    """Everything the fragmented node depends on."""
+    fr = config["fragmentation"]
+    return {
+        "node_bytes": parse_size(fr["node_bytes"], name="fragmentation.node_bytes"),
+        "free_ratio": float(fr["free_ratio"]),
+        "pattern": str(fr["pattern"]),
+        "seed": cell_seed(int(config["seed"]), "fragmentation"),
+    }
+
+
+def compaction_params(config: Mapping, mode: str) -> dict[str, Any]:
+    """Everything one compaction mode job depends on besides the state file and the code."""
+    cp = config["compaction"]
+    return {
+        "mode": mode,
+        "channels": int(cp["channels"]),
+        "cluster_max": int(cp["cluster_max"]),
+        "allocations": int(cp["allocations"]),
+        "runs": int(cp["runs"]),
+        "noise": bool(cp["noise"]),
+        "fail_rate": float(cp["fail_rate"]),
+        "min_batch_bytes": int(cp["min_batch_bytes"]),
+        "seed": int(config["seed"]),
+        **{k: v for k, v in fragmentation_params(config).items() if k != "seed"},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs
+# ---------------------------------------------------------------------------------------------
+
+
+def simulate_throughput_row(platform_path: str, params: Mapping, out_path: str) -> None:
+    """One throughput row: every folio size, `trials` trials each, into one Parquet file."""
+    from .experiments.throughput import run_throughput
+    from .platform import load_platform
+    from .tables import THROUGHPUT_RUNS, write_parquet
+
+    platform = load_platform(platform_path)
+    rows: list[dict] = []
+    for label in params["folio_sizes"]:
+        folio_bytes = parse_size(label)
+        seed = cell_seed(
+            params["seed"],
+            "throughput",
+            params["mode"],
+            params["channels"],
+            params["threads"],
+            folio_bytes,
+        )
+        result = run_throughput(
+            platform,
+            mode=params["mode"],
+            folio_size=folio_bytes,
+            channels=params["channels"],
+            threads=params["threads"],
+            total_bytes=params["total_bytes"],
+            batch_limit=params["batch_limit"],
+            trials=params["trials"],
+            seed=seed,
+            fail_rate=params["fail_rate"],
+            min_batch_bytes=params["min_batch_bytes"],
+        )
+        rows += result.rows()
+    write_parquet(
+        THROUGHPUT_RUNS.frame(rows),
+        out_path,
+        THROUGHPUT_RUNS,
+        config_hash=config_hash(dict(params)),
+        seed=params["seed"],
+        extra={"platform_digest": platform.digest()},
+    )
+
+
+def fragment_node(platform_path: str, params: Mapping, out_path: str) -> None:
+    """The pipeline's first stage: build the fragmented node and save its state (.npz). The
+    platform gives the node's CPU count (per-CPU page list sizes), as in run_compaction."""
+    from . import fragment
+    from .platform import load_platform
+
+    platform = load_platform(platform_path)
+    config = fragment.FragmentConfig(
+        node_bytes=params["node_bytes"],
+        free_ratio=params["free_ratio"],
+        pattern=params["pattern"],
+        seed=params["seed"],
+    )
+    zone = fragment.fragment(config, node_cpus=platform.compaction.node_cpus_count)
+    fragment.save_state(zone, out_path, config)
+    print("fragmentation:", json.dumps(fragment.metrics(zone), sort_keys=True, default=str))
+
+
+def simulate_compaction_mode(
+    platform_path: str, state_path: str, params: Mapping, out_path: str
+) -> None:
+    """One compaction mode: `runs` runs from the saved fragmented state, into one Parquet file."""
+    from .experiments.compaction import run_compaction
+    from .platform import load_platform
+    from .tables import COMPACTION_RUNS, write_parquet
+
+    platform = load_platform(platform_path)
+    rows = []
+    for run in range(params["runs"]):
+        result = run_compaction(
+            platform,
+            mode=params["mode"],
+            channels=params["channels"],
+            cluster_max=params["cluster_max"],
+            node_bytes=params["node_bytes"],
+            allocations=params["allocations"],
+            free_ratio=params["free_ratio"],
+            pattern=params["pattern"],
+            seed=cell_seed(params["seed"], "compaction", params["mode"], run),
+            fail_rate=params["fail_rate"],
+            min_batch_bytes=params["min_batch_bytes"],
+            state=state_path,  # loaded afresh for every run: compaction changes the node
+            noise=params["noise"],
+        )
+        rows.append(result.row())
+    write_parquet(
+        COMPACTION_RUNS.frame(rows),
+        out_path,
+        COMPACTION_RUNS,
+        config_hash=config_hash(dict(params)),
+        seed=params["seed"],
+        extra={"platform_digest": platform.digest()},
+    )
+
+
+def aggregate(
+    kind: str,
+    run_paths: Sequence[str],
+    reference_path: str,
+    out_path: str,
+    *,
+    digest: str,
+    seed: int,
+) -> None:
+    """Aggregate the run files of one experiment (throughput or compaction) into its summary."""
+    fn = {"throughput": aggregate_throughput, "compaction": aggregate_compaction}[kind]
+    fn(run_paths, reference_path, out_path, config_digest=digest, seed=seed)
+
+
+def aggregate_throughput(
+    run_paths: Sequence[str], reference_path: str, out_path: str, *, config_digest: str, seed: int
+) -> None:
+    """Throughput run files + the published table -> the throughput summary Parquet."""
+    from .tables import (
+        THROUGHPUT_RUNS,
+        THROUGHPUT_SUMMARY,
+        load_reference_throughput,
+        read_runs,
+        summarise_throughput,
+        write_parquet,
+    )
+
+    runs = read_runs(run_paths, THROUGHPUT_RUNS)
+    summary = summarise_throughput(runs, load_reference_throughput(reference_path))
+    write_parquet(summary, out_path, THROUGHPUT_SUMMARY, config_hash=config_digest, seed=seed)
+
+
+def aggregate_compaction(
+    run_paths: Sequence[str], reference_path: str, out_path: str, *, config_digest: str, seed: int
+) -> None:
+    """Compaction run files + the published table -> the compaction summary Parquet."""
+    from .tables import (
+        COMPACTION_RUNS,
+        COMPACTION_SUMMARY,
+        load_reference_compaction,
+        read_runs,
+        summarise_compaction,
+        write_parquet,
+    )
+
+    runs = read_runs(run_paths, COMPACTION_RUNS)
+    summary = summarise_compaction(runs, load_reference_compaction(reference_path))
+    write_parquet(summary, out_path, COMPACTION_SUMMARY, config_hash=config_digest, seed=seed)
+
+
+def write_tables(kind: str, summary_path: str, outputs: Mapping[str, str]) -> None:
+    """Markdown + HTML tables of one experiment (`kind` = throughput or compaction): the
+    simulated table and the one with the published value and the error beside each cell.
+    `outputs` has keys md, html, vs_md, vs_html."""
+    import polars as pl
+
+    from . import tables
+
+    summary = pl.read_parquet(summary_path)
+    build = {"throughput": tables.throughput_table, "compaction": tables.compaction_table}[kind]
+    tables.write_table(build(summary), outputs["md"], outputs["html"])
+    tables.write_table(build(summary, with_published=True), outputs["vs_md"], outputs["vs_html"])
+
+
+def draw_figure(name: str, summary_path: str, out_stem: str) -> None:
+    """One figure (throughput, speedup, parity, compaction) as HTML, SVG and PNG."""
+    import polars as pl
+
+    from . import figures
+
+    summary = pl.read_parquet(summary_path)
+    figures.save_chart(figures.BUILDERS[name](summary), out_stem)
+
+
+def write_index(
+    out_path: str,
+    *,
+    figures: Sequence[str],
+    tables: Sequence[str],
+    summaries: Sequence[str],
+    config: Mapping,
+    whatif: Sequence[str] = (),
+) -> None:
+    """results/index.html: every figure and table, readable offline (and the what-if
+    studies' section when `whatif` lists their output files)."""
+    from . import report
+
+    report.write_index(
+        out_path,
+        figures=figures,
+        tables=tables,
+        summaries=summaries,
+        config=config,
+        whatif=whatif,
+    )

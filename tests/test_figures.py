@@ -1,0 +1,208 @@
+"""migsim.figures: the chart builders (pure DataFrame -> chart) and the saved files."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import polars as pl
+import pytest
+from pipeline_util import PNG_SIGNATURE, ink_fraction
+from test_tables import REF_CP, REF_TP, cp_row, tp_row
+
+from migsim import figures, tables
+from migsim.tables import COMPACTION_RUNS, THROUGHPUT_RUNS
+
+FOLIOS = ["4K", "16K", "2M"]
+
+# URLs that appear in the inlined Vega bundle or spec as identifiers, never fetched: XML
+# namespaces, the Vega-Lite schema id, links in error messages and the editor action (off).
+URL_IDENTIFIERS = re.compile(
+    r"https?://(www\.w3\.org/|vega\.github\.io/|github\.com/vega/|json-schema\.org/)"
+)
+
+
+@pytest.fixture(scope="module")
+def tp_summary() -> pl.DataFrame:
+    rows = []
+    gbps = {"4K": 3.0, "16K": 5.0, "2M": 10.0}
+    for f in FOLIOS:
+        rows += [tp_row("baseline", f, gbps[f] + d, trial=i) for i, d in enumerate((-0.1, 0.1))]
+        for ch in (1, 4):
+            rows += [
+                tp_row("dma", f, gbps[f] * ch * 0.6 + d, channels=ch, trial=i)
+                for i, d in enumerate((-0.2, 0.2))
+            ]
+        rows += [tp_row("mt", f, gbps[f] * 1.5, threads=2)]
+    return tables.summarise_throughput(
+        THROUGHPUT_RUNS.frame(rows), tables.load_reference_throughput(REF_TP)
+    )
+
+
+@pytest.fixture(scope="module")
+def cp_summary() -> pl.DataFrame:
+    runs = COMPACTION_RUNS.frame(
+        [
+            cp_row("baseline", 16000.0, pages=4_500_000, sys=99.5, idle=0.5),
+            cp_row("dma", 18000.0, pages=4_600_000, sys=76.0, idle=24.0),
+            cp_row("busy-baseline", 33000.0, hog=6.2e10, user=50.0, sys=49.9, idle=0.1),
+            cp_row("busy-dma", 32000.0, hog=6.6e10, user=56.0, sys=43.9, idle=0.1),
+        ]
+    )
+    return tables.summarise_compaction(runs, tables.load_reference_compaction(REF_CP))
+
+
+def _walk(obj):
+    """Every dict inside a Vega-Lite spec."""
+    if isinstance(obj, dict):
+        yield obj
+        for v in obj.values():
+            yield from _walk(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk(v)
+
+
+def _datasets(spec: dict) -> list[dict]:
+    return [row for rows in spec.get("datasets", {}).values() for row in rows]
+
+
+def _encodings(spec: dict, channel: str) -> list[dict]:
+    return [
+        d["encoding"][channel]
+        for d in _walk(spec)
+        if isinstance(d.get("encoding"), dict) and channel in d["encoding"]
+    ]
+
+
+def test_throughput_chart(tp_summary):
+    spec = figures.throughput_chart(tp_summary).to_dict()  # to_dict validates the schema
+    xs = [e for e in _encodings(spec, "x") if e.get("field") == "folio_size"]
+    assert xs and all(e["sort"] == FOLIOS for e in xs)  # 4K..2M in size order, not A-Z
+    titles = [e.get("title") for e in _encodings(spec, "y") if e.get("title")]
+    assert any("GB/s" in t for t in titles)
+    assert any(e.get("title") == "folio size" for e in xs)
+    data = _datasets(spec)
+    published = [r for r in data if r["source"] == "published"]
+    # published baseline 4K of the reference table is overlaid as such
+    assert any(
+        r["series"] == "baseline" and r["folio_size"] == "4K" and r["gbps"] == 3.55
+        for r in published
+    )
+    sim = [r for r in data if r["source"] == "simulated" and r["series"] == "4 ch"]
+    assert {r["folio_size"] for r in sim} == set(FOLIOS)
+    # error bars span mean ± sd (sd of 2 trials at ±0.2 is 0.2828...)
+    r = next(r for r in sim if r["folio_size"] == "2M")
+    assert r["hi"] - r["lo"] == pytest.approx(2 * 0.2 * 2**0.5)
+    assert {r["panel"] for r in data} == {"DMA offload (dcbm)", "multi-threaded copy"}
+
+
+def test_speedup_heatmap_prints_values(tp_summary):
+    spec = figures.speedup_heatmap(tp_summary).to_dict()
+    data = _datasets(spec)
+    cell = next(
+        r
+        for r in data
+        if r["panel"] == "DMA, simulated" and r["lanes"] == 4 and r["folio_size"] == "2M"
+    )
+    assert cell["value"] == pytest.approx(24.0 / 10.0)  # 10 * 4 * 0.6 over the baseline's 10
+    pub = next(
+        r
+        for r in data
+        if r["panel"] == "DMA, published" and r["lanes"] == 4 and r["folio_size"] == "2M"
+    )
+    assert pub["value"] == pytest.approx(27.16 / 10.88)
+    marks = [d.get("mark") for d in _walk(spec) if "mark" in d]
+    assert any((m if isinstance(m, str) else m.get("type")) == "text" for m in marks)
+    assert "format(datum.value, '.2f')" in json.dumps(spec)
+
+
+def test_parity_chart_title_has_the_mape(tp_summary):
+    pub = tp_summary.filter(pl.col("published_gbps").is_not_null())
+    expected = sum(
+        abs(m / p - 1) for m, p in zip(pub["mean_gbps"], pub["published_gbps"], strict=True)
+    )
+    expected = 100 * expected / pub.height
+    spec = figures.parity_chart(tp_summary).to_dict()
+    assert f"MAPE {expected:.1f}% over {pub.height} cells" in spec["title"]["text"]
+    lines = [
+        d
+        for d in _walk(spec)
+        if d.get("mark", {}) == {"type": "line", "color": "#666666", "strokeDash": [4, 4]}
+    ]
+    assert lines, "no y = x line"
+    assert any("published" in (e.get("title") or "") for e in _encodings(spec, "x"))
+
+
+def test_compaction_chart_shows_published_beside_simulated(cp_summary):
+    spec = figures.compaction_chart(cp_summary).to_dict()
+    data = _datasets(spec)
+    walls = {(r["mode"], r["source"]): r["v"] for r in data if r.get("metric") == "wall_ms"}
+    assert walls[("dma", "simulated")] == pytest.approx(18.0)  # seconds
+    assert walls[("dma", "published")] == pytest.approx(18.887)
+    hogs = {(r["mode"], r["source"]) for r in data if r.get("metric") == "hog_iterations"}
+    assert hogs == {
+        (m, s) for m in ("busy-baseline", "busy-dma") for s in ("simulated", "published")
+    }
+    states = {r["state"] for r in data if "state" in r}
+    assert states == {"user", "sys", "idle"}
+    text = json.dumps(spec)
+    for title in ("wall time (s)", "CPU time (%)", "CPU-hog iterations (billions)"):
+        assert title in text
+
+
+def test_builders_accept_empty_summaries():
+    empty_tp = pl.DataFrame(schema=tables.THROUGHPUT_SUMMARY.polars_schema())
+    empty_cp = pl.DataFrame(schema=tables.COMPACTION_SUMMARY.polars_schema())
+    for name, builder in figures.BUILDERS.items():
+        spec = builder(empty_cp if name == "compaction" else empty_tp).to_dict()
+        assert "no data" in json.dumps(spec)
+
+
+def check_figure_files(stem: Path) -> None:
+    """The three files of one figure: SVG is XML, PNG is a valid, non-blank image, HTML holds
+    the inlined spec and the Vega bundle and loads nothing from the network."""
+    svg = stem.with_suffix(".svg").read_text()
+    root = ET.fromstring(svg)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert len(list(root.iter())) > 50  # drawn marks, not an empty canvas
+    png = stem.with_suffix(".png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    assert ink_fraction(png) > 0.01  # more than 1% of the pixels are not background
+    html = stem.with_suffix(".html").read_text()
+    m = re.search(r"const spec = (\{.*?\});\n", html, flags=re.S)
+    assert m, "no inlined spec"
+    spec = json.loads(m.group(1))
+    assert spec.get("datasets") or spec.get("data")
+    assert "vegaEmbed" in html and "vega-embed" in html  # the bundle itself is inlined
+    assert not re.search(r"<script[^>]+src=", html), "external script"
+    assert not re.search(r"<link[^>]+href=", html), "external stylesheet"
+    urls = re.findall(r"https?://[^\s\"'<>()\\]+", html)
+    fetched = [u for u in urls if not URL_IDENTIFIERS.match(u)]
+    assert not fetched, f"network URLs in {stem.name}.html: {fetched[:5]}"
+
+
+def test_save_chart_writes_three_formats(tmp_path, tp_summary, cp_summary):
+    for name, builder in figures.BUILDERS.items():
+        chart = builder(cp_summary if name == "compaction" else tp_summary)
+        figures.save_chart(chart, tmp_path / name)
+        check_figure_files(tmp_path / name)
+        spec = json.loads(
+            re.search(
+                r"const spec = (\{.*?\});\n", (tmp_path / f"{name}.html").read_text(), re.S
+            ).group(1)
+        )
+        assert spec == chart.to_dict()  # the HTML holds exactly this chart
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{n}.{ext}" for n in figures.BUILDERS for ext in ("html", "svg", "png")
+    )
+
+
+def test_saved_files_are_deterministic(tmp_path, tp_summary):
+    chart = figures.parity_chart(tp_summary)
+    figures.save_chart(chart, tmp_path / "a")
+    figures.save_chart(figures.parity_chart(tp_summary), tmp_path / "b")
+    for ext in ("html", "svg", "png"):
+        assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes()

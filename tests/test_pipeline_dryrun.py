@@ -1,0 +1,147 @@
+"""The dry-run plan (`snakemake -n`): the default jobs, and which jobs a change reruns.
+
+Changing one configuration value reruns only the jobs it affects; adding a channel count adds
+one throughput job; the platform file and the engine's source files are inputs of the
+simulations (Snakemake does not track imported packages); presentation code is not."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+from pipeline_util import SMOKE_ARGS, copy_workflow, plan, rule_counts, smoke_run
+
+SIMULATIONS = ("fragment", "throughput", "compaction")
+THROUGHPUT_DOWNSTREAM = {
+    "aggregate_throughput",
+    "figure_throughput",
+    "figure_speedup",
+    "figure_parity",
+    "tables_throughput",
+}
+COMPACTION_DOWNSTREAM = {"aggregate_compaction", "figure_compaction", "tables_compaction"}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return smoke_run(tmp_path_factory)
+
+
+def sim_jobs(jobs) -> dict[str, list[str]]:
+    """Simulation jobs of a plan: rule -> names of their outputs."""
+    out: dict[str, list[str]] = {}
+    for rule, outputs in jobs:
+        if rule in SIMULATIONS:
+            out.setdefault(rule, []).extend(Path(o).stem for o in outputs)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def rules(jobs) -> set[str]:
+    return {rule for rule, _ in jobs}
+
+
+@contextmanager
+def edited(path: Path):
+    """Edit `path` (append a comment line, mtime 1 h ahead: Snakemake compares checksums as
+    well as times), restoring its content and times afterwards."""
+    st, text = path.stat(), path.read_bytes()
+    path.write_bytes(text + b"\n# edited by a test\n")
+    os.utime(path, (st.st_atime + 3600, st.st_mtime + 3600))
+    try:
+        yield
+    finally:
+        path.write_bytes(text)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_default_plan_lists_every_job(tmp_path):
+    work = copy_workflow(tmp_path / "w", with_src=False)
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    tp, cp = config["throughput"], config["compaction"]
+    counts = rule_counts(plan(work))
+    assert counts["fragment"] == 1
+    assert counts["throughput"] == 1 + len(tp["channels"]) + len(tp["threads"])  # 13 rows
+    assert counts["compaction"] == len(cp["modes"]) == 4
+    for rule in THROUGHPUT_DOWNSTREAM | COMPACTION_DOWNSTREAM | {"index", "all"}:
+        assert counts[rule] == 1, rule
+    assert not (work / "results").exists()  # a dry run writes nothing
+
+
+def test_nothing_to_do_after_a_run(work):
+    jobs = plan(work, *SMOKE_ARGS)
+    assert jobs == []
+
+
+def test_adding_a_channel_count_runs_only_the_new_job(work):
+    jobs = plan(work, *SMOKE_ARGS, "--config", "throughput={channels: [1, 4, 8]}")
+    assert sim_jobs(jobs) == {"throughput": ["dma-8ch"]}
+    # the new row, then what summarises it; nothing else of the workflow reruns
+    assert rule_counts(jobs) == {"throughput": 1, "index": 1, "all": 1} | dict.fromkeys(
+        THROUGHPUT_DOWNSTREAM, 1
+    )
+
+
+def test_changing_cluster_max_reruns_only_compaction(work):
+    jobs = plan(work, *SMOKE_ARGS, "--config", "compaction={cluster_max: 64}")
+    assert sim_jobs(jobs) == {
+        "compaction": ["baseline", "busy-baseline", "busy-dma", "dma"],
+    }
+    assert rules(jobs) >= COMPACTION_DOWNSTREAM
+    assert not (THROUGHPUT_DOWNSTREAM & rules(jobs))
+
+
+def test_changing_the_fragmentation_reruns_fragment_and_compaction(work):
+    jobs = plan(work, *SMOKE_ARGS, "--config", "fragmentation={free_ratio: 0.25}")
+    assert sim_jobs(jobs) == {
+        "fragment": ["fragmentation"],
+        "compaction": ["baseline", "busy-baseline", "busy-dma", "dma"],
+    }
+    assert not (THROUGHPUT_DOWNSTREAM & rules(jobs))
+
+
+def test_changing_trials_reruns_every_throughput_row(work):
+    jobs = plan(work, *SMOKE_ARGS, "--config", "throughput={trials: 4}")
+    assert sim_jobs(jobs) == {"throughput": ["baseline", "dma-1ch", "dma-4ch", "mt-2t"]}
+
+
+def test_editing_the_platform_file_reruns_the_simulations(work):
+    with edited(work / "config" / "platforms" / "epyc-zen3-ptdma.yaml"):
+        jobs = plan(work, *SMOKE_ARGS)
+    assert sim_jobs(jobs) == {
+        "fragment": ["fragmentation"],  # the node's CPU count sizes the per-CPU lists
+        "throughput": ["baseline", "dma-1ch", "dma-4ch", "mt-2t"],
+        "compaction": ["baseline", "busy-baseline", "busy-dma", "dma"],
+    }
+
+
+def test_editing_engine_code_reruns_the_simulations(work):
+    with edited(work / "src" / "migsim" / "copiers.py"):
+        jobs = plan(work, *SMOKE_ARGS)
+    sims = sim_jobs(jobs)
+    assert sims["throughput"] == ["baseline", "dma-1ch", "dma-4ch", "mt-2t"]
+    assert sims["compaction"] == ["baseline", "busy-baseline", "busy-dma", "dma"]
+
+
+def test_editing_figure_code_redraws_only_the_figures(work):
+    with edited(work / "src" / "migsim" / "figures.py"):
+        jobs = plan(work, *SMOKE_ARGS)
+    assert sim_jobs(jobs) == {}
+    mine = rules(jobs) - {"all", "index"}
+    assert {r for r in mine if not r.startswith("whatif")} == {
+        "figure_throughput",
+        "figure_speedup",
+        "figure_parity",
+        "figure_compaction",
+    }
+
+
+def test_configfile_and_config_overrides_reach_the_jobs(work, tmp_path):
+    extra = tmp_path / "more.yaml"
+    extra.write_text("throughput:\n  folio_sizes: [4K, 64K, 2M]\n")
+    jobs = plan(work, *SMOKE_ARGS, str(extra))  # a second --configfile, merged over the first
+    assert sim_jobs(jobs) == {"throughput": ["baseline", "dma-1ch", "dma-4ch", "mt-2t"]}
+    sims = sim_jobs(plan(work, *SMOKE_ARGS, "--config", "seed=2"))
+    assert set(sims) == {"fragment", "throughput", "compaction"}  # the seed changes every job

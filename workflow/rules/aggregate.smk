@@ -1,0 +1,42 @@
+# Stage 3: Polars aggregation of the run files into summary Parquet files.
+
+
+localrules:
+    aggregate_throughput,
+    aggregate_compaction,
+
+
+rule aggregate_throughput:
+    input:
+        runs=expand(f"{RESULTS}/runs/throughput/{{row}}.parquet", row=THROUGHPUT_ROWS),
+        reference=REFERENCE["throughput"],
+        code=[mp.module_source("tables"), mp.module_source("pipeline")],
+    output:
+        summary=f"{RESULTS}/summary/throughput.parquet",
+    log:
+        f"{RESULTS}/logs/aggregate/throughput.log",
+    params:
+        kind="throughput",
+        digest=mp.experiment_digest(config, "throughput"),
+        seed=config["seed"],
+    script:
+        "../scripts/aggregate.py"
+
+
+rule aggregate_compaction:
+    input:
+        runs=expand(
+            f"{RESULTS}/runs/compaction/{{mode}}.parquet", mode=COMPACTION_MODES
+        ),
+        reference=REFERENCE["compaction"],
+        code=[mp.module_source("tables"), mp.module_source("pipeline")],
+    output:
+        summary=f"{RESULTS}/summary/compaction.parquet",
+    log:
+        f"{RESULTS}/logs/aggregate/compaction.log",
+    params:
+        kind="compaction",
+        digest=mp.experiment_digest(config, "compaction"),
+        seed=config["seed"],
+    script:
+        "../scripts/aggregate.py"

@@ -1,0 +1,78 @@
+# Shared helpers of the migsim workflow: configuration check, paths and the job matrix.
+# All logic lives in migsim.pipeline; this file only binds it to Snakemake.
+import os
+
+import migsim.pipeline as mp
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# Check the configuration before any job: one line naming the key and the allowed values.
+# (Numbers given as nested --config values arrive as strings: convert them first.)
+SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+with open(SCHEMA) as fh:
+    config.update(mp.coerce_config(config, yaml.safe_load(fh)))
+try:
+    validate(config, "../schemas/config.schema.yaml", set_default=False)
+except WorkflowError as err:
+    cause = err.__context__
+    raise WorkflowError(
+        mp.explain_validation_error(cause) if cause else str(err)
+    ) from None
+try:
+    mp.check_config(config)
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
+
+
+RESULTS = "results"
+PLATFORM = mp.resolve_path(config["platform"], workflow.basedir)
+try:
+    mp.check_against_platform(config, PLATFORM)
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
+REFERENCE = {
+    kind: mp.resolve_path(path, workflow.basedir)
+    for kind, path in config["reference"].items()
+}
+# Snakemake does not track imported packages: each simulation depends on the migsim source
+# files it imports (found by following the imports of its entry modules) and reruns when one
+# changes; editing a figure or the report does not rerun simulations.
+ENGINE_FOR = {
+    stage: mp.engine_sources(*roots) for stage, roots in mp.ENGINE_ROOTS.items()
+}
+# Every engine module (for a rule that does not name its entry modules).
+ENGINE = mp.all_engine_sources()
+THROUGHPUT_ROWS = mp.throughput_rows(config)
+COMPACTION_MODES = list(config["compaction"]["modes"])
+FIGURES = {
+    "throughput": "throughput",
+    "speedup": "throughput",
+    "parity": "throughput",
+    "compaction": "compaction",
+}
+TABLES = {
+    "throughput": ["throughput", "throughput_vs_published"],
+    "compaction": ["compaction", "compaction_vs_published"],
+}
+
+
+def figure_files():
+    return expand(
+        f"{RESULTS}/figures/{{name}}.{{fmt}}", name=FIGURES, fmt=mp.FIGURE_FORMATS
+    )
+
+
+def table_files():
+    names = [name for names in TABLES.values() for name in names]
+    return expand(f"{RESULTS}/tables/{{name}}.{{fmt}}", name=names, fmt=["md", "html"])
+
+
+def summary_files():
+    return expand(
+        f"{RESULTS}/summary/{{kind}}.parquet", kind=["throughput", "compaction"]
+    )
+
+
+def default_targets():
+    return [f"{RESULTS}/index.html", *summary_files(), *figure_files(), *table_files()]

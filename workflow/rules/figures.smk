@@ -1,0 +1,92 @@
+# Stage 4: figures (Altair), each as offline HTML, SVG and PNG; the SVG goes into the report.
+
+
+localrules:
+    figure_throughput,
+    figure_speedup,
+    figure_parity,
+    figure_compaction,
+
+
+rule figure_throughput:
+    input:
+        summary=rules.aggregate_throughput.output.summary,
+        code=mp.module_source("figures"),
+    output:
+        html=f"{RESULTS}/figures/throughput.html",
+        svg=report(
+            f"{RESULTS}/figures/throughput.svg",
+            caption="../report/figure_throughput.rst",
+            category="Throughput",
+            subcategory="Figures",
+        ),
+        png=f"{RESULTS}/figures/throughput.png",
+    log:
+        f"{RESULTS}/logs/figures/throughput.log",
+    params:
+        name="throughput",
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_speedup:
+    input:
+        summary=rules.aggregate_throughput.output.summary,
+        code=mp.module_source("figures"),
+    output:
+        html=f"{RESULTS}/figures/speedup.html",
+        svg=report(
+            f"{RESULTS}/figures/speedup.svg",
+            caption="../report/figure_speedup.rst",
+            category="Throughput",
+            subcategory="Figures",
+        ),
+        png=f"{RESULTS}/figures/speedup.png",
+    log:
+        f"{RESULTS}/logs/figures/speedup.log",
+    params:
+        name="speedup",
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_parity:
+    input:
+        summary=rules.aggregate_throughput.output.summary,
+        code=mp.module_source("figures"),
+    output:
+        html=f"{RESULTS}/figures/parity.html",
+        svg=report(
+            f"{RESULTS}/figures/parity.svg",
+            caption="../report/figure_parity.rst",
+            category="Throughput",
+            subcategory="Figures",
+        ),
+        png=f"{RESULTS}/figures/parity.png",
+    log:
+        f"{RESULTS}/logs/figures/parity.log",
+    params:
+        name="parity",
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_compaction:
+    input:
+        summary=rules.aggregate_compaction.output.summary,
+        code=mp.module_source("figures"),
+    output:
+        html=f"{RESULTS}/figures/compaction.html",
+        svg=report(
+            f"{RESULTS}/figures/compaction.svg",
+            caption="../report/figure_compaction.rst",
+            category="Compaction",
+            subcategory="Figures",
+        ),
+        png=f"{RESULTS}/figures/compaction.png",
+    log:
+        f"{RESULTS}/logs/figures/compaction.log",
+    params:
+        name="compaction",
+    script:
+        "../scripts/figure.py"

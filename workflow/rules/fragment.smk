@@ -1,0 +1,22 @@
+# Stage 1: the fragmented NUMA node every compaction mode starts from.
+
+
+rule fragment:
+    input:
+        platform=PLATFORM,
+        engine=ENGINE_FOR["fragment"],
+    output:
+        state=f"{RESULTS}/state/fragmentation.npz",
+    log:
+        f"{RESULTS}/logs/fragment.log",
+    benchmark:
+        f"{RESULTS}/logs/benchmarks/fragment.tsv"
+    threads: 1
+    # measured (results/logs/benchmarks): < 10 s and < 250 MB peak RSS at full scale
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        fragmentation=mp.fragmentation_params(config),
+    script:
+        "../scripts/fragment.py"

@@ -1,0 +1,25 @@
+# Stage 2a: the move_pages() throughput experiment, one job per row of the published table
+# (baseline, each DMA channel count, each copy-thread count) with its folio sizes and trials.
+
+
+rule throughput:
+    input:
+        platform=PLATFORM,
+        engine=ENGINE_FOR["throughput"],
+    output:
+        runs=f"{RESULTS}/runs/throughput/{{row}}.parquet",
+    log:
+        f"{RESULTS}/logs/throughput/{{row}}.log",
+    benchmark:
+        f"{RESULTS}/logs/benchmarks/throughput/{{row}}.tsv"
+    wildcard_constraints:
+        row=r"baseline|dma-\d+ch|mt-\d+t",
+    threads: 1
+    # measured (results/logs/benchmarks): < 10 s and < 250 MB peak RSS at full scale
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        cell=lambda wildcards: mp.throughput_params(config, wildcards.row),
+    script:
+        "../scripts/throughput.py"

@@ -36,7 +36,9 @@ def test_low_latency_engine_scales_only_the_named_parameters(platform):
         for key, value in params.items():
             got = fast.as_dict()[sec][key]
             if sec == "dma" and key in w.LATENCY_PARAMS:
-                assert got == pytest.approx(value * 0.25, rel=1e-12), key
+                # times are multiplied by the scale, rates (GB/s) divided by it
+                want = value / 0.25 if key.endswith("_gbps") else value * 0.25
+                assert got == pytest.approx(want, rel=1e-12), key
             else:
                 assert got == value, f"{sec}.{key}"
     rate = w.low_latency_engine(platform, 0.5, ["ramp_gbps"])
@@ -258,7 +260,7 @@ FINDINGS_CASES = {
     "engine_class": {
         "kwargs": {
             "latency_scales": [1.0, 0.25],
-            "latency_params": ["ramp_kb", "call_setup_us", "irq_wakeup_us"],
+            "latency_params": ["ramp_gbps", "call_setup_us", "irq_wakeup_us"],
             "channels": [1, 4],
             "folio_sizes": ["4K", "64K", "2M"],
             "trials": 2,

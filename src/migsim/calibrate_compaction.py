@@ -24,8 +24,9 @@ import numpy as np
 import polars as pl
 from scipy.optimize import least_squares
 
+from .atomic import atomic_write_text
 from .experiments.compaction import DEFAULT_CHANNELS, MODES, CompactionResult, simulate
-from .platform import Platform, atomic_write_text, save_platform
+from .platform import Platform, save_platform
 
 # Priors: values the baseline row cannot determine, with the reason for each value.
 STAGE2_PRIORS: dict[str, dict[str, float]] = {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .platform import DEFAULT_PLATFORM, atomic_write_text
+from .atomic import atomic_write_text
+from .platform import DEFAULT_PLATFORM
 
 REFERENCE_DIR = Path(DEFAULT_PLATFORM).parents[1] / "reference"
 

@@ -18,12 +18,11 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 
+from .atomic import atomic_write_bytes, atomic_write_text
 from .tables import (
     COMPACTION_METRICS,
     COMPACTION_SUMMARY,
     THROUGHPUT_SUMMARY,
-    atomic_write_bytes,
-    atomic_write_text,
     throughput_mape,
 )
 from .units import format_size

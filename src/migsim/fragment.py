@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_open
 from .units import MAX_PAGE_ORDER, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, format_size
 from .zone import (
     FREE,
@@ -227,7 +227,6 @@ def save_state(zone: Zone, path: str | os.PathLike, config: FragmentConfig | Non
     if zone.pcp.count:
         raise ValueError("zone: drain the per-CPU lists before saving the state")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": STATE_FORMAT,
         "nr_pages": zone.nr_pages,
@@ -235,24 +234,17 @@ def save_state(zone: Zone, path: str | os.PathLike, config: FragmentConfig | Non
         "pcp_batch": zone.pcp.batch,
         "config": asdict(config.resolved()) if config is not None else None,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as fh:
-            moved = np.flatnonzero(zone.tag_delta)  # sparse: most pages never moved
-            np.savez(
-                fh,
-                state=zone.state,
-                tag_idx=moved,
-                tag_val=zone.tag_delta[moved],
-                migratetype=zone.migratetype,
-                skip=zone.skip,
-                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        moved = np.flatnonzero(zone.tag_delta)  # sparse: most pages never moved
+        np.savez(
+            fh,
+            state=zone.state,
+            tag_idx=moved,
+            tag_val=zone.tag_delta[moved],
+            migratetype=zone.migratetype,
+            skip=zone.skip,
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        )
 
 
 def load_state(path: str | os.PathLike) -> tuple[Zone, FragmentConfig | None]:

@@ -14,7 +14,7 @@ import polars as pl
 import yaml
 
 from . import __version__
-from .tables import atomic_write_text
+from .atomic import atomic_write_text
 
 FIGURE_TITLES = {
     "throughput": "Throughput against folio size",

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .platform import atomic_write_text
+from .atomic import atomic_write_text
 from .report import CSS, inline_svg
 from .tables_whatif import TITLES
 

@@ -55,15 +55,14 @@ from .throughput import run_throughput
 
 LOADS = ("idle", "busy")
 COPIES = ("baseline", "dma")
-# The DMA parameters that a "low-latency" engine class scales down (the default): the head of
-# every descriptor moved at the latency-bound rate, and the per-call costs (channel setup on the
-# CPU, completion interrupt and wake-up). Streaming bandwidths and the per-descriptor CPU
-# preparation (dma_map_page, prep, submit) stay those of the calibrated machine.
-# Note: a descriptor smaller than the head (a 4K page: the calibrated head is about 100 KiB) is
-# moved entirely at ramp_gbps, so scaling ramp_kb alone does not speed it up; adding
-# "ramp_gbps" to the scaled parameters (a rate: divided by the scale) models an engine whose
-# small transfers themselves are faster.
-LATENCY_PARAMS = ("ramp_kb", "call_setup_us", "irq_wakeup_us")
+# The DMA parameters that a "low-latency" engine class scales down (the default): the
+# latency-bound rate of the head of every descriptor (a rate: divided by the scale, since the
+# head moves one round trip at a time) and the per-call costs (channel setup on the CPU,
+# completion interrupt and wake-up). Streaming bandwidths, the head size and the per-descriptor
+# CPU preparation (dma_map_page, prep, submit) stay those of the calibrated machine.
+# Note: a descriptor smaller than the head (a 4K page: the calibrated head is about 100 KiB)
+# moves entirely at ramp_gbps, so scaling ramp_kb instead would not speed small folios up.
+LATENCY_PARAMS = ("ramp_gbps", "call_setup_us", "irq_wakeup_us")
 SCALABLE_PARAMS = ("ramp_kb", "ramp_gbps", "call_setup_us", "irq_wakeup_us", "prep_us")
 FOLIO_SIZES = ("4K", "16K", "64K", "256K", "1M", "2M")
 

@@ -21,8 +21,24 @@ def register(sub, rsub) -> None:
     c.add_argument(
         "--compaction-reference", type=Path, default=REFERENCE_DIR / "compaction_modes.csv"
     )
-    c.add_argument("--out", type=Path, default=DEFAULT_PLATFORM, help="platform YAML to write")
-    c.add_argument("--name", default="epyc-zen3-ptdma")
+    c.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"platform YAML to write (default {DEFAULT_PLATFORM.name}, or host.yaml with --host)",
+    )
+    c.add_argument("--name", default=None, help="platform name (default from the file name)")
+    h = c.add_argument_group(
+        "host calibration",
+        "--host probes this machine (copy bandwidth; compaction through "
+        "/proc/sys/vm/compact_memory when root) and fits its platform; the DMA part stays "
+        "the published engine's, flagged as such in the file",
+    )
+    h.add_argument("--host", action="store_true", help="calibrate this machine from its probes")
+    h.add_argument("--base", type=Path, default=DEFAULT_PLATFORM, help="platform to start from")
+    h.add_argument("--size", default="1G", help="region of the compaction probe (default 1G)")
+    h.add_argument("--repeats", type=int, default=5, help="repetitions of every probe cell")
+    h.add_argument("--seed", type=int, default=1)
     c.set_defaults(func=cmd_calibrate)
 
 
@@ -32,13 +48,16 @@ def residual_paths(out: Path) -> tuple[Path, Path]:
 
 
 def cmd_calibrate(args) -> int:
+    if args.host:
+        return cmd_calibrate_host(args)
+    args.out = args.out or DEFAULT_PLATFORM
     from .calibrate import fit_throughput, read_reference, stage1_header
     from .calibrate_compaction import calibrate_stage2
 
     for name in ("reference", "compaction_reference"):
         if not getattr(args, name).is_file():
             raise ValueError(f"--{name.replace('_', '-')}: no such file {getattr(args, name)}")
-    fit = fit_throughput(read_reference(args.reference), args.name)
+    fit = fit_throughput(read_reference(args.reference), args.name or args.out.stem)
     stage1, stage2 = residual_paths(args.out)
     atomic_write_text(stage1, fit.residuals.write_csv(float_precision=4))
     calibrate_stage2(
@@ -52,4 +71,24 @@ def cmd_calibrate(args) -> int:
         f"fitted {args.out} (throughput MAPE {fit.mape_pct:.2f}%); "
         f"residuals in {stage1} and {stage2}"
     )
+    return 0
+
+
+def cmd_calibrate_host(args) -> int:
+    """`migsim calibrate --host`: probe this machine and fit its platform file."""
+    from .calibrate_host import calibrate_from_probes
+    from .platform import load_platform
+    from .units import parse_size
+
+    if args.repeats < 1:
+        raise ValueError(f"--repeats: must be >= 1, got {args.repeats}")
+    size = parse_size(args.size, name="--size")
+    out = args.out or DEFAULT_PLATFORM.with_name("host.yaml")
+    platform, skipped = calibrate_from_probes(
+        load_platform(args.base), out, size=size, repeats=args.repeats, seed=args.seed,
+        name=args.name, progress=print,
+    )  # fmt: skip
+    if skipped:
+        print(f"compaction probe skipped ({skipped}): compaction costs left at the base values")
+    print(f"fitted {out} ({platform.name})")
     return 0

@@ -190,7 +190,7 @@ def load_platform(path: str | os.PathLike) -> Platform:
         raise PlatformError(f"platform: {path} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict) or "parameters" not in doc:
         raise PlatformError(f"platform: {path} must have a 'parameters' mapping")
-    meta = {k: v for k, v in doc.items() if k != "parameters"}
+    meta = {k: v for k, v in doc.items() if k not in ("parameters", "name")}
     return Platform(str(doc.get("name", path.stem)), doc["parameters"], meta)
 
 

@@ -1,0 +1,106 @@
+# Host calibration, not part of the default target: `snakemake --cores 2 host`.
+# Probes this machine (copy bandwidth; real compaction through /proc/sys/vm/compact_memory when
+# root), fits a platform for it, simulates the measured setups with that platform and draws
+# simulated against measured. Without root, or where compact_memory is not writable, the
+# compaction probe writes an empty file with the reason and everything else still runs.
+# Settings: an optional `host:` section of the configuration (defaults in migsim.host).
+import migsim.host as mh
+
+HOST_CFG = config.get("host", {})
+HOST_COPY = mh.probe_params(HOST_CFG, "copy")
+HOST_COMPACTION = mh.probe_params(HOST_CFG, "compaction")
+HOST_CALIBRATION_RATIO = float(HOST_CFG.get("calibration_ratio", 0.5))
+HOST_DIR = f"{RESULTS}/host"
+HOST_ENGINE = mp.engine_sources("host", "calibrate_host")
+
+
+# the probes measure the machine that runs snakemake: never submit them to a cluster
+localrules:
+    host,
+    host_probe_copy,
+    host_probe_compaction,
+
+
+rule host_probe_copy:
+    output:
+        runs=f"{HOST_DIR}/probe_copy.parquet",
+    log:
+        f"{HOST_DIR}/logs/probe_copy.log",
+    # a measurement wants a quiet machine: ask for more cores than any machine has; Snakemake
+    # caps a job's threads at --cores, so no other job runs beside it
+    threads: 1024
+    params:
+        probe=HOST_COPY,
+    script:
+        "../scripts/host_probe_copy.py"
+
+
+rule host_probe_compaction:
+    output:
+        runs=f"{HOST_DIR}/probe_compaction.parquet",
+    log:
+        f"{HOST_DIR}/logs/probe_compaction.log",
+    threads: 1024
+    params:
+        probe=HOST_COMPACTION,
+    script:
+        "../scripts/host_probe_compaction.py"
+
+
+rule host_fit:
+    input:
+        copy_runs=rules.host_probe_copy.output.runs,
+        compaction=rules.host_probe_compaction.output.runs,
+        base=PLATFORM,
+        engine=HOST_ENGINE,
+    output:
+        platform=f"{HOST_DIR}/platform.yaml",
+    log:
+        f"{HOST_DIR}/logs/fit.log",
+    params:
+        calibration_ratio=HOST_CALIBRATION_RATIO,
+    script:
+        "../scripts/host_fit.py"
+
+
+rule host_simulate:
+    input:
+        platform=rules.host_fit.output.platform,
+        copy_runs=rules.host_probe_copy.output.runs,
+        compaction=rules.host_probe_compaction.output.runs,
+        engine=HOST_ENGINE,
+    output:
+        copy_runs=f"{HOST_DIR}/copy.parquet",
+        compaction=f"{HOST_DIR}/compaction.parquet",
+    log:
+        f"{HOST_DIR}/logs/simulate.log",
+    params:
+        probe=HOST_COMPACTION,
+    script:
+        "../scripts/host_simulate.py"
+
+
+rule host_compare:
+    input:
+        compaction=rules.host_simulate.output.compaction,
+        probe=rules.host_probe_compaction.output.runs,
+        code=[mp.module_source("host"), mp.module_source("figures")],
+    output:
+        md=f"{HOST_DIR}/prediction.md",
+        json=f"{HOST_DIR}/prediction.json",
+        html=f"{HOST_DIR}/figures/host_compaction.html",
+        svg=f"{HOST_DIR}/figures/host_compaction.svg",
+        png=f"{HOST_DIR}/figures/host_compaction.png",
+    log:
+        f"{HOST_DIR}/logs/compare.log",
+    params:
+        calibration_ratio=HOST_CALIBRATION_RATIO,
+    script:
+        "../scripts/host_compare.py"
+
+
+rule host:
+    input:
+        rules.host_fit.output,
+        rules.host_simulate.output,
+        rules.host_compare.output,

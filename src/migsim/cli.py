@@ -7,11 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .cli_args import OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="migsim",
         description="Simulate Linux page migration and compaction (batched copy, DMA offload).",
     )
@@ -27,21 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _modules():
-    import importlib
+    from . import cli_calibrate, cli_compaction, cli_probe, cli_throughput
 
-    names = ["cli_throughput", "cli_compaction", "cli_calibrate", "cli_probe"]
-    mods = []
-    for name in names:
-        try:
-            mods.append(importlib.import_module(f"migsim.{name}"))
-        except ModuleNotFoundError as exc:  # a sub-command module not written yet
-            if exc.name != f"migsim.{name}":
-                raise
-    return mods
-
-
-class ArgError(ValueError):
-    """A bad command-line value; printed as one line naming the argument."""
+    return [cli_throughput, cli_compaction, cli_calibrate, cli_probe]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ArgError, ValueError) as exc:
+    except ValueError as exc:  # bad values found past parsing name their argument
         print(f"migsim {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

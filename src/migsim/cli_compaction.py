@@ -7,27 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_args import choice, fraction, int_range
 from .platform import DEFAULT_PLATFORM, load_platform
 from .units import MAX_PAGE_ORDER, PAGE_SIZE, format_size, parse_size
 
 REFERENCE_COMPACTION = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "compaction_modes.csv"
 MODES = ("baseline", "dma", "busy-baseline", "busy-dma")
 PATTERNS = ("even", "random", "clustered")
-
-
-def _int_range(name: str, lo: int, hi: int | None):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if hi is None and v < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
-        if hi is not None and not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must be in {lo}..{hi}, got {v}")
-        return v
-
-    return parse
 
 
 def _node_size(text: str) -> int:
@@ -42,65 +28,35 @@ def _node_size(text: str) -> int:
     return n
 
 
-def _ratio(text: str) -> float:
-    try:
-        r = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= r < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return r
-
-
-def _choice(name: str, allowed: tuple[str, ...]):
-    def parse(text: str) -> str:
-        if text not in allowed:
-            raise argparse.ArgumentTypeError(f"must be one of {', '.join(allowed)}; got {text!r}")
-        return text
-
-    return parse
-
-
-def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Bad values are reported on one line naming the argument (no usage block), exit 2."""
-
-    def error(message: str):
-        parser.exit(2, f"{parser.prog}: error: {message}\n")
-
-    parser.error = error  # type: ignore[method-assign]
-    return parser
-
-
 def register(sub, rsub) -> None:
     """Add the compaction and reproduce-compaction sub-commands."""
     c = sub.add_parser("compaction", help="simulate order-9 allocations through direct compaction")
-    _one_line_errors(c)
-    c.add_argument("--mode", type=_choice("--mode", MODES), default="baseline",
+    c.add_argument("--mode", type=choice(MODES), default="baseline",
                    help="baseline | dma | busy-baseline | busy-dma")  # fmt: skip
-    c.add_argument("--channels", type=_int_range("--channels", 1, 256), default=None,
+    c.add_argument("--channels", type=int_range(1, 256), default=None,
                    help="DMA channels (dma modes; default 1, dcbm's nr_dma_chan default)")  # fmt: skip
-    c.add_argument("--cluster-max", type=_int_range("--cluster-max", 1, 512), default=32,
+    c.add_argument("--cluster-max", type=int_range(1, 512), default=32,
                    help="COMPACT_CLUSTER_MAX: pages isolated per migrate_pages() call")  # fmt: skip
     c.add_argument("--node-size", type=_node_size, default=250 << 30, help="node size (250G)")
-    c.add_argument("--allocations", type=_int_range("--allocations", 1, None), default=16384)
-    c.add_argument("--order", type=_int_range("--order", 0, MAX_PAGE_ORDER), default=9)
-    c.add_argument("--free-ratio", type=_ratio, default=0.5,
+    c.add_argument("--allocations", type=int_range(1), default=16384)
+    c.add_argument("--order", type=int_range(0, MAX_PAGE_ORDER), default=9)
+    c.add_argument("--free-ratio", type=fraction(), default=0.5,
                    help="fraction of every 2M region freed by the fragmenter, in [0, 1)")  # fmt: skip
-    c.add_argument("--pattern", type=_choice("--pattern", PATTERNS), default="even")
+    c.add_argument("--pattern", type=choice(PATTERNS), default="even")
     c.add_argument(
         "--fail-rate", type=float, default=0.0, help="DMA descriptor failure rate, [0, 1]"
     )
-    c.add_argument("--seed", type=_int_range("--seed", 0, 2**63 - 1), default=1)
+    c.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
     c.add_argument("--state", type=Path, default=None, help="a saved fragmented state (.npz)")
     c.add_argument("--platform", type=Path, default=DEFAULT_PLATFORM, help="platform YAML file")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=cmd_compaction)
 
-    r = _one_line_errors(rsub.add_parser("compaction", help="the RFC reply's compaction table"))
+    r = rsub.add_parser("compaction", help="the RFC reply's compaction table")
     r.add_argument("--platform", type=Path, default=DEFAULT_PLATFORM)
     r.add_argument("--reference", type=Path, default=REFERENCE_COMPACTION)
-    r.add_argument("--channels", type=_int_range("--channels", 1, 256), default=1)
-    r.add_argument("--seed", type=_int_range("--seed", 0, 2**63 - 1), default=1)
+    r.add_argument("--channels", type=int_range(1, 256), default=1)
+    r.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)
 

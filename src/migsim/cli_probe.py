@@ -7,63 +7,14 @@ skip the probe on 3.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from .cli_args import fraction, int_range, list_of, size_arg
 from .units import format_size, parse_size
 
 EXIT_UNAVAILABLE = 3
-
-
-def _size(name: str):
-    def parse(text: str) -> int:
-        try:
-            return parse_size(text, name=name)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
-
-
-def _int(name: str, lo: int, hi: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name}: expected a whole number, got {text!r}"
-            ) from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{name}: must be in {lo}..{hi}, got {v}")
-        return v
-
-    return parse
-
-
-def _list(name: str, item, allowed: tuple | None = None, what: str = "bad element"):
-    """Comma-separated list argument; `item` converts one element (raises ValueError)."""
-
-    def parse(text: str) -> list:
-        out = []
-        for part in (p.strip() for p in text.split(",")):
-            if not part:
-                continue
-            try:
-                v = item(part)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{name}: {what}, got {part!r}") from None
-            if allowed is not None and v not in allowed:
-                raise argparse.ArgumentTypeError(
-                    f"{name}: {part!r} is not one of {', '.join(map(str, allowed))}"
-                )
-            out.append(v)
-        if not out:
-            raise argparse.ArgumentTypeError(f"{name}: empty list")
-        return out
-
-    return parse
 
 
 def _copy_size(text: str) -> str:
@@ -71,13 +22,6 @@ def _copy_size(text: str) -> str:
     if nbytes % 4096 or nbytes & (nbytes - 1) or nbytes > 2 << 20:
         raise ValueError(text)
     return format_size(nbytes)
-
-
-def _ratio(text: str) -> float:
-    v = float(text)
-    if not 0.0 < v < 1.0:
-        raise ValueError(text)
-    return v
 
 
 def register(sub, rsub) -> None:
@@ -89,40 +33,40 @@ def register(sub, rsub) -> None:
 
     c = psub.add_parser("copy", help="copy bandwidth per folio size (unprivileged)")
     c.add_argument(
-        "--sizes", type=_list("--sizes", _copy_size, what="each must be a power of two from 4K to 2M"),
+        "--sizes", type=list_of(_copy_size, what="each must be a power of two from 4K to 2M"),
         default=list(COPY_SIZES), help="folio sizes, comma separated (default 4K..2M)",
     )  # fmt: skip
     c.add_argument(
-        "--order", type=_list("--order", str, ACCESS_ORDERS), default=list(ACCESS_ORDERS),
+        "--order", type=list_of(str, ACCESS_ORDERS), default=list(ACCESS_ORDERS),
         help="in-order, random or both (default both)",
     )  # fmt: skip
     c.add_argument(
-        "--working-set", type=_size("--working-set"), default=1 << 30,
+        "--working-set", type=size_arg("--working-set"), default=1 << 30,
         help="source plus destination bytes (default 1G)",
     )  # fmt: skip
-    c.add_argument("--repeats", type=_int("--repeats", 1, 1000), default=5)
-    c.add_argument("--seed", type=_int("--seed", 0, 2**63 - 1), default=1)
+    c.add_argument("--repeats", type=int_range(1, 1000), default=5)
+    c.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
     c.add_argument("--out", type=Path, default=None, help="Parquet file to write")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=cmd_copy)
 
     k = psub.add_parser("compaction", help="real compaction via compact_memory (root)")
     k.add_argument(
-        "--size", type=_size("--size"), default=1 << 30,
+        "--size", type=size_arg("--size"), default=1 << 30,
         help="region to fragment; never more than this nor 25%% of MemAvailable (default 1G)",
     )  # fmt: skip
     k.add_argument(
-        "--ratios", type=_list("--ratios", _ratio, what="each must be a number in (0, 1)"), default=[0.25, 0.5, 0.75],
+        "--ratios", type=list_of(fraction(lo_open=True), what="each must be a number in (0, 1)"), default=[0.25, 0.5, 0.75],
         help="fractions of each 2 MiB region freed, each in (0, 1) (default 0.25,0.5,0.75)",
     )  # fmt: skip
     k.add_argument(
-        "--pattern", type=_list("--pattern", str, PATTERNS), default=["even"],
+        "--pattern", type=list_of(str, PATTERNS), default=["even"],
         help=f"fragmentation pattern(s): {', '.join(PATTERNS)} (default even)",
     )  # fmt: skip
-    k.add_argument("--repeats", type=_int("--repeats", 1, 1000), default=5)
-    k.add_argument("--seed", type=_int("--seed", 0, 2**63 - 1), default=1)
+    k.add_argument("--repeats", type=int_range(1, 1000), default=5)
+    k.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
     k.add_argument(
-        "--node", type=_int("--node", 0, 1023), default=None,
+        "--node", type=int_range(0, 1023), default=None,
         help="compact one node (/sys/devices/system/node/nodeN/compact) instead of all",
     )  # fmt: skip
     k.add_argument("--out", type=Path, default=None, help="Parquet file to write")

@@ -8,43 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_args import int_range, platform_arg, size_arg
 from .platform import DEFAULT_PLATFORM, load_platform
-from .units import HPAGE_PUD_NR, PAGE_SIZE, folio_order, format_size, parse_size
+from .units import HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
 
 REFERENCE_THROUGHPUT = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "move_pages_throughput.csv"
-
-
-def size_arg(name: str, folio: bool = False):
-    """argparse type for sizes (4K, 2M, 1G or bytes) that names the argument on error;
-    with `folio`, the size must also be a folio size (a power-of-two multiple of 4K)."""
-
-    def parse(text: str) -> int:
-        try:
-            nbytes = parse_size(text, name=name)
-            if folio:
-                folio_order(nbytes, name=name)
-            return nbytes
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
-
-
-def int_range(name: str, lo: int, hi: int):
-    """argparse type for a whole number in [lo, hi]."""
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name}: expected a whole number, got {text!r}"
-            ) from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{name}: must be in {lo}..{hi}, got {v}")
-        return v
-
-    return parse
 
 
 def batch_limit_arg(text: str) -> int:
@@ -64,25 +32,21 @@ def batch_limit_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def platform_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--platform", type=Path, default=DEFAULT_PLATFORM, help="platform YAML file")
-
-
 def register(sub, rsub) -> None:
     """Add the throughput and reproduce-throughput sub-commands."""
     t = sub.add_parser("throughput", help="simulate move_pages() of folios between two nodes")
     t.add_argument("--mode", choices=["baseline", "dma", "mt"], default="baseline")
     t.add_argument("--folio-size", type=size_arg("--folio-size", folio=True), default=4096)
-    t.add_argument("--channels", type=int_range("--channels", 1, 256), default=None)
-    t.add_argument("--threads", type=int_range("--threads", 1, 1024), default=None)
+    t.add_argument("--channels", type=int_range(1, 256), default=None)
+    t.add_argument("--threads", type=int_range(1, 1024), default=None)
     t.add_argument("--total-bytes", type=size_arg("--total-bytes"), default=1 << 30)
     t.add_argument(
         "--batch-limit", type=batch_limit_arg, default=HPAGE_PUD_NR,
         help="NR_MAX_BATCHED_MIGRATION in base pages, or a size such as 2M (default 1G worth)",
     )  # fmt: skip
     t.add_argument("--fail-rate", type=float, default=0.0, help="DMA descriptor failure rate")
-    t.add_argument("--trials", type=int_range("--trials", 1, 10000), default=5)
-    t.add_argument("--seed", type=int_range("--seed", 0, 2**63 - 1), default=1)
+    t.add_argument("--trials", type=int_range(1, 10000), default=5)
+    t.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
     platform_arg(t)
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=cmd_throughput)
@@ -90,8 +54,8 @@ def register(sub, rsub) -> None:
     r = rsub.add_parser("throughput", help="the RFC's move_pages throughput table")
     platform_arg(r)
     r.add_argument("--reference", type=Path, default=REFERENCE_THROUGHPUT)
-    r.add_argument("--trials", type=int_range("--trials", 1, 10000), default=5)
-    r.add_argument("--seed", type=int_range("--seed", 0, 2**63 - 1), default=1)
+    r.add_argument("--trials", type=int_range(1, 10000), default=5)
+    r.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)
 

@@ -69,6 +69,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from . import compaction
 from .fragment import PATTERNS
 from .tables import COMPACTION_RUNS, THROUGHPUT_RUNS, Column, Schema
 from .units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
@@ -149,18 +150,8 @@ def host_compaction_row(**values) -> dict:
 COPY_SIZES = ("4K", "8K", "16K", "32K", "64K", "128K", "256K", "512K", "1M", "2M")
 ACCESS_ORDERS = ("in-order", "random")
 
-VMSTAT_KEYS = (
-    "pgmigrate_success",
-    "pgmigrate_fail",
-    "compact_migrate_scanned",
-    "compact_free_scanned",
-    "compact_isolated",
-    "compact_stall",
-    "compact_success",
-    "compact_fail",
-    "compact_daemon_wake",
-    "thp_split_page",
-)
+# the simulator's counters, and what the probe reads besides (kcompactd wake-ups, THP splits)
+VMSTAT_KEYS = (*compaction.VMSTAT_KEYS, "compact_daemon_wake", "thp_split_page")
 
 COMPACT_MEMORY = Path("/proc/sys/vm/compact_memory")
 PROACTIVENESS = Path("/proc/sys/vm/compaction_proactiveness")
@@ -844,16 +835,8 @@ def _compaction_row(s: CompactionSample, nbytes, ratio, pattern, seed, trial, na
     )
 
 
-COMPACTION_VMSTAT = (
-    "compact_stall",
-    "compact_success",
-    "compact_fail",
-    "compact_migrate_scanned",
-    "compact_free_scanned",
-    "compact_isolated",
-    "pgmigrate_success",
-    "pgmigrate_fail",
-)
+# the /proc/vmstat counters of a compaction run, as the simulator reports them
+COMPACTION_VMSTAT = compaction.VMSTAT_KEYS
 
 
 def with_rates(df: pl.DataFrame) -> pl.DataFrame:

@@ -327,6 +327,26 @@ class Simulation:
         )
 
 
+def fragmented_zone(
+    platform: Platform,
+    state: Zone | str | os.PathLike | None,
+    node_bytes: int,
+    free_ratio: float,
+    pattern: str,
+    seed: int,
+) -> tuple[Zone, FragmentConfig | None]:
+    """The zone a run starts from: `state` itself, the state saved in that file (with the
+    configuration that made it), or a node fragmented now from the arguments."""
+    if state is None:
+        cfg = FragmentConfig(
+            node_bytes=node_bytes, free_ratio=free_ratio, pattern=pattern, seed=seed
+        )
+        return fragment(cfg, node_cpus=platform.compaction.node_cpus_count), None
+    if isinstance(state, Zone):
+        return state, None
+    return load_state(Path(state))
+
+
 def simulate(
     platform: Platform,
     *,
@@ -356,19 +376,9 @@ def simulate(
         min_batch_bytes=0,
         state=state,
     )
-    if state is None:
-        zone = fragment(
-            FragmentConfig(
-                node_bytes=node_bytes, free_ratio=free_ratio, pattern=pattern, seed=seed
-            ),
-            node_cpus=platform.compaction.node_cpus_count,
-        )
-    elif isinstance(state, Zone):
-        zone = state
-    else:
-        zone, cfg = load_state(Path(state))
-        if cfg is not None:
-            free_ratio, pattern = cfg.free_ratio, cfg.pattern
+    zone, cfg = fragmented_zone(platform, state, node_bytes, free_ratio, pattern, seed)
+    if cfg is not None:
+        free_ratio, pattern = cfg.free_ratio, cfg.pattern
     frag = metrics(zone)
     comp = Compactor(zone, cluster_max=cluster_max)
     _allocate(comp, allocations, order, progress)
@@ -494,17 +504,7 @@ def run_compact_memory(
     (synchronous, order -1, skip hints ignored). Returns pages migrated, wall time (s) and the
     /proc/vmstat counters, for comparison with a host measurement."""
     kind, busy = mode_parts(mode)
-    if state is None:
-        zone = fragment(
-            FragmentConfig(
-                node_bytes=node_bytes, free_ratio=free_ratio, pattern=pattern, seed=seed
-            ),
-            node_cpus=platform.compaction.node_cpus_count,
-        )
-    elif isinstance(state, Zone):
-        zone = state
-    else:
-        zone, _ = load_state(Path(state))
+    zone, _ = fragmented_zone(platform, state, node_bytes, free_ratio, pattern, seed)
     before = metrics(zone)
     comp = Compactor(zone)
     comp.compact_memory()

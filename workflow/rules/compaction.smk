@@ -15,7 +15,8 @@ rule compaction:
     wildcard_constraints:
         mode=r"baseline|dma|busy-baseline|busy-dma",
     threads: 1
-    # measured (results/logs/benchmarks): < 10 s and < 250 MB peak RSS at full scale
+    # measured on a Slurm job (README, cluster section): engine < 250 MB and < 10 s at full
+    # scale; the whole job, Snakemake included, peaks below 700 MB
     resources:
         mem_mb=1000,
         runtime=5,

@@ -12,7 +12,8 @@ rule fragment:
     benchmark:
         f"{RESULTS}/logs/benchmarks/fragment.tsv"
     threads: 1
-    # measured (results/logs/benchmarks): < 10 s and < 250 MB peak RSS at full scale
+    # measured on a Slurm job (README, cluster section): engine < 250 MB and < 10 s at full
+    # scale; the whole job, Snakemake included, peaks below 700 MB
     resources:
         mem_mb=1000,
         runtime=5,

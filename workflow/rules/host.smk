@@ -14,11 +14,15 @@ HOST_DIR = f"{RESULTS}/host"
 HOST_ENGINE = mp.engine_sources("host", "calibrate_host")
 
 
-# the probes measure the machine that runs snakemake: never submit them to a cluster
+# the probes measure the machine that runs snakemake, and the fit and comparison belong to
+# it: never submit them to a cluster
 localrules:
     host,
     host_probe_copy,
     host_probe_compaction,
+    host_fit,
+    host_simulate,
+    host_compare,
 
 
 rule host_probe_copy:

@@ -55,3 +55,11 @@ def test_fit_recovers_a_known_isolation_cost(platform, tmp_path):
     assert fitted.compaction.isolate_page_us == pytest.approx(1.7, rel=1e-3)
     base = resid.filter((pl.col("mode") == "baseline") & (pl.col("metric") == "wall_ms"))
     assert base["fitted"][0] and abs(base["error"][0]) < 0.01
+
+
+def test_committed_compaction_cost_is_the_output_of_the_fit(platform):
+    """Re-running stage 2 on the published baseline row reproduces the committed value."""
+    fitted, _ = fit_compaction(platform, REFERENCE_COMPACTION)
+    assert fitted.compaction.isolate_page_us == pytest.approx(
+        platform.compaction.isolate_page_us, rel=1e-6
+    )

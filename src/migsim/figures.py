@@ -106,29 +106,24 @@ def throughput_chart(summary: pl.DataFrame) -> alt.FacetChart | alt.Chart:
         part = s.filter(pl.col("mode").is_in(["baseline", m]))
         parts.append(part.with_columns(pl.lit(panel_name[m]).alias("panel")))
     s = pl.concat(parts)
-    sim = s.select(
-        "panel",
-        "series",
-        "lanes",
-        "mode",
-        "folio_size",
-        "folio_bytes",
-        pl.lit("simulated").alias("source"),
-        pl.col("mean_gbps").alias("gbps"),
-        pl.col("sd_gbps").fill_null(0.0).alias("sd"),
-        "n",
-    )
-    pub = s.filter(pl.col("published_gbps").is_not_null()).select(
-        "panel",
-        "series",
-        "lanes",
-        "mode",
-        "folio_size",
-        "folio_bytes",
-        pl.lit("published").alias("source"),
-        pl.col("published_gbps").alias("gbps"),
-        pl.col("published_sd_gbps").fill_null(0.0).alias("sd"),
-        pl.lit(None, pl.Int64).alias("n"),
+
+    def points(df: pl.DataFrame, source: str, gbps: str, sd: str, n: pl.Expr) -> pl.DataFrame:
+        keys = ("panel", "series", "lanes", "mode", "folio_size", "folio_bytes")
+        return df.select(
+            *keys,
+            pl.lit(source).alias("source"),
+            pl.col(gbps).alias("gbps"),
+            pl.col(sd).fill_null(0.0).alias("sd"),
+            n.alias("n"),
+        )
+
+    sim = points(s, "simulated", "mean_gbps", "sd_gbps", pl.col("n"))
+    pub = points(
+        s.filter(pl.col("published_gbps").is_not_null()),
+        "published",
+        "published_gbps",
+        "published_sd_gbps",
+        pl.lit(None, pl.Int64),
     )
     data = pl.concat([sim, pub]).with_columns(
         (pl.col("gbps") - pl.col("sd")).clip(lower_bound=1e-3).alias("lo"),

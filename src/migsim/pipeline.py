@@ -463,45 +463,27 @@ def aggregate(
     digest: str,
     seed: int,
 ) -> None:
-    """Aggregate the run files of one experiment (throughput or compaction) into its summary."""
-    fn = {"throughput": aggregate_throughput, "compaction": aggregate_compaction}[kind]
-    fn(run_paths, reference_path, out_path, config_digest=digest, seed=seed)
+    """Aggregate the run files of one experiment (throughput or compaction) with its published
+    table into its summary Parquet."""
+    from . import tables as t
 
-
-def aggregate_throughput(
-    run_paths: Sequence[str], reference_path: str, out_path: str, *, config_digest: str, seed: int
-) -> None:
-    """Throughput run files + the published table -> the throughput summary Parquet."""
-    from .tables import (
-        THROUGHPUT_RUNS,
-        THROUGHPUT_SUMMARY,
-        load_reference_throughput,
-        read_runs,
-        summarise_throughput,
-        write_parquet,
-    )
-
-    runs = read_runs(run_paths, THROUGHPUT_RUNS)
-    summary = summarise_throughput(runs, load_reference_throughput(reference_path))
-    write_parquet(summary, out_path, THROUGHPUT_SUMMARY, config_hash=config_digest, seed=seed)
-
-
-def aggregate_compaction(
-    run_paths: Sequence[str], reference_path: str, out_path: str, *, config_digest: str, seed: int
-) -> None:
-    """Compaction run files + the published table -> the compaction summary Parquet."""
-    from .tables import (
-        COMPACTION_RUNS,
-        COMPACTION_SUMMARY,
-        load_reference_compaction,
-        read_runs,
-        summarise_compaction,
-        write_parquet,
-    )
-
-    runs = read_runs(run_paths, COMPACTION_RUNS)
-    summary = summarise_compaction(runs, load_reference_compaction(reference_path))
-    write_parquet(summary, out_path, COMPACTION_SUMMARY, config_hash=config_digest, seed=seed)
+    runs_schema, summary_schema, load_reference, summarise = {
+        "throughput": (
+            t.THROUGHPUT_RUNS,
+            t.THROUGHPUT_SUMMARY,
+            t.load_reference_throughput,
+            t.summarise_throughput,
+        ),
+        "compaction": (
+            t.COMPACTION_RUNS,
+            t.COMPACTION_SUMMARY,
+            t.load_reference_compaction,
+            t.summarise_compaction,
+        ),
+    }[kind]
+    runs = t.read_runs(run_paths, runs_schema)
+    summary = summarise(runs, load_reference(reference_path))
+    t.write_parquet(summary, out_path, summary_schema, config_hash=digest, seed=seed)
 
 
 def write_tables(kind: str, summary_path: str, outputs: Mapping[str, str]) -> None:

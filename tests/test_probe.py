@@ -255,14 +255,10 @@ def test_fit_host_platform_without_compaction_keeps_base_and_says_so(platform):
     assert host.compaction.node_cpus_count == min(os.cpu_count(), 4096)
 
 
-def test_fit_compaction_matches_the_measured_rate_at_the_calibration_ratio(platform):
-    """The compaction fit scales the CPU costs until the simulated rate at the calibration
-    ratio equals the measured median per CPU second; other ratios are not looked at."""
-    from migsim import calibrate_host as ch
-
-    size = 64 << 20
+def _measured_compaction(size: int, runs: list[tuple[int, float]]):
+    """Measured compaction rows at ratio 0.5 (even), sys 50% of each run's wall time."""
     rows = []
-    for trial, (pages, wall_ms) in enumerate([(8000, 20.0), (8200, 20.0), (7800, 20.0)]):
+    for trial, (pages, wall_ms) in enumerate(runs):
         rows.append(
             probe.host_compaction_row(
                 experiment="compaction",
@@ -287,13 +283,36 @@ def test_fit_compaction_matches_the_measured_rate_at_the_calibration_ratio(platf
                 trial=trial,
             )  # fmt: skip
         )
-    meas = probe.HOST_COMPACTION_RUNS.frame(rows)
+    return probe.HOST_COMPACTION_RUNS.frame(rows)
+
+
+def test_fit_compaction_matches_the_measured_rate_at_the_calibration_ratio(platform):
+    """The compaction fit scales the CPU costs until the simulated rate at the calibration
+    ratio equals the measured median per CPU second; other ratios are not looked at."""
+    from migsim import calibrate_host as ch
+
+    size = 64 << 20
+    meas = _measured_compaction(size, [(8000, 20.0), (8200, 20.0), (7800, 20.0)])
     host = ch.fit_host_platform(_copy_rows(10.0, 0.2), meas, platform)
     target = 8000 / (20.0e-3 * 0.5)  # median pages per CPU second (sys 50% of 20 ms)
     got = ch.simulate_compact_memory(host, size, 0.5, "even", 1)
     assert got["pages_migrated"] / (got["wall_ms"] / 1e3) == pytest.approx(target, rel=1e-3)
     assert host.meta["host"]["compaction_fit"]["measured_pages_per_s"] == pytest.approx(target)
     assert host.noise.trial_sd_frac > 0
+
+
+def test_fit_host_platform_when_nothing_migrated_keeps_base_and_says_why(platform):
+    """A probe whose region had nothing to migrate gives no rate: the compaction costs stay
+    at the base values and the meta names the reason (no fit on log(0))."""
+    from migsim import calibrate_host as ch
+
+    meas = _measured_compaction(64 << 20, [(0, 2.5), (0, 2.4)])
+    host = ch.fit_host_platform(_copy_rows(10.0, 0.2), meas, platform)
+    assert host.as_dict()["compaction"] == {
+        **platform.as_dict()["compaction"],
+        "node_cpus_count": host.compaction.node_cpus_count,
+    }
+    assert "migrated no pages at ratio 0.5" in host.meta["host"]["compaction_fit"]
 
 
 # ------------------------------------------------------------------ the `host` target

@@ -141,6 +141,7 @@ def measured_spread(compaction_df: pl.DataFrame, ratio: float, pattern: str | No
     """Run-to-run spread of the measured rate at one ratio: the standard deviation of its log
     (the lognormal noise.trial_sd_frac of the platform); 0 with fewer than two runs."""
     rate = _measured_at(compaction_df, ratio, pattern)["pages_per_cpu_s"].to_numpy()
+    rate = rate[rate > 0]  # a run that migrated nothing has no rate
     return float(np.std(np.log(rate), ddof=1)) if len(rate) > 1 else 0.0
 
 
@@ -361,11 +362,17 @@ def fit_host_platform(
             "max_abs_rel_error": float(cf.residuals["rel_error"].abs().max()),
         },
     }
-    has_measured = (
-        compaction_probe_df is not None
-        and compaction_probe_df.filter(pl.col("source") == "measured").height > 0
-    )
-    if has_measured:
+    skipped = ""
+    if (
+        compaction_probe_df is None
+        or compaction_probe_df.filter(pl.col("source") == "measured").is_empty()
+    ):
+        skipped = "no measured compaction rows (probe unavailable)"
+    elif not measured_rate(compaction_probe_df, calibration_ratio) > 0:
+        # nothing of the probe's region moved (too small a region, or the kernel had nothing
+        # to do there): there is no rate to fit, so the costs stay at the base values
+        skipped = f"the compaction probe migrated no pages at ratio {calibration_ratio}"
+    if not skipped:
         pattern = calibration_pattern(compaction_probe_df)
         sim = simulate or simulate_measured_setup(compaction_probe_df)
         kf = fit_compaction(
@@ -391,10 +398,10 @@ def fit_host_platform(
             "notes": kf.notes,
         }
     else:
-        meta_host["compaction_fit"] = "skipped: no measured compaction rows (probe unavailable)"
-        meta_host["from_base"] += [
-            f"{k} (compaction probe unavailable)" for k, _, _ in COMPACTION_FREE
-        ] + ["noise.trial_sd_frac"]
+        meta_host["compaction_fit"] = f"skipped: {skipped}"
+        meta_host["from_base"] += [f"{k} ({skipped})" for k, _, _ in COMPACTION_FREE] + [
+            "noise.trial_sd_frac"
+        ]
     meta = {**base_platform.meta, "host": meta_host}
     return Platform(name or f"host-{_pyplatform.node()}", plat.as_dict(), meta)
 

@@ -88,7 +88,9 @@ def cmd_calibrate_host(args) -> int:
         load_platform(args.base), out, size=size, repeats=args.repeats, seed=args.seed,
         name=args.name, progress=print,
     )  # fmt: skip
-    if skipped:
-        print(f"compaction probe skipped ({skipped}): compaction costs left at the base values")
+    fit = platform.meta.get("host", {}).get("compaction_fit")
+    if skipped or isinstance(fit, str):
+        why = skipped or fit.removeprefix("skipped: ")
+        print(f"compaction fit skipped ({why}): compaction costs left at the base values")
     print(f"fitted {out} ({platform.name})")
     return 0

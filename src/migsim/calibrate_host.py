@@ -246,9 +246,8 @@ def simulate_compact_memory(
     log, vm, calls, node_bytes = _compact_memory_log(
         int(size), float(ratio), pattern, int(seed), int(platform.compaction.node_cpus_count)
     )
-    sd = platform.noise.trial_sd_frac
     rng = np.random.default_rng(seed)
-    scale = float(np.exp(rng.normal(0.0, sd))) if noise and sd > 0 else 1.0
+    scale = platform.trial_scale(rng) if noise else 1.0
     cost = cost_log(log, platform, dma=False, busy=False, scale=scale, rng=rng)
     t = cost.timeline
     return host_compaction_row(

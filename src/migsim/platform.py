@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import yaml
 
 from .atomic import atomic_write_text
@@ -129,6 +130,12 @@ class Platform:
                 raise PlatformError(f"unknown platform parameter {sec}.{name}")
             values[sec][name] = value
         return Platform(self.name, values, self.meta)
+
+    def trial_scale(self, rng: np.random.Generator) -> float:
+        """The noise factor of one trial: lognormal with sd noise.trial_sd_frac, drawn from
+        `rng` (1.0, and nothing drawn, when the noise is off)."""
+        sd = self.noise.trial_sd_frac
+        return float(np.exp(rng.normal(0.0, sd))) if sd > 0 else 1.0
 
     def digest(self) -> str:
         """Short hash of the parameter values (for Parquet metadata and cache keys)."""

@@ -12,7 +12,7 @@ the CPU split with the timeline (``migsim.timeline``). The published table is ne
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +123,18 @@ def cost_log(
         compaction_s=float(pre.sum() + tail),
         work_s={n: float(v) for n, v in zip(names, per_counter, strict=True)},
     )
+
+
+# the Compactor's per-run counters that a result reports beside the vmstat ones
+RUN_COUNTERS = (
+    "alloc_success",
+    "alloc_fail",
+    "migrate_calls",
+    "capture_in_migrate",
+    "capture_in_drain",
+    "batches_after_capture",
+    "pages_after_capture",
+)
 
 
 @dataclass
@@ -288,8 +300,7 @@ class Simulation:
         """Cost this run in `mode` on `platform`."""
         kind, busy = mode_parts(mode)
         rng = np.random.default_rng(self.seed)
-        sd = platform.noise.trial_sd_frac
-        scale = float(np.exp(rng.normal(0.0, sd))) if noise and sd > 0 else 1.0
+        scale = platform.trial_scale(rng) if noise else 1.0
         cost = cost_log(
             self.log,
             platform,
@@ -301,29 +312,16 @@ class Simulation:
             rng=rng,
             scale=scale,
         )
+        # everything the page-level run knows, except its call log, carries over unchanged
+        shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "log"}
         return CompactionResult(
             mode=mode,
             channels=channels if kind == "dma" else None,
-            cluster_max=self.cluster_max,
-            node_bytes=self.node_bytes,
-            allocations=self.allocations,
-            order=self.order,
-            free_ratio=self.free_ratio,
-            pattern=self.pattern,
-            seed=self.seed,
             fail_rate=fail_rate,
             min_batch_bytes=min_batch_bytes,
             platform=platform.name,
-            vmstat=dict(self.vmstat),
-            alloc_success=self.alloc_success,
-            alloc_fail=self.alloc_fail,
-            migrate_calls=self.migrate_calls,
-            capture_in_migrate=self.capture_in_migrate,
-            capture_in_drain=self.capture_in_drain,
-            batches_after_capture=self.batches_after_capture,
-            pages_after_capture=self.pages_after_capture,
             cost=cost,
-            fragmentation=self.fragmentation,
+            **{**shared, "vmstat": dict(self.vmstat)},
         )
 
 
@@ -392,13 +390,7 @@ def simulate(
         seed=seed,
         log=comp.log(),
         vmstat=dict(comp.vmstat),
-        alloc_success=comp.alloc_success,
-        alloc_fail=comp.alloc_fail,
-        migrate_calls=comp.migrate_calls,
-        capture_in_migrate=comp.capture_in_migrate,
-        capture_in_drain=comp.capture_in_drain,
-        batches_after_capture=comp.batches_after_capture,
-        pages_after_capture=comp.pages_after_capture,
+        **{k: getattr(comp, k) for k in RUN_COUNTERS},
         fragmentation=frag,
     )
 

@@ -139,7 +139,6 @@ def run_throughput(
     nr_folios = total_bytes // folio_size
     folio_pages = np.full(nr_folios, folio_size // PAGE_SIZE, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    sd = platform.noise.trial_sd_frac
     result = ThroughputResult(
         mode=mode,
         folio_bytes=folio_size,
@@ -152,7 +151,7 @@ def run_throughput(
         platform=platform.name,
     )
     for _ in range(trials):
-        scale = float(np.exp(rng.normal(0.0, sd))) if sd > 0 else 1.0
+        scale = platform.trial_scale(rng)
         result.trials.append(
             migrate_pages(
                 folio_pages,

@@ -81,3 +81,19 @@ def test_batch_limit_in_pages_or_size(capsys):
     assert pages == json.loads(capsys.readouterr().out)["batch_limit_pages"] == 512
     p = run("throughput", "--batch-limit", "0")
     assert p.returncode != 0 and "--batch-limit" in p.stderr
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`migsim ... | head -1`: the reader goes away; no traceback, the SIGPIPE exit status."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from migsim.cli import main; sys.exit(main())",
+         "reproduce", "throughput", "--trials", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and "Traceback" not in err and "Exception" not in err, err

@@ -68,3 +68,41 @@ def test_bad_input_is_one_line_naming_the_argument(args, names, capsys):
     assert len(err.splitlines()) == 1
     for n in names:
         assert n in err
+
+
+def test_per_page_us_by_hand():
+    from migsim.cli_compaction import offload_saving_us, per_page_us
+
+    row = {"wall_ms": 2000.0, "pages_migrated": 1_000_000, "sys_pct": 75.0, "idle_pct": 25.0,
+           "user_pct": 0.0}  # fmt: skip
+    assert per_page_us(row) == pytest.approx(
+        {"wall_us": 2.0, "sys_us": 1.5, "idle_us": 0.5, "user_us": 0.0}
+    )
+    base = {"wall_ms": 1000.0, "pages_migrated": 500_000, "sys_pct": 100.0, "idle_pct": 0.0,
+            "user_pct": 0.0}  # fmt: skip
+    busy = {**base, "wall_ms": 2000.0, "sys_pct": 50.0, "user_pct": 50.0}
+    busy_dma = {**base, "wall_ms": 2000.0, "sys_pct": 40.0, "user_pct": 60.0}
+    rows = {"baseline": base, "dma": row, "busy-baseline": busy, "busy-dma": busy_dma}
+    # idle: 2.0 us of sys per page against 1.5; busy: 2.0 against 1.6
+    assert offload_saving_us(rows) == pytest.approx({"idle": 0.5, "busy": 0.4})
+
+
+def test_reproduce_compaction_json_and_text(capsys):
+    """The full-scale reproduction: one JSON object with the simulated modes, the published
+    rows and the per-page decomposition of both (a published cell checked by hand)."""
+    assert main(["reproduce", "compaction", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert [m["mode"] for m in d["modes"]] == ["baseline", "dma", "busy-baseline", "busy-dma"]
+    pub = {r["mode"]: r for r in d["per_page_us"]["published"]}
+    # baseline: 16708 ms at 99.40% sys over 4563506 pages
+    assert pub["baseline"]["sys_us"] == pytest.approx(16708e3 * 0.994 / 4563506, rel=1e-9)
+    sim = {r["mode"]: r for r in d["per_page_us"]["simulated"]}
+    for r in d["modes"]:
+        p = sim[r["mode"]]
+        assert p["sys_us"] + p["idle_us"] + p["user_us"] == pytest.approx(p["wall_us"], rel=1e-9)
+    saving = d["offload_saving_us"]["simulated"]
+    assert saving["idle"] == pytest.approx(sim["baseline"]["sys_us"] - sim["dma"]["sys_us"])
+    assert saving["busy"] > 0 and saving["idle"] > 0  # offloading never costs CPU here
+    assert main(["reproduce", "compaction"]) == 0
+    out = capsys.readouterr().out
+    assert "per migrated page" in out and "kernel CPU saved by offload" in out

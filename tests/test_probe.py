@@ -178,7 +178,10 @@ def test_probe_compaction_rows_and_parquet(tmp_path):
     assert (df["wall_ms"] > 0).all()
     assert (df["pages_migrated"] == df["pgmigrate_success"]).all()
     assert (df["pgmigrate_success"] >= df["probe_pages_migrated"]).all()
-    assert (df["pgmigrate_success"] > 0).all()
+    # the kernel places the region: a repetition can migrate nothing (seen once while other
+    # jobs ran: its blocks lay where the scanners never got, e.g. above their meeting point),
+    # a real outcome the rows record; across repetitions compaction must move pages
+    assert df["pgmigrate_success"].sum() > 0
     assert (df["compact_migrate_scanned"] > 0).all()
     assert (df["probe_block_frac"] > 0).all()
     assert ((df["user_pct"] + df["sys_pct"] + df["idle_pct"] - 100).abs() < 1e-9).all()

@@ -118,3 +118,61 @@ def test_cpu_copier_phase_breakdown(quiet_platform):
         assert t.idle_s == 0.0
         assert t.wall_s == pytest.approx(t.unmap_s + t.flush_s + t.copy_s + t.move_s)
         assert t.wall_s == pytest.approx(t.sys_s)
+
+
+def _synthetic_cells(truth, rel_noise: float, seed: int):
+    """The published table's cells with throughputs computed by the engine at `truth`
+    (times a seeded lognormal factor of `rel_noise`), each with a 3% sd."""
+    from migsim.calibrate import Cell, simulate_cells
+
+    sim, _ = simulate_cells(truth, CELLS)
+    factor = np.exp(np.random.default_rng(seed).normal(0.0, rel_noise, len(CELLS)))
+    return [
+        Cell(c.mode, c.channels, c.folio_bytes, float(g), 0.03 * float(g))
+        for c, g in zip(CELLS, sim * factor, strict=True)
+    ]
+
+
+@pytest.fixture(scope="module")
+def truth(quiet_platform):
+    """A machine unlike the calibrated one, every free parameter moved."""
+    return quiet_platform.replace(
+        cpu__folio_fixed_us=0.6, cpu__pte_us=0.15, copy__cpu_copy_gbps=12.0,
+        dma__prep_us=0.1, dma__ramp_kb=64.0, dma__ramp_gbps=5.0, dma__page_stall_us=0.3,
+        dma__engine_gbps=10.0, dma__fabric_gbps=50.0,
+    )  # fmt: skip
+
+
+def test_fit_recovers_every_free_parameter_of_a_synthetic_table(truth):
+    """Noise-free cells from known parameters: the fit finds them again, so each free
+    parameter (the page stall included) is identified by the table's 42 cells."""
+    fit = fit_throughput(_synthetic_cells(truth, 0.0, 1), "synthetic")
+    for sec, key, *_ in FREE:
+        got, want = fit.platform.as_dict()[sec][key], truth.as_dict()[sec][key]
+        assert got == pytest.approx(want, rel=1e-3), f"{sec}.{key}"
+    assert fit.mape_pct < 1e-3
+
+
+def test_standard_errors_cover_the_truth_under_noise(truth):
+    """With 3% noise on every cell, each fitted value lies within 3 standard errors of the
+    value that generated the table, and so does the 4K offload saving."""
+    from migsim.calibrate import offload_saving_us
+
+    fit = fit_throughput(_synthetic_cells(truth, 0.03, 1), "synthetic")
+    for sec, key, *_ in FREE:
+        got, want = fit.platform.as_dict()[sec][key], truth.as_dict()[sec][key]
+        sd = fit.sd[f"{sec}.{key}"]
+        assert 0 < sd < np.inf and abs(got - want) <= 3 * sd, (f"{sec}.{key}", got, want, sd)
+    value, sd = fit.saving_4k
+    assert value == pytest.approx(offload_saving_us(fit.platform), rel=1e-12)
+    assert abs(value - offload_saving_us(truth)) <= 3 * sd
+
+
+def test_committed_platform_states_the_fit_errors(platform):
+    from migsim.calibrate import offload_saving_us
+
+    stage1 = platform.meta["stage1"]
+    assert set(stage1["parameter_sd"]) == {f"{sec}.{key}" for sec, key, *_ in FREE}
+    saving = stage1["offload_saving_4k_us"]
+    assert saving["value"] == pytest.approx(offload_saving_us(platform), abs=1e-6)
+    assert saving["sd"] > 0

@@ -401,7 +401,9 @@ def fit_host_platform(
         meta_host["from_base"] += [f"{k} ({skipped})" for k, _, _ in COMPACTION_FREE] + [
             "noise.trial_sd_frac"
         ]
-    meta = {**base_platform.meta, "host": meta_host}
+    # the base fit's stage-1 statistics describe the base machine, not this host
+    base_meta = {k: v for k, v in base_platform.meta.items() if k != "stage1"}
+    meta = {**base_meta, "host": meta_host}
     return Platform(name or f"host-{_pyplatform.node()}", plat.as_dict(), meta)
 
 

@@ -51,6 +51,7 @@ SPEC: dict[str, dict[str, Param]] = {
         "call_setup_us": Param("us", 0.0, 1000.0, "CPU cost per offloaded batch: requesting the channels (dma_request_chan), issue_pending, completion wait setup and channel release; prior, unobservable in the 1 GiB throughput runs"),
         "ramp_kb": Param("KiB", 0.0, 65536.0, "head of every descriptor that the engine moves at the latency-bound rate ramp_gbps while its read pipeline fills (reads cross the socket interconnect one round trip at a time)"),
         "ramp_gbps": Param("GB/s", 0.1, 400.0, "rate of the head (ramp_kb) of every descriptor on one channel"),
+        "page_stall_us": Param("us", 0.0, 100.0, "engine stall at every further 4 KiB page of a descriptor's head: the first page's reads start with the descriptor, each later page of the head waits once more before its reads are issued (likely its address translation); fitted: the throughput table's 4K column needs it"),
         "chans_per_engine_count": Param("channels", 1, 16, "channels that share one DMA engine; channels fill engines in order", integer=True),
         "engine_gbps": Param("GB/s", 0.1, 400.0, "streaming bandwidth of one engine, shared by its busy channels (one channel alone gets all of it)"),
         "fabric_gbps": Param("GB/s", 0.1, 2000.0, "interconnect bandwidth available to all DMA engines together"),

@@ -55,6 +55,13 @@ def test_small_batches_below_threshold_use_the_cpu(quiet_platform, rng):
     dma = DmaCopier(channels=4).copy_batches(n, b, quiet_platform, rng)
     assert hybrid.wall_s[0] == cpu.wall_s[0] and hybrid.offloaded[0] == 0
     assert hybrid.wall_s[1] == dma.wall_s[1] and hybrid.offloaded[1] == 224
+    # only an offloaded batch sleeps, and only its sleep has an idle-state exit: the wake-up
+    # latency less the interrupt itself
+    exit_s = (quiet_platform.dma.irq_wakeup_us - quiet_platform.sched.completion_irq_us) * 1e-6
+    assert exit_s > 0
+    assert list(hybrid.wake_s) == [0.0, pytest.approx(exit_s)]
+    assert hybrid.wait_s[0] == 0.0 and hybrid.wait_s[1] > hybrid.wake_s[1]
+    assert not cpu.wake_s.any()
 
 
 def test_fault_injection_counts(quiet_platform):

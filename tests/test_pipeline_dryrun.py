@@ -7,6 +7,7 @@ simulations (Snakemake does not track imported packages); presentation code is n
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,11 +46,13 @@ def rules(jobs) -> set[str]:
 
 @contextmanager
 def edited(path: Path):
-    """Edit `path` (append a comment line, mtime 1 h ahead: Snakemake compares checksums as
-    well as times), restoring its content and times afterwards."""
+    """Edit `path` (append a comment line, mtime an hour from now, so that it is newer than
+    any output whatever the copied file's own time was), restoring its content and times
+    afterwards."""
     st, text = path.stat(), path.read_bytes()
     path.write_bytes(text + b"\n# edited by a test\n")
-    os.utime(path, (st.st_atime + 3600, st.st_mtime + 3600))
+    ahead = time.time() + 3600
+    os.utime(path, (ahead, ahead))
     try:
         yield
     finally:

@@ -68,3 +68,19 @@ def test_sleeps_go_to_the_hog(p):
 def test_a_sleep_shorter_than_the_switches_gives_the_hog_nothing(p):
     t = run_timeline(np.array([1e-3, 1e-3]), np.array([1e-6]), p, busy=True)
     assert t.hog_run_s == pytest.approx(2e-3)  # only its fair share
+
+
+def test_a_busy_cpu_does_not_pay_the_idle_exit(p):
+    """The idle-state exit inside each wake-up (wake_s) is idle time for a lone task; with
+    the hog running there is no idle state, so each sleep is that much shorter."""
+    bursts = np.full(11, 100e-6)
+    sleeps = np.full(10, 50e-6)
+    wake = np.full(10, 10e-6)
+    alone = run_timeline(bursts, sleeps, p, busy=False, wake_s=wake)
+    assert alone.idle_s == pytest.approx(10 * 50e-6)  # alone, the whole latency is idle
+    busy = run_timeline(bursts, sleeps, p, busy=True, wake_s=wake)
+    ref = run_timeline(bursts, sleeps, p, busy=True)
+    assert busy.sleep_s == pytest.approx(10 * 40e-6)
+    assert busy.hog_run_s == pytest.approx(ref.hog_run_s - 10 * 10e-6)
+    assert busy.wall_s == pytest.approx(ref.wall_s - 10 * 10e-6)
+    assert busy.nr_sleeps == ref.nr_sleeps == 10

@@ -32,6 +32,7 @@ class CopyCost:
     other_cpu_s: np.ndarray  # CPU time on other CPUs (copy threads)
     offloaded: np.ndarray  # folios copied by the offload engine (dcbm's folios_migrated)
     failed: np.ndarray  # folios whose offloaded copy failed: copied by the CPU in the move phase
+    wake_s: np.ndarray  # part of wait_s only an idle CPU pays: the exit from its idle state
 
 
 def _zeros(n: int) -> np.ndarray:
@@ -68,7 +69,7 @@ class CpuCopier:
     def copy_batches(self, nr_folios, nr_bytes, platform, rng, scale=1.0) -> CopyCost:
         t = cpu_copy_seconds(nr_folios, nr_bytes, platform) * scale
         n = len(t)
-        return CopyCost(t, t.copy(), _zeros(n), _zeros(n), _zeros(n), _zeros(n))
+        return CopyCost(t, t.copy(), _zeros(n), _zeros(n), _zeros(n), _zeros(n), _zeros(n))
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,14 @@ class DmaCopier:
             failed = np.zeros_like(nr_folios)
         cpu_s = np.where(offload, prep_s, cpu_copy_seconds(nr_folios, nr_bytes, platform)) * scale
         wait_s = np.where(offload, wait_s, 0.0) * scale
+        # of the wake-up latency, all but the interrupt itself is the idle CPU's exit from
+        # its idle state, which a CPU busy with another task does not pay
+        idle_exit_us = max(d.irq_wakeup_us - platform.sched.completion_irq_us, 0.0)
+        wake_s = np.where(offload, idle_exit_us * US, 0.0) * scale
         failed = np.where(offload, failed, 0)
         offloaded = np.where(offload, nr_folios - failed, 0)
-        return CopyCost(cpu_s + wait_s, cpu_s, wait_s, _zeros(len(cpu_s)), offloaded, failed)
+        z = _zeros(len(cpu_s))
+        return CopyCost(cpu_s + wait_s, cpu_s, wait_s, z, offloaded, failed, wake_s)
 
 
 @dataclass(frozen=True)
@@ -185,7 +191,7 @@ class MtCopier:
             nr_folios * platform.copy.cpu_copy_fixed_us * US + nr_bytes / rate
         ) * scale  # all threads' copy time
         z = _zeros(len(cpu_s))
-        return CopyCost(cpu_s + wait_s, cpu_s, wait_s, other, z, z)
+        return CopyCost(cpu_s + wait_s, cpu_s, wait_s, other, z, z, z)
 
 
 def make_copier(

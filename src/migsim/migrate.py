@@ -39,6 +39,7 @@ class BatchCosts:
     copy_s: np.ndarray  # wall time of the batch copy step
     copy_cpu_s: np.ndarray  # migrating CPU busy during the copy step
     copy_wait_s: np.ndarray  # migrating CPU asleep waiting for the copy
+    copy_wake_s: np.ndarray  # part of copy_wait_s only an idle CPU pays (idle-state exit)
     other_cpu_s: np.ndarray  # CPU time of copy threads on other CPUs
     move_s: np.ndarray  # move phase incl. CPU fallback copies (CPU, sys)
     fallback_s: np.ndarray  # part of move_s spent copying failed folios with the CPU
@@ -93,6 +94,7 @@ def cost_batches(
         copy_s=cc.wall_s,
         copy_cpu_s=cc.cpu_s,
         copy_wait_s=cc.wait_s,
+        copy_wake_s=cc.wake_s,
         other_cpu_s=cc.other_cpu_s,
         move_s=move_s + fallback_s,
         fallback_s=fallback_s,

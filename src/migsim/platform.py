@@ -55,7 +55,7 @@ SPEC: dict[str, dict[str, Param]] = {
         "chans_per_engine_count": Param("channels", 1, 16, "channels that share one DMA engine; channels fill engines in order", integer=True),
         "engine_gbps": Param("GB/s", 0.1, 400.0, "streaming bandwidth of one engine, shared by its busy channels (one channel alone gets all of it)"),
         "fabric_gbps": Param("GB/s", 0.1, 2000.0, "interconnect bandwidth available to all DMA engines together"),
-        "irq_wakeup_us": Param("us", 0.0, 10000.0, "completion interrupt plus wake-up of the sleeping migrating task, once per offloaded batch; prior"),
+        "irq_wakeup_us": Param("us", 0.0, 10000.0, "wake-up latency of the migrating task sleeping on an idle CPU, once per offloaded batch: the completion interrupt (sched.completion_irq_us) plus the CPU's exit from its idle state, which a CPU busy with another task does not pay; prior"),
         "max_channels_count": Param("channels", 1, 256, "DMA channels the platform has (dcbm's nr_dma_chan upper bound)", integer=True),
     },
     "mt": {

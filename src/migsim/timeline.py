@@ -11,6 +11,8 @@ scheduler (CFS/EEVDF-like, equal weights) gives:
   a slice costs two context switches per slice;
 - *the sleep goes to the hog*: a task's lag is not credited for the time it sleeps, so a
   sleep is not paid back to compaction; the hog runs through it;
+- *no idle exit*: the CPU never idles, so a sleep ends as soon as the completion interrupt
+  has been handled, without the idle-state exit that an idle CPU adds to the wake-up;
 - *wake-up preemption*: the completion interrupt wakes compaction, which preempts the hog;
   each sleep therefore costs two context switches (to the hog, back to compaction), which are
   kernel (sys) time, and the interrupt's handling runs on the CPU while the hog is current:
@@ -80,15 +82,25 @@ def cpu_runs(burst_s: np.ndarray, sleep_s: np.ndarray) -> np.ndarray:
 
 
 def run_timeline(
-    burst_s: np.ndarray, sleep_s: np.ndarray, platform: Platform, *, busy: bool
+    burst_s: np.ndarray,
+    sleep_s: np.ndarray,
+    platform: Platform,
+    *,
+    busy: bool,
+    wake_s: np.ndarray | None = None,
 ) -> TimelineResult:
     """Account a run of CPU bursts and DMA sleeps on the pinned CPU, alone (idle modes) or
     against a CPU hog (busy modes). `burst_s[i]` is the work before sleep i, the last entry
-    the work after the last sleep (seconds)."""
+    the work after the last sleep (seconds). `wake_s[i]` is the part of sleep i that only an
+    idle CPU pays (its exit from the idle state before the woken task runs): with the hog
+    running there is no idle state, and sleep i lasts `sleep_s[i] - wake_s[i]`."""
     s = platform.sched
     runs = cpu_runs(burst_s, sleep_s)
     sleeps = np.asarray(sleep_s, dtype=np.float64)
-    sleeps = sleeps[sleeps > 0]
+    slept_mask = sleeps > 0
+    if busy and wake_s is not None:
+        sleeps = np.maximum(sleeps - np.asarray(wake_s, dtype=np.float64), 0.0)
+    sleeps = sleeps[slept_mask]
     work = float(runs.sum())
     slept = float(sleeps.sum())
     n = len(sleeps)

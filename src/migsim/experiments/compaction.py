@@ -112,7 +112,7 @@ def cost_log(
         bursts[-1] = bc.move_s[-1] + tail
     else:
         bursts[-1] = tail
-    timeline = run_timeline(bursts, bc.copy_wait_s, platform, busy=busy)
+    timeline = run_timeline(bursts, bc.copy_wait_s, platform, busy=busy, wake_s=bc.copy_wake_s)
     per_counter = (log.work.sum(0) + log.tail) * unit
     names = ("migrate_scan", "free_scan", "isolate", "free_isolate", "buddy_free", "slowpath")
     return RunCost(

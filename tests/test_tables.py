@@ -384,6 +384,34 @@ def test_compaction_table_layout():
     assert vs["baseline"][5] == "99.50 / 99.40 (+0.10 pt)"
 
 
+def test_compaction_per_page_table_by_hand():
+    runs = COMPACTION_RUNS.frame(
+        [
+            cp_row("baseline", 16000.0, pages=4_000_000, sys=100.0, idle=0.0),
+            cp_row("dma", 20000.0, pages=4_000_000, sys=75.0, idle=25.0),
+            cp_row("busy-baseline", 32000.0, pages=4_000_000, hog=1, user=50.0, sys=50.0, idle=0.0),
+            cp_row("busy-dma", 34000.0, pages=4_000_000, hog=1, user=55.0, sys=45.0, idle=0.0),
+        ]
+    )  # fmt: skip
+    s = tables.summarise_compaction(runs, tables.load_reference_compaction(REF_CP))
+    t = tables.compaction_per_page_table(s)
+    rows = {r[0]: r[1:] for r in _md_rows(t.markdown())[2:]}
+    assert list(rows) == ["baseline", "dma", "busy-baseline", "busy-dma"]
+    # baseline: 16000 ms over 4e6 pages = 4.000 us, published 16708 ms / 4563506 = 3.661 us
+    assert rows["baseline"][0] == "4.000 / 3.661"
+    # dma: 5.000 us a page, 75% sys = 3.750, 25% idle = 1.250
+    assert [c.split(" / ")[0] for c in rows["dma"]] == ["5.000", "3.750", "1.250", "0.000"]
+    # busy-dma: 8.5 us, 45% sys = 3.825, 55% user = 4.675
+    assert [c.split(" / ")[0] for c in rows["busy-dma"]] == ["8.500", "3.825", "0.000", "4.675"]
+    # saved: idle 4.000 - 3.750, busy 4.000 - 3.825; published 0.508 and 0.565
+    assert "idle 0.250, busy 0.175 us (published 0.508 and 0.565)" in t.notes[-1]
+    # one mode alone: its row, no saving
+    one = tables.summarise_compaction(runs.filter(pl.col("mode") == "dma"))
+    t1 = tables.compaction_per_page_table(one)
+    assert [r[0] for r in t1.rows] == ["dma"] and t1.rows[0][1] == "5.000"
+    assert not any("saved" in n for n in t1.notes)
+
+
 def test_table_html_is_offline_and_escaped():
     t = tables.Table("A <b> table", ["x", "y"], [["r<1>", "1±2"]], ["note & more"])
     page = tables.table_page("t", [t])

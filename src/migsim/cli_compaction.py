@@ -125,30 +125,10 @@ def cmd_compaction(args) -> int:
     return 0
 
 
-def per_page_us(row: dict) -> dict[str, float]:
-    """Microseconds per migrated page of a compaction row (simulated or published): kernel
-    CPU (sys), idle (the DMA waits of an idle machine), user (the hog) and wall time."""
-    us = row["wall_ms"] * 1e3 / row["pages_migrated"]
-    return {
-        "wall_us": us,
-        "sys_us": us * row["sys_pct"] / 100,
-        "idle_us": us * row["idle_pct"] / 100,
-        "user_us": us * row["user_pct"] / 100,
-    }
-
-
-def offload_saving_us(rows: dict[str, dict]) -> dict[str, float]:
-    """Kernel CPU per migrated page that DMA offload saves, idle and busy (us per page)."""
-    sys_us = {m: per_page_us(r)["sys_us"] for m, r in rows.items()}
-    return {
-        "idle": sys_us["baseline"] - sys_us["dma"],
-        "busy": sys_us["busy-baseline"] - sys_us["busy-dma"],
-    }
-
-
 def cmd_reproduce(args) -> int:
     from .calibrate_compaction import read_compaction_reference
     from .experiments.compaction import reproduce_compaction
+    from .tables import offload_saving_us, per_page_us
 
     platform = load_platform(args.platform)
     ref = read_compaction_reference(args.reference)  # printed beside, never simulated from

@@ -497,7 +497,10 @@ def write_tables(kind: str, summary_path: str, outputs: Mapping[str, str]) -> No
     summary = pl.read_parquet(summary_path)
     build = {"throughput": tables.throughput_table, "compaction": tables.compaction_table}[kind]
     tables.write_table(build(summary), outputs["md"], outputs["html"])
-    tables.write_table(build(summary, with_published=True), outputs["vs_md"], outputs["vs_html"])
+    versus = [build(summary, with_published=True)]
+    if kind == "compaction":
+        versus.append(tables.compaction_per_page_table(summary))
+    tables.write_table(versus, outputs["vs_md"], outputs["vs_html"])
 
 
 def draw_figure(name: str, summary_path: str, out_stem: str) -> None:

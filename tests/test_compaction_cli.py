@@ -71,7 +71,7 @@ def test_bad_input_is_one_line_naming_the_argument(args, names, capsys):
 
 
 def test_per_page_us_by_hand():
-    from migsim.tables import offload_saving_us, per_page_us
+    from migsim.tables import offload_saving_per_page_us, per_page_us
 
     row = {"wall_ms": 2000.0, "pages_migrated": 1_000_000, "sys_pct": 75.0, "idle_pct": 25.0,
            "user_pct": 0.0}  # fmt: skip
@@ -84,7 +84,7 @@ def test_per_page_us_by_hand():
     busy_dma = {**base, "wall_ms": 2000.0, "sys_pct": 40.0, "user_pct": 60.0}
     rows = {"baseline": base, "dma": row, "busy-baseline": busy, "busy-dma": busy_dma}
     # idle: 2.0 us of sys per page against 1.5; busy: 2.0 against 1.6
-    assert offload_saving_us(rows) == pytest.approx({"idle": 0.5, "busy": 0.4})
+    assert offload_saving_per_page_us(rows) == pytest.approx({"idle": 0.5, "busy": 0.4})
 
 
 def test_reproduce_compaction_json_and_text(capsys):

@@ -156,7 +156,7 @@ def test_fit_recovers_every_free_parameter_of_a_synthetic_table(truth):
 def test_standard_errors_cover_the_truth_under_noise(truth):
     """With 3% noise on every cell, each fitted value lies within 3 standard errors of the
     value that generated the table, and so does the 4K offload saving."""
-    from migsim.calibrate import offload_saving_us
+    from migsim.calibrate import offload_saving_per_folio_us
 
     fit = fit_throughput(_synthetic_cells(truth, 0.03, 1), "synthetic")
     for sec, key, *_ in FREE:
@@ -164,15 +164,15 @@ def test_standard_errors_cover_the_truth_under_noise(truth):
         sd = fit.sd[f"{sec}.{key}"]
         assert 0 < sd < np.inf and abs(got - want) <= 3 * sd, (f"{sec}.{key}", got, want, sd)
     value, sd = fit.saving_4k
-    assert value == pytest.approx(offload_saving_us(fit.platform), rel=1e-12)
-    assert abs(value - offload_saving_us(truth)) <= 3 * sd
+    assert value == pytest.approx(offload_saving_per_folio_us(fit.platform), rel=1e-12)
+    assert abs(value - offload_saving_per_folio_us(truth)) <= 3 * sd
 
 
 def test_committed_platform_states_the_fit_errors(platform):
-    from migsim.calibrate import offload_saving_us
+    from migsim.calibrate import offload_saving_per_folio_us
 
     stage1 = platform.meta["stage1"]
     assert set(stage1["parameter_sd"]) == {f"{sec}.{key}" for sec, key, *_ in FREE}
     saving = stage1["offload_saving_4k_us"]
-    assert saving["value"] == pytest.approx(offload_saving_us(platform), abs=1e-6)
+    assert saving["value"] == pytest.approx(offload_saving_per_folio_us(platform), abs=1e-6)
     assert saving["sd"] > 0

@@ -136,10 +136,12 @@ class Fit:
     mape_pct: float
     cost: float
     sd: dict[str, float]  # standard error of each FREE parameter ("section.key")
-    saving_4k: tuple[float, float]  # offload_saving_us of a 4K folio and its standard error
+    saving_4k: tuple[
+        float, float
+    ]  # offload_saving_per_folio_us of a 4K folio and its standard error
 
 
-def offload_saving_us(platform: Platform, folio_bytes: int = 4096) -> float:
+def offload_saving_per_folio_us(platform: Platform, folio_bytes: int = 4096) -> float:
     """CPU time (us) that offloading one folio's copy saves on the migrating CPU: the CPU
     copy (fixed part + bytes at cpu_copy_gbps) minus the descriptor's preparation. The
     per-call setup of an offloaded batch comes on top and is not included."""
@@ -208,9 +210,11 @@ def fit_throughput(cells: list[Cell], name: str = "fitted", fit_cells=None) -> F
     for i in range(len(FREE)):
         h = np.zeros(len(FREE))
         h[i] = 1e-6 * max(abs(best.x[i]), 1.0)
-        up, down = (offload_saving_us(platform_from(best.x + k * h, base, name)) for k in (1, -1))
+        up, down = (
+            offload_saving_per_folio_us(platform_from(best.x + k * h, base, name)) for k in (1, -1)
+        )
         grad[i] = (up - down) / (2 * h[i])
-    saving = (offload_saving_us(platform), float(np.sqrt(grad @ cov @ grad)))
+    saving = (offload_saving_per_folio_us(platform), float(np.sqrt(grad @ cov @ grad)))
     platform.meta["stage1"] = {
         "parameter_sd": {k: round(v, 6) for k, v in sd.items()},
         "offload_saving_4k_us": {"value": round(saving[0], 6), "sd": round(saving[1], 6)},

@@ -128,7 +128,7 @@ def cmd_compaction(args) -> int:
 def cmd_reproduce(args) -> int:
     from .calibrate_compaction import read_compaction_reference
     from .experiments.compaction import reproduce_compaction
-    from .tables import offload_saving_us, per_page_us
+    from .tables import offload_saving_per_page_us, per_page_us
 
     platform = load_platform(args.platform)
     ref = read_compaction_reference(args.reference)  # printed beside, never simulated from
@@ -142,13 +142,16 @@ def cmd_reproduce(args) -> int:
     published = [pub[r["mode"]] for r in sim]
     by_mode = {r["mode"]: r for r in sim}
     if args.json:
+
+        def per_page(rows):
+            return [{"mode": r["mode"], **per_page_us(r)} for r in rows]
+
         print(json.dumps({
             "platform": platform.name, "channels": args.channels, "modes": sim,
             "published": published,
-            "per_page_us": {"simulated": [{"mode": r["mode"], **per_page_us(r)} for r in sim],
-                            "published": [{"mode": r["mode"], **per_page_us(r)} for r in published]},
-            "offload_saving_us": {"simulated": offload_saving_us(by_mode),
-                                  "published": offload_saving_us(pub)},
+            "per_page_us": {"simulated": per_page(sim), "published": per_page(published)},
+            "offload_saving_us": {"simulated": offload_saving_per_page_us(by_mode),
+                                  "published": offload_saving_per_page_us(pub)},
         }))  # fmt: skip
         return 0
 
@@ -180,7 +183,7 @@ def cmd_reproduce(args) -> int:
         ps, pp = per_page_us(s), per_page_us(pub[s["mode"]])
         cells = [f"{ps[k]:.3f} / {pp[k]:.3f}" for k in ("wall_us", "sys_us", "idle_us", "user_us")]
         print(f"{s['mode']:<14}" + "".join(f"{c:>18}" for c in cells))
-    ss, sp = offload_saving_us(by_mode), offload_saving_us(pub)
+    ss, sp = offload_saving_per_page_us(by_mode), offload_saving_per_page_us(pub)
     print(f"kernel CPU saved by offload per page: idle {ss['idle']:.3f} / {sp['idle']:.3f} us, "
           f"busy {ss['busy']:.3f} / {sp['busy']:.3f} us")  # fmt: skip
     return 0

@@ -82,9 +82,10 @@ class DmaCopier:
     engine; busy channels of one engine share its bandwidth, and all engines share the
     interconnect. A descriptor's head (`ramp_kb`) moves at a latency-bound rate with a stall
     at each 4 KiB page after its first (`page_stall_us`): the published throughput table
-    needs both, since a 4K descriptor costs less per byte there than a 16K or 64K one. A descriptor fails with probability `fail_rate`; its folio is then copied by
-    the CPU in the move phase (the kernel's per-folio fallback). Batches smaller than
-    `min_batch_bytes` are not offloaded but copied by the CPU (a `should_batch`-style policy).
+    needs both, since a 4K descriptor costs less per byte there than a 16K or 64K one.
+    A descriptor fails with probability `fail_rate`; its folio is then copied by the CPU in
+    the move phase (the kernel's per-folio fallback). Batches smaller than `min_batch_bytes`
+    are not offloaded but copied by the CPU (a `should_batch`-style policy).
 
     Simplifications: folios of a batch are taken as equal-sized for the split (the busiest
     channel gets ceil(n/channels) folios and that share of the bytes); the CPU prepares all

@@ -724,7 +724,7 @@ def per_page_us(row: Mapping) -> dict[str, float]:
     }
 
 
-def offload_saving_us(rows: Mapping[str, Mapping]) -> dict[str, float]:
+def offload_saving_per_page_us(rows: Mapping[str, Mapping]) -> dict[str, float]:
     """Kernel CPU per migrated page that DMA offload saves, idle and busy (us per page), from
     rows keyed by mode (baseline, dma, busy-baseline, busy-dma)."""
     sys_us = {m: per_page_us(r)["sys_us"] for m, r in rows.items()}
@@ -762,12 +762,12 @@ def compaction_per_page_table(summary: pl.DataFrame) -> Table:
         rows.append([mode] + [f"{ps[k]:.3f}" + (f" / {pp[k]:.3f}" if pp else "") for k in keys])
     notes = ["Microseconds per migrated page: simulated / published where a published row exists."]
     if all(complete(sim, m) for m in COMPACTION_MODES):
-        ss = offload_saving_us(sim)
+        ss = offload_saving_per_page_us(sim)
         text = (
             f"Kernel CPU saved by offload per page: idle {ss['idle']:.3f}, busy {ss['busy']:.3f} us"
         )
         if all(complete(pub, m) for m in COMPACTION_MODES):
-            sp = offload_saving_us(pub)
+            sp = offload_saving_per_page_us(pub)
             text += f" (published {sp['idle']:.3f} and {sp['busy']:.3f})"
         notes.append(text + ".")
     header = ["mode", "wall (us)", "sys (us)", "idle (us)", "user (us)"]

@@ -58,8 +58,9 @@ COPIES = ("baseline", "dma")
 # The DMA parameters that a "low-latency" engine class scales down (the default): the
 # latency-bound rate of the head of every descriptor (a rate: divided by the scale, since the
 # head moves one round trip at a time), the stall at each further page of the head, and the
-# per-call costs (channel setup on the CPU, completion interrupt and wake-up). Streaming bandwidths, the head size and the per-descriptor
-# CPU preparation (dma_map_page, prep, submit) stay those of the calibrated machine.
+# per-call costs (channel setup on the CPU, completion interrupt and wake-up). Streaming
+# bandwidths, the head size and the per-descriptor CPU preparation (dma_map_page, prep,
+# submit) stay those of the calibrated machine.
 # Note: a descriptor smaller than the head (a 4K page: the calibrated head is about 100 KiB)
 # moves entirely at ramp_gbps with no page stall, so scaling ramp_kb instead would not speed
 # small folios up.

@@ -17,10 +17,14 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
+
+if TYPE_CHECKING:  # the engine is imported inside the job functions, not by the Snakefile
+    from .platform import Platform
+    from .tables import Schema
 
 PAGEBLOCK_BYTES = PAGEBLOCK_NR_PAGES * PAGE_SIZE  # 2 MiB: one order-9 allocation
 
@@ -357,11 +361,28 @@ def compaction_params(config: Mapping, mode: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _write_runs(
+    rows: list[dict], schema: Schema, out_path: str, params: Mapping, platform: Platform
+) -> None:
+    """One simulation job's rows as its Parquet file, with the job's parameter hash, its seed
+    and the digest of the platform it ran on in the metadata."""
+    from .tables import write_parquet
+
+    write_parquet(
+        schema.frame(rows),
+        out_path,
+        schema,
+        config_hash=config_hash(dict(params)),
+        seed=params["seed"],
+        extra={"platform_digest": platform.digest()},
+    )
+
+
 def simulate_throughput_row(platform_path: str, params: Mapping, out_path: str) -> None:
     """One throughput row: every folio size, `trials` trials each, into one Parquet file."""
     from .experiments.throughput import run_throughput
     from .platform import load_platform
-    from .tables import THROUGHPUT_RUNS, write_parquet
+    from .tables import THROUGHPUT_RUNS
 
     platform = load_platform(platform_path)
     rows: list[dict] = []
@@ -389,14 +410,7 @@ def simulate_throughput_row(platform_path: str, params: Mapping, out_path: str) 
             min_batch_bytes=params["min_batch_bytes"],
         )
         rows += result.rows()
-    write_parquet(
-        THROUGHPUT_RUNS.frame(rows),
-        out_path,
-        THROUGHPUT_RUNS,
-        config_hash=config_hash(dict(params)),
-        seed=params["seed"],
-        extra={"platform_digest": platform.digest()},
-    )
+    _write_runs(rows, THROUGHPUT_RUNS, out_path, params, platform)
 
 
 def fragment_node(platform_path: str, params: Mapping, out_path: str) -> None:
@@ -423,7 +437,7 @@ def simulate_compaction_mode(
     """One compaction mode: `runs` runs from the saved fragmented state, into one Parquet file."""
     from .experiments.compaction import run_compaction
     from .platform import load_platform
-    from .tables import COMPACTION_RUNS, write_parquet
+    from .tables import COMPACTION_RUNS
 
     platform = load_platform(platform_path)
     rows = []
@@ -444,14 +458,7 @@ def simulate_compaction_mode(
             noise=params["noise"],
         )
         rows.append(result.row())
-    write_parquet(
-        COMPACTION_RUNS.frame(rows),
-        out_path,
-        COMPACTION_RUNS,
-        config_hash=config_hash(dict(params)),
-        seed=params["seed"],
-        extra={"platform_digest": platform.digest()},
-    )
+    _write_runs(rows, COMPACTION_RUNS, out_path, params, platform)
 
 
 def aggregate(

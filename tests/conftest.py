@@ -1,11 +1,63 @@
-"""Shared fixtures: the committed platform, a small deterministic RNG."""
+"""Shared fixtures: the committed platform, a small deterministic RNG; the gate of the tests
+that touch the running kernel (tests/host_gate.py) and the check that every test leaves the
+kernel settings as it found them."""
 
 from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from migsim.platform import DEFAULT_PLATFORM, load_platform
+
+sys.path.insert(0, str(Path(__file__).parent))
+from host_gate import changed_settings, host_tests_enabled  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--host",
+        action="store_true",
+        default=False,
+        help="run the tests marked host (they change kernel settings or trigger compaction)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    enabled, why = host_tests_enabled(
+        dict(os.environ), os.geteuid(), config.getoption("markexpr"), config.getoption("--host")
+    )
+    if enabled:
+        return
+    skip = pytest.mark.skip(reason=f"host test: {why}")
+    for item in items:
+        if "host" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _kernel_settings_unchanged(request):
+    """As root, compare the THP and compaction settings before and after every test: a host
+    test that does not restore them fails; any other test that changes them fails in CI (and
+    warns elsewhere: on a shared machine another process may change them meanwhile)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    from migsim.probe import snapshot_settings
+
+    before = snapshot_settings()
+    yield
+    changed = changed_settings(before, snapshot_settings())
+    if not changed:
+        return
+    msg = "kernel settings changed by this test: " + "; ".join(changed)
+    if "host" in request.keywords or os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    warnings.warn(msg, stacklevel=1)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The host probes leave the machine as they found it: MemAvailable back within tolerance, the
 THP and compaction settings identical, the probe's memory unmapped -- after a normal run and
-after a run interrupted by an exception, Ctrl-C or SIGTERM."""
+after a run interrupted by an exception, Ctrl-C or SIGTERM. The probe runs are marked
+``host`` (tests/host_gate.py); the guard's own tests use stand-in files and always run."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import time
 import pytest
 
 from migsim import probe
-
-pytestmark = pytest.mark.host
 
 SIZE = 512 << 20
 # Other processes allocate and free while the test runs: MemAvailable is compared with a
@@ -112,6 +111,7 @@ def _check_restored(before: dict[str, str], avail_before: int, rec: Recorder) ->
         assert rec.during[str(probe.PROACTIVENESS)] == "0"
 
 
+@pytest.mark.host
 def test_probe_run_restores_everything():
     require_compaction_probe()
     before, avail = probe.snapshot_settings(), mem_available()
@@ -121,6 +121,7 @@ def test_probe_run_restores_everything():
     _check_restored(before, avail, rec)
 
 
+@pytest.mark.host
 @pytest.mark.parametrize(
     "stage,exc",
     [
@@ -138,6 +139,7 @@ def test_probe_interrupted_by_exception_restores_everything(stage, exc):
     _check_restored(before, avail, rec)
 
 
+@pytest.mark.host
 def test_probe_interrupted_by_sigterm_restores_everything():
     require_compaction_probe()
     old = signal.getsignal(signal.SIGTERM)

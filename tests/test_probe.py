@@ -1,5 +1,8 @@
 """The host probes at small sizes: their rows, their Parquet files and the fragmentation they
-build in real memory. The compaction probe needs root; it is skipped elsewhere (never in CI)."""
+build in real memory. The tests that run the compaction probe (it changes THP and
+compaction_proactiveness for its run and triggers real compaction) are marked ``host``: they
+run where CI=true as root or when asked (tests/host_gate.py); the rest touch only this
+process's own memory and always run."""
 
 from __future__ import annotations
 
@@ -16,8 +19,6 @@ from migsim import probe
 from migsim.pipeline import config_hash
 from migsim.tables import write_parquet
 from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES
-
-pytestmark = pytest.mark.host
 
 
 def require_compaction_probe() -> None:
@@ -165,6 +166,7 @@ def test_cli_probe_bad_argument_is_one_line():
 # ------------------------------------------------------------------ compaction probe
 
 
+@pytest.mark.host
 def test_probe_compaction_rows_and_parquet(tmp_path):
     require_compaction_probe()
     size = 128 << 20
@@ -204,6 +206,7 @@ def test_cli_probe_compaction_not_root_exits_3(monkeypatch, capsys):
     assert probe.snapshot_settings() == before
 
 
+@pytest.mark.host
 def test_cli_probe_compaction_unwritable_trigger_exits_3(monkeypatch, capsys, tmp_path):
     """Where the trigger cannot be written (here: a directory) the probe exits 3 with the
     reason, and the settings it changed on the way are restored."""
@@ -361,6 +364,7 @@ def test_host_jobs_without_compaction_probe(tmp_path, monkeypatch, platform):
 
 
 @pytest.mark.slow
+@pytest.mark.host
 def test_snakemake_host_target(tmp_path):
     """`snakemake --cores 2 host` in a copy of the workflow: probes, fit, simulation, figure;
     and the default target does not include it."""
@@ -386,11 +390,17 @@ def test_snakemake_host_target(tmp_path):
     assert (out / "platform.yaml").is_file()
 
 
-def test_calibrate_host_cli_writes_a_loadable_platform(tmp_path):
-    """`migsim calibrate --host` end to end at a small size (the compaction probe may be
-    skipped without root; the copy fit always runs)."""
+@pytest.mark.parametrize(
+    "as_root", [pytest.param(True, marks=pytest.mark.host, id="compaction"), False]
+)
+def test_calibrate_host_cli_writes_a_loadable_platform(tmp_path, monkeypatch, as_root):
+    """`migsim calibrate --host` end to end at a small size: with the compaction probe (root,
+    a host test) and without it (uid 1000: the probe is skipped, the copy fit always runs)."""
     from migsim.cli import main
     from migsim.platform import load_platform
+
+    if not as_root:
+        monkeypatch.setattr(probe.os, "geteuid", lambda: 1000)
 
     out = tmp_path / "host.yaml"
     assert main(["calibrate", "--host", "--size", "64M", "--repeats", "1", "--out", str(out)]) == 0

@@ -7,7 +7,8 @@ Brings up munged, slurmctld and slurmd (tests/slurm_cluster.py), runs the smoke 
 - a job cancelled with `scancel` stops the workflow with an error naming the job, and a
   rerun completes it without recomputing what had finished.
 
-Skips only where Slurm is not installed, and never in CI (CI=true). Every wait is bounded,
+Skips (with the reason) only where Slurm, munge or the executor plugin is not installed or
+the user is not root, and never in CI (CI=true). Every wait is bounded,
 and an alarm ends the whole module after MODULE_TIMEOUT_S, daemons stopped, so it cannot
 hang CI.
 """
@@ -51,14 +52,32 @@ SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 SIMULATION_RULES = {"fragment", "throughput", "compaction", "whatif_study"}
 
 
+def slurm_prerequisites_missing() -> list[str]:
+    """What this machine lacks to run the Slurm tests (empty when they can run)."""
+    missing = []
+    binaries = missing_binaries()
+    if binaries:
+        missing.append(
+            f"Slurm is not installed (missing: {', '.join(binaries)}); "
+            "install Debian's slurm-wlm and munge"
+        )
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        missing.append(
+            "snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]'"
+        )
+    if os.geteuid() != 0:
+        missing.append(f"the test cluster's daemons must be started as root (uid {os.geteuid()})")
+    return missing
+
+
 def _skip_or_fail_without_slurm() -> None:
-    missing = missing_binaries()
+    """Skip with the reason where a prerequisite is missing; in CI (CI=true) fail instead."""
+    missing = slurm_prerequisites_missing()
     if not missing:
         return
-    reason = (
-        f"Slurm is not installed (missing: {', '.join(missing)}); "
-        "install Debian's slurm-wlm and munge to run this test"
-    )
+    reason = "; ".join(missing)
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}: CI must run the Slurm test (.ci/run installs them)")
     print(f"SKIP: {reason}")
@@ -95,10 +114,6 @@ def within_deadline(module_deadline: float) -> None:
 @pytest.fixture(scope="module")
 def cluster(module_deadline) -> Iterator[SlurmCluster]:
     _skip_or_fail_without_slurm()
-    try:
-        import snakemake_executor_plugin_slurm  # noqa: F401
-    except ImportError:
-        pytest.fail("snakemake-executor-plugin-slurm missing: pip install -e '.[slurm]'")
     # Not under pytest's tmp_path: munged wants every directory above its socket to be
     # searchable by all users, and pytest's base temp dir is private (0700).
     root = Path(tempfile.mkdtemp(prefix="migsim-slurm-"))

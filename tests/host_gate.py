@@ -1,0 +1,49 @@
+"""When the tests that touch the running kernel may run, and a guard that they restore it.
+
+A test marked ``host`` changes kernel settings (THP, compaction_proactiveness) or triggers real
+compaction (/proc/sys/vm/compact_memory). On a developer's machine that is a side effect no
+plain ``pytest`` should have, so those tests run only when asked:
+
+- in CI (``CI=true``) as root, where .ci/run runs on a fresh machine that nobody else uses;
+- locally with ``pytest --host``, ``MIGSIM_HOST_TESTS=1`` or a ``-m`` expression that selects
+  ``host`` (e.g. ``pytest -m host``).
+
+Everywhere else they are skipped with the reason (``-ra`` prints it in the summary).
+"""
+
+from __future__ import annotations
+
+import re
+
+ENV_OPT_IN = "MIGSIM_HOST_TESTS"
+_SELECTS_HOST = re.compile(r"(?<!not )\bhost\b")
+
+
+def host_tests_enabled(
+    env: dict[str, str], euid: int, markexpr: str = "", option: bool = False
+) -> tuple[bool, str]:
+    """Whether host-marked tests run, and why (the skip reason when they do not)."""
+    if option:
+        return True, "--host given"
+    if env.get(ENV_OPT_IN) == "1":
+        return True, f"{ENV_OPT_IN}=1"
+    if _SELECTS_HOST.search(markexpr or ""):
+        return True, f"-m {markexpr!r} selects host"
+    if env.get("CI") == "true":
+        if euid == 0:
+            return True, "CI=true as root"
+        return False, f"CI=true but not root (uid {euid}): host tests need root"
+    return False, (
+        "changes kernel settings or triggers real compaction: opt in with `pytest --host`, "
+        f"`{ENV_OPT_IN}=1` or `-m host` (on by default only where CI=true and root)"
+    )
+
+
+def changed_settings(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The settings whose content differs between two probe.snapshot_settings() results."""
+    keys = sorted(set(before) | set(after))
+    return [
+        f"{k}: {before.get(k, '<absent>')!r} -> {after.get(k, '<absent>')!r}"
+        for k in keys
+        if before.get(k) != after.get(k)
+    ]

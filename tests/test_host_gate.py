@@ -1,0 +1,87 @@
+"""The gate of the host tests (tests/host_gate.py) and the skip of the Slurm tests: a plain
+`pytest` as root leaves the kernel settings alone, CI runs the host tests, and a missing
+Slurm prerequisite is a skip with its reason (a failure in CI)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from host_gate import ENV_OPT_IN, changed_settings, host_tests_enabled
+
+TESTS = Path(__file__).parent
+
+
+@pytest.mark.parametrize(
+    "env,euid,markexpr,option,enabled",
+    [
+        ({}, 0, "", False, False),  # a plain pytest as root: off
+        ({}, 1000, "", False, False),
+        ({"CI": "true"}, 0, "", False, True),  # CI as root: on
+        ({"CI": "true"}, 1000, "", False, False),  # CI without root cannot run them
+        ({"CI": "false"}, 0, "", False, False),
+        ({}, 0, "", True, True),  # --host
+        ({ENV_OPT_IN: "1"}, 0, "", False, True),
+        ({ENV_OPT_IN: "0"}, 0, "", False, False),
+        ({}, 0, "host", False, True),
+        ({}, 0, "host and not slow", False, True),
+        ({}, 0, "slow or host", False, True),
+        ({}, 0, "not host", False, False),
+        ({}, 0, "not slow", False, False),
+        ({}, 0, "hostname", False, False),  # a different marker
+    ],
+)
+def test_host_tests_enabled(env, euid, markexpr, option, enabled):
+    got, why = host_tests_enabled(env, euid, markexpr, option)
+    assert got is enabled
+    assert why  # always says why (the skip reason when off)
+
+
+def test_skip_reason_says_how_to_opt_in():
+    _, why = host_tests_enabled({}, 0)
+    assert "--host" in why and ENV_OPT_IN in why and "-m host" in why
+
+
+def test_changed_settings_names_each_change():
+    before = {"/a": "1", "/b": "always", "/c": "x"}
+    after = {"/a": "1", "/b": "never", "/d": "y"}
+    assert changed_settings(before, after) == [
+        "/b: 'always' -> 'never'",
+        "/c: 'x' -> '<absent>'",
+        "/d: '<absent>' -> 'y'",
+    ]
+    assert changed_settings(before, dict(before)) == []
+
+
+def test_plain_pytest_skips_the_host_tests_and_prints_why():
+    """The host tests of test_host_safety.py, run by a plain pytest outside CI: each one is
+    skipped with the reason in the summary; the guard's stand-in-file tests still run."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", ENV_OPT_IN)}
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         str(TESTS / "test_host_safety.py")],
+        capture_output=True, text=True, env=env, cwd=TESTS.parent, timeout=300,
+    )  # fmt: skip
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    # 5 probe runs: one plain, three interrupted by an exception, one by SIGTERM
+    assert "5 skipped" in out, out[-3000:]
+    reasons = re.findall(r"SKIPPED \[(\d+)\] \S+: host test: changes kernel settings", out)
+    assert sum(map(int, reasons)) == 5, out[-3000:]
+    assert "3 passed" in out, out[-3000:]
+
+
+def test_missing_slurm_plugin_skips_with_reason_outside_ci(monkeypatch):
+    import test_slurm
+
+    monkeypatch.setitem(sys.modules, "snakemake_executor_plugin_slurm", None)  # import fails
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="snakemake-executor-plugin-slurm"):
+        test_slurm._skip_or_fail_without_slurm()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the Slurm test"):
+        test_slurm._skip_or_fail_without_slurm()

@@ -1,18 +1,20 @@
-"""Shared fixtures: the committed platform, a small deterministic RNG; the gate of the tests
-that touch the running kernel (tests/host_gate.py) and the check that every test leaves the
-kernel settings as it found them."""
+"""Shared fixtures: the committed platform, a small deterministic RNG, the full-scale run; the
+gate of the tests that touch the running kernel (tests/host_gate.py) and the check that every
+test leaves the kernel settings as it found them."""
 
 from __future__ import annotations
 
 import os
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from migsim.platform import DEFAULT_PLATFORM, load_platform
+from migsim.zone import Zone
 
 sys.path.insert(0, str(Path(__file__).parent))
 from host_gate import changed_settings, host_tests_enabled  # noqa: E402
@@ -75,3 +77,34 @@ def quiet_platform(platform):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@dataclass
+class FullScale:
+    """The published full-scale run, simulated once per test session: the 250 GB node
+    fragmented 50% (even pattern), checked, then 16384 order-9 allocations on it."""
+
+    fragmented: dict  # fragment.metrics() of the node before the run
+    fragmented_check: str | None  # zone.check()'s failure on the fragmented node, or None
+    sim: object  # experiments.compaction.Simulation of the run
+    zone: Zone  # the zone after the run (the same object, compacted)
+
+
+def _check_error(zone: Zone) -> str | None:
+    try:
+        zone.check()
+    except AssertionError as e:
+        return str(e) or "zone.check() failed"
+    return None
+
+
+@pytest.fixture(scope="session")
+def full_scale(platform) -> FullScale:
+    """One full-scale simulation shared by every test that reads it (~2 s, ~0.6 GB)."""
+    from migsim.experiments.compaction import simulate
+    from migsim.fragment import FragmentConfig, fragment, metrics
+
+    zone = fragment(FragmentConfig(), node_cpus=platform.compaction.node_cpus_count)
+    before, err = metrics(zone), _check_error(zone)
+    sim = simulate(platform, seed=1, state=zone)
+    return FullScale(fragmented=before, fragmented_check=err, sim=sim, zone=zone)

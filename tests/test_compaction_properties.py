@@ -1,15 +1,28 @@
 """Property tests on small zones: after any sequence of allocations, frees and compactions
 no frame is lost or owned twice, the buddy free lists match the frame states, and every
-page's content tag survives migration."""
+page's content tag survives migration.
+
+Every chunked code path (the recount of the cached free-list counts, the scanners' vectorised
+steps over blocks they do not scan, the random fragmenter) runs with a chunk size drawn
+smaller than the zone, so that each takes more than one chunk: a bug that only shows from the
+second chunk on (as the recount's once did above 16 GiB) cannot hide behind small zones. The
+real chunk sizes are covered at full scale in test_full_scale.py.
+"""
 
 from __future__ import annotations
+
+from contextlib import ExitStack
+from unittest import mock
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from migsim import compaction as compaction_mod
+from migsim import fragment as fragment_mod
+from migsim import zone as zone_mod
 from migsim.compaction import Compactor
-from migsim.fragment import FragmentConfig, fragment
+from migsim.fragment import FragmentConfig, fragment, free_offsets
 from migsim.zone import ALLOCATED, LRU, NR_STATES, Zone, buddy_block_counts
 
 MB = 1 << 20
@@ -25,12 +38,35 @@ zones = st.builds(
         ),
         pcp_high,
     ),
-    blocks=st.integers(3, 12),
+    blocks=st.integers(6, 24),  # > every drawn chunk size, with the reserved block
     ratio=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9]),
     pattern=st.sampled_from(["even", "random", "clustered"]),
     seed=st.integers(0, 1000),
     pcp_high=st.sampled_from([None, 0, 7, 300]),
 )
+
+# (module, constant) of every chunk size in the engine
+CHUNKS = (
+    (zone_mod, "RECOUNT_CHUNK_BLOCKS"),
+    (compaction_mod, "MIGRATE_SKIP_WINDOW_BLOCKS"),
+    (compaction_mod, "FREE_SKIP_WINDOW_BLOCKS"),
+    (fragment_mod, "RANDOM_CHUNK_REGIONS"),
+)
+chunk_sizes = st.tuples(*[st.integers(1, 4) for _ in CHUNKS])
+
+
+def small_chunks(sizes: tuple[int, ...]) -> ExitStack:
+    """Patch every chunk size of the engine to `sizes` (all below the zones' block counts)."""
+    stack = ExitStack()
+    for (mod, name), k in zip(CHUNKS, sizes, strict=True):
+        stack.enter_context(mock.patch.object(mod, name, k))
+    return stack
+
+
+def test_chunk_sizes_patched_are_the_ones_the_engine_has():
+    for mod, name in CHUNKS:
+        assert isinstance(getattr(mod, name), int) and getattr(mod, name) > 4
+
 
 ops = st.lists(
     st.one_of(
@@ -62,10 +98,16 @@ def owned_once(z: Zone, held: dict[int, int]) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(zones, ops)
-def test_any_sequence_keeps_the_zone_consistent(zone_cfg, sequence):
+@given(zones, ops, chunk_sizes)
+def test_any_sequence_keeps_the_zone_consistent(zone_cfg, sequence, chunks):
+    with small_chunks(chunks):
+        run_sequence(zone_cfg, sequence)
+
+
+def run_sequence(zone_cfg, sequence) -> None:
     cfg, pcp_high = zone_cfg
     z = fragment(cfg, pcp_high=pcp_high, pcp_batch=None if pcp_high is None else 3)
+    assert z.nr_blocks - 1 > max(getattr(mod, name) for mod, name in CHUNKS)  # >1 chunk each
     tags = lru_tags(z)
     c = Compactor(z)
     held: dict[int, int] = {}
@@ -104,3 +146,18 @@ def test_free_lists_are_the_canonical_buddy_decomposition(bits):
         pairs = whole.reshape(-1, 2).all(1)
         parent = free.reshape(-1, 2 * size).all(1)
         assert np.array_equal(pairs, parent)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.integers(1, 7),
+    st.sampled_from([0.1, 0.5, 0.9]),
+    st.integers(0, 1000),
+)
+def test_random_pattern_does_not_depend_on_the_chunk(nregions, chunk, ratio, seed):
+    cfg = FragmentConfig(node_bytes=64 * MB, pattern="random", free_ratio=ratio, seed=seed)
+    whole = free_offsets(cfg, np.random.default_rng(seed), nregions)
+    with mock.patch.object(fragment_mod, "RANDOM_CHUNK_REGIONS", chunk):
+        chunked = free_offsets(cfg, np.random.default_rng(seed), nregions)
+    assert np.array_equal(whole, chunked)

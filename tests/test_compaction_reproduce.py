@@ -9,7 +9,7 @@ from compaction_tolerance import check, check_names
 
 from migsim.calibrate_compaction import fit_compaction
 from migsim.cli_compaction import REFERENCE_COMPACTION
-from migsim.experiments.compaction import MODES, reproduce_compaction, simulate
+from migsim.experiments.compaction import MODES, mode_rows, simulate
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +21,9 @@ def published():
 
 
 @pytest.fixture(scope="module")
-def simulated(platform):
-    return {r["mode"]: r for r in reproduce_compaction(platform, seed=1)}
+def simulated(platform, full_scale):
+    """The rows reproduce_compaction() returns, costed from the session's full-scale run."""
+    return {r["mode"]: r for r in mode_rows(full_scale.sim, platform)}
 
 
 @pytest.mark.parametrize("name", check_names())

@@ -79,6 +79,10 @@ BLOCK_MASK = ~(PAGEBLOCK_NR_PAGES - 1)  # pageblock_start_pfn(pfn) = pfn & BLOCK
 COMPACT_MAX_DEFER_SHIFT = 6
 PAGE_ALLOC_COSTLY_ORDER = 3
 EXTFRAG_THRESHOLD = 500  # sysctl_extfrag_threshold
+# pageblocks looked at per vectorised step where a scanner steps over blocks it would not scan
+# (model chunking only, no kernel counterpart: the result does not depend on them)
+MIGRATE_SKIP_WINDOW_BLOCKS = 4096  # isolate_migratepages() over skipped/unsuitable blocks
+FREE_SKIP_WINDOW_BLOCKS = 256  # isolate_freepages() over unsuitable target blocks
 
 # Work counters logged per migrate_pages() call (columns of CompactionLog.work)
 W_MIGRATE_SCANNED = 0  # pfns examined by the migration scanner
@@ -507,9 +511,10 @@ class Compactor:
                 nb_max = (cc.free_pfn >> PAGEBLOCK_ORDER) - b  # blocks that fit below free_pfn
                 if nb_max <= 0:
                     break
-                j = self._next_source_block(cc, b, min(nb_max, 4096))
+                window = min(nb_max, MIGRATE_SKIP_WINDOW_BLOCKS)
+                j = self._next_source_block(cc, b, window)
                 if j < 0:  # none in the window: move past it
-                    b_next = b + min(nb_max, 4096)
+                    b_next = b + window
                     cc.migrate_pfn = low_pfn = b_next * PAGEBLOCK_NR_PAGES
                     block_end = low_pfn + PAGEBLOCK_NR_PAGES
                     continue
@@ -686,7 +691,7 @@ class Compactor:
         z = self.zone
         hi = b
         while hi >= b_low:
-            lo = max(b_low, hi - 255)
+            lo = max(b_low, hi - FREE_SKIP_WINDOW_BLOCKS + 1)
             ok = z.nr_free_pb[lo : hi + 1] < PAGEBLOCK_NR_PAGES
             if not cc.ignore_block_suitable:
                 ok &= z.migratetype[lo : hi + 1] == MIGRATE_MOVABLE

@@ -41,6 +41,7 @@ from .zone import (
 PATTERNS = ("even", "random", "clustered")
 STATE_FORMAT = 1
 REGION_PAGES = PAGEBLOCK_NR_PAGES  # a 2 MB region of the fragmenter's mapping
+RANDOM_CHUNK_REGIONS = 4096  # regions drawn per step by the random pattern (8 MB of keys)
 
 
 def default_reserved_bytes(node_bytes: int) -> int:
@@ -130,9 +131,8 @@ def free_offsets(config: FragmentConfig, rng: np.random.Generator, nregions: int
         one = (starts[:, None] + np.arange(run)).ravel()[:k].astype(np.int16)
         return np.broadcast_to(np.sort(one), (nregions, k))
     out = np.empty((nregions, k), dtype=np.int16)
-    chunk = 4096
-    for lo in range(0, nregions, chunk):  # per chunk of regions, not per page
-        hi = min(nregions, lo + chunk)
+    for lo in range(0, nregions, RANDOM_CHUNK_REGIONS):  # per chunk of regions, not per page
+        hi = min(nregions, lo + RANDOM_CHUNK_REGIONS)
         keys = rng.random((hi - lo, REGION_PAGES), dtype=np.float32)
         part = np.argpartition(keys, k - 1, axis=1)[:, :k] if k < REGION_PAGES else None
         out[lo:hi] = np.sort(part, axis=1) if part is not None else np.arange(REGION_PAGES)

@@ -46,6 +46,9 @@ MIGRATE_RECLAIMABLE = 2
 
 NR_ORDERS = MAX_PAGE_ORDER + 1
 PCP_BATCH_SCALE_MAX = 5  # CONFIG_PCP_BATCH_SCALE_MAX
+# pageblocks recounted per step (a (k, 512) mask and its tables stay a few MB); the one step
+# size of every chunked recount, so that a loop cannot stride by one size and slice another
+RECOUNT_CHUNK_BLOCKS = 8192
 
 
 def _build_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +92,25 @@ def buddy_block_counts(free: np.ndarray) -> np.ndarray:
     out[:, 8] = halves.sum(1) - 2 * whole
     out[:, 9] = whole
     return out
+
+
+def _holds_content(states: np.ndarray) -> np.ndarray:
+    """Frames in one of CONTENT_STATES (two compares: np.isin sorts)."""
+    return (states == CONTENT_STATES[0]) | (states == CONTENT_STATES[1])
+
+
+def _all_distinct(values: np.ndarray) -> bool:
+    """Are the non-negative integers `values` pairwise distinct? (a bitmap when they are
+    dense, as pfns and content tags are: np.unique of 32 M values takes tens of seconds)"""
+    if len(values) < 2:
+        return True
+    top = int(values.max())
+    if top <= 8 * len(values) + (1 << 16):
+        seen = np.zeros(top + 1, dtype=bool)
+        seen[values] = True
+        return int(np.count_nonzero(seen)) == len(values)
+    s = np.sort(values)
+    return bool(np.all(s[1:] != s[:-1]))
 
 
 Part = tuple[np.ndarray, int]  # pfns and the pageblock they all lie in (-1: several)
@@ -353,8 +375,8 @@ class Zone:
         else:
             blocks = np.unique(np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty)))
         self._dirty = []
-        for lo in range(0, len(blocks), 16384):
-            part = blocks[lo : lo + 8192]
+        for lo in range(0, len(blocks), RECOUNT_CHUNK_BLOCKS):
+            part = blocks[lo : lo + RECOUNT_CHUNK_BLOCKS]
             new = buddy_block_counts(self.block_free_mask(part))[:, :9].astype(np.int32)
             self._lo_total += (new - self._lo_counts[part]).sum(0)
             self._lo_counts[part] = new
@@ -569,7 +591,7 @@ class Zone:
         """Content tag of the pages at `pfns` (0 where the frame holds no page)."""
         pfns = np.asarray(pfns, dtype=np.int64)
         tags = pfns + 1 + self.tag_delta[pfns]
-        holds = np.isin(self.state[pfns], CONTENT_STATES)
+        holds = _holds_content(self.state[pfns])
         return np.where(holds, tags, 0)
 
     @property
@@ -628,12 +650,12 @@ class Zone:
         # per-CPU list: exactly the PCP frames, none twice
         pcp = self.pcp.pfns()
         assert len(pcp) == self.pcp.count, "pcp->count out of sync"
-        assert len(np.unique(pcp)) == len(pcp), "a frame is twice on the pcp list"
+        assert _all_distinct(pcp), "a frame is twice on the pcp list"
         assert np.array_equal(np.sort(pcp), np.flatnonzero(st == PCP)), (
             "pcp list does not match the frames in the PCP state"
         )
         # content: only frames that hold a page have a tag, and no tag is held twice
-        holds = np.flatnonzero(np.isin(st, CONTENT_STATES))
+        holds = np.flatnonzero(_holds_content(st))
         tags = holds + 1 + self.tag_delta[holds]
         assert np.all(tags > 0), "a mapped page lost its content tag"
-        assert len(np.unique(tags)) == len(tags), "a content tag is held by two frames"
+        assert _all_distinct(tags), "a content tag is held by two frames"

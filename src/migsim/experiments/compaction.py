@@ -478,6 +478,11 @@ def reproduce_compaction(
     one row each. The page-level run is the same in every mode (nothing in it depends on
     time), so it is simulated once and costed four times."""
     sim = simulate(platform, seed=seed, progress=progress)
+    return mode_rows(sim, platform, channels=channels)
+
+
+def mode_rows(sim: Simulation, platform: Platform, *, channels: int = DEFAULT_CHANNELS) -> list:
+    """One row per published mode, all costed from the one page-level run `sim`."""
     return [sim.result(platform, mode=m, channels=channels).row() for m in MODES]
 
 

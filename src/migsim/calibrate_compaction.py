@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from scipy.optimize import least_squares
 
 from .atomic import atomic_write_text
 from .experiments.compaction import DEFAULT_CHANNELS, MODES, CompactionResult, simulate
@@ -108,6 +107,8 @@ def fit_compaction(
     platform and a residual table of all four rows (the other three are predictions).
     `sim_kwargs` (node_bytes, allocations, ...) change the simulated run from the published
     full-scale one (for tests)."""
+    from scipy.optimize import least_squares  # scipy only inside a fit (~0.5 s import)
+
     ref = read_compaction_reference(reference_csv_path)
     base = ref.filter(pl.col("mode") == "baseline").row(0, named=True)
     if "compaction" not in platform.as_dict():

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from scipy.optimize import least_squares
 
 from .platform import SPEC, Platform
 
@@ -98,6 +97,8 @@ def fit_copy(copy_df: pl.DataFrame, access: str = "random") -> CopyFit:
     hi = [spec["cpu_copy_gbps"].hi, spec["cpu_copy_fixed_us"].hi]
     big = b == b.max()
     x0 = [float(np.clip(b[big][0] / t[big][0] / 1e9, lo[0], hi[0])), 0.1]
+    from scipy.optimize import least_squares  # scipy only inside a fit
+
     res = least_squares(lambda x: np.log(model(x)) - np.log(t), x0, bounds=(lo, hi))
     gbps, fixed_us = (float(v) for v in res.x)
     fitted = model(res.x)
@@ -170,6 +171,8 @@ def fit_compaction(
     def resid(x):
         pages, secs = simulate(with_scale(float(x[0])), ratio, pattern, seed)
         return [np.log(pages / secs) - np.log(target)]
+
+    from scipy.optimize import least_squares  # scipy only inside a fit
 
     res = least_squares(resid, [1.0], bounds=([1e-3], [1e3]), diff_step=1e-3)
     fitted = with_scale(float(res.x[0]))

@@ -15,6 +15,11 @@ from .cli_args import fraction, int_range, list_of, size_arg
 from .units import format_size, parse_size
 
 EXIT_UNAVAILABLE = 3
+# the choices of migsim.probe and migsim.fragment, repeated here so that building the parser
+# does not import them (polars, pyarrow, numpy); tests/test_startup.py keeps them equal
+COPY_SIZES = ("4K", "8K", "16K", "32K", "64K", "128K", "256K", "512K", "1M", "2M")
+ACCESS_ORDERS = ("in-order", "random")
+PATTERNS = ("even", "random", "clustered")
 
 
 def _copy_size(text: str) -> str:
@@ -26,8 +31,6 @@ def _copy_size(text: str) -> str:
 
 def register(sub, rsub) -> None:
     """Add `migsim probe copy` and `migsim probe compaction`."""
-    from .probe import ACCESS_ORDERS, COPY_SIZES, PATTERNS
-
     p = sub.add_parser("probe", help="measure this machine: copy bandwidth, real compaction")
     psub = p.add_subparsers(dest="probe", required=True, metavar="PROBE")
 

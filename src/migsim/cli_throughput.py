@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from .cli_args import int_range, platform_arg, size_arg
 from .platform import DEFAULT_PLATFORM, load_platform
 from .units import HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
@@ -140,6 +138,8 @@ def reproduce_rows(platform, reference: Path, trials: int, seed: int) -> list[di
 def cmd_reproduce(args) -> int:
     platform = load_platform(args.platform)
     rows = reproduce_rows(platform, args.reference, args.trials, args.seed)
+    import numpy as np
+
     mape = float(np.mean([abs(r["error_pct"]) for r in rows]))
     if args.json:
         print(json.dumps({"platform": platform.name, "cells": rows, "mape_pct": mape}))

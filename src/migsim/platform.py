@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import yaml
+if TYPE_CHECKING:
+    import numpy as np
 
 from .atomic import atomic_write_text
 
@@ -135,6 +135,8 @@ class Platform:
     def trial_scale(self, rng: np.random.Generator) -> float:
         """The noise factor of one trial: lognormal with sd noise.trial_sd_frac, drawn from
         `rng` (1.0, and nothing drawn, when the noise is off)."""
+        import numpy as np
+
         sd = self.noise.trial_sd_frac
         return float(np.exp(rng.normal(0.0, sd))) if sd > 0 else 1.0
 
@@ -189,6 +191,8 @@ def validate_values(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, fl
 
 def load_platform(path: str | os.PathLike) -> Platform:
     """Load and validate a platform YAML file."""
+    import yaml  # here, not at import: `migsim ... --help` never loads a platform
+
     path = Path(path)
     if not path.is_file():
         raise PlatformError(f"platform: no such file {path}")
@@ -204,6 +208,8 @@ def load_platform(path: str | os.PathLike) -> Platform:
 
 def save_platform(platform: Platform, path: str | os.PathLike, header: str = "") -> None:
     """Write a platform YAML with unit and meaning beside every value (atomic rename)."""
+    import yaml
+
     path = Path(path)
     doc: dict[str, Any] = {"name": platform.name, **platform.meta, "parameters": {}}
     for sec, params in SPEC.items():

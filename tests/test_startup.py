@@ -1,0 +1,94 @@
+"""Start-up: each command imports only what it uses. Building the whole `migsim` parser
+(every `--help`) imports no numpy, polars, pyarrow, scipy or yaml; a compaction run and
+`reproduce throughput` import no polars, pyarrow or scipy (scipy is imported inside a fit
+only); `import migsim` does not look its version up with importlib.metadata. Each case runs
+in a fresh interpreter, since this test process has imported everything already."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import migsim
+from migsim import cli_compaction, cli_probe, fragment, probe
+from migsim.experiments import compaction
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("numpy", "polars", "pyarrow", "scipy", "yaml", "altair", "vl_convert", "rich")
+
+
+def imported_by(code: str) -> set[str]:
+    """The HEAVY modules (and importlib.metadata) a fresh interpreter holds after `code`."""
+    probe_code = (
+        "import sys\n"
+        f"{code}\n"
+        f"names = {list(HEAVY)!r} + ['importlib.metadata']\n"
+        "print('\\n' + __import__('json').dumps([m for m in names if m in sys.modules]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe_code], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_import_migsim_needs_no_metadata_lookup():
+    assert imported_by("import migsim") == set()
+
+
+def test_every_help_builds_the_parser_without_heavy_imports():
+    assert imported_by("from migsim.cli import build_parser\nbuild_parser()") == set()
+
+
+@pytest.mark.parametrize("command", [["--help"], ["compaction", "--help"], ["probe", "--help"]])
+def test_help_exits_zero_without_heavy_imports(command):
+    code = (
+        "from migsim.cli import main\n"
+        "try:\n"
+        f"    main({command!r})\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+    )
+    assert imported_by(code) == set()
+
+
+def test_a_compaction_run_imports_numpy_and_yaml_only():
+    code = (
+        "from migsim.cli import main\n"
+        "assert main(['compaction', '--node-size', '32M', '--allocations', '4', '--json']) == 0"
+    )
+    assert imported_by(code) == {"numpy", "yaml"}
+
+
+def test_reproduce_throughput_imports_numpy_and_yaml_only():
+    code = "from migsim.cli import main\nassert main(['reproduce', 'throughput', '--json']) == 0"
+    assert imported_by(code) == {"numpy", "yaml"}
+
+
+def test_the_cli_copies_of_the_choices_are_the_engines():
+    assert cli_probe.COPY_SIZES == probe.COPY_SIZES
+    assert cli_probe.ACCESS_ORDERS == probe.ACCESS_ORDERS
+    assert cli_probe.PATTERNS == fragment.PATTERNS == cli_compaction.PATTERNS
+    assert cli_compaction.MODES == compaction.MODES
+
+
+def test_version_is_written_once():
+    """pyproject.toml takes the version from migsim.__version__; the installed metadata (when
+    the package is installed) says the same."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" in project["project"]["dynamic"]
+    attr = project["tool"]["setuptools"]["dynamic"]["version"]["attr"]
+    assert attr == "migsim.__version__"
+    try:
+        installed = importlib.metadata.version("migsim")
+    except importlib.metadata.PackageNotFoundError:
+        return
+    assert installed == migsim.__version__

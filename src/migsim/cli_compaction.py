@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .cli_args import choice, fraction, int_range
 from .platform import DEFAULT_PLATFORM, load_platform
+from .trace import DEFAULT_MAX_EVENTS
 from .units import MAX_PAGE_ORDER, PAGE_SIZE, format_size, parse_size
 
 REFERENCE_COMPACTION = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "compaction_modes.csv"
@@ -50,6 +51,11 @@ def register(sub, rsub) -> None:
     c.add_argument("--state", type=Path, default=None, help="a saved fragmented state (.npz)")
     c.add_argument("--platform", type=Path, default=DEFAULT_PLATFORM, help="platform YAML file")
     c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--trace", type=Path, default=None,
+                   help="write the run's tracepoint events: tracefs text, or Parquet if FILE "
+                   "ends in .parquet")  # fmt: skip
+    c.add_argument("--trace-max-events", type=int_range(1), default=DEFAULT_MAX_EVENTS,
+                   help=f"cap of the trace (events; default {DEFAULT_MAX_EVENTS})")  # fmt: skip
     c.set_defaults(func=cmd_compaction)
 
     r = rsub.add_parser("compaction", help="the RFC reply's compaction table")
@@ -93,12 +99,16 @@ def cmd_compaction(args) -> int:
         platform, mode=args.mode, channels=args.channels or 1, cluster_max=args.cluster_max,
         node_bytes=args.node_size, allocations=args.allocations, free_ratio=args.free_ratio,
         pattern=args.pattern, seed=args.seed, fail_rate=args.fail_rate, state=args.state,
-        order=args.order, progress=_progress_wanted(args.json),
+        order=args.order, progress=_progress_wanted(args.json), trace=args.trace is not None,
     )  # fmt: skip
+    if args.trace is not None:
+        write_run_trace(res, args.trace, args.trace_max_events)
     row = res.row()
+    summary = res.summary()
     if args.json:
         row["fragmentation"] = res.fragmentation
-        print(json.dumps(row))
+        del row["alloc_latency_us"]  # the distribution: in the run Parquet; here percentiles
+        print(json.dumps({**row, **summary}))
         return 0
     print(
         f"{args.allocations} order-{args.order} allocations on a {format_size(res.node_bytes)} node "
@@ -122,7 +132,33 @@ def cmd_compaction(args) -> int:
     for k in ("compact_stall", "compact_success", "compact_fail", "compact_migrate_scanned",
               "compact_free_scanned", "compact_isolated", "pgmigrate_success", "pgmigrate_fail"):  # fmt: skip
         print(f"  {k:<24} {row[k]}")
+    lat = summary["alloc_latency_us"]
+    if lat["p50"] is not None:
+        print("  alloc latency us " + "  ".join(f"{k} {v:.1f}" for k, v in lat.items()))
     return 0
+
+
+def write_run_trace(res, path: Path, max_events: int) -> None:
+    """The run's tracepoint events into `path` (text or .parquet), at most `max_events`;
+    says on stderr when the cap cut the trace."""
+    from .tables import write_parquet
+    from .trace import TRACE_EVENTS, simulated_events, write_trace_text
+
+    start, end = res.zone_pfns
+    events, total = simulated_events(
+        res.log, res.cost, zone_start=start, zone_end=end, max_events=max_events
+    )
+    if total > events.height:
+        print(
+            f"migsim compaction: --trace: the run has {total} events, wrote the first "
+            f"{events.height} (raise --trace-max-events to keep all)",
+            file=sys.stderr,
+        )
+    if path.suffix == ".parquet":
+        write_parquet(events, path, TRACE_EVENTS, config_hash="", seed=res.seed,
+                      extra={"mode": res.mode, "events_total": total})  # fmt: skip
+    else:
+        write_trace_text(events, path)
 
 
 def cmd_reproduce(args) -> int:

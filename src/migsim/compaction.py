@@ -101,6 +101,30 @@ WORK_NAMES = (
     "slowpath",
 )
 
+# Marks (CompactionLog.marks): the events between migrate_pages() calls that the kernel's
+# tracepoints report, each with the call it precedes and the work done since the previous call,
+# so that a costed run gives each one a simulated time (migsim.trace). The slow-path entry and
+# exit of each allocation (allocation latency) and migration failures are always marked; the
+# rest only with Compactor(trace=True): a few per allocation, one per scanned block.
+(
+    M_ALLOC_ENTER,  # __alloc_pages_slowpath entry (fast path failed): order
+    M_ALLOC_EXIT,  # the slow path returns: order, page found (0/1)
+    M_MIGRATE_FAIL,  # migrate_pages() call k could not migrate a0 pages
+    M_TRY,  # trace_mm_compaction_try_to_compact_pages: order, prio
+    M_DEFERRED,  # trace_mm_compaction_deferred: order, considered, defer_shift, order_failed
+    M_DEFER_COMPACTION,  # trace_mm_compaction_defer_compaction: the same fields
+    M_DEFER_RESET,  # trace_mm_compaction_defer_reset: the same fields
+    M_SUITABLE,  # trace_mm_compaction_suitable: order, ret
+    M_BEGIN,  # trace_mm_compaction_begin: migrate_pfn, free_pfn, migrate mode, order
+    M_END,  # trace_mm_compaction_end: migrate_pfn, free_pfn, migrate mode, status
+    M_FINISHED,  # trace_mm_compaction_finished: order, ret, migrate_pfn
+    M_ISO_MIGRATE,  # trace_mm_compaction_isolate_migratepages: start, end, scanned, taken
+    M_ISO_FREE,  # trace_mm_compaction_isolate_freepages: start, end, scanned, taken
+) = range(13)
+# columns of CompactionLog.marks: kind, call index, the NR_WORK work counters, 4 arguments
+MARK_CALL, MARK_WORK, MARK_ARGS = 1, 2, 2 + NR_WORK
+NR_MARK_COLS = MARK_ARGS + 4
+
 VMSTAT_KEYS = (
     "pgmigrate_success",
     "pgmigrate_fail",
@@ -141,12 +165,15 @@ class CompactionLog:
     """What a run did, for costing: one row per migrate_pages() call.
 
     ``pages[k]``: pages migrated by call k; ``work[k]``: compaction work done before call k
-    (and after call k-1); ``tail``: work after the last call.
+    (and after call k-1); ``tail``: work after the last call; ``marks``: (nmarks,
+    NR_MARK_COLS) int64, the M_* events in order (kind, the call they precede, the work done
+    since the previous call, arguments).
     """
 
     pages: np.ndarray
     work: np.ndarray  # (ncalls, NR_WORK) int64
     tail: np.ndarray  # (NR_WORK,) int64
+    marks: np.ndarray = field(default_factory=lambda: np.zeros((0, NR_MARK_COLS), np.int64))
 
 
 class Compactor:
@@ -157,7 +184,7 @@ class Compactor:
     ``alloc_success``/``alloc_fail``.
     """
 
-    def __init__(self, zone: Zone, *, cluster_max: int = COMPACT_CLUSTER_MAX):
+    def __init__(self, zone: Zone, *, cluster_max: int = COMPACT_CLUSTER_MAX, trace: bool = False):
         if cluster_max < 1:
             raise ValueError(f"cluster_max: must be >= 1, got {cluster_max}")
         self.zone = zone
@@ -177,6 +204,8 @@ class Compactor:
         self._calls_pages: list[int] = []
         self._calls_work: list[list[int]] = []
         self._buddy_frees_seen = zone.buddy_frees
+        self.trace = bool(trace)  # mark every tracepoint event, not only the slow path
+        self._marks: list[tuple[int, ...]] = []
 
     # -- the work log -----------------------------------------------------------------------
     def _sync_buddy(self) -> None:
@@ -190,6 +219,11 @@ class Compactor:
         self._calls_work.append(self._acc)
         self._acc = [0] * NR_WORK
 
+    def _mark(self, kind: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0) -> None:
+        """Mark an event at this point of the work log (before the next migrate_pages())."""
+        self._sync_buddy()
+        self._marks.append((kind, len(self._calls_pages), *self._acc, a0, a1, a2, a3))
+
     def log(self) -> CompactionLog:
         """The calls logged so far and the work since the last one."""
         self._sync_buddy()
@@ -198,6 +232,7 @@ class Compactor:
             pages=np.array(self._calls_pages, dtype=np.int64),
             work=work,
             tail=np.array(self._acc, dtype=np.int64),
+            marks=np.array(self._marks, dtype=np.int64).reshape(-1, NR_MARK_COLS),
         )
 
     @property
@@ -219,10 +254,12 @@ class Compactor:
             # which ignores the skip hints (simplified: one more attempt, no retry loop)
             prios.append(COMPACT_PRIO_SYNC_FULL)
         if page is None:
+            self._mark(M_ALLOC_ENTER, order)
             for prio in prios:
                 page = self.__alloc_pages_direct_compact(order, prio)
                 if page is not None:
                     break
+            self._mark(M_ALLOC_EXIT, order, int(page is not None))
         if page is None:
             self.alloc_fail += 1
         else:
@@ -257,6 +294,12 @@ class Compactor:
         z.compact_considered = 0
         z.compact_defer_shift = min(z.compact_defer_shift + 1, COMPACT_MAX_DEFER_SHIFT)
         z.compact_order_failed = min(z.compact_order_failed, order)
+        if self.trace:
+            self._mark_defer(M_DEFER_COMPACTION, order)
+
+    def _mark_defer(self, kind: int, order: int) -> None:
+        z = self.zone
+        self._mark(kind, order, z.compact_considered, z.compact_defer_shift, z.compact_order_failed)
 
     def compaction_deferred(self, order: int) -> bool:
         z = self.zone
@@ -267,6 +310,8 @@ class Compactor:
         if z.compact_considered >= limit:
             z.compact_considered = limit
             return False
+        if self.trace:
+            self._mark_defer(M_DEFERRED, order)
         return True
 
     def compaction_defer_reset(self, order: int, alloc_success: bool) -> None:
@@ -276,6 +321,8 @@ class Compactor:
             z.compact_defer_shift = 0
         if order >= z.compact_order_failed:
             z.compact_order_failed = order + 1
+        if self.trace:
+            self._mark_defer(M_DEFER_RESET, order)
 
     def compaction_restarting(self, order: int) -> bool:
         z = self.zone
@@ -288,6 +335,8 @@ class Compactor:
 
     def try_to_compact_pages(self, order: int, prio: int) -> tuple[int, int | None]:
         """try_to_compact_pages() for the one zone of the node."""
+        if self.trace:
+            self._mark(M_TRY, order, prio)
         if prio > MIN_COMPACT_PRIORITY and self.compaction_deferred(order):
             return COMPACT_DEFERRED, None
         status, page = self.compact_zone_order(order, prio)
@@ -368,7 +417,10 @@ class Compactor:
         if cc.order >= 0:
             if z.zone_watermark_ok(cc.order, z.wmark_min):
                 return COMPACT_SUCCESS
-            if not self.compaction_suitable(cc.order):
+            suitable = self.compaction_suitable(cc.order)
+            if self.trace:
+                self._mark(M_SUITABLE, cc.order, COMPACT_CONTINUE if suitable else COMPACT_SKIPPED)
+            if not suitable:
                 return COMPACT_SKIPPED
             if self.compaction_restarting(cc.order):
                 self.__reset_isolation_suitable()
@@ -386,6 +438,8 @@ class Compactor:
                 z.compact_cached_migrate_pfn = [start_pfn, start_pfn]
             if cc.migrate_pfn <= z.compact_init_migrate_pfn:
                 cc.whole_zone = True
+        if self.trace:
+            self._mark(M_BEGIN, cc.migrate_pfn, cc.free_pfn, cc.mode, cc.order)
         last_migrated_pfn = 0
         update_cached = (
             not sync and z.compact_cached_migrate_pfn[0] == z.compact_cached_migrate_pfn[1]
@@ -393,6 +447,8 @@ class Compactor:
         # lru_add_drain(): the LRU batches are not modelled
         while True:
             ret = self.compact_finished(cc)
+            if self.trace:
+                self._mark(M_FINISHED, cc.order, ret, cc.migrate_pfn)
             if ret != COMPACT_CONTINUE:
                 break
             iteration_start_pfn = cc.migrate_pfn
@@ -440,6 +496,8 @@ class Compactor:
                 z.compact_cached_free_pfn = free_pfn
         self.vmstat["compact_migrate_scanned"] += cc.total_migrate_scanned
         self.vmstat["compact_free_scanned"] += cc.total_free_scanned
+        if self.trace:
+            self._mark(M_END, cc.migrate_pfn, cc.free_pfn, cc.mode, ret)
         return ret
 
     def compact_scanners_met(self, cc: CompactControl) -> bool:
@@ -638,6 +696,8 @@ class Compactor:
             self.vmstat["compact_isolated"] += nr_isolated
             self._acc[W_ISOLATED] += nr_isolated
         cc.migrate_pfn = low_pfn
+        if self.trace:
+            self._mark(M_ISO_MIGRATE, start_pfn, low_pfn, scanned, nr_isolated)
 
     # -- the free scanner -------------------------------------------------------------------
     def isolate_freepages(self, cc: CompactControl) -> None:
@@ -729,6 +789,8 @@ class Compactor:
             cc.nr_freepages += len(pfns)
             self.vmstat["compact_isolated"] += len(pfns)
             self._acc[W_FREE_ISOLATED] += len(pfns)
+        if self.trace:
+            self._mark(M_ISO_FREE, start_pfn, stop, scanned, len(take))
         return stop
 
     def compaction_alloc(self, cc: CompactControl, n: int) -> np.ndarray:
@@ -775,6 +837,7 @@ class Compactor:
             z.pcp_free(ok, int(ok[0]) >> PAGEBLOCK_ORDER)
         if len(failed):
             z.state[failed] = LRU  # putback_movable_pages
+            self._mark(M_MIGRATE_FAIL, len(failed))
         cc.nr_migratepages = 0
         self.vmstat["pgmigrate_success"] += m
         self.vmstat["pgmigrate_fail"] += len(failed)

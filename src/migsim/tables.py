@@ -34,6 +34,7 @@ _ARROW = {
     pl.Int32: pa.int32(),
     pl.Int64: pa.int64(),
     pl.Float64: pa.float64(),
+    pl.List(pl.Float64): pa.list_(pa.float64()),
 }
 
 
@@ -114,6 +115,7 @@ def _c(name: str, dtype: type[pl.DataType], unit: str, doc: str) -> Column:
 
 
 S, I32, I64, F64 = pl.String, pl.Int32, pl.Int64, pl.Float64
+ALLOC_LATENCY_PERCENTILES = (5, 25, 50, 75, 90, 95, 99)  # migsim.vmstat.PERCENTILES
 
 THROUGHPUT_RUNS = Schema(
     name="throughput_runs",
@@ -200,9 +202,20 @@ COMPACTION_RUNS = Schema(
         _c("capture_in_drain", I64, "allocations", "blocks captured in the final drain"),
         _c("pages_after_capture", I64, "pages", "pages migrated after the block was captured"),
         _c("platform", S, "", "platform name"),
+        *(
+            _c(f"alloc_latency_p{p}_us", F64, "us", f"allocation latency, {p}th percentile")
+            for p in ALLOC_LATENCY_PERCENTILES
+        ),
+        _c(
+            "alloc_latency_us",
+            pl.List(pl.Float64),
+            "us",
+            "latency of each allocation that entered the slow path (entry to page returned)",
+        ),
     ),
     sort_by=("mode", "channels", "cluster_max", "seed"),
-    nulls_allowed=frozenset({"channels", "hog_iterations", "dma_copies", "dma_fallbacks"}),
+    nulls_allowed=frozenset({"channels", "hog_iterations", "dma_copies", "dma_fallbacks"})
+    | {f"alloc_latency_p{p}_us" for p in ALLOC_LATENCY_PERCENTILES},
 )
 
 THROUGHPUT_SUMMARY = Schema(

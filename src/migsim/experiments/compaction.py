@@ -35,6 +35,7 @@ from ..migrate import cost_batches
 from ..platform import Platform
 from ..timeline import TimelineResult, run_timeline
 from ..units import MAX_PAGE_ORDER, PAGE_SIZE, PAGEBLOCK_ORDER, format_size
+from ..vmstat import alloc_latency_us, percentiles
 from ..zone import Zone
 
 MODES = ("baseline", "dma", "busy-baseline", "busy-dma")
@@ -50,6 +51,22 @@ def mode_parts(mode: str) -> tuple[str, bool]:
 
 
 @dataclass
+class CallCosts:
+    """Per-call costs of a run (seconds), in the order the CPU meets them: ``pre_s[k]`` the
+    compaction work before call k, ``run_s[k]`` its unmap, flush and copy set-up (DMA) or copy
+    (CPU), ``sleep_s[k]`` the wait on its copy as this mode's CPU sees it, ``move_s[k]`` its
+    move phase; ``tail_s`` the work after the last call; ``unit_s`` seconds per unit of each
+    work counter (W_*), as charged in this run. migsim.trace places events on this clock."""
+
+    pre_s: np.ndarray
+    run_s: np.ndarray
+    sleep_s: np.ndarray
+    move_s: np.ndarray
+    tail_s: float
+    unit_s: np.ndarray
+
+
+@dataclass
 class RunCost:
     """Cost of a logged run: per-call arrays and the timeline (seconds)."""
 
@@ -59,6 +76,7 @@ class RunCost:
     migrate_s: float  # migrate_pages() CPU work (unmap, flush, copy set-up or copy, move)
     compaction_s: float  # compaction work around it (scanners, isolation, frees, slow path)
     work_s: dict[str, float] = field(default_factory=dict)
+    calls: CallCosts | None = None
 
 
 def unit_costs(platform: Platform) -> np.ndarray:
@@ -113,6 +131,10 @@ def cost_log(
     else:
         bursts[-1] = tail
     timeline = run_timeline(bursts, bc.copy_wait_s, platform, busy=busy, wake_s=bc.copy_wake_s)
+    sleep = bc.copy_wait_s
+    if busy:  # the part of a wake-up only an idle CPU pays (run_timeline)
+        sleep = np.maximum(sleep - bc.copy_wake_s, 0.0)
+    calls = CallCosts(pre, bc.unmap_s + bc.flush_s + bc.copy_cpu_s, sleep, bc.move_s, tail, unit)
     per_counter = (log.work.sum(0) + log.tail) * unit
     names = ("migrate_scan", "free_scan", "isolate", "free_isolate", "buddy_free", "slowpath")
     return RunCost(
@@ -122,6 +144,7 @@ def cost_log(
         migrate_s=float((bc.sys_s).sum()),
         compaction_s=float(pre.sum() + tail),
         work_s={n: float(v) for n, v in zip(names, per_counter, strict=True)},
+        calls=calls,
     )
 
 
@@ -163,6 +186,10 @@ class CompactionResult:
     pages_after_capture: int
     cost: RunCost
     fragmentation: dict = field(default_factory=dict)
+    # per allocation that entered the slow path: entry to page returned, us (migsim.trace)
+    alloc_latency_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    log: CompactionLog | None = None
+    zone_pfns: tuple[int, int] = (0, 0)  # zone_start_pfn, zone_end_pfn
 
     @property
     def wall_ms(self) -> float:
@@ -219,7 +246,17 @@ class CompactionResult:
                 "platform": self.platform,
             }
         )
+        lat = self.alloc_latency_us
+        row.update({f"alloc_latency_{k}_us": v for k, v in percentiles(lat).items()})
+        row["alloc_latency_us"] = lat.tolist()
         return row
+
+    def summary(self) -> dict:
+        """What ``--json`` prints besides the row: vmstat deltas and latency percentiles."""
+        return {
+            "vmstat": dict(self.vmstat),
+            "alloc_latency_us": percentiles(self.alloc_latency_us),
+        }
 
 
 def check_args(
@@ -286,6 +323,7 @@ class Simulation:
     batches_after_capture: int
     pages_after_capture: int
     fragmentation: dict
+    zone_pfns: tuple[int, int] = (0, 0)  # zone_start_pfn, zone_end_pfn (trace lines)
 
     def result(
         self,
@@ -312,7 +350,7 @@ class Simulation:
             rng=rng,
             scale=scale,
         )
-        # everything the page-level run knows, except its call log, carries over unchanged
+        # everything the page-level run knows carries over unchanged
         shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "log"}
         return CompactionResult(
             mode=mode,
@@ -321,6 +359,8 @@ class Simulation:
             min_batch_bytes=min_batch_bytes,
             platform=platform.name,
             cost=cost,
+            alloc_latency_us=alloc_latency_us(self.log, cost),
+            log=self.log,
             **{**shared, "vmstat": dict(self.vmstat)},
         )
 
@@ -357,9 +397,11 @@ def simulate(
     state: Zone | str | os.PathLike | None = None,
     progress: bool = False,
     order: int = PAGEBLOCK_ORDER,
+    trace: bool = False,
 ) -> Simulation:
     """Fragment a node (or take `state`: a fragmented Zone, which is consumed, or a saved state
-    file) and run `allocations` alloc_pages_node(order) calls on one CPU."""
+    file) and run `allocations` alloc_pages_node(order) calls on one CPU (`trace`: mark every
+    tracepoint event in the log, for migsim.trace)."""
     check_args(
         platform,
         mode="baseline",
@@ -378,7 +420,7 @@ def simulate(
     if cfg is not None:
         free_ratio, pattern = cfg.free_ratio, cfg.pattern
     frag = metrics(zone)
-    comp = Compactor(zone, cluster_max=cluster_max)
+    comp = Compactor(zone, cluster_max=cluster_max, trace=trace)
     _allocate(comp, allocations, order, progress)
     return Simulation(
         cluster_max=cluster_max,
@@ -392,6 +434,7 @@ def simulate(
         vmstat=dict(comp.vmstat),
         **{k: getattr(comp, k) for k in RUN_COUNTERS},
         fragmentation=frag,
+        zone_pfns=(zone.zone_start_pfn, zone.zone_end_pfn),
     )
 
 
@@ -412,6 +455,7 @@ def run_compaction(
     progress: bool = False,
     order: int = PAGEBLOCK_ORDER,
     noise: bool = False,
+    trace: bool = False,
 ) -> CompactionResult:
     """Fragment a node (or take `state`), run `allocations` alloc_pages_node(order) calls on
     one CPU and cost the run in `mode`. Sizes in bytes. `noise` multiplies every cost of the
@@ -442,6 +486,7 @@ def run_compaction(
         state=state,
         progress=progress,
         order=order,
+        trace=trace,
     )
     return sim.result(
         platform,

@@ -105,6 +105,8 @@ def cp_row(mode, wall_ms, *, pages=1000, hog=None, user=0.0, sys=99.0, idle=1.0,
         "capture_in_drain": 0,
         "pages_after_capture": 0,
         "platform": "test",
+        **{f"alloc_latency_p{p}_us": float(p) for p in (5, 25, 50, 75, 90, 95, 99)},
+        "alloc_latency_us": [1.0, 99.0],
     }
 
 

@@ -34,7 +34,7 @@ _ARROW = {
     pl.Int32: pa.int32(),
     pl.Int64: pa.int64(),
     pl.Float64: pa.float64(),
-    pl.List(pl.Float64): pa.list_(pa.float64()),
+    pl.List(pl.Float64): pa.list_(pa.field("element", pa.float64())),  # as Parquet names it
 }
 
 
@@ -301,8 +301,50 @@ COMPACTION_SUMMARY = Schema(
     nulls_allowed=frozenset({"channels", "mean", "sd", "published", "abs_error", "rel_error", "n"}),
 )
 
+TRACE_EVENTS = Schema(
+    name="trace_events",
+    doc="One row per tracepoint event of a compaction run (simulated or imported).",
+    columns=(
+        _c("seq", I64, "", "position of the event in the trace, from 0"),
+        _c("time_s", F64, "s", "timestamp (simulated: from the start of the run)"),
+        _c("task", S, "", "task name (comm)"),
+        _c("pid", I64, "", "task pid"),
+        _c("cpu", I32, "", "CPU the event was recorded on"),
+        _c("event", S, "", "tracepoint name"),
+        _c("start_pfn", I64, "pfn", "isolate events: start of the scanned range"),
+        _c("end_pfn", I64, "pfn", "isolate events: where the scan stopped"),
+        _c("nr_scanned", I64, "pages", "isolate events: pfns scanned"),
+        _c("nr_taken", I64, "pages", "isolate events: pages isolated"),
+        _c("nr_succeeded", I64, "pages", "mm_migrate_pages nr_succeeded, migratepages nr_migrated"),
+        _c("nr_failed", I64, "pages", "mm_migrate_pages / mm_compaction_migratepages nr_failed"),
+        _c("order", I32, "", "allocation order (-1: compact_memory)"),
+        _c("status", S, "", "compaction status or ret, migrate mode, or compaction mode"),
+        _c("text", S, "", "the event's fields as printed (TP_printk)"),
+    ),
+    sort_by=("seq",),
+    nulls_allowed=frozenset(
+        {
+            "start_pfn",
+            "end_pfn",
+            "nr_scanned",
+            "nr_taken",
+            "nr_succeeded",
+            "nr_failed",
+            "order",
+            "status",
+        }
+    ),
+)
+
 SCHEMAS: dict[str, Schema] = {
-    s.name: s for s in (THROUGHPUT_RUNS, COMPACTION_RUNS, THROUGHPUT_SUMMARY, COMPACTION_SUMMARY)
+    s.name: s
+    for s in (
+        THROUGHPUT_RUNS,
+        COMPACTION_RUNS,
+        THROUGHPUT_SUMMARY,
+        COMPACTION_SUMMARY,
+        TRACE_EVENTS,
+    )
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -804,7 +846,8 @@ def describe_schemas() -> str:
         out.append(f"### {s.name}\n\n{s.doc} Sorted by {', '.join(s.sort_by)}.\n")
         out.append("| column | type | unit | meaning |\n|---|---|---|---|")
         for c in s.columns:
-            out.append(f"| {c.name} | {c.dtype.__name__} | {c.unit} | {c.doc} |")
+            kind = getattr(c.dtype, "__name__", None) or str(c.dtype)  # List(Float64): an instance
+            out.append(f"| {c.name} | {kind} | {c.unit} | {c.doc} |")
         out.append("")
     return "\n".join(out)
 

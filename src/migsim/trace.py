@@ -51,7 +51,7 @@ from .compaction import (
     RESULT_NAMES,
     CompactionLog,
 )
-from .tables import Schema, _c
+from .tables import TRACE_EVENTS
 from .units import PAGEBLOCK_NR_PAGES
 from .vmstat import mark_times, percentiles, run_clock
 
@@ -81,43 +81,6 @@ EVENTS = {
     "mm_migrate_pages": "migrate",
     "mm_migrate_pages_start": "migrate",
 }
-
-I32, I64, F64, S = pl.Int32, pl.Int64, pl.Float64, pl.String
-TRACE_EVENTS = Schema(
-    name="trace_events",
-    doc="One row per tracepoint event of a compaction run (simulated or imported).",
-    columns=(
-        _c("seq", I64, "", "position of the event in the trace, from 0"),
-        _c("time_s", F64, "s", "timestamp (simulated: from the start of the run)"),
-        _c("task", S, "", "task name (comm)"),
-        _c("pid", I64, "", "task pid"),
-        _c("cpu", I32, "", "CPU the event was recorded on"),
-        _c("event", S, "", "tracepoint name"),
-        _c("start_pfn", I64, "pfn", "isolate events: start of the scanned range"),
-        _c("end_pfn", I64, "pfn", "isolate events: where the scan stopped"),
-        _c("nr_scanned", I64, "pages", "isolate events: pfns scanned"),
-        _c("nr_taken", I64, "pages", "isolate events: pages isolated"),
-        _c("nr_succeeded", I64, "pages", "mm_migrate_pages nr_succeeded, migratepages nr_migrated"),
-        _c("nr_failed", I64, "pages", "mm_migrate_pages / mm_compaction_migratepages nr_failed"),
-        _c("order", I32, "", "allocation order (-1: compact_memory)"),
-        _c("status", S, "", "compaction status or ret, migrate mode, or compaction mode"),
-        _c("text", S, "", "the event's fields as printed (TP_printk)"),
-    ),
-    sort_by=("seq",),
-    nulls_allowed=frozenset(
-        {
-            "start_pfn",
-            "end_pfn",
-            "nr_scanned",
-            "nr_taken",
-            "nr_succeeded",
-            "nr_failed",
-            "order",
-            "status",
-        }
-    ),
-)
-
 
 # --------------------------------------------------------------------------------------------
 # Events of a simulated run

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from .cli_args import choice, fraction, int_range
 from .platform import DEFAULT_PLATFORM, load_platform
-from .trace import DEFAULT_MAX_EVENTS
 from .units import MAX_PAGE_ORDER, PAGE_SIZE, format_size, parse_size
 
 REFERENCE_COMPACTION = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "compaction_modes.csv"
 MODES = ("baseline", "dma", "busy-baseline", "busy-dma")
 PATTERNS = ("even", "random", "clustered")
+DEFAULT_MAX_EVENTS = 2_000_000  # cap of a written trace (--trace-max-events)
 
 
 def _node_size(text: str) -> int:

@@ -59,7 +59,6 @@ SIM_TASK, SIM_PID, SIM_CPU = "insmod", 1000, 0  # the test module's loop, pinned
 SIM_NODE, SIM_ZONE = 0, "Normal"
 SIM_GFP = "GFP_KERNEL|__GFP_THISNODE"
 MIGRATE_MODE_NAMES = ("MIGRATE_ASYNC", "MIGRATE_SYNC_LIGHT", "MIGRATE_SYNC")
-DEFAULT_MAX_EVENTS = 2_000_000
 
 # the events this module writes and reads (system, event)
 EVENTS = {

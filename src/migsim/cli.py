@@ -29,9 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _modules():
-    from . import cli_calibrate, cli_compaction, cli_probe, cli_throughput, cli_trace
+    from . import cli_calibrate, cli_compaction, cli_host, cli_probe, cli_throughput, cli_trace
 
-    return [cli_throughput, cli_compaction, cli_calibrate, cli_probe, cli_trace]
+    return [cli_throughput, cli_compaction, cli_calibrate, cli_probe, cli_trace, cli_host]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -215,8 +215,10 @@ class Snapshot:
                 if header.get("format") != "migsim-snapshot-1":
                     raise ValueError(f"snapshot: {path} is not a migsim snapshot")
                 arrays = {k: f[k] for k in f.files if k != "header"}
-        except (OSError, KeyError, EOFError) as exc:
-            raise ValueError(f"snapshot: cannot read {path}: {exc}") from None
+        except (OSError, KeyError, EOFError, ValueError) as exc:
+            raise ValueError(
+                f"--snapshot: cannot read {path} as a migsim snapshot: {exc}"
+            ) from None
         return cls(
             kind=arrays["kind"],
             order=arrays["order"],

@@ -1,0 +1,98 @@
+"""The host twin's compact_node on small hand-built snapshots: every expected count below is
+worked out by hand from mm/compaction.c (v6.18), not by the code under test."""
+
+from __future__ import annotations
+
+import numpy as np
+from host_snapshot_util import DIRTY_PRIVATE, FREE, HEAD, LRU_ANON, LRU_FILE, TAIL, snapshot
+
+from migsim import twin
+
+PB = 512
+
+
+def _two_halves() -> np.ndarray:
+    """4 pageblocks: block 0 = 256 anon pages then an order-8 free buddy; blocks 1, 2 free;
+    block 3 = an order-8 free buddy then 256 anon pages."""
+    f = np.full(4 * PB, FREE, dtype=np.uint64)
+    f[:256] = LRU_ANON
+    f[3 * PB + 256 :] = LRU_ANON
+    return f
+
+
+def test_two_halves_counted_as_the_kernel_counts():
+    # zone start 0: pageblock_start(last_migrated_pfn = 0) equals that of the zone start, so
+    # the first pass is a finish_pageblock pass: 256 pages isolated, 512 pfns scanned (256
+    # pages plus nr_scanned += (1 << 8) - 1 for the buddy). The free scanner takes block 3's
+    # order-8 buddy whole (256 scanned, 256 isolated) and stops. Blocks 1 and 2 are order-9
+    # buddies (their pair blocks are not free): 512 each for the migration scanner, which
+    # then meets the free scanner in block 3.
+    nc = twin.compact_node(snapshot(_two_halves()))
+    v = nc.vmstat
+    assert v["pgmigrate_success"] == 256
+    assert v["compact_migrate_scanned"] == 512 + 512 + 512
+    assert v["compact_free_scanned"] == 256
+    assert v["compact_isolated"] == 256 + 256
+    assert nc.call_pages.tolist() == [256]
+
+
+def test_min_watermark_stops_the_free_scanner():
+    # __isolate_free_page(): NR_FREE_PAGES (1536) - 256 <= min (1436) fails: the scan stops
+    # at the buddy head (1 scanned), compaction_alloc() returns NULL, migrate_pages() -ENOMEM
+    # with the scanners apart: COMPACT_CONTENDED, nothing migrated
+    nc = twin.compact_node(snapshot(_two_halves(), wmark_min=1436))
+    v = nc.vmstat
+    assert v["pgmigrate_success"] == 0
+    assert v["compact_free_scanned"] == 1
+    assert v["compact_migrate_scanned"] == 512
+    assert v["compact_isolated"] == 256
+
+
+def _folio_case(folio_flags: int) -> np.ndarray:
+    """Block 0: 64 anon pages, an order-6 folio at pfn 64, then free; block 3: 64 free single
+    pages (every other pfn of its first 128) among anon pages; blocks 1, 2 free."""
+    f = np.full(4 * PB, FREE, dtype=np.uint64)
+    f[:64] = LRU_ANON
+    f[64:128] = folio_flags | TAIL
+    f[64] = folio_flags | HEAD
+    blk3 = 3 * PB
+    f[blk3 : blk3 + PB] = LRU_ANON
+    f[blk3 : blk3 + 128 : 2] = FREE
+    return f
+
+
+def test_unsplittable_large_folio_ends_the_zone():
+    # the list is walked from its head (last isolated first): the order-6 folio asks for an
+    # order-6 target; only order-0 pages are free (the free scanner takes all 64 of block 3,
+    # scanning its 512 pfns, then meets the migration scanner), so compaction_alloc() gives
+    # NULL; a dirty page-cache folio with private data cannot be split: -ENOMEM, nothing moves
+    nc = twin.compact_node(snapshot(_folio_case(LRU_FILE | DIRTY_PRIVATE)))
+    v = nc.vmstat
+    assert v["pgmigrate_success"] == 0
+    assert v["pgmigrate_fail"] == 64
+    assert v["compact_free_scanned"] == 512
+    assert v["compact_isolated"] == 128 + 64
+
+
+def test_splittable_large_folio_is_retried_as_base_pages():
+    # an anonymous large folio is split (try_split_folio) and its 64 pages retried after the
+    # other 64: 64 targets for 128 pages, so 64 migrate and the 65th base page ends the call
+    nc = twin.compact_node(snapshot(_folio_case(LRU_ANON)))
+    assert nc.vmstat["pgmigrate_success"] == 64
+    assert nc.vmstat["compact_isolated"] == 128 + 64
+
+
+def test_free_scanner_stride_grows_over_blocks_without_free_pages():
+    # 8 pageblocks: block 0 has 32 anon pages (then free); blocks 4..7 are full of anon pages
+    # except block 4's 32 free pages at its end. The free scanner starts at block 7 with stride
+    # 1 (MIGRATE_SYNC): 512 visits, nothing, stride 2: 256 visits in block 6, stride 4: 128
+    # in block 5; block 4 with stride 8 visits 64 pfns and finds the order-5 buddy head at
+    # offset 480 (a multiple of 8): isolated whole, enough (32 >= 32), the scan stops there
+    # after 60 visits + 32 (the buddy) = 92 -- total 512 + 256 + 128 + 92
+    f = np.full(8 * PB, LRU_ANON, dtype=np.uint64)
+    f[32:PB] = FREE
+    f[PB : 4 * PB] = FREE
+    f[4 * PB + 480 : 5 * PB] = FREE
+    nc = twin.compact_node(snapshot(f))
+    assert nc.vmstat["compact_free_scanned"] == 512 + 256 + 128 + 92
+    assert nc.vmstat["pgmigrate_success"] == 32

@@ -23,7 +23,7 @@ def test_throughput_json(capsys):
     assert len(out["trial_gbps"]) == 5
     ph = out["phases_s"]
     assert ph["wall_s"] == pytest.approx(
-        ph["unmap_s"] + ph["flush_s"] + ph["copy_s"] + ph["move_s"]
+        ph["call_s"] + ph["unmap_s"] + ph["flush_s"] + ph["copy_s"] + ph["move_s"]
     )
 
 

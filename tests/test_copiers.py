@@ -22,16 +22,52 @@ def test_cpu_copier_never_waits(quiet_platform, rng):
 
 
 @pytest.mark.parametrize("size_pages", [1, 4, 16, 64, 256, 512])
-def test_more_channels_never_cost_more_cpu_and_never_slower(quiet_platform, rng, size_pages):
+def test_each_channel_adds_its_setup_cpu_and_never_a_longer_wait(quiet_platform, rng, size_pages):
+    # dcbm v4 requests, maps, issues, terminates and releases every channel on its own: one
+    # more channel costs the migrating CPU exactly that per-channel work, and the engines
+    # never take longer
     n = np.array([4096])
     b = n * size_pages * 4096.0
+    d = quiet_platform.dma
+    per_chan = (d.chan_request_us + d.sgt_map_us + d.issue_us + d.terminate_us) * 1e-6
+    assert per_chan > 0
     prev = None
     for ch in range(1, 17):
         c = DmaCopier(channels=ch).copy_batches(n, b, quiet_platform, rng)
         if prev is not None:
-            assert c.cpu_s[0] <= prev.cpu_s[0]
+            assert c.cpu_s[0] - prev.cpu_s[0] == pytest.approx(per_chan, rel=1e-9)
             assert c.wait_s[0] <= prev.wait_s[0] + 1e-12
         prev = c
+
+
+def test_v6_holds_its_channels_and_uses_one_device_group(quiet_platform, rng):
+    # v6 acquires channels when offloading is enabled (no request per call), and a batch
+    # uses one device group: PTDMA registers one channel per device, so one channel
+    n = np.array([4096])
+    b = n * 65536.0
+    v4 = DmaCopier(channels=8, rfc="v4").copy_batches(n, b, quiet_platform, rng)
+    v6 = DmaCopier(channels=8, rfc="v6").copy_batches(n, b, quiet_platform, rng)
+    one = DmaCopier(channels=1, rfc="v4").copy_batches(n, b, quiet_platform, rng)
+    assert quiet_platform.dma.chans_per_device_count == 1
+    assert v6.wait_s[0] == pytest.approx(one.wait_s[0])
+    assert v6.wait_s[0] > v4.wait_s[0]
+    d = quiet_platform.dma
+    no_request = (d.chan_request_us + d.terminate_us) * 1e-6
+    assert one.cpu_s[0] - v6.cpu_s[0] == pytest.approx(no_request, rel=1e-9)
+
+
+def test_ptdma_restarts_each_descriptor_from_its_interrupt(quiet_platform, rng):
+    # one descriptor in flight per queue: n descriptors on one channel pay n-1 restarts, and
+    # every descriptor's completion interrupt costs CPU time reported apart (irq_s)
+    p = quiet_platform
+    slow = p.replace(dma__desc_restart_us=p.dma.desc_restart_us + 1.0)
+    n = np.array([1, 100])
+    b = n * 4096.0
+    base = DmaCopier(channels=1).copy_batches(n, b, p, rng)
+    more = DmaCopier(channels=1).copy_batches(n, b, slow, rng)
+    np.testing.assert_allclose(more.wait_s - base.wait_s, [0.0, 99e-6], atol=1e-12)
+    np.testing.assert_allclose(base.irq_s, n * p.dma.desc_irq_us * 1e-6)
+    np.testing.assert_array_equal(more.cpu_s, base.cpu_s)
 
 
 def test_two_channels_share_one_engine(quiet_platform, rng):
@@ -64,12 +100,42 @@ def test_small_batches_below_threshold_use_the_cpu(quiet_platform, rng):
     assert not cpu.wake_s.any()
 
 
-def test_fault_injection_counts(quiet_platform):
+def test_fault_injection_v6_falls_back_per_folio(quiet_platform):
     rng = np.random.default_rng(3)
     n = np.full(100, 1000)
-    c = DmaCopier(channels=2, fail_rate=0.1).copy_batches(n, _bytes(n), quiet_platform, rng)
+    c = DmaCopier(channels=2, fail_rate=0.1, rfc="v6").copy_batches(
+        n, _bytes(n), quiet_platform, rng
+    )
     assert np.all(c.offloaded + c.failed == n)
     assert 0.08 < c.failed.sum() / n.sum() < 0.12
+    assert np.all(c.wait_s > 0)  # every batch ran on the engine
+
+
+def test_fault_injection_v4_fails_the_whole_batch(quiet_platform):
+    # v4: an error fails the batch before issue; folios_failures counts every folio of it
+    rng = np.random.default_rng(3)
+    n = np.full(2000, 4)
+    p = 0.05
+    c = DmaCopier(channels=2, fail_rate=p).copy_batches(n, _bytes(n), quiet_platform, rng)
+    whole = c.failed > 0
+    assert set(c.failed.tolist()) == {0, 4}
+    assert np.all(c.offloaded[whole] == 0) and np.all(c.offloaded[~whole] == 4)
+    assert np.all(c.wait_s[whole] == 0) and np.all(c.wait_s[~whole] > 0)
+    expect = 1 - (1 - p) ** 4  # P(at least one of 4 descriptors fails) = 0.185
+    assert abs(whole.mean() - expect) < 4 * np.sqrt(expect * (1 - expect) / len(n))
+
+
+def test_fallback_option_overrides_the_version(quiet_platform):
+    rng = np.random.default_rng(5)
+    n = np.full(50, 1000)
+    c = DmaCopier(channels=1, fail_rate=0.01, fallback="folio").copy_batches(
+        n, _bytes(n), quiet_platform, rng
+    )
+    assert 0 < c.failed.max() < 1000
+    with pytest.raises(ValueError, match="fallback: must be one of batch, folio"):
+        DmaCopier(fallback="page")
+    with pytest.raises(ValueError, match="rfc: must be one of v2, v3, v4, v6"):
+        DmaCopier(rfc="v5")
 
 
 def test_mt_copier_uses_other_cpus(quiet_platform, rng):

@@ -17,10 +17,10 @@ def rows(platform):
     return reproduce_rows(platform, REFERENCE_THROUGHPUT, trials=5, seed=1)
 
 
-def test_reproduction_mape_at_most_8_percent(rows):
+def test_reproduction_mape_at_most_5_percent(rows):
     assert len(rows) == 42
     mape = np.mean([abs(r["error_pct"]) for r in rows])
-    assert mape <= 8.0, mape
+    assert mape <= 5.0, mape
 
 
 def test_every_cell_within_tolerance(rows):
@@ -48,11 +48,12 @@ def test_cross_validation_held_out_channel_counts():
     fit = fit_throughput(CELLS, "cv", fit_cells=train)
     held = fit.residuals.filter(~fit.residuals["fitted"])
     assert sorted(set(held["channels"].to_list())) == [2, 8, 12]
-    assert held["error_pct"].abs().mean() <= 15.0
+    assert held["error_pct"].abs().mean() <= 8.0
 
 
 def test_fault_injection_every_page_migrates_and_cpu_pays(quiet_platform):
-    kw = dict(mode="dma", folio_size=65536, channels=4, trials=3, seed=7)
+    # v6 semantics: only the failed folios are copied by the CPU
+    kw = dict(mode="dma", folio_size=65536, channels=4, trials=3, seed=7, rfc="v6")
     clean = run_throughput(quiet_platform, **kw)
     faulty = run_throughput(quiet_platform, fail_rate=0.1, **kw)
     folios = (1 << 30) // 65536
@@ -65,6 +66,21 @@ def test_fault_injection_every_page_migrates_and_cpu_pays(quiet_platform):
         per_folio = cp.cpu_copy_fixed_us * 1e-6 + 65536 / (cp.cpu_copy_gbps * 1e9)
         assert t.wall_s - clean.trials[0].wall_s == pytest.approx(t.fallbacks * per_folio, rel=1e-9)
     assert faulty.mean_gbps < clean.mean_gbps
+
+
+def test_fault_injection_v4_copies_the_whole_batch_with_the_cpu(quiet_platform):
+    # v4: one failed descriptor in the 1 GiB batch fails it all; the engine never runs and
+    # the move phase copies every folio, so the call costs the offload's CPU setup plus a
+    # full CPU copy and no sleep
+    kw = dict(mode="dma", folio_size=65536, channels=4, trials=2, seed=7)
+    faulty = run_throughput(quiet_platform, fail_rate=0.1, **kw)
+    folios = (1 << 30) // 65536
+    cp = quiet_platform.copy
+    for t in faulty.trials:
+        assert (t.dma_copies, t.fallbacks) == (0, folios)
+        assert t.idle_s == 0.0
+        per_folio = cp.cpu_copy_fixed_us * 1e-6 + 65536 / (cp.cpu_copy_gbps * 1e9)
+        assert t.fallback_s == pytest.approx(folios * per_folio, rel=1e-9)
 
 
 def test_same_seed_same_numbers_other_seed_other_noise(platform):
@@ -102,21 +118,24 @@ def test_bad_arguments_are_named(platform, kw, msg):
 
 
 @pytest.mark.parametrize("folio", [4096, 65536, 1 << 20, 2 << 20])
-def test_more_channels_never_cost_more_cpu_time(quiet_platform, folio):
+def test_more_channels_cost_more_cpu_time_by_the_per_channel_work(quiet_platform, folio):
+    # dcbm requests, maps, issues, terminates and releases each channel of every call
+    d = quiet_platform.dma
+    per_chan = (d.chan_request_us + d.sgt_map_us + d.issue_us + d.terminate_us) * 1e-6
     prev = None
     for ch in (1, 2, 4, 8, 12, 16):
         r = run_throughput(quiet_platform, mode="dma", folio_size=folio, channels=ch, trials=1)
         sys_s = r.trials[0].sys_s
         if prev is not None:
-            assert sys_s <= prev
-        prev = sys_s
+            assert sys_s - prev[1] == pytest.approx((ch - prev[0]) * per_chan, rel=1e-6)
+        prev = (ch, sys_s)
 
 
 def test_cpu_copier_phase_breakdown(quiet_platform):
     r = run_throughput(quiet_platform, mode="baseline", folio_size=16384, trials=2)
     for t in r.trials:
         assert t.idle_s == 0.0
-        assert t.wall_s == pytest.approx(t.unmap_s + t.flush_s + t.copy_s + t.move_s)
+        assert t.wall_s == pytest.approx(t.call_s + t.unmap_s + t.flush_s + t.copy_s + t.move_s)
         assert t.wall_s == pytest.approx(t.sys_s)
 
 
@@ -176,3 +195,16 @@ def test_committed_platform_states_the_fit_errors(platform):
     saving = stage1["offload_saving_4k_us"]
     assert saving["value"] == pytest.approx(offload_saving_per_folio_us(platform), abs=1e-6)
     assert saving["sd"] > 0
+
+
+@pytest.mark.parametrize("folios", [1, 8, 64, 8192])
+def test_move_pages_call_costs_its_syscall_drain_and_one_lookup_per_folio(quiet_platform, folios):
+    # do_pages_move: syscall and lru_add_drain once, add_folio_for_migration per address
+    c = quiet_platform.cpu
+    r = run_throughput(
+        quiet_platform, mode="dma", folio_size=2 << 20, total_bytes=folios * (2 << 20), trials=1
+    )
+    t = r.trials[0]
+    expect = (c.syscall_us + c.lru_drain_us + folios * c.addr_lookup_us) * 1e-6
+    assert t.call_s == pytest.approx(expect, rel=1e-12)
+    assert t.wall_s == pytest.approx(t.call_s + t.unmap_s + t.flush_s + t.copy_s + t.move_s)

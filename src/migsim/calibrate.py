@@ -48,6 +48,19 @@ PRIORS: dict[str, dict[str, float]] = {
         # one flush_tlb_multi of a batch: an IPI round trip to the CPUs in the mm's cpumask,
         # a few microseconds on a 2-socket machine
         "tlb_flush_us": 5.0,
+        # move_pages() entry/exit (~0.1 us on x86 with the usual mitigations ~0.5 us),
+        # find_mm_struct + nodemask/permission checks + mmap_read_lock: a few hundred ns
+        # each (code path kernel_move_pages -> do_pages_move)
+        "syscall_us": 2.0,
+        # lru_add_drain(): the local CPU's folio batches, empty or nearly so when move_pages
+        # runs on pages allocated long before (code path: do_pages_move)
+        "lru_drain_us": 1.0,
+        # one address: get_user x2, vma_lookup (maple tree, cache-hot), folio_walk_start
+        # (4-level walk, cache-hot after the first address of a region): ~0.1-0.2 us. The
+        # benchmark passes one address per folio (its allocation unit); with one per base
+        # page the 2M column would carry 512 walks per folio. Only the sum with
+        # folio_fixed_us is observable: fixed here, folio_fixed_us fits the rest.
+        "addr_lookup_us": 0.15,
     },
     "copy": {
         # the call and first cache misses of one folio_copy(): only the sums folio_fixed_us +
@@ -56,9 +69,37 @@ PRIORS: dict[str, dict[str, float]] = {
         "cpu_copy_fixed_us": 0.1,
     },
     "dma": {
-        # dma_request_chan() + dma_release_channel() per channel and call: a mutex, a walk of
-        # the dmaengine device list, channel resource allocation (a few microseconds each)
-        "call_setup_us": 5.0,
+        # per offloaded batch outside the channels (folios_copy_dma): the migrator's static
+        # call under srcu_read_lock, kcalloc of the work array, dma_cap_zero/set, the
+        # folios_migrated atomic: well under a microsecond each
+        "call_setup_us": 1.0,
+        # dma_request_chan_by_mask + dma_release_channel per channel and call (v2..v4):
+        # dma_list_mutex, a walk of dma_device_list to the first free private PTDMA channel,
+        # dma_chan_get (module get; PTDMA has no alloc_chan_resources), then dma_chan_put and
+        # vchan_free_chan_resources: a few microseconds together
+        "chan_request_us": 2.0,
+        # setup_sg_tables + cleanup per used channel (v3/v4): two kmalloc, two sg_alloc_table,
+        # the fixed part of two dma_map_sgtable (IOVA allocation) and two dma_unmap_sgtable
+        # (IOVA free, IOTLB flush queued: x86 IOMMU default is lazy), sg_free_table, kfree
+        "sgt_map_us": 2.0,
+        # pt_issue_pending: vc.lock, vchan_issue_pending, and the first pt_core_execute_cmd
+        # (32-byte memcpy into the queue, wmb, two MMIO writes, posted): about half a us
+        "issue_us": 0.5,
+        # dmaengine_terminate_sync (v3/v4 cleanup_dma_work): pt_terminate_all (one MMIO
+        # write, list splice and free under vc.lock) and pt_synchronize (tasklet_kill)
+        "terminate_us": 1.0,
+        # PTDMA restarts its queue from the completion interrupt (pt_core_irq_handler ->
+        # pt_check_status_trans -> pt_cmd_callback -> pt_dma_start_desc): MSI delivery and
+        # hard-irq entry plus the handler's non-posted MMIO reads of the queue status before
+        # the next doorbell. A code-derived lower bound of a few hundred ns; the published
+        # 4K cell with one channel leaves at most ~0.65 us of engine time per 4 KiB
+        # descriptor for restart and transfer together, so the prior is kept at its low end
+        "desc_restart_us": 0.3,
+        # the CPU side of that interrupt (handler, three MMIO reads, ack, next doorbell),
+        # on the CPU the PTDMA MSI targets
+        "desc_irq_us": 0.3,
+        # pt_dmaengine_register: one command queue and one channel per PTDMA device
+        "chans_per_device_count": 1,
         # completion interrupt of the last descriptor + try_to_wake_up of the sleeping task +
         # the exit latency of a shallow C-state
         "irq_wakeup_us": 15.0,

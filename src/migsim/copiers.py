@@ -4,8 +4,9 @@ Every copier works on many batches at once (numpy arrays, one entry per batch) s
 compaction run with tens of thousands of migrate_pages() calls is costed in a few vector
 operations. A batch is described by its folio count and byte count; the copier returns, per
 batch, the wall time of the copy step, the time the migrating CPU is busy (sys), the time it
-sleeps waiting (idle unless another task runs), CPU time spent on other CPUs, and how many
-folios the offload engine copied or failed to copy.
+sleeps waiting (idle unless another task runs), CPU time spent on other CPUs, the CPU time of
+the engine's completion interrupts, and how many folios the offload engine copied or failed
+to copy.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ class CopyCost:
     offloaded: np.ndarray  # folios copied by the offload engine (dcbm's folios_migrated)
     failed: np.ndarray  # folios whose offloaded copy failed: copied by the CPU in the move phase
     wake_s: np.ndarray  # part of wait_s only an idle CPU pays: the exit from its idle state
+    # completion-interrupt CPU time of the batch (hard irq handlers of the engine, on the CPU
+    # its MSI targets), apart from cpu_s and wait_s so a timeline can account it as irq time
+    irq_s: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.irq_s is None:
+            self.irq_s = np.zeros_like(self.wall_s)
 
 
 def _zeros(n: int) -> np.ndarray:
@@ -72,29 +80,97 @@ class CpuCopier:
         return CopyCost(t, t.copy(), _zeros(n), _zeros(n), _zeros(n), _zeros(n), _zeros(n))
 
 
+RFCS = ("v2", "v3", "v4", "v6")
+"""Versions of the batch-copy series whose driver and dispatch code the copiers follow."""
+
+FALLBACKS = ("batch", "folio")
+
+
+@dataclass(frozen=True)
+class DcbmVersion:
+    """What one version of dcbm (the series' DMA driver, ``folios_copy_dma``) does per call.
+
+    v2 (drivers/migoffcopy/dcbm/dcbm.c, RFC V2 7/9): ``dma_request_channel`` per channel and
+    call, ``dma_map_page`` of each folio on its own, every descriptor with
+    ``DMA_PREP_INTERRUPT`` and a callback, round-robin over the channels, no unmap and no
+    terminate, ``dma_release_channel``; a folio whose mapping or prep fails is copied by the
+    CPU at once. v3/v4 (dcbm.c ``setup_sg_tables``, ``submit_dma_transfers``,
+    ``cleanup_dma_work``): ``dma_request_chan_by_mask`` per channel and call, one
+    scatter-gather table per channel and side mapped with ``dma_map_sgtable``, one
+    ``dmaengine_prep_dma_memcpy`` + ``dmaengine_submit`` per folio, only the last descriptor
+    of a channel with ``DMA_PREP_INTERRUPT`` and the callback, ``dma_async_issue_pending``
+    per channel, ``wait_for_completion_timeout`` per channel, then
+    ``dmaengine_terminate_sync``, unmap, free, ``dma_release_channel``; any error fails the
+    whole batch (``folios_failures += nr_folios``) and migrate_pages copies every folio of
+    it with the CPU. v6: channels acquired once when offloading is enabled
+    (``dcbm_get_channels``) and claimed per call with ``mutex_trylock``; a batch uses the
+    channels of one DMA device group (``dcbm_claim_channels``), folios mapped one by one
+    (``map_folios``), every descriptor with its own ``callback_result``, no terminate; the
+    per-folio FOLIO_CONTENT_COPIED flag lets only the folios not copied fall back.
+    """
+
+    request_per_call: bool  # dma_request_chan_by_mask + dma_release_channel on every call
+    sg_tables: bool  # setup_sg_tables per channel (v3/v4) or map_folios' array (v6)
+    terminate: bool  # dmaengine_terminate_sync per channel in cleanup
+    one_device: bool  # a batch uses one device group's channels only (v6)
+    fallback: str  # "batch": an error fails every folio of the batch; "folio": only its own
+
+
+DCBM = {
+    "v2": DcbmVersion(True, False, False, False, "folio"),
+    "v3": DcbmVersion(True, True, True, False, "batch"),
+    "v4": DcbmVersion(True, True, True, False, "batch"),
+    "v6": DcbmVersion(False, True, False, True, "folio"),
+}
+
+
+def check_rfc(rfc: str) -> str:
+    """`rfc` if it names a version of the series, else a ValueError naming the allowed ones."""
+    if rfc not in RFCS:
+        raise ValueError(f"rfc: must be one of {', '.join(RFCS)}; got {rfc!r}")
+    return rfc
+
+
 @dataclass(frozen=True)
 class DmaCopier:
-    """dcbm: offload the batch copy to `channels` DMA channels.
+    """dcbm on PTDMA: offload each batch copy to up to `channels` DMA channels, as the driver
+    of version `rfc` does it (see ``DcbmVersion``).
 
-    Per batch: request the channels, split the folios evenly across them (one memcpy descriptor
-    per folio, prepared and submitted by the CPU), issue, sleep until the last channel's
-    completion interrupt. Channels fill engines in order, `chans_per_engine_count` to an
-    engine; busy channels of one engine share its bandwidth, and all engines share the
-    interconnect. A descriptor's head (`ramp_kb`) moves at a latency-bound rate with a stall
-    at each 4 KiB page after its first (`page_stall_us`): the published throughput table
-    needs both, since a 4K descriptor costs less per byte there than a 16K or 64K one.
-    A descriptor fails with probability `fail_rate`; its folio is then copied by the CPU in
-    the move phase (the kernel's per-folio fallback). Batches smaller than `min_batch_bytes`
-    are not offloaded but copied by the CPU (a `should_batch`-style policy).
+    CPU of the migrating task, per batch: ``call_setup_us``; per channel requested
+    ``chan_request_us`` (v2..v4; v6 holds its channels); per used channel ``sgt_map_us``
+    (v3, v4, v6), ``issue_us`` and ``terminate_us`` (v3, v4); per folio ``prep_us``. Then it
+    sleeps until the slowest channel completes (one wake-up: the channels get equal shares
+    and finish together, so the later ``wait_for_completion`` calls find them done).
+
+    Engine: a PTDMA device has one command queue and one channel (pt_dmaengine_register);
+    the queue runs one descriptor at a time and the next one is started from the completion
+    interrupt (pt_cmd_callback -> pt_dma_start_desc), so each descriptor after a channel's
+    first waits ``desc_restart_us``, and every descriptor raises an interrupt whose handler
+    costs ``desc_irq_us`` on the CPU the PTDMA MSI targets (``irq_s``, not the migrating
+    CPU's sys time). A descriptor's head (``ramp_kb``) moves at ``ramp_gbps`` with a stall
+    at each further 4 KiB page of the head (``page_stall_us``, see its meaning: the part the
+    driver code does not explain), the rest at the channel's share of its engine; channels
+    fill engines in order, ``chans_per_engine_count`` to an engine, and all engines share
+    the interconnect.
+
+    Failures: a descriptor fails with probability `fail_rate`. ``fallback`` "batch" (the v3
+    and v4 default) fails the whole batch before it is issued (v4 sees errors of prep and
+    submit; its completion callback ignores the result): every folio is copied by the CPU
+    in the move phase and counted in folios_failures. "folio" (the v2 and v6 default) copies
+    only the failed folios with the CPU. Batches smaller than `min_batch_bytes` are not
+    offloaded (a `should_batch`-style policy).
 
     Simplifications: folios of a batch are taken as equal-sized for the split (the busiest
-    channel gets ceil(n/channels) folios and that share of the bytes); the CPU prepares all
-    descriptors before the engines start (dcbm issues each channel once, after submitting).
+    channel gets ceil(n/channels) folios and that share of the bytes); all descriptors are
+    prepared before the engines start (v4 issues after submitting every channel; v6 issues
+    each channel after its own submit, which starts the last channel no earlier).
     """
 
     channels: int = 1
     fail_rate: float = 0.0
     min_batch_bytes: int = 0
+    rfc: str = "v4"
+    fallback: str | None = None  # None: the version's own semantics
     name: str = "dma"
 
     def __post_init__(self):
@@ -104,20 +180,43 @@ class DmaCopier:
             raise ValueError(f"fail_rate: must be in [0, 1], got {self.fail_rate!r}")
         if self.min_batch_bytes < 0:
             raise ValueError(f"min_batch_bytes: must be >= 0, got {self.min_batch_bytes!r}")
+        check_rfc(self.rfc)
+        if self.fallback is not None and self.fallback not in FALLBACKS:
+            raise ValueError(
+                f"fallback: must be one of {', '.join(FALLBACKS)}; got {self.fallback!r}"
+            )
 
-    def engine_seconds(self, nr_folios: np.ndarray, nr_bytes: np.ndarray, platform: Platform):
-        """Engine time of each batch (s): the busiest channel's descriptors, one after the
-        other, the head of each descriptor (ramp_kb) at the latency-bound rate plus a stall at
-        each of its 4 KiB pages after the first, the rest at the channel's share of its
-        engine; and never less than the whole batch at the interconnect's bandwidth (which
-        channels that finish early leave to the others). Also returns active channels."""
+    @property
+    def driver(self) -> DcbmVersion:
+        return DCBM[self.rfc]
+
+    @property
+    def fallback_mode(self) -> str:
+        return self.fallback or self.driver.fallback
+
+    def used_channels(self, nr_folios: np.ndarray, platform: Platform) -> np.ndarray:
+        """Channels that get descriptors in each batch: min(nr_dma_chan, nr_folios), and for
+        v6 no more than one device group holds (dcbm_claim_channels)."""
         d = platform.dma
         if self.channels > d.max_channels_count:
             raise ValueError(
                 f"channels: the platform has {d.max_channels_count} DMA channels, got {self.channels}"
             )
+        want = self.channels
+        if self.driver.one_device:
+            want = min(want, d.chans_per_device_count)
+        return np.minimum(want, np.maximum(np.asarray(nr_folios, dtype=np.float64), 1.0))
+
+    def engine_seconds(self, nr_folios: np.ndarray, nr_bytes: np.ndarray, platform: Platform):
+        """Engine time of each batch (s): the busiest channel's descriptors one after the
+        other, each after the first waiting for its restart from the completion interrupt,
+        the head of each (ramp_kb) at the latency-bound rate plus a stall at each further
+        4 KiB page of the head, the rest at the channel's share of its engine; never less
+        than the whole batch at the interconnect's bandwidth (which channels that finish
+        early leave to the others). Also returns the channels used."""
+        d = platform.dma
         n = np.asarray(nr_folios, dtype=np.float64)
-        active = np.minimum(self.channels, np.maximum(n, 1.0))  # channels that get a descriptor
+        active = self.used_channels(n, platform)
         per_chan = np.ceil(n / active)
         desc_bytes = np.where(n > 0, nr_bytes / np.maximum(n, 1.0), 0.0)  # mean folio size
         sharing = np.minimum(active, d.chans_per_engine_count)
@@ -131,32 +230,54 @@ class DmaCopier:
             + stalls * d.page_stall_us * US
             + (desc_bytes - head) / rate
         )
-        return np.maximum(per_chan * per_desc, nr_bytes / (d.fabric_gbps * GB)), active
+        restarts = np.maximum(per_chan - 1.0, 0.0) * d.desc_restart_us * US
+        chan_s = per_chan * per_desc + restarts
+        return np.maximum(chan_s, nr_bytes / (d.fabric_gbps * GB)), active
+
+    def setup_seconds(self, nr_folios: np.ndarray, platform: Platform) -> np.ndarray:
+        """CPU seconds of the migrating task per batch for the driver's own work (requests,
+        tables, descriptors, issue, terminate, release): what offloading costs the CPU."""
+        d, v = platform.dma, self.driver
+        n = np.asarray(nr_folios, dtype=np.float64)
+        active = self.used_channels(n, platform)
+        per_chan_us = d.issue_us + (d.chan_request_us if v.request_per_call else 0.0)
+        per_chan_us += (d.sgt_map_us if v.sg_tables else 0.0) + (
+            d.terminate_us if v.terminate else 0.0
+        )
+        us = n * d.prep_us + active * per_chan_us + d.call_setup_us
+        return np.where(n > 0, us * US, 0.0)
 
     def copy_batches(self, nr_folios, nr_bytes, platform, rng, scale=1.0) -> CopyCost:
         d = platform.dma
         nr_folios = np.asarray(nr_folios, dtype=np.int64)
         nr_bytes = np.asarray(nr_bytes, dtype=np.float64)
-        offload = nr_bytes >= self.min_batch_bytes
+        offload = (nr_bytes >= self.min_batch_bytes) & (nr_folios > 0)
         engine_s, active = self.engine_seconds(nr_folios, nr_bytes, platform)
-        # Simplification: the channel requests of one call are costed as one per-call setup (the
-        # mutex and dmaengine device-list walk dominate), not per channel
-        prep_s = nr_folios * d.prep_us * US + np.where(nr_folios > 0, d.call_setup_us * US, 0.0)
+        prep_s = self.setup_seconds(nr_folios, platform)
         wait_s = engine_s + d.irq_wakeup_us * US
         if self.fail_rate > 0:
             failed = rng.binomial(nr_folios, self.fail_rate)
         else:
             failed = np.zeros_like(nr_folios)
+        irq_s = nr_folios * d.desc_irq_us * US
+        if self.fallback_mode == "batch":
+            # v4: a failed prep/submit aborts the batch before it is issued (cleanup_dma_work
+            # terminates the channels): the engine never runs, every folio falls back
+            whole = failed > 0
+            failed = np.where(whole, nr_folios, 0)
+            wait_s = np.where(whole, 0.0, wait_s)
+            irq_s = np.where(whole, 0.0, irq_s)
         cpu_s = np.where(offload, prep_s, cpu_copy_seconds(nr_folios, nr_bytes, platform)) * scale
         wait_s = np.where(offload, wait_s, 0.0) * scale
         # of the wake-up latency, all but the interrupt itself is the idle CPU's exit from
         # its idle state, which a CPU busy with another task does not pay
         idle_exit_us = max(d.irq_wakeup_us - platform.sched.completion_irq_us, 0.0)
-        wake_s = np.where(offload, idle_exit_us * US, 0.0) * scale
+        wake_s = np.where(offload & (wait_s > 0), idle_exit_us * US * scale, 0.0)
+        irq_s = np.where(offload, irq_s, 0.0) * scale
         failed = np.where(offload, failed, 0)
         offloaded = np.where(offload, nr_folios - failed, 0)
         z = _zeros(len(cpu_s))
-        return CopyCost(cpu_s + wait_s, cpu_s, wait_s, z, offloaded, failed, wake_s)
+        return CopyCost(cpu_s + wait_s, cpu_s, wait_s, z, offloaded, failed, wake_s, irq_s)
 
 
 @dataclass(frozen=True)
@@ -202,6 +323,9 @@ def make_copier(
     threads: int | None = None,
     fail_rate: float = 0.0,
     min_batch_bytes: int = 0,
+    rfc: str = "v4",
+    fallback: str | None = None,
+    placement: str = "spread",
 ) -> Copier:
     """The copier of a mode: `baseline`/`cpu` -> CpuCopier, `dma` -> DmaCopier, `mt` -> MtCopier."""
     if mode in ("baseline", "cpu"):
@@ -211,6 +335,8 @@ def make_copier(
             channels=1 if channels is None else channels,
             fail_rate=fail_rate,
             min_batch_bytes=min_batch_bytes,
+            rfc=rfc,
+            fallback=fallback,
         )
     if mode == "mt":
         return MtCopier(threads=4 if threads is None else threads)

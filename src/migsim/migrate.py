@@ -41,6 +41,7 @@ class BatchCosts:
     copy_wait_s: np.ndarray  # migrating CPU asleep waiting for the copy
     copy_wake_s: np.ndarray  # part of copy_wait_s only an idle CPU pays (idle-state exit)
     other_cpu_s: np.ndarray  # CPU time of copy threads on other CPUs
+    copy_irq_s: np.ndarray  # completion-interrupt CPU time of the copy (engine's irq CPU)
     move_s: np.ndarray  # move phase incl. CPU fallback copies (CPU, sys)
     fallback_s: np.ndarray  # part of move_s spent copying failed folios with the CPU
     dma_copies: np.ndarray  # folios copied by the offload engine
@@ -96,6 +97,7 @@ def cost_batches(
         copy_wait_s=cc.wait_s,
         copy_wake_s=cc.wake_s,
         other_cpu_s=cc.other_cpu_s,
+        copy_irq_s=cc.irq_s,
         move_s=move_s + fallback_s,
         fallback_s=fallback_s,
         dma_copies=np.asarray(cc.offloaded, dtype=np.int64),
@@ -108,6 +110,7 @@ class MigrateResult:
     """Outcome of one migrate_pages() call (seconds, folios, base pages)."""
 
     wall_s: float
+    call_s: float  # move_pages() work outside migrate_pages (syscall, lru drain, lookups)
     unmap_s: float
     flush_s: float
     copy_s: float
@@ -116,6 +119,7 @@ class MigrateResult:
     sys_s: float  # migrating CPU busy (kernel time)
     idle_s: float  # migrating CPU asleep waiting for offloaded copies
     other_cpu_s: float  # copy threads' CPU time on other CPUs
+    irq_s: float  # completion interrupts of the offload engine (on the CPU its MSI targets)
     first_folio_s: float  # time until the first folio is mapped again
     nr_batches: int
     nr_folios: int
@@ -180,6 +184,7 @@ def migrate_pages(
     rng: np.random.Generator,
     scale: float = 1.0,
     batch_copy: bool = True,
+    syscall: bool = False,
 ) -> MigrateResult:
     """Migrate a list of folios of `folio_pages` base pages each (PTE- or PMD-mapped as the
     kernel maps that size), in batches of at most `batch_limit` base pages.
@@ -187,6 +192,10 @@ def migrate_pages(
     With `batch_copy` the RFC's order is used (copy the whole batch, then move each folio);
     without, the vanilla order (copy each folio inside the move loop): same totals, but the
     first folio is usable sooner.
+
+    With `syscall` the call is a move_pages() system call: its entry, ``lru_add_drain`` and
+    one address lookup per folio (``do_pages_move`` -> ``add_folio_for_migration``; the
+    throughput benchmark passes one address per folio) come before the migration.
     """
     if batch_limit < 1:
         raise ValueError(f"batch_limit: must be >= 1 base page, got {batch_limit}")
@@ -197,6 +206,10 @@ def migrate_pages(
     nr_folios, nr_pages, nr_ptes = batch_totals(folio_pages, batch_limit)
     nb = len(nr_folios)
     bc = cost_batches(nr_folios, nr_pages, nr_ptes, copier, platform, rng, scale)
+    c = platform.cpu
+    call_s = 0.0
+    if syscall:
+        call_s = (c.syscall_us + c.lru_drain_us + len(folio_pages) * c.addr_lookup_us) * US * scale
     wall = bc.wall_s
     if nb:
         f0 = max(int(nr_folios[0]), 1)
@@ -204,18 +217,21 @@ def migrate_pages(
             first = bc.unmap_s[0] + bc.flush_s[0] + bc.copy_s[0] + bc.move_s[0] / f0
         else:  # vanilla: the first folio is copied and moved before the others are copied
             first = bc.unmap_s[0] + bc.flush_s[0] + (bc.copy_s[0] + bc.move_s[0]) / f0
+        first += call_s
     else:
         first = 0.0
     return MigrateResult(
-        wall_s=float(wall.sum()),
+        wall_s=float(wall.sum()) + call_s,
+        call_s=call_s,
         unmap_s=float(bc.unmap_s.sum()),
         flush_s=float(bc.flush_s.sum()),
         copy_s=float(bc.copy_s.sum()),
         move_s=float(bc.move_s.sum()),
         fallback_s=float(bc.fallback_s.sum()),
-        sys_s=float(bc.sys_s.sum()),
+        sys_s=float(bc.sys_s.sum()) + call_s,
         idle_s=float(bc.wait_s.sum()),
         other_cpu_s=float(bc.other_cpu_s.sum()),
+        irq_s=float(bc.copy_irq_s.sum()),
         first_folio_s=float(first),
         nr_batches=nb,
         nr_folios=int(nr_folios.sum()),

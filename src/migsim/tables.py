@@ -130,10 +130,17 @@ THROUGHPUT_RUNS = Schema(
         _c("total_bytes", I64, "B", "bytes moved per trial"),
         _c("batch_limit_pages", I64, "pages", "migrate_pages batch limit (base pages)"),
         _c("fail_rate", F64, "fraction", "injected DMA descriptor failure probability"),
+        _c("rfc", S, "", "version of the batch-copy series whose driver code ran: v2, v3, v4, v6"),
         _c("trial", I32, "", "trial index from 0"),
         _c("seed", I64, "", "seed of the cell's random generator"),
         _c("throughput_gbps", F64, "GB/s", "total_bytes / wall_s, 1e9 bytes per second"),
-        _c("wall_s", F64, "s", "wall time of migrate_pages()"),
+        _c("wall_s", F64, "s", "wall time of the move_pages() call"),
+        _c(
+            "call_s",
+            F64,
+            "s",
+            "move_pages() work outside migrate_pages (syscall, lru drain, lookups)",
+        ),
         _c("unmap_s", F64, "s", "unmap phase (try_to_migrate)"),
         _c("flush_s", F64, "s", "batched TLB flushes"),
         _c("copy_s", F64, "s", "copy phase"),
@@ -142,6 +149,9 @@ THROUGHPUT_RUNS = Schema(
         _c("sys_s", F64, "s", "migrating CPU busy in the kernel"),
         _c("idle_s", F64, "s", "migrating CPU asleep waiting for the copy"),
         _c("other_cpu_s", F64, "s", "CPU time on other CPUs (copy threads)"),
+        _c(
+            "irq_s", F64, "s", "CPU time of the DMA completion interrupts (on the engine's irq CPU)"
+        ),
         _c("first_folio_s", F64, "s", "time until the first folio is usable again"),
         _c("nr_batches", I64, "batches", "migrate_pages batches"),
         _c("nr_folios", I64, "folios", "folios migrated"),

@@ -1,8 +1,9 @@
 """The move_pages() throughput experiment of the RFC: move `total_bytes` of folios of one size
 between two NUMA nodes, `trials` times, and report GB/s per trial with the phase breakdown.
 
-One trial is one migrate_pages() call over the whole list (the benchmark kernel raised
-NR_MAX_BATCHED_MIGRATION to HPAGE_PUD_NR, so 1 GiB is one batch). Trial-to-trial variation is a
+One trial is one move_pages() call (its per-call and per-address work, then one
+migrate_pages() over the whole list (the benchmark kernel raised
+NR_MAX_BATCHED_MIGRATION to HPAGE_PUD_NR, so 1 GiB is one batch)). Trial-to-trial variation is a
 lognormal factor on every cost of the trial (platform noise.trial_sd_frac), drawn from the
 seeded generator; the same seed gives the same numbers.
 """
@@ -34,6 +35,8 @@ class ThroughputResult:
     fail_rate: float
     seed: int
     platform: str
+    rfc: str = "v4"
+    placement: str = "spread"
     trials: list[MigrateResult] = field(default_factory=list)
 
     @property
@@ -54,7 +57,7 @@ class ThroughputResult:
     def phases(self) -> dict[str, float]:
         """Mean seconds per phase over trials, and CPU busy/idle seconds."""
         keys = ("wall_s", "unmap_s", "flush_s", "copy_s", "move_s", "fallback_s", "sys_s")
-        keys += ("idle_s", "other_cpu_s", "first_folio_s")
+        keys += ("idle_s", "other_cpu_s", "irq_s", "call_s", "first_folio_s")
         return {k: float(np.mean([getattr(t, k) for t in self.trials])) for k in keys}
 
     def rows(self) -> list[dict]:
@@ -71,6 +74,7 @@ class ThroughputResult:
                 "total_bytes": self.total_bytes,
                 "batch_limit_pages": self.batch_limit,
                 "fail_rate": self.fail_rate,
+                "rfc": self.rfc,
                 "trial": i,
                 "seed": self.seed,
                 "throughput_gbps": g,
@@ -116,6 +120,9 @@ def run_throughput(
     seed: int = 1,
     fail_rate: float = 0.0,
     min_batch_bytes: int = 0,
+    rfc: str = "v4",
+    fallback: str | None = None,
+    placement: str = "spread",
 ) -> ThroughputResult:
     """Run one cell of the throughput table `trials` times; sizes in bytes, batch_limit in pages."""
     if mode == "dma" and channels is None:
@@ -135,6 +142,9 @@ def run_throughput(
         threads=threads,
         fail_rate=fail_rate,
         min_batch_bytes=min_batch_bytes,
+        rfc=rfc,
+        fallback=fallback,
+        placement=placement,
     )
     nr_folios = total_bytes // folio_size
     folio_pages = np.full(nr_folios, folio_size // PAGE_SIZE, dtype=np.int64)
@@ -149,6 +159,8 @@ def run_throughput(
         fail_rate=fail_rate,
         seed=seed,
         platform=platform.name,
+        rfc=rfc,
+        placement=placement,
     )
     for _ in range(trials):
         scale = platform.trial_scale(rng)
@@ -161,6 +173,7 @@ def run_throughput(
                 rng=rng,
                 scale=scale,
                 batch_copy=mode != "baseline",  # the vanilla kernel copies inside the move loop
+                syscall=True,
             )  # fmt: skip
         )
     return result

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from migsim.calibrate import FREE, fit_throughput, read_reference
+from migsim.calibrate import FREE, MT_FREE, fit_throughput, read_reference
 from migsim.cli_throughput import REFERENCE_THROUGHPUT, reproduce_rows
 from migsim.experiments.throughput import run_throughput
 from migsim.platform import DEFAULT_PLATFORM
@@ -191,7 +191,8 @@ def test_committed_platform_states_the_fit_errors(platform):
     from migsim.calibrate import offload_saving_per_folio_us
 
     stage1 = platform.meta["stage1"]
-    assert set(stage1["parameter_sd"]) == {f"{sec}.{key}" for sec, key, *_ in FREE}
+    fitted = {f"{sec}.{key}" for sec, key, *_ in FREE + MT_FREE}
+    assert set(stage1["parameter_sd"]) == fitted
     saving = stage1["offload_saving_4k_us"]
     assert saving["value"] == pytest.approx(offload_saving_per_folio_us(platform), abs=1e-6)
     assert saving["sd"] > 0

@@ -108,12 +108,18 @@ PRIORS: dict[str, dict[str, float]] = {
         "max_channels_count": 16,  # dcbm nr_dma_chan range 1..16
     },
     "mt": {
-        # queue_work_on + wake-up of one kthread per batch: an IPI and a context switch
-        "thread_start_us": 10.0,
-        # each copy thread streams like the single-threaded folio_copy (set from the fit)
+        # queue_work_on of one work item + the IPI that wakes its idle kworker: a couple of us
+        # on the queueing CPU (the wake-up latency itself overlaps the other threads' copies)
+        "thread_start_us": 2.0,
+        # start values of the fit on the v2 mt tables (MT_FREE); a single thread starts at
+        # the single-threaded folio_copy bandwidth
         "thread_copy_gbps": 0.0,
-        # two-socket Zen 3: one xGMI link direction, all threads together
+        "ccd_gbps": 11.0,
         "mt_cap_gbps": 40.0,
+        # Zen 3 EPYC 32-core: 4 CCDs x 8 cores per socket, 2 sockets (the cpu lists of
+        # mtcopy's cpuselect step by 8 CPUs, one per CCD)
+        "ccds_count": 8,
+        "cores_per_ccd_count": 8,
         "max_threads_count": 32,
     },
     "noise": {"trial_sd_frac": 0.0},
@@ -173,6 +179,50 @@ def simulate_cells(platform: Platform, cells: list[Cell], trials: int = 1, seed:
         means.append(r.mean_gbps)
         sds.append(r.sd_gbps)
     return np.array(means), np.array(sds)
+
+
+# The multi-threaded copy's bandwidths, fitted on the v2 tables whose runs they bound: the 2M
+# row of v2_mt_throughput.csv and v2_mt_placement_2M.csv (1 GiB of 2M folios, where per-folio
+# and per-batch costs are a few percent). Everything else of those tables is a prediction.
+MT_FREE: list[tuple[str, str, float, float, float]] = [
+    ("mt", "thread_copy_gbps", 1.0, 100.0, 11.0),
+    ("mt", "ccd_gbps", 1.0, 200.0, 11.0),
+    ("mt", "mt_cap_gbps", 1.0, 1000.0, 40.0),
+]
+
+
+def mt_fit_cells(cells):
+    """The series cells the mt bandwidths are fitted on (see MT_FREE)."""
+    return [
+        c
+        for c in cells
+        if c.mode == "mt"
+        and c.folio_bytes == 2 << 20
+        and c.table in ("v2_mt_throughput", "v2_mt_placement_2M")
+    ]
+
+
+def fit_mt(platform: Platform, cells) -> tuple[Platform, dict[str, float]]:
+    """Least-squares fit of MT_FREE on log throughput of `cells` (noise off), the rest of
+    `platform` unchanged; returns the platform and the standard errors."""
+    from .series import simulate_cell
+
+    quiet = platform.replace(noise__trial_sd_frac=0.0)
+    pub = np.log([c.gbps for c in cells])
+
+    def with_x(p: Platform, x) -> Platform:
+        pairs = zip(MT_FREE, x, strict=True)
+        return p.replace(**{f"{sec}__{key}": float(v) for (sec, key, *_), v in pairs})
+
+    def residual(x):
+        q = with_x(quiet, x)
+        return np.log([simulate_cell(q, c, trials=1).mean_gbps for c in cells]) - pub
+
+    lo, hi, x0 = (np.array([f[i] for f in MT_FREE]) for i in (2, 3, 4))
+    r = least_squares(residual, x0, bounds=(lo, hi), x_scale="jac", xtol=1e-12, ftol=1e-12)
+    cov = standard_errors(r.jac, float(r.cost))
+    sd = {f"{sec}.{key}": float(np.sqrt(cov[i, i])) for i, (sec, key, *_) in enumerate(MT_FREE)}
+    return with_x(platform, r.x), sd
 
 
 @dataclass

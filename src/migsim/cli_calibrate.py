@@ -57,7 +57,14 @@ def cmd_calibrate(args) -> int:
     for name in ("reference", "compaction_reference"):
         if not getattr(args, name).is_file():
             raise ValueError(f"--{name.replace('_', '-')}: no such file {getattr(args, name)}")
+    from .calibrate import fit_mt, mt_fit_cells
+    from .series import read_series
+
     fit = fit_throughput(read_reference(args.reference), args.name or args.out.stem)
+    # stage 1b: the multi-threaded copy's bandwidths on the v2 tables (mt_fit_cells)
+    mt_cells = mt_fit_cells(read_series(args.reference.parent))
+    fit.platform, mt_sd = fit_mt(fit.platform, mt_cells)
+    fit.platform.meta["stage1"]["parameter_sd"].update({k: round(v, 6) for k, v in mt_sd.items()})
     stage1, stage2 = residual_paths(args.out)
     atomic_write_text(stage1, fit.residuals.write_csv(float_precision=4))
     calibrate_stage2(

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .cli_args import choice, fraction, int_range
+from .copiers import RFCS
 from .platform import DEFAULT_PLATFORM, load_platform
 from .units import MAX_PAGE_ORDER, PAGE_SIZE, format_size, parse_size
 
@@ -47,6 +48,8 @@ def register(sub, rsub) -> None:
     c.add_argument(
         "--fail-rate", type=float, default=0.0, help="DMA descriptor failure rate, [0, 1]"
     )
+    c.add_argument("--rfc", type=choice(RFCS), default="v4",
+                   help="series version whose dcbm runs: v2 | v3 | v4 | v6")  # fmt: skip
     c.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
     c.add_argument("--state", type=Path, default=None, help="a saved fragmented state (.npz)")
     c.add_argument("--platform", type=Path, default=DEFAULT_PLATFORM, help="platform YAML file")
@@ -62,6 +65,7 @@ def register(sub, rsub) -> None:
     r.add_argument("--platform", type=Path, default=DEFAULT_PLATFORM)
     r.add_argument("--reference", type=Path, default=REFERENCE_COMPACTION)
     r.add_argument("--channels", type=int_range(1, 256), default=1)
+    r.add_argument("--rfc", type=choice(RFCS), default="v4", help="v2 | v3 | v4 | v6")
     r.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)
@@ -100,6 +104,7 @@ def cmd_compaction(args) -> int:
         node_bytes=args.node_size, allocations=args.allocations, free_ratio=args.free_ratio,
         pattern=args.pattern, seed=args.seed, fail_rate=args.fail_rate, state=args.state,
         order=args.order, progress=_progress_wanted(args.json), trace=args.trace is not None,
+        rfc=args.rfc,
     )  # fmt: skip
     if args.trace is not None:
         write_run_trace(res, args.trace, args.trace_max_events)
@@ -169,7 +174,11 @@ def cmd_reproduce(args) -> int:
     platform = load_platform(args.platform)
     ref = read_compaction_reference(args.reference)  # printed beside, never simulated from
     rows = reproduce_compaction(
-        platform, seed=args.seed, channels=args.channels, progress=_progress_wanted(args.json)
+        platform,
+        seed=args.seed,
+        channels=args.channels,
+        progress=_progress_wanted(args.json),
+        rfc=args.rfc,
     )
     keys = ("mode", "wall_ms", "pages_migrated", "dma_copies", "hog_iterations",
             "user_pct", "sys_pct", "idle_pct")  # fmt: skip

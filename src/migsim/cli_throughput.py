@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli_args import int_range, platform_arg, size_arg
+from .cli_args import choice, int_range, platform_arg, size_arg
+from .copiers import FALLBACKS, PLACEMENTS, RFCS
 from .platform import DEFAULT_PLATFORM, load_platform
 from .units import HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
 
@@ -43,6 +44,15 @@ def register(sub, rsub) -> None:
         help="NR_MAX_BATCHED_MIGRATION in base pages, or a size such as 2M (default 1G worth)",
     )  # fmt: skip
     t.add_argument("--fail-rate", type=float, default=0.0, help="DMA descriptor failure rate")
+    t.add_argument(
+        "--fallback", type=choice(FALLBACKS), default=None,
+        help="after a failed offload copy by CPU the whole batch (v4) or only the failed folios "
+        "(v6); default: the version's own",
+    )  # fmt: skip
+    t.add_argument("--rfc", type=choice(RFCS), default="v4",
+                   help="series version whose dcbm/mtcopy code runs: v2 | v3 | v4 | v6")  # fmt: skip
+    t.add_argument("--placement", type=choice(PLACEMENTS), default="spread",
+                   help="mt copy threads: spread over the CCDs or fill one CCD first")  # fmt: skip
     t.add_argument("--trials", type=int_range(1, 10000), default=5)
     t.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
     platform_arg(t)
@@ -54,6 +64,7 @@ def register(sub, rsub) -> None:
     r.add_argument("--reference", type=Path, default=REFERENCE_THROUGHPUT)
     r.add_argument("--trials", type=int_range(1, 10000), default=5)
     r.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
+    r.add_argument("--rfc", type=choice(RFCS), default="v4", help="v2 | v3 | v4 | v6")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)
 
@@ -66,10 +77,15 @@ def cmd_throughput(args) -> int:
         raise ValueError("--channels: only meaningful with --mode dma")
     if args.mode != "mt" and args.threads is not None:
         raise ValueError("--threads: only meaningful with --mode mt")
+    if args.mode != "dma" and args.fallback is not None:
+        raise ValueError("--fallback: only meaningful with --mode dma")
+    if not 0.0 <= args.fail_rate <= 1.0:
+        raise ValueError(f"--fail-rate: must be in [0, 1], got {args.fail_rate}")
     res = run_throughput(
         platform, mode=args.mode, folio_size=args.folio_size, channels=args.channels,
         threads=args.threads, total_bytes=args.total_bytes, batch_limit=args.batch_limit,
-        trials=args.trials, seed=args.seed, fail_rate=args.fail_rate,
+        trials=args.trials, seed=args.seed, fail_rate=args.fail_rate, rfc=args.rfc,
+        fallback=args.fallback, placement=args.placement,
     )  # fmt: skip
     out = {
         "mode": res.mode,
@@ -81,6 +97,8 @@ def cmd_throughput(args) -> int:
         "trials": args.trials,
         "seed": args.seed,
         "platform": platform.name,
+        "rfc": res.rfc,
+        "placement": res.placement if res.mode == "mt" else None,
         "mean_gbps": res.mean_gbps,
         "sd_gbps": res.sd_gbps,
         "trial_gbps": res.gbps,
@@ -109,7 +127,9 @@ def cmd_throughput(args) -> int:
     return 0
 
 
-def reproduce_rows(platform, reference: Path, trials: int, seed: int) -> list[dict]:
+def reproduce_rows(
+    platform, reference: Path, trials: int, seed: int, rfc: str = "v4"
+) -> list[dict]:
     """Simulate every published cell; one dict per cell with the published value beside it."""
     from .calibrate import read_reference
     from .experiments.throughput import run_throughput
@@ -118,7 +138,7 @@ def reproduce_rows(platform, reference: Path, trials: int, seed: int) -> list[di
     for c in read_reference(reference):
         r = run_throughput(
             platform, mode=c.mode, folio_size=c.folio_bytes, channels=c.channels,
-            trials=trials, seed=seed,
+            trials=trials, seed=seed, rfc=rfc,
         )  # fmt: skip
         rows.append(
             {
@@ -137,7 +157,7 @@ def reproduce_rows(platform, reference: Path, trials: int, seed: int) -> list[di
 
 def cmd_reproduce(args) -> int:
     platform = load_platform(args.platform)
-    rows = reproduce_rows(platform, args.reference, args.trials, args.seed)
+    rows = reproduce_rows(platform, args.reference, args.trials, args.seed, args.rfc)
     import numpy as np
 
     mape = float(np.mean([abs(r["error_pct"]) for r in rows]))

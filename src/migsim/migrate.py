@@ -120,7 +120,7 @@ class MigrateResult:
     idle_s: float  # migrating CPU asleep waiting for offloaded copies
     other_cpu_s: float  # copy threads' CPU time on other CPUs
     irq_s: float  # completion interrupts of the offload engine (on the CPU its MSI targets)
-    first_folio_s: float  # time until the first folio is mapped again
+    first_folio_s: float  # from the start of migrate_pages until the first folio is mapped again
     nr_batches: int
     nr_folios: int
     nr_pages: int  # pgmigrate_success
@@ -217,7 +217,6 @@ def migrate_pages(
             first = bc.unmap_s[0] + bc.flush_s[0] + bc.copy_s[0] + bc.move_s[0] / f0
         else:  # vanilla: the first folio is copied and moved before the others are copied
             first = bc.unmap_s[0] + bc.flush_s[0] + (bc.copy_s[0] + bc.move_s[0]) / f0
-        first += call_s
     else:
         first = 0.0
     return MigrateResult(

@@ -324,6 +324,7 @@ def throughput_params(config: Mapping, row: str) -> dict[str, Any]:
         "batch_limit": int(tp["batch_limit"]),
         "fail_rate": float(tp["fail_rate"]),
         "min_batch_bytes": int(tp["min_batch_bytes"]),
+        "rfc": str(config.get("rfc", "v4")),
         "seed": int(config["seed"]),
     }
 
@@ -351,6 +352,7 @@ def compaction_params(config: Mapping, mode: str) -> dict[str, Any]:
         "noise": bool(cp["noise"]),
         "fail_rate": float(cp["fail_rate"]),
         "min_batch_bytes": int(cp["min_batch_bytes"]),
+        "rfc": str(config.get("rfc", "v4")),
         "seed": int(config["seed"]),
         **{k: v for k, v in fragmentation_params(config).items() if k != "seed"},
     }
@@ -408,6 +410,7 @@ def simulate_throughput_row(platform_path: str, params: Mapping, out_path: str) 
             seed=seed,
             fail_rate=params["fail_rate"],
             min_batch_bytes=params["min_batch_bytes"],
+            rfc=params.get("rfc", "v4"),
         )
         rows += result.rows()
     _write_runs(rows, THROUGHPUT_RUNS, out_path, params, platform)
@@ -456,6 +459,7 @@ def simulate_compaction_mode(
             min_batch_bytes=params["min_batch_bytes"],
             state=state_path,  # loaded afresh for every run: compaction changes the node
             noise=params["noise"],
+            rfc=params.get("rfc", "v4"),
         )
         rows.append(result.row())
     _write_runs(rows, COMPACTION_RUNS, out_path, params, platform)

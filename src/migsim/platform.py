@@ -69,9 +69,12 @@ SPEC: dict[str, dict[str, Param]] = {
         "max_channels_count": Param("channels", 1, 256, "DMA channels the platform has (dcbm's nr_dma_chan upper bound)", integer=True),
     },
     "mt": {
-        "thread_start_us": Param("us", 0.0, 1000.0, "queue_work plus wake-up of one copy kthread, per batch and thread; prior (not fitted)"),
-        "thread_copy_gbps": Param("GB/s", 0.1, 200.0, "copy bandwidth of one copy thread; prior (not fitted): the single-threaded folio_copy bandwidth"),
-        "mt_cap_gbps": Param("GB/s", 0.1, 2000.0, "bandwidth cap of all copy threads together (memory and interconnect); prior (not fitted)"),
+        "thread_start_us": Param("us", 0.0, 1000.0, "queue_work_on of one copy work item plus the IPI that wakes its idle kworker, on the migrating CPU, per batch and thread (mtcopy copy_page_lists_mt); prior"),
+        "thread_copy_gbps": Param("GB/s", 0.1, 200.0, "copy bandwidth of one copy thread (copy_mc_to_kernel of its folios across the interconnect) alone; fitted on the v2 mt tables (2M row, placement table)"),
+        "ccd_gbps": Param("GB/s", 0.1, 2000.0, "bandwidth all copy threads of one CCD reach together (its link to the I/O die); fitted on the v2 placement table (fill one CCD first)"),
+        "mt_cap_gbps": Param("GB/s", 0.1, 2000.0, "socket interconnect bandwidth for all copy threads, combined serially with the threads' own rate (loaded latency); fitted on the v2 mt tables"),
+        "ccds_count": Param("CCDs", 1, 256, "CCDs of the machine (Zen 3 EPYC 32-core: 4 CCDs of 8 cores per socket, 2 sockets); mtcopy's spread list takes one CPU per CCD in turn", integer=True),
+        "cores_per_ccd_count": Param("cores", 1, 64, "cores of one CCD (Zen 3: 8); the fill list takes them in order", integer=True),
         "max_threads_count": Param("threads", 1, 1024, "CPU threads available to the multi-threaded copier", integer=True),
     },
     "noise": {

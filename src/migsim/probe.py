@@ -98,6 +98,7 @@ COPY_RUNS = Schema(
     nulls_allowed=frozenset(
         {"channels", "threads", "batch_limit_pages", "unmap_s", "flush_s", "move_s"}
         | {"fallback_s", "sys_s", "idle_s", "other_cpu_s", "first_folio_s", "nr_batches"}
+        | {"rfc", "call_s", "irq_s"}  # a host copy probe runs no series driver and no syscall
     ),
 )
 
@@ -551,10 +552,12 @@ def _copy_row(fb: int, n: int, order: str, trial: int, seed: int, wall: float, n
         "total_bytes": total,
         "batch_limit_pages": None,
         "fail_rate": 0.0,
+        "rfc": None,
         "trial": trial,
         "seed": seed,
         "throughput_gbps": total / wall / 1e9,
         "wall_s": wall,
+        "call_s": None,
         "unmap_s": None,
         "flush_s": None,
         "copy_s": wall,
@@ -563,6 +566,7 @@ def _copy_row(fb: int, n: int, order: str, trial: int, seed: int, wall: float, n
         "sys_s": None,
         "idle_s": None,
         "other_cpu_s": None,
+        "irq_s": None,
         "first_folio_s": None,
         "nr_batches": None,
         "nr_folios": n,

@@ -29,7 +29,7 @@ from ..compaction import (
     CompactionLog,
     Compactor,
 )
-from ..copiers import US, make_copier
+from ..copiers import US, check_rfc, make_copier
 from ..fragment import FragmentConfig, fragment, load_state, metrics
 from ..migrate import cost_batches
 from ..platform import Platform
@@ -103,6 +103,7 @@ def cost_log(
     min_batch_bytes: int = 0,
     rng: np.random.Generator | None = None,
     scale: float = 1.0,
+    rfc: str = "v4",
 ) -> RunCost:
     """Cost every migrate_pages() call of `log` at once and account the CPU timeline.
 
@@ -115,6 +116,7 @@ def cost_log(
         channels=channels,
         fail_rate=fail_rate,
         min_batch_bytes=min_batch_bytes,
+        rfc=rfc,
     )
     pages = log.pages
     # order-0 anonymous pages: one folio and one PTE each
@@ -334,8 +336,9 @@ class Simulation:
         fail_rate: float = 0.0,
         min_batch_bytes: int = 0,
         noise: bool = False,
+        rfc: str = "v4",
     ) -> CompactionResult:
-        """Cost this run in `mode` on `platform`."""
+        """Cost this run in `mode` on `platform`, with the dcbm of series version `rfc`."""
         kind, busy = mode_parts(mode)
         rng = np.random.default_rng(self.seed)
         scale = platform.trial_scale(rng) if noise else 1.0
@@ -349,6 +352,7 @@ class Simulation:
             min_batch_bytes=min_batch_bytes,
             rng=rng,
             scale=scale,
+            rfc=rfc,
         )
         # everything the page-level run knows carries over unchanged
         shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "log"}
@@ -456,11 +460,13 @@ def run_compaction(
     order: int = PAGEBLOCK_ORDER,
     noise: bool = False,
     trace: bool = False,
+    rfc: str = "v4",
 ) -> CompactionResult:
     """Fragment a node (or take `state`), run `allocations` alloc_pages_node(order) calls on
     one CPU and cost the run in `mode`. Sizes in bytes. `noise` multiplies every cost of the
     run by one lognormal factor (platform noise.trial_sd_frac); off by default, the published
-    table being one run per mode."""
+    table being one run per mode. `rfc` selects the series version whose dcbm runs."""
+    check_rfc(rfc)
     check_args(
         platform,
         mode=mode,
@@ -495,6 +501,7 @@ def run_compaction(
         fail_rate=fail_rate,
         min_batch_bytes=min_batch_bytes,
         noise=noise,
+        rfc=rfc,
     )
 
 
@@ -517,18 +524,26 @@ def _allocate(comp: Compactor, allocations: int, order: int, progress: bool) -> 
 
 
 def reproduce_compaction(
-    platform: Platform, seed: int = 1, *, channels: int = DEFAULT_CHANNELS, progress: bool = False
+    platform: Platform,
+    seed: int = 1,
+    *,
+    channels: int = DEFAULT_CHANNELS,
+    progress: bool = False,
+    rfc: str = "v4",
 ) -> list[dict]:
     """The four published modes at full scale (250 GB node, 16384 order-9 allocations):
     one row each. The page-level run is the same in every mode (nothing in it depends on
     time), so it is simulated once and costed four times."""
     sim = simulate(platform, seed=seed, progress=progress)
-    return mode_rows(sim, platform, channels=channels)
+    return mode_rows(sim, platform, channels=channels, rfc=rfc)
 
 
-def mode_rows(sim: Simulation, platform: Platform, *, channels: int = DEFAULT_CHANNELS) -> list:
+def mode_rows(
+    sim: Simulation, platform: Platform, *, channels: int = DEFAULT_CHANNELS, rfc: str = "v4"
+) -> list:
     """One row per published mode, all costed from the one page-level run `sim`."""
-    return [sim.result(platform, mode=m, channels=channels).row() for m in MODES]
+    check_rfc(rfc)
+    return [sim.result(platform, mode=m, channels=channels, rfc=rfc).row() for m in MODES]
 
 
 def run_compact_memory(

@@ -205,6 +205,8 @@ def mt_fit_cells(cells):
 def fit_mt(platform: Platform, cells) -> tuple[Platform, dict[str, float]]:
     """Least-squares fit of MT_FREE on log throughput of `cells` (noise off), the rest of
     `platform` unchanged; returns the platform and the standard errors."""
+    from scipy.optimize import least_squares  # scipy only inside a fit (~0.5 s import)
+
     from .series import simulate_cell
 
     quiet = platform.replace(noise__trial_sd_frac=0.0)

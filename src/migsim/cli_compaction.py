@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from .cli_args import choice, fraction, int_range
-from .copiers import RFCS
 from .platform import DEFAULT_PLATFORM, load_platform
 from .units import MAX_PAGE_ORDER, PAGE_SIZE, format_size, parse_size
+from .versions import RFCS
 
 REFERENCE_COMPACTION = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "compaction_modes.csv"
 MODES = ("baseline", "dma", "busy-baseline", "busy-dma")

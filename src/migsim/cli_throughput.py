@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from .cli_args import choice, int_range, platform_arg, size_arg
-from .copiers import FALLBACKS, PLACEMENTS, RFCS
 from .platform import DEFAULT_PLATFORM, load_platform
 from .units import HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
+from .versions import FALLBACKS, PLACEMENTS, RFCS
 
 REFERENCE_THROUGHPUT = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "move_pages_throughput.csv"
 

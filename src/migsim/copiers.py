@@ -18,6 +18,7 @@ import numpy as np
 
 from .platform import Platform
 from .units import PAGE_SIZE
+from .versions import FALLBACKS, PLACEMENTS, RFCS
 
 US = 1e-6
 GB = 1e9
@@ -78,12 +79,6 @@ class CpuCopier:
         t = cpu_copy_seconds(nr_folios, nr_bytes, platform) * scale
         n = len(t)
         return CopyCost(t, t.copy(), _zeros(n), _zeros(n), _zeros(n), _zeros(n), _zeros(n))
-
-
-RFCS = ("v2", "v3", "v4", "v6")
-"""Versions of the batch-copy series whose driver and dispatch code the copiers follow."""
-
-FALLBACKS = ("batch", "folio")
 
 
 @dataclass(frozen=True)
@@ -278,9 +273,6 @@ class DmaCopier:
         offloaded = np.where(offload, nr_folios - failed, 0)
         z = _zeros(len(cpu_s))
         return CopyCost(cpu_s + wait_s, cpu_s, wait_s, z, offloaded, failed, wake_s, irq_s)
-
-
-PLACEMENTS = ("spread", "fill-ccd")
 
 
 def thread_ccds(threads: int, placement: str, platform: Platform) -> np.ndarray:

@@ -76,6 +76,10 @@ def register(sub, rsub) -> None:
     k.add_argument("--json", action="store_true", help="print one JSON object")
     k.set_defaults(func=cmd_compaction)
 
+    from .cli_trace import register_probe
+
+    register_probe(psub)  # migsim probe trace -- COMMAND
+
 
 def _write(df, out: Path | None, schema, params: dict, seed: int) -> None:
     if out is None:

@@ -21,6 +21,68 @@ def register(sub, rsub) -> None:
     i.set_defaults(func=cmd_import)
 
 
+def register_probe(psub) -> None:
+    """Add `migsim probe trace -- COMMAND` to the probe sub-commands."""
+    import argparse
+
+    from .cli_args import int_range
+
+    p = psub.add_parser(
+        "trace", help="trace compaction and migration while COMMAND runs (root, tracefs)"
+    )
+    p.add_argument("--out", type=Path, default=Path("trace.txt"),
+                   help="trace text file (default trace.txt); vmstat deltas go beside it "
+                   "as FILE.vmstat.json")  # fmt: skip
+    p.add_argument("--buffer-kb", type=int_range(64, 1 << 22), default=65536,
+                   help="ring buffer per CPU, KiB (default 65536)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("command", nargs=argparse.REMAINDER,
+                   help="-- COMMAND ARGS: what to trace (e.g. sh -c 'echo 1 > "
+                   "/proc/sys/vm/compact_memory')")  # fmt: skip
+    p.set_defaults(func=cmd_probe_trace)
+
+
+def cmd_probe_trace(args) -> int:
+    from .atomic import atomic_write_text
+    from .cli_probe import EXIT_UNAVAILABLE
+    from .trace import parse_trace, vmstat_from_events
+    from .tracefs import TraceUnavailable, capture
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise ValueError("COMMAND: give the command to trace after --")
+    try:
+        cap = capture(command, buffer_kb=args.buffer_kb)
+    except TraceUnavailable as exc:
+        print(f"migsim probe trace: unavailable on this machine: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    atomic_write_text(args.out, cap.text)
+    delta = cap.vmstat_delta
+    imp = parse_trace(cap.text.splitlines())
+    out = {
+        "trace": str(args.out),
+        "command": command,
+        "returncode": cap.returncode,
+        "wall_s": cap.wall_s,
+        "lost_events": cap.lost_events,
+        "vmstat_delta": delta,
+        "events": dict(sorted(imp.counts.items())),
+        "unparsed": imp.unparsed,
+        "vmstat_from_events": vmstat_from_events(imp.events),
+    }
+    atomic_write_text(f"{args.out}.vmstat.json", json.dumps(out, indent=1, sort_keys=True) + "\n")
+    if args.json:
+        print(json.dumps(out))
+    else:
+        got = out["vmstat_from_events"]
+        print(f"{args.out}: {imp.events.height} events, {imp.unparsed} unparsed, "
+              f"{cap.lost_events} lost; command exited {cap.returncode} after {cap.wall_s:.3f} s")  # fmt: skip
+        for k in ("pgmigrate_success", "compact_isolated", "compact_migrate_scanned",
+                  "compact_free_scanned"):  # fmt: skip
+            print(f"  {k:<26} vmstat delta {delta[k]:>10}  from the events {got[k]:>10}")
+    return 0 if cap.returncode == 0 else 1
+
+
 def _existing(path: Path, flag: str) -> Path:
     if not path.is_file():
         raise ValueError(f"{flag}: no such file: {path}")

@@ -96,3 +96,34 @@ def test_free_scanner_stride_grows_over_blocks_without_free_pages():
     nc = twin.compact_node(snapshot(f))
     assert nc.vmstat["compact_free_scanned"] == 512 + 256 + 128 + 92
     assert nc.vmstat["pgmigrate_success"] == 32
+
+
+def test_cost_fit_recovers_the_scales_it_was_given():
+    from migsim.calibrate_host import fit_twin_costs
+
+    # t = 3 * scan + 0.5 * other on runs whose scan share varies 10x: both scales come back;
+    # the common scale is the geometric mean of t / (scan + other)
+    rows = [(s, o, 3 * s + 0.5 * o) for s, o in ((0.1, 0.1), (0.02, 0.2), (0.05, 0.05))]
+    a, b = fit_twin_costs(rows, split=True)
+    assert abs(a - 3) < 1e-9 and abs(b - 0.5) < 1e-9
+    k, k2 = fit_twin_costs([(1.0, 1.0, 4.0), (1.0, 3.0, 4.0)])
+    assert k == k2 and abs(k - (2.0 * 1.0) ** 0.5) < 1e-12
+    # the same scan share in every training run cannot separate the two: common scale
+    assert fit_twin_costs([(1.0, 1.0, 2.0), (2.0, 2.0, 4.0)], split=True) == (1.0, 1.0)
+
+
+def test_pages_freed_onto_the_pcp_list_start_on_the_pcp_list():
+    # the twin's own freed pages that kpageflags shows blank sit on the per-CPU list; without
+    # the hint they are allocated memory
+    from migsim.zone import PCP
+
+    f = _two_halves()
+    f[3 * PB : 3 * PB + 256] = 0  # on a pcp list: no KPF bit
+    f[PB : 3 * PB] = LRU_ANON  # nothing else free below
+    snap = snapshot(f)
+    assert twin.compact_node(snap).vmstat["pgmigrate_success"] == 0
+    snap.pcp_pfns = np.arange(3 * PB, 3 * PB + 256)
+    tz = twin.zone_from_snapshot(snap, snap.zones[0])
+    # pcp->high is 1000 (zoneinfo): all 256 stay on the list at first
+    assert tz.zone.pcp.count == 256 and tz.zone.nr_free == 256
+    assert (tz.zone.state[3 * PB : 3 * PB + 256] == PCP).all()

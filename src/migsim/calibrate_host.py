@@ -453,3 +453,35 @@ def calibrate_from_probes(
         )
         save_platform(plat, out_path, header=header)
     return plat, skipped
+
+
+# ------------------------------------------------------------------------------------------
+# The host twin's cost fit: two scale factors on the platform's compaction costs.
+# ------------------------------------------------------------------------------------------
+
+
+def fit_twin_costs(
+    train: Sequence[tuple[float, float, float]], *, split: bool = False
+) -> tuple[float, float]:
+    """Fit the platform's compaction costs to measured seconds of twin runs (rows of (scan_s,
+    other_s, t): the twin's predicted scanner costs and other costs of a run, and its measured
+    time). By default one common scale k (a = b = k: the geometric mean of t / (scan_s +
+    other_s), the relative sizes of the costs stay the platform's); with `split`, two scales
+    a, b >= 0 of t = a * scan_s + b * other_s by least squares on the relative error (how much
+    slower this machine scans a pfn, and does the rest of a migration, than the platform says)
+    -- ill-determined unless the training runs differ in their mix of scanning and migrating,
+    so it falls back to the common scale when their scan share varies by less than 2x."""
+    from scipy.optimize import nnls
+
+    x = np.array([[s, o] for s, o, _ in train], dtype=float).reshape(-1, 2)
+    t = np.array([m for _, _, m in train], dtype=float)
+    keep = (t > 0) & (x.sum(1) > 0)
+    x, t = x[keep], t[keep]
+    if len(t) == 0:
+        return 1.0, 1.0
+    k = float(np.exp(np.mean(np.log(t / x.sum(1)))))
+    share = x[:, 0] / x.sum(1)
+    if not split or len(t) < 2 or share.max() < 2 * share.min():
+        return k, k
+    coef, _ = nnls(x / t[:, None], np.ones(len(t)))
+    return float(coef[0]), float(coef[1])

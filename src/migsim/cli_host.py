@@ -133,19 +133,21 @@ def cmd_twin(args) -> int:
         "compact_free_scanned",
         "compact_isolated",
         "seconds",
+        "cpu_seconds",
     )
     print(f"{'run':>3} " + " ".join(f"{k:>32}" for k in keys))
     for i, r in enumerate(doc["runs"]):
-        m, p = r["measured"], r["predicted"]
+        m, p = {**r["measured"], "cpu_seconds": r["cpu_seconds"]}, r["predicted"]
         cells = []
         for k in keys:
-            pk = "seconds_fitted" if k == "seconds" and "seconds_fitted" in p else k
-            err = p[pk] / m[k] - 1 if m[k] else float("nan")
-            cells.append(f"{m[k]:>12.4g} {p[pk]:>12.4g} {err * 100:+6.1f}%")
+            pk = f"{k}_fitted" if k in ("seconds", "cpu_seconds") else k
+            pv = p.get(pk, p["seconds"])
+            err = pv / m[k] - 1 if m[k] else float("nan")
+            cells.append(f"{m[k]:>12.4g} {pv:>12.4g} {err * 100:+6.1f}%")
         print(f"{i:>3} " + " ".join(f"{c:>32}" for c in cells))
     print(
-        "each cell: measured, predicted, error; seconds: predicted after the host fit on the"
-        " other runs"
+        "each cell: measured, predicted, error; seconds (wall) and cpu_seconds (the compacting "
+        "task's): predicted after the host fit of two cost scales on the other runs"
     )
     return 0
 

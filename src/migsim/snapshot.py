@@ -104,7 +104,7 @@ class ZoneInfo:
     wmark_min: int = 0  # watermarks, pages ("min", "low", "high")
     wmark_low: int = 0
     wmark_high: int = 0
-    pcp_high: int = 0  # mean pcp->high over the CPUs, pages
+    pcp_high: int = 0  # largest pcp->high of the CPUs, pages (the twin models one list)
     pcp_batch: int = 0  # pcp->batch
     # from pagetypeinfo: pageblocks per migratetype; from buddyinfo: free blocks per order
     block_counts: dict[str, int] = field(default_factory=dict)
@@ -131,6 +131,10 @@ class Snapshot:
     zones: list[ZoneInfo]
     meta: dict = field(default_factory=dict)
     pflags: np.ndarray | None = None  # uint8 per pfn: PF_DIRTY | PF_WRITEBACK | ...
+    # pfns known to be free on a per-CPU list (freed just before by the twin's own region and
+    # not yet in the buddy lists; kpageflags shows such a page as a blank allocated one), in
+    # the order they were freed
+    pcp_pfns: np.ndarray | None = None
 
     @property
     def nr_pfns(self) -> int:
@@ -200,6 +204,8 @@ class Snapshot:
             arrays["mapcount"] = self.mapcount
         if self.pflags is not None:
             arrays["pflags"] = self.pflags
+        if self.pcp_pfns is not None:
+            arrays["pcp_pfns"] = self.pcp_pfns
         import io
 
         buf = io.BytesIO()
@@ -228,6 +234,7 @@ class Snapshot:
             zones=[ZoneInfo(**z) for z in header["zones"]],
             meta=header["meta"],
             pflags=arrays.get("pflags"),
+            pcp_pfns=arrays.get("pcp_pfns"),
         )
 
 
@@ -280,7 +287,7 @@ def parse_zoneinfo(text: str) -> list[ZoneInfo]:
             cur[f"wmark_{key}"] = int(val)
         elif key == "high:":
             highs.append(int(val))
-            cur["pcp_high"] = sum(highs) // len(highs)
+            cur["pcp_high"] = max(highs)
         elif key == "batch:":
             cur["pcp_batch"] = int(val)
         elif key == "start_pfn:":
@@ -554,8 +561,12 @@ class RawReader:
             _read_into(self.proc / "kpagecount", self.count)
         self.read_s = time.perf_counter() - t0
 
-    def build(self, raw_dir: str | os.PathLike | None = None) -> Snapshot:
-        """The Snapshot of the last read (with `raw_dir`: also save the raw files there)."""
+    def build(
+        self, raw_dir: str | os.PathLike | None = None, freed: np.ndarray | None = None
+    ) -> Snapshot:
+        """The Snapshot of the last read (with `raw_dir`: also save the raw files there).
+        `freed`: pfns this process freed just before the read, in order; those that are not in
+        the buddy lists and show no flag are on a per-CPU list (``Snapshot.pcp_pfns``)."""
         t0 = time.perf_counter()
         meta = {
             "kernel": _pyplatform.release(),
@@ -565,6 +576,14 @@ class RawReader:
         }
         t = self.texts
         snap = build(self.flags, self.count, t["zoneinfo"], t["pagetypeinfo"], t["buddyinfo"], meta)
+        if freed is not None and len(freed):
+            freed = np.asarray(freed, dtype=np.int64)
+            freed = freed[(freed >= 0) & (freed < len(self.flags))]
+            blank = self.flags[freed] == 0
+            if self.count is not None:
+                blank &= self.count[freed] == 0
+            snap.pcp_pfns = freed[blank]
+            snap.meta["pcp_pfns"] = len(snap.pcp_pfns)
         snap.meta["read_s"] = self.read_s
         snap.meta["build_s"] = time.perf_counter() - t0
         snap.meta["snapshot_s"] = self.read_s + snap.meta["build_s"]

@@ -107,6 +107,12 @@ def zone_from_snapshot(
     b0 = base // PB
     zone.migratetype[:] = snap.block_migratetype[b0 : b0 + n // PB]
     zone.recount()
+    if snap.pcp_pfns is not None and len(snap.pcp_pfns):
+        # free pages on the per-CPU list: in the zone, blank in kpageflags (KERNEL here)
+        p = snap.pcp_pfns - base
+        p = p[(p >= 0) & (p < n)]
+        p = p[zone.state[p] == KERNEL]
+        zone.pcp_free(p)
     valid = snap.block_valid[b0 : b0 + n // PB].copy()
     first = order[::PB]
     persistent = (first >= PAGEBLOCK_ORDER) & valid  # a compound head or tail of >= order 9
@@ -555,16 +561,24 @@ def compact_node(snap: S.Snapshot, *, unevictable_allowed: bool | None = None) -
     return out
 
 
-def predict_seconds(nc: NodeCompaction, platform) -> float:
-    """Seconds of CPU the compacting task spends, costing every zone's log on `platform`
-    (``experiments.compaction.cost_log``, CPU copy, idle machine)."""
+def predict_cost(nc: NodeCompaction, platform) -> dict[str, float]:
+    """Seconds the compacting task spends, costing every zone's log on `platform`
+    (``experiments.compaction.cost_log``, CPU copy, idle machine): ``seconds`` in all, of which
+    ``scan_seconds`` the two scanners' per-pfn costs and ``other_seconds`` the rest (isolation,
+    buddy frees, migrate_pages: unmap, flush, copy, move)."""
     from .experiments.compaction import cost_log
 
-    return float(
-        sum(
-            cost_log(lg, platform, dma=False, busy=False).timeline.wall_s for lg in nc.logs.values()
-        )
-    )
+    total = scan = 0.0
+    for lg in nc.logs.values():
+        c = cost_log(lg, platform, dma=False, busy=False)
+        total += c.timeline.wall_s
+        scan += c.work_s.get("migrate_scan", 0.0) + c.work_s.get("free_scan", 0.0)
+    return {"seconds": total, "scan_seconds": scan, "other_seconds": total - scan}
+
+
+def predict_seconds(nc: NodeCompaction, platform) -> float:
+    """predict_cost()'s total, seconds."""
+    return predict_cost(nc, platform)["seconds"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -651,6 +665,7 @@ def twin_run(
         region.madvise_pages(probe._first_page_mask(region.nr_pages), probe.MADV_COLD)
         region.madvise(probe.MADV_NOHUGEPAGE)
         mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
+        freed = region.pfns()[mask.ravel()]  # in the order MADV_DONTNEED frees them
         region.madvise_pages(mask, probe.MADV_DONTNEED)
         with TraceGuard() as trace:
             reader.read()
@@ -660,14 +675,14 @@ def twin_run(
             v1 = probe.read_vmstat(VMSTAT_KEYS)
             r1 = resource.getrusage(resource.RUSAGE_SELF)
             calls = trace.pages_per_call()
-    snap = reader.build(raw_dir)
+    snap = reader.build(raw_dir, freed=freed)
     t0 = time.perf_counter()
     nc = compact_node(snap)
     predict_s = time.perf_counter() - t0
     measured = {k: v1[k] - v0[k] for k in VMSTAT_KEYS}
     measured["seconds"] = wall
     predicted = dict(nc.vmstat)
-    predicted["seconds"] = predict_seconds(nc, platform)
+    predicted.update(predict_cost(nc, platform))
     return {
         "measured": measured,
         "predicted": predicted,
@@ -677,6 +692,7 @@ def twin_run(
             "build_s": snap.meta["build_s"],
             "predict_s": predict_s,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "pcp_pfns": int(snap.meta.get("pcp_pfns", 0)),
         },
         "seed": seed,
         "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
@@ -734,18 +750,28 @@ def host_twin(
 
 
 def add_fitted_seconds(runs: list[dict]) -> None:
-    """Leave-one-out host fit of the wall time: for each run, the predicted seconds times the
-    geometric mean of measured/predicted over the other runs (needs two runs)."""
-    ratio = np.array(
-        [r["measured"]["seconds"] / max(r["predicted"]["seconds"], 1e-12) for r in runs]
-    )
-    for i, r in enumerate(runs):
-        others = np.delete(ratio, i)
-        others = others[others > 0]
-        if len(others):
-            r["predicted"]["seconds_fitted"] = r["predicted"]["seconds"] * float(
-                np.exp(np.log(others).mean())
+    """Leave-one-out host fit of the cost parameters (calibrate_host.fit_twin_costs) on the
+    *other* runs, to the measured wall time (``seconds_fitted``: one common scale;
+    ``seconds_fitted_split``: the scanners' and the other costs scaled apart) and to the
+    compacting task's CPU time (``cpu_seconds_fitted``, ``cpu_seconds_fitted_split``)."""
+    from .calibrate_host import fit_twin_costs
+
+    for target in ("seconds", "cpu_seconds"):
+        rows = [
+            (
+                r["predicted"]["scan_seconds"],
+                r["predicted"]["other_seconds"],
+                r["measured"]["seconds"] if target == "seconds" else r["cpu_seconds"],
             )
+            for r in runs
+        ]
+        for i, r in enumerate(runs):
+            train = rows[:i] + rows[i + 1 :]
+            if not train:
+                continue
+            for split, key in ((False, f"{target}_fitted"), (True, f"{target}_fitted_split")):
+                a, b = fit_twin_costs(train, split=split)
+                r["predicted"][key] = a * rows[i][0] + b * rows[i][1]
 
 
 def predict_from(snap: S.Snapshot, platform=None) -> dict:
@@ -756,7 +782,7 @@ def predict_from(snap: S.Snapshot, platform=None) -> dict:
     nc = compact_node(snap)
     return {
         "predicted": dict(nc.vmstat),
-        "seconds": predict_seconds(nc, plat),
+        **predict_cost(nc, plat),
         "zones": nc.zones,
         "migrate_calls": len(nc.call_pages),
         "platform": plat.name,

@@ -59,6 +59,8 @@ def tp_row(mode, folio, gbps, *, channels=None, threads=None, trial=0, wall=1.0)
         "nr_pages": 10,
         "dma_copies": 0,
         "fallbacks": 0,
+        **{k: 0 for k in ("pgmigrate_success", "pgmigrate_fail", "thp_migration_success")},
+        **{k: 0 for k in ("thp_migration_fail", "thp_migration_split")},
         "platform": "test",
     }
 

@@ -106,6 +106,8 @@ def cmd_throughput(args) -> int:
         "pages_migrated": res.trials[0].nr_pages,
         "dma_copies": [t.dma_copies for t in res.trials],
         "fallbacks": [t.fallbacks for t in res.trials],
+        "vmstat": res.vmstat(),
+        "first_folio_latency_us": res.first_folio_latency_us(),
     }
     if args.json:
         print(json.dumps(out))

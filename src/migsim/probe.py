@@ -71,7 +71,7 @@ import polars as pl
 
 from . import compaction
 from .fragment import PATTERNS
-from .tables import COMPACTION_RUNS, THROUGHPUT_RUNS, Column, Schema
+from .tables import COMPACTION_RUNS, MOVE_PAGES_VMSTAT, THROUGHPUT_RUNS, Column, Schema
 from .units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
 
 # --------------------------------------------------------------------------------------------
@@ -98,6 +98,7 @@ COPY_RUNS = Schema(
     nulls_allowed=frozenset(
         {"channels", "threads", "batch_limit_pages", "unmap_s", "flush_s", "move_s"}
         | {"fallback_s", "sys_s", "idle_s", "other_cpu_s", "first_folio_s", "nr_batches"}
+        | set(MOVE_PAGES_VMSTAT)
         | {"rfc", "call_s", "irq_s"}  # a host copy probe runs no series driver and no syscall
     ),
 )
@@ -573,6 +574,7 @@ def _copy_row(fb: int, n: int, order: str, trial: int, seed: int, wall: float, n
         "nr_pages": total // PAGE_SIZE,
         "dma_copies": 0,
         "fallbacks": 0,
+        **dict.fromkeys(MOVE_PAGES_VMSTAT),  # a copy, not a migration: no counter read
         "platform": name,
         "source": "measured",
         "access": order,

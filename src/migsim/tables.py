@@ -116,6 +116,14 @@ def _c(name: str, dtype: type[pl.DataType], unit: str, doc: str) -> Column:
 
 S, I32, I64, F64 = pl.String, pl.Int32, pl.Int64, pl.Float64
 ALLOC_LATENCY_PERCENTILES = (5, 25, 50, 75, 90, 95, 99)  # migsim.vmstat.PERCENTILES
+# /proc/vmstat counters of a move_pages() run (migsim.vmstat.move_pages_vmstat)
+MOVE_PAGES_VMSTAT = (
+    "pgmigrate_success",
+    "pgmigrate_fail",
+    "thp_migration_success",
+    "thp_migration_fail",
+    "thp_migration_split",
+)
 
 THROUGHPUT_RUNS = Schema(
     name="throughput_runs",
@@ -158,6 +166,11 @@ THROUGHPUT_RUNS = Schema(
         _c("nr_pages", I64, "pages", "base pages migrated"),
         _c("dma_copies", I64, "folios", "folios copied by the DMA engine (dcbm folios_migrated)"),
         _c("fallbacks", I64, "folios", "offloaded copies that failed and fell back to the CPU"),
+        _c("pgmigrate_success", I64, "pages", "/proc/vmstat pgmigrate_success"),
+        _c("pgmigrate_fail", I64, "pages", "/proc/vmstat pgmigrate_fail"),
+        _c("thp_migration_success", I64, "folios", "/proc/vmstat thp_migration_success (2M)"),
+        _c("thp_migration_fail", I64, "folios", "/proc/vmstat thp_migration_fail"),
+        _c("thp_migration_split", I64, "folios", "/proc/vmstat thp_migration_split"),
         _c("platform", S, "", "platform name"),
     ),
     sort_by=("mode", "channels", "threads", "folio_bytes", "trial"),

@@ -29,6 +29,23 @@ PERCENTILES = (5, 25, 50, 75, 90, 95, 99)
 THP_KEYS = ("thp_migration_success", "thp_migration_fail", "thp_migration_split")
 
 
+def move_pages_vmstat(nr_pages: int, nr_folios: int, folio_pages: int) -> dict[str, int]:
+    """The counters one move_pages() run of `nr_folios` folios of `folio_pages` base pages
+    changes (mm/migrate.c migrate_pages(): PGMIGRATE_SUCCESS counts base pages,
+    THP_MIGRATION_SUCCESS the PMD-mappable folios; the model's migrations never fail nor
+    split a folio)."""
+    from .units import HPAGE_PMD_NR
+
+    thp = nr_folios if folio_pages >= HPAGE_PMD_NR else 0
+    return {
+        "pgmigrate_success": int(nr_pages),
+        "pgmigrate_fail": 0,
+        "thp_migration_success": int(thp),
+        "thp_migration_fail": 0,
+        "thp_migration_split": 0,
+    }
+
+
 def vmstat_from_log(log: CompactionLog) -> dict[str, int]:
     """The counters a work log accounts for by itself: pages migrated by the calls and the
     scanners' and isolations' work (the compact_stall family is counted per attempt by the

@@ -60,9 +60,24 @@ class ThroughputResult:
         keys += ("idle_s", "other_cpu_s", "irq_s", "call_s", "first_folio_s")
         return {k: float(np.mean([getattr(t, k) for t in self.trials])) for k in keys}
 
+    def vmstat(self) -> dict[str, int]:
+        """/proc/vmstat deltas of one trial (every trial moves the same folios)."""
+        from ..vmstat import move_pages_vmstat
+
+        t = self.trials[0]
+        return move_pages_vmstat(t.nr_pages, t.nr_folios, self.folio_bytes // PAGE_SIZE)
+
+    def first_folio_latency_us(self) -> dict[str, float | None]:
+        """Percentiles over trials of the first-folio latency of move_pages(): from the
+        call to the first folio usable at its destination (us)."""
+        from ..vmstat import percentiles
+
+        return percentiles(np.array([t.first_folio_s for t in self.trials]) * 1e6)
+
     def rows(self) -> list[dict]:
         """One dict per trial, in the throughput run row contract."""
         out = []
+        vmstat = self.vmstat() if self.trials else {}
         for i, (t, g) in enumerate(zip(self.trials, self.gbps, strict=True)):
             row = {
                 "experiment": "throughput",
@@ -80,6 +95,7 @@ class ThroughputResult:
                 "throughput_gbps": g,
             }
             row.update(t.as_dict())
+            row.update(vmstat)
             row["platform"] = self.platform
             out.append(row)
         return out

@@ -63,8 +63,7 @@ def cmd_calibrate(args) -> int:
     fit = fit_throughput(read_reference(args.reference), args.name or args.out.stem)
     # stage 1b: the multi-threaded copy's bandwidths on the v2 tables (mt_fit_cells)
     mt_cells = mt_fit_cells(read_series(args.reference.parent))
-    fit.platform, mt_sd = fit_mt(fit.platform, mt_cells)
-    fit.platform.meta["stage1"]["parameter_sd"].update({k: round(v, 6) for k, v in mt_sd.items()})
+    fit.platform, _ = fit_mt(fit.platform, mt_cells)
     stage1, stage2 = residual_paths(args.out)
     atomic_write_text(stage1, fit.residuals.write_csv(float_precision=4))
     calibrate_stage2(

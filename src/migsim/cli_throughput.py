@@ -68,6 +68,25 @@ def register(sub, rsub) -> None:
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)
 
+    a = rsub.add_parser(
+        "all", help="every published throughput number of the series beside its simulation"
+    )
+    platform_arg(a)
+    a.add_argument("--reference-dir", type=Path, default=REFERENCE_THROUGHPUT.parent)
+    a.add_argument("--trials", type=int_range(1, 10000), default=5)
+    a.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_reproduce_all)
+
+
+def interval_fields(platform, result) -> dict:
+    """`lo`/`hi` (GB/s): the 90% interval of a measured mean of the result's trial count, and
+    the log-scale sd of its parts (migsim.intervals)."""
+    from .intervals import result_interval
+
+    iv = result_interval(platform, result)
+    return {"lo": iv.lo, "hi": iv.hi, "interval_sd_log": iv.parts}
+
 
 def cmd_throughput(args) -> int:
     from .experiments.throughput import run_throughput
@@ -101,6 +120,7 @@ def cmd_throughput(args) -> int:
         "placement": res.placement if res.mode == "mt" else None,
         "mean_gbps": res.mean_gbps,
         "sd_gbps": res.sd_gbps,
+        **interval_fields(platform, res),
         "trial_gbps": res.gbps,
         "phases_s": res.phases(),
         "pages_migrated": res.trials[0].nr_pages,
@@ -118,10 +138,13 @@ def cmd_throughput(args) -> int:
         f"{args.mode} ({what.get(args.mode, 'serial CPU copy')}), {args.trials} trial(s), "
         f"batches of {res.batch_limit * PAGE_SIZE >> 10} KiB"
     )
-    print(f"throughput: {res.mean_gbps:.2f} ± {res.sd_gbps:.2f} GB/s")
+    print(
+        f"throughput: {res.mean_gbps:.2f} ± {res.sd_gbps:.2f} GB/s "
+        f"(90% interval of a {args.trials}-trial mean: {out['lo']:.2f} .. {out['hi']:.2f})"
+    )
     ph = res.phases()
     wall = ph["wall_s"]
-    for k in ("unmap_s", "flush_s", "copy_s", "move_s"):
+    for k in ("call_s", "unmap_s", "flush_s", "copy_s", "move_s"):
         print(f"  {k[:-2]:<6} {ph[k] * 1e3:9.3f} ms  {100 * ph[k] / wall:5.1f}%")
     print(f"  CPU busy {ph['sys_s'] * 1e3:.3f} ms, CPU idle (waiting) {ph['idle_s'] * 1e3:.3f} ms")
     if args.mode == "dma":
@@ -149,6 +172,7 @@ def reproduce_rows(
                 "folio_size": format_size(c.folio_bytes),
                 "simulated_gbps": r.mean_gbps,
                 "simulated_sd_gbps": r.sd_gbps,
+                **interval_fields(platform, r),
                 "published_gbps": c.gbps,
                 "published_sd_gbps": c.sd_gbps,
                 "error_pct": 100.0 * (r.mean_gbps / c.gbps - 1.0),
@@ -184,4 +208,74 @@ def cmd_reproduce(args) -> int:
             line += f"{txt:>{w}}"
         print(line)
     print(f"mean absolute percentage error: {mape:.2f}% over {len(rows)} cells")
+    return 0
+
+
+def series_rows(platform, reference_dir: Path, trials: int = 5, seed: int = 1) -> list[dict]:
+    """Every published throughput cell of every version's table, simulated with that
+    version's code: one dict per cell with the 90% interval, the published value, whether
+    the cell was fitted (calibrate FREE on the v4 table, MT_FREE on the v2 mt tables) or is
+    a prediction, the error and whether the published value lies inside the interval."""
+    from .calibrate import mt_fit_cells
+    from .series import read_series, simulate_cell
+
+    cells = read_series(reference_dir)
+    fitted = set(mt_fit_cells(cells)) | {c for c in cells if c.table == "move_pages_throughput"}
+    rows = []
+    for c in cells:
+        r = simulate_cell(platform, c, trials=trials, seed=seed)
+        iv = interval_fields(platform, r)
+        rows.append(
+            {
+                "rfc": c.rfc,
+                "table": c.table,
+                "mode": c.mode,
+                "channels_or_threads": c.channels_or_threads,
+                "folio_size": format_size(c.folio_bytes),
+                "folios": c.folios,
+                "placement": c.placement if c.mode == "mt" else None,
+                "simulated_gbps": r.mean_gbps,
+                "lo": iv["lo"],
+                "hi": iv["hi"],
+                "published_gbps": c.gbps,
+                "published_sd_gbps": c.sd_gbps,
+                "fitted": c in fitted,
+                "error_pct": 100.0 * (r.mean_gbps / c.gbps - 1.0),
+                "inside": bool(iv["lo"] <= c.gbps <= iv["hi"]),
+            }
+        )
+    return rows
+
+
+def cmd_reproduce_all(args) -> int:
+    platform = load_platform(args.platform)
+    if not args.reference_dir.is_dir():
+        raise ValueError(f"--reference-dir: no such directory {args.reference_dir}")
+    rows = series_rows(platform, args.reference_dir, args.trials, args.seed)
+    if args.json:
+        print(json.dumps({"cells": rows}))
+        return 0
+    print(
+        f"every published throughput number of the series: simulated ({platform.name}) | published"
+    )
+    head = f"{'rfc':4} {'table':22} {'mode':8} {'k':>3} {'folio':>5} {'folios':>6} "
+    print(head + f"{'sim':>7} {'lo':>7} {'hi':>7} {'pub':>7} {'err':>7}  fit  in")
+    for r in rows:
+        k = "" if r["channels_or_threads"] is None else r["channels_or_threads"]
+        mode = r["mode"] if r["placement"] in (None, "spread") else f"{r['mode']}/fill"
+        print(
+            f"{r['rfc']:4} {r['table']:22} {mode:8} {k:>3} {r['folio_size']:>5} {r['folios']:>6} "
+            f"{r['simulated_gbps']:7.2f} {r['lo']:7.2f} {r['hi']:7.2f} {r['published_gbps']:7.2f} "
+            f"{r['error_pct']:+6.1f}%  {'fit' if r['fitted'] else 'pre'}  "
+            f"{'yes' if r['inside'] else 'no'}"
+        )
+    for fitted in (True, False):
+        sel = [r for r in rows if r["fitted"] is fitted]
+        if sel:
+            mape = sum(abs(r["error_pct"]) for r in sel) / len(sel)
+            inside = sum(r["inside"] for r in sel) / len(sel)
+            what = "fitted" if fitted else "predicted"
+            print(
+                f"{what}: {len(sel)} cells, MAPE {mape:.2f}%, {100 * inside:.0f}% inside the interval"
+            )
     return 0

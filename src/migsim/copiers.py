@@ -266,7 +266,7 @@ class DmaCopier:
         wait_s = np.where(offload, wait_s, 0.0) * scale
         # of the wake-up latency, all but the interrupt itself is the idle CPU's exit from
         # its idle state, which a CPU busy with another task does not pay
-        idle_exit_us = max(d.irq_wakeup_us - platform.sched.completion_irq_us, 0.0)
+        idle_exit_us = np.maximum(d.irq_wakeup_us - platform.sched.completion_irq_us, 0.0)
         wake_s = np.where(offload & (wait_s > 0), idle_exit_us * US * scale, 0.0)
         irq_s = np.where(offload, irq_s, 0.0) * scale
         failed = np.where(offload, failed, 0)
@@ -300,11 +300,16 @@ def mt_copy_gbps(threads: np.ndarray, placement: str, platform: Platform) -> np.
     as the loaded latency grows). Simplification: one interconnect for both directions."""
     m = platform.mt
     threads = np.atleast_1d(np.asarray(threads, dtype=np.int64))
+    # the bandwidths may be arrays beside `threads` (parameter samples, migsim.intervals)
+    t, ccd, fabric = (
+        np.broadcast_to(v, threads.shape) for v in (m.thread_copy_gbps, m.ccd_gbps, m.mt_cap_gbps)
+    )
     out = np.empty(len(threads))
     for n in np.unique(threads):
+        on = threads == n
         per_ccd = thread_ccds(int(n), placement, platform)
-        s = np.minimum(per_ccd * m.thread_copy_gbps, m.ccd_gbps).sum()
-        out[threads == n] = s * m.mt_cap_gbps / (s + m.mt_cap_gbps)
+        s = np.minimum(np.multiply.outer(per_ccd, t[on]), ccd[on]).sum(axis=0)
+        out[on] = s * fabric[on] / (s + fabric[on])
     return out
 
 

@@ -149,6 +149,18 @@ def split_batches(folio_pages: np.ndarray, batch_limit: int) -> np.ndarray:
     return start // batch_limit
 
 
+def uniform_batch_totals(nr_folios: int, folio_pages: int, batch_limit: int):
+    """Folios, base pages and mapping entries of each batch of `nr_folios` folios of
+    `folio_pages` base pages: whole batches plus a remainder."""
+    per_batch = max(1, batch_limit // folio_pages)
+    full, rest = divmod(nr_folios, per_batch)
+    nr = np.full(full + (rest > 0), per_batch, dtype=np.int64)
+    if rest:
+        nr[-1] = rest
+    ptes = ptes_per_folio(folio_pages * PAGE_SIZE)
+    return nr, nr * folio_pages, (nr * ptes).astype(np.float64)
+
+
 def batch_totals(folio_pages: np.ndarray, batch_limit: int):
     """Folios, base pages and mapping entries of each batch of the folio list."""
     if (
@@ -156,15 +168,8 @@ def batch_totals(folio_pages: np.ndarray, batch_limit: int):
         and folio_pages[0] == folio_pages[-1]
         and np.all(folio_pages == folio_pages[0])
     ):
-        # one folio size (the throughput experiment): whole batches plus a remainder
-        size = int(folio_pages[0])
-        per_batch = max(1, batch_limit // size)
-        full, rest = divmod(len(folio_pages), per_batch)
-        nr_folios = np.full(full + (rest > 0), per_batch, dtype=np.int64)
-        if rest:
-            nr_folios[-1] = rest
-        ptes = ptes_per_folio(size * PAGE_SIZE)
-        return nr_folios, nr_folios * size, (nr_folios * ptes).astype(np.float64)
+        # one folio size (the throughput experiment)
+        return uniform_batch_totals(len(folio_pages), int(folio_pages[0]), batch_limit)
     batch = split_batches(folio_pages, batch_limit)
     nb = int(batch[-1]) + 1 if len(batch) else 0
     uniq, inverse = np.unique(folio_pages, return_inverse=True)
@@ -203,38 +208,74 @@ def migrate_pages(
     folio_pages = np.asarray(folio_pages, dtype=np.int64)
     if np.any(folio_pages < 1):
         raise ValueError("folio_pages: every folio must have at least one base page")
-    nr_folios, nr_pages, nr_ptes = batch_totals(folio_pages, batch_limit)
-    nb = len(nr_folios)
-    bc = cost_batches(nr_folios, nr_pages, nr_ptes, copier, platform, rng, scale)
+    totals = batch_totals(folio_pages, batch_limit)
+    return migrate_trials(
+        totals, len(folio_pages), copier, platform, rng, np.array([scale]), batch_copy, syscall
+    )[0]
+
+
+def migrate_trials(
+    totals: tuple[np.ndarray, np.ndarray, np.ndarray],
+    nr_addresses: int,
+    copier: Copier,
+    platform: Platform,
+    rng: np.random.Generator,
+    scales: np.ndarray,
+    batch_copy: bool = True,
+    syscall: bool = False,
+) -> list[MigrateResult]:
+    """One migrate_pages() call (see migrate_pages) per entry of `scales` (each trial's noise
+    factor), all costed in one vectorised cost_batches call; `totals` are the batches'
+    folios, pages and mapping entries (batch_totals), `nr_addresses` the addresses passed."""
+    nr_folios, nr_pages, nr_ptes = totals
+    nb, nt = len(nr_folios), len(scales)
+    scale = np.repeat(np.asarray(scales, dtype=np.float64), nb)
+    bc = cost_batches(
+        np.tile(nr_folios, nt), np.tile(nr_pages, nt), np.tile(nr_ptes, nt),
+        copier, platform, rng, scale,
+    )  # fmt: skip
     c = platform.cpu
-    call_s = 0.0
+    call = np.zeros(nt)
     if syscall:
-        call_s = (c.syscall_us + c.lru_drain_us + len(folio_pages) * c.addr_lookup_us) * US * scale
-    wall = bc.wall_s
-    if nb:
-        f0 = max(int(nr_folios[0]), 1)
-        if batch_copy:  # first folio usable after the whole first batch copy and its move
-            first = bc.unmap_s[0] + bc.flush_s[0] + bc.copy_s[0] + bc.move_s[0] / f0
-        else:  # vanilla: the first folio is copied and moved before the others are copied
-            first = bc.unmap_s[0] + bc.flush_s[0] + (bc.copy_s[0] + bc.move_s[0]) / f0
-    else:
-        first = 0.0
-    return MigrateResult(
-        wall_s=float(wall.sum()) + call_s,
-        call_s=call_s,
-        unmap_s=float(bc.unmap_s.sum()),
-        flush_s=float(bc.flush_s.sum()),
-        copy_s=float(bc.copy_s.sum()),
-        move_s=float(bc.move_s.sum()),
-        fallback_s=float(bc.fallback_s.sum()),
-        sys_s=float(bc.sys_s.sum()) + call_s,
-        idle_s=float(bc.wait_s.sum()),
-        other_cpu_s=float(bc.other_cpu_s.sum()),
-        irq_s=float(bc.copy_irq_s.sum()),
-        first_folio_s=float(first),
-        nr_batches=nb,
-        nr_folios=int(nr_folios.sum()),
-        nr_pages=int(nr_pages.sum()),
-        dma_copies=int(bc.dma_copies.sum()),
-        fallbacks=int(bc.fallbacks.sum()),
-    )
+        call = (c.syscall_us + c.lru_drain_us + nr_addresses * c.addr_lookup_us) * US * scales
+
+    def per_trial(x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64).reshape(nt, nb).sum(axis=1) if nb else np.zeros(nt)
+
+    sums = {k: per_trial(getattr(bc, k)) for k in ("unmap_s", "flush_s", "copy_s", "move_s")}
+    sums.update({k: per_trial(getattr(bc, k)) for k in ("fallback_s", "sys_s", "wait_s")})
+    sums.update({k: per_trial(getattr(bc, k)) for k in ("other_cpu_s", "copy_irq_s", "wall_s")})
+    copies, falls = per_trial(bc.dma_copies), per_trial(bc.fallbacks)
+    out = []
+    for t in range(nt):
+        if nb:
+            i = t * nb  # the trial's first batch
+            f0 = max(int(nr_folios[0]), 1)
+            if batch_copy:  # first folio usable after the whole first batch copy and its move
+                first = bc.unmap_s[i] + bc.flush_s[i] + bc.copy_s[i] + bc.move_s[i] / f0
+            else:  # vanilla: the first folio is copied and moved before the others are copied
+                first = bc.unmap_s[i] + bc.flush_s[i] + (bc.copy_s[i] + bc.move_s[i]) / f0
+        else:
+            first = 0.0
+        out.append(
+            MigrateResult(
+                wall_s=float(sums["wall_s"][t] + call[t]),
+                call_s=float(call[t]),
+                unmap_s=float(sums["unmap_s"][t]),
+                flush_s=float(sums["flush_s"][t]),
+                copy_s=float(sums["copy_s"][t]),
+                move_s=float(sums["move_s"][t]),
+                fallback_s=float(sums["fallback_s"][t]),
+                sys_s=float(sums["sys_s"][t] + call[t]),
+                idle_s=float(sums["wait_s"][t]),
+                other_cpu_s=float(sums["other_cpu_s"][t]),
+                irq_s=float(sums["copy_irq_s"][t]),
+                first_folio_s=float(first),
+                nr_batches=nb,
+                nr_folios=int(nr_folios.sum()),
+                nr_pages=int(nr_pages.sum()),
+                dma_copies=int(copies[t]),
+                fallbacks=int(falls[t]),
+            )
+        )
+    return out

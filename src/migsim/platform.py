@@ -210,7 +210,8 @@ def load_platform(path: str | os.PathLike) -> Platform:
     if not path.is_file():
         raise PlatformError(f"platform: no such file {path}")
     try:
-        doc = yaml.safe_load(path.read_text())
+        # libyaml's loader when built in: the same documents, ten times faster
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise PlatformError(f"platform: {path} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict) or "parameters" not in doc:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..copiers import make_copier
-from ..migrate import MigrateResult, migrate_pages
+from ..migrate import MigrateResult, migrate_trials, uniform_batch_totals
 from ..platform import Platform
 from ..units import HPAGE_PUD_NR, PAGE_SIZE, folio_order, format_size
 
@@ -163,7 +163,7 @@ def run_throughput(
         placement=placement,
     )
     nr_folios = total_bytes // folio_size
-    folio_pages = np.full(nr_folios, folio_size // PAGE_SIZE, dtype=np.int64)
+    totals = uniform_batch_totals(nr_folios, folio_size // PAGE_SIZE, batch_limit)
     rng = np.random.default_rng(seed)
     result = ThroughputResult(
         mode=mode,
@@ -178,18 +178,13 @@ def run_throughput(
         rfc=rfc,
         placement=placement,
     )
-    for _ in range(trials):
-        scale = platform.trial_scale(rng)
-        result.trials.append(
-            migrate_pages(
-                folio_pages,
-                copier,
-                platform,
-                batch_limit=batch_limit,
-                rng=rng,
-                scale=scale,
-                batch_copy=mode != "baseline",  # the vanilla kernel copies inside the move loop
-                syscall=True,
-            )  # fmt: skip
-        )
+    # the vanilla kernel copies inside the move loop; the series copies the batch first
+    kw = dict(batch_copy=mode != "baseline", syscall=True)
+    if fail_rate > 0:  # failures draw from rng after each trial's noise factor: trial by trial
+        for _ in range(trials):
+            scale = np.array([platform.trial_scale(rng)])
+            result.trials += migrate_trials(totals, nr_folios, copier, platform, rng, scale, **kw)
+    else:  # nothing else draws: all noise factors first, then every trial in one call
+        scales = np.array([platform.trial_scale(rng) for _ in range(trials)])
+        result.trials += migrate_trials(totals, nr_folios, copier, platform, rng, scales, **kw)
     return result

@@ -141,3 +141,14 @@ def test_bad_inputs_say_what_is_wrong(tmp_path, capsys):
     (tmp_path / "x.npz").write_bytes(b"not a snapshot")
     assert cli.main(["host", "predict", "--snapshot", str(tmp_path / "x.npz")]) == 2
     assert "snapshot" in capsys.readouterr().err
+
+
+def test_kpageflags_may_stop_where_the_pageblocks_of_pagetypeinfo_end(tmp_path):
+    # a zone whose span is 8 pageblocks but pagetypeinfo counts 4 (memory initialised lazily):
+    # 4 pageblocks of flags are enough, the rest are holes; 3 are not enough
+    f = np.full(4 * PB, FREE, dtype=np.uint64)
+    texts = {"zoneinfo": zoneinfo(8 * PB, 4 * PB), "pagetypeinfo": pagetypeinfo({"Movable": 4})}
+    snap = S.from_dir(write_dir(tmp_path / "a", f, None, texts))
+    assert snap.block_valid.tolist() == [True] * 4 + [False] * 4
+    with pytest.raises(ValueError, match="kpageflags: 1536 pfns"):
+        S.from_dir(write_dir(tmp_path / "b", f[: 3 * PB], None, texts))

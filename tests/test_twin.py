@@ -127,3 +127,15 @@ def test_pages_freed_onto_the_pcp_list_start_on_the_pcp_list():
     # pcp->high is 1000 (zoneinfo): all 256 stay on the list at first
     assert tz.zone.pcp.count == 256 and tz.zone.nr_free == 256
     assert (tz.zone.state[3 * PB : 3 * PB + 256] == PCP).all()
+
+
+def test_busy_buffer_pages_fail_and_the_run_goes_on():
+    # block-device metadata pages (file LRU, private buffers, folio not uptodate) are isolated
+    # but fail to migrate (pgmigrate_fail); unlike -ENOMEM the compaction continues: the 256
+    # anon pages of block 0 migrate as before and the 8 busy pages of block 1 fail
+    from migsim import snapshot as S
+
+    f = _two_halves()
+    f[PB : PB + 8] = (1 << S.KPF_LRU) | (1 << S.KPF_PRIVATE)
+    v = twin.compact_node(snapshot(f)).vmstat
+    assert v["pgmigrate_success"] == 256 and v["pgmigrate_fail"] == 8

@@ -52,7 +52,8 @@ KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_HUGE, KPF_UNEVICTABLE = 15, 16, 17, 18
 KPF_HWPOISON, KPF_NOPAGE, KPF_KSM, KPF_THP, KPF_OFFLINE, KPF_ZERO_PAGE = 19, 20, 21, 22, 23, 24
 KPF_PGTABLE, KPF_RESERVED, KPF_MLOCKED, KPF_PRIVATE = 26, 32, 33, 35
 # bits of Snapshot.pflags (per pfn): what decides whether a large folio can be split
-PF_DIRTY, PF_WRITEBACK, PF_PRIVATE, PF_ANON = 1, 2, 4, 8
+PF_DIRTY, PF_WRITEBACK, PF_PRIVATE, PF_ANON, PF_UPTODATE = 1, 2, 4, 8, 16
+KPF_UPTODATE = 3
 
 # Page kinds (uint8), one per pfn. The order matters only for display.
 HOLE = 0  # no page here for the scanners (NOPAGE, offline, hole or never initialised)
@@ -557,6 +558,7 @@ def build(
         | bits(KPF_WRITEBACK) * np.uint8(PF_WRITEBACK)
         | bits(KPF_PRIVATE) * np.uint8(PF_PRIVATE)
         | (bits(KPF_ANON) | bits(KPF_SWAPBACKED)) * np.uint8(PF_ANON)
+        | bits(KPF_UPTODATE) * np.uint8(PF_UPTODATE)
     ).astype(np.uint8)
     return Snapshot(kind, order, mapcount, valid, mt, zones, dict(meta or {}), pflags)
 

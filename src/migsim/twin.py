@@ -77,6 +77,7 @@ class TwinZone:
     compound: np.ndarray
     folio_order: np.ndarray  # uint8 per pfn: order of the folio the page belongs to (< 9)
     unsplittable: np.ndarray  # bool per pfn: its large folio cannot be split for a retry
+    busy: np.ndarray  # bool per pfn: isolated, but migration fails (see zone_from_snapshot)
 
 
 def zone_from_snapshot(
@@ -131,8 +132,26 @@ def zone_from_snapshot(
         & ((pf & (S.PF_DIRTY | S.PF_WRITEBACK)) != 0)
     )
     unsplittable = _spread_value(bad, order, n) > 0
+    # a page-cache page with buffers whose folio is not uptodate is block-device metadata
+    # (buffers read one by one); the journal holds its buffers, so the block device's
+    # buffer_migrate_folio_norefs() finds them busy and migration fails after its retries
+    # (pgmigrate_fail), the compaction going on
+    busy = (
+        np.isin(kind, (S.LRU_FILE, S.UNEVICTABLE))
+        & ((pf & S.PF_ANON) == 0)
+        & ((pf & S.PF_PRIVATE) != 0)
+        & ((pf & S.PF_UPTODATE) == 0)
+    )
     return TwinZone(
-        f"{zi.node}:{zi.name}", base, zone, valid, persistent, compound, folio_order, unsplittable
+        f"{zi.node}:{zi.name}",
+        base,
+        zone,
+        valid,
+        persistent,
+        compound,
+        folio_order,
+        unsplittable,
+        busy,
     )
 
 
@@ -375,9 +394,12 @@ class TwinCompactor(Compactor):
         src = cc.migratepages[0] if len(cc.migratepages) == 1 else np.concatenate(cc.migratepages)
         src = src[::-1]
         cc.migratepages = []
+        busy = self.tz.busy[src]
+        busy_pages = src[busy]
+        src = src[~busy]
         fo = self.tz.folio_order[src].astype(np.int64)
         head = src & ~((1 << fo) - 1)
-        first = np.concatenate(([True], head[1:] != head[:-1]))
+        first = np.concatenate(([True], head[1:] != head[:-1]))[: len(src)]
         heads, orders = head[first], fo[first]
         ok_src: list[np.ndarray] = []
         ok_dst: list[np.ndarray] = []
@@ -411,6 +433,9 @@ class TwinCompactor(Compactor):
         moved = np.concatenate(ok_src) if ok_src else np.zeros(0, dtype=np.int64)
         dst = np.concatenate(ok_dst) if ok_dst else np.zeros(0, dtype=np.int64)
         back = np.setdiff1d(src, moved, assume_unique=True)
+        if len(busy_pages):
+            back = np.concatenate([back, busy_pages])
+            failed_pages += len(busy_pages)
         m = len(moved)
         if m:
             z.move_content(moved, dst)
@@ -587,6 +612,7 @@ def predict_seconds(nc: NodeCompaction, platform) -> float:
 
 TRACEFS = Path("/sys/kernel/tracing")
 MIGRATE_EVENT = TRACEFS / "events" / "migrate" / "mm_migrate_pages"
+ALLOC_KEYS = ("pgalloc_dma", "pgalloc_dma32", "pgalloc_normal", "pgalloc_movable")
 TWIN_OVERHEAD = 512 << 20  # bytes the twin holds besides the region (buffers, snapshot, zones)
 
 
@@ -668,9 +694,10 @@ def twin_run(
         freed = region.pfns()[mask.ravel()]  # in the order MADV_DONTNEED frees them
         region.madvise_pages(mask, probe.MADV_DONTNEED)
         with TraceGuard() as trace:
+            a0 = probe.read_vmstat(ALLOC_KEYS)
             reader.read()
             r0 = resource.getrusage(resource.RUSAGE_SELF)
-            v0 = probe.read_vmstat(VMSTAT_KEYS)
+            v0 = probe.read_vmstat(VMSTAT_KEYS + ALLOC_KEYS)
             wall = probe.trigger_compaction()
             v1 = probe.read_vmstat(VMSTAT_KEYS)
             r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -680,6 +707,7 @@ def twin_run(
     nc = compact_node(snap)
     predict_s = time.perf_counter() - t0
     measured = {k: v1[k] - v0[k] for k in VMSTAT_KEYS}
+    drift = sum(v0[k] - a0[k] for k in ALLOC_KEYS)
     measured["seconds"] = wall
     predicted = dict(nc.vmstat)
     predicted.update(predict_cost(nc, platform))
@@ -696,6 +724,9 @@ def twin_run(
         },
         "seed": seed,
         "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+        # pages allocated on the machine while the snapshot was read (by other tasks: the
+        # twin allocates nothing then): memory the snapshot may show in a state it left
+        "drift_pages": drift,
     }
 
 

@@ -655,7 +655,8 @@ class Compactor:
                 else:
                     sub_end = n
                 lidx = lru[pos:sub_end].nonzero()[0]
-                if skip_on_failure and seg[pos:sub_end].max() > LRU:
+                # a frame neither free nor LRU (count_nonzero: the states above FREE)
+                if skip_on_failure and np.count_nonzero(seg[pos:sub_end]) > len(lidx):
                     bad = (seg[pos:sub_end] > LRU).nonzero()[0]
                     first_bad = int(bad[0])
                     lidx = lidx[lidx < first_bad]
@@ -783,12 +784,13 @@ class Compactor:
         self._acc[W_FREE_SCANNED] += scanned
         if len(take):
             pfns = take + start_pfn
+            k = len(pfns)
             z.state[pfns] = ISOLATED_FREE
-            z._account(pfns, -1, start_pfn >> PAGEBLOCK_ORDER)
+            z._account_block(start_pfn >> PAGEBLOCK_ORDER, -k)
             cc.freepages.append(pfns)
-            cc.nr_freepages += len(pfns)
-            self.vmstat["compact_isolated"] += len(pfns)
-            self._acc[W_FREE_ISOLATED] += len(pfns)
+            cc.nr_freepages += k
+            self.vmstat["compact_isolated"] += k
+            self._acc[W_FREE_ISOLATED] += k
         if self.trace:
             self._mark(M_ISO_FREE, start_pfn, stop, scanned, len(take))
         return stop
@@ -813,6 +815,8 @@ class Compactor:
                 cc.freepages[0] = head[t:]
             cc.nr_freepages -= t
             got += t
+        if len(out) == 1:  # the common case: one chunk of the free list serves the call
+            return out[0]
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     # -- migrate_pages ----------------------------------------------------------------------

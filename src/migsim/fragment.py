@@ -190,7 +190,7 @@ def metrics(zone: Zone) -> dict:
         "buddyinfo": [int(c) for c in counts],
         "unusable_index_9": unusable_free_index(counts, PAGEBLOCK_ORDER),
         "fragmentation_index_9": fragmentation_index(counts, PAGEBLOCK_ORDER) / 1000.0,
-        "lru_pages": int(np.count_nonzero(zone.state == LRU)),
+        "lru_pages": zone.count_state(LRU),
         "movable_blocks": int(np.count_nonzero(zone.migratetype == MIGRATE_MOVABLE)),
     }
 

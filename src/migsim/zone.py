@@ -322,22 +322,12 @@ class Zone:
         n = len(pfns)
         if n == 0:
             return
-        self.nr_free += delta * n
         if block == -2:
             block = _block_of(pfns)
         if block >= 0:  # the common case: one pageblock, plain integers
-            before = int(self.nr_free_pb[block])
-            after = before + delta * n
-            if (before == PAGEBLOCK_NR_PAGES) != (after == PAGEBLOCK_NR_PAGES):
-                pid = np.array([block >> 1])
-                pairs_before = int(self._pair_full(pid)[0])
-                self._nr_full += 1 if after == PAGEBLOCK_NR_PAGES else -1
-                self.nr_free_pb[block] = after
-                self._nr_pairs += int(self._pair_full(pid)[0]) - pairs_before
-            else:
-                self.nr_free_pb[block] = after
-            self._dirty.append(block)
+            self._account_block(block, delta * n)
             return
+        self.nr_free += delta * n
         ub, cnt = np.unique(pfns >> PAGEBLOCK_ORDER, return_counts=True)
         before = self.nr_free_pb[ub]
         after = before + delta * cnt
@@ -352,6 +342,19 @@ class Zone:
         else:
             self.nr_free_pb[ub] = after
         self._dirty.extend(ub.tolist())
+
+    def _account_block(self, block: int, change: int) -> None:
+        """Add `change` free pages (negative: taken) to pageblock `block`, in plain integers."""
+        self.nr_free += change
+        before = int(self.nr_free_pb[block])
+        after = before + change
+        self.nr_free_pb[block] = after
+        self._dirty.append(block)
+        if (before == PAGEBLOCK_NR_PAGES) != (after == PAGEBLOCK_NR_PAGES):
+            self._nr_full += 1 if after == PAGEBLOCK_NR_PAGES else -1
+            buddy = block ^ 1  # the other pageblock of the aligned pair (an order-10 block)
+            if buddy < self.nr_blocks and int(self.nr_free_pb[buddy]) == PAGEBLOCK_NR_PAGES:
+                self._nr_pairs += 1 if after == PAGEBLOCK_NR_PAGES else -1
 
     def _pair_full(self, pids: np.ndarray) -> np.ndarray:
         """Are both pageblocks of each aligned pair `pids` entirely free (an order-10 block)?"""
@@ -455,10 +458,14 @@ class Zone:
         leaves the buddy lists and its pfn is returned."""
         if isinstance(parts, np.ndarray):
             parts = [(parts.astype(np.int64, copy=False), -2)]
-        parts = [(p, b) for p, b in parts if len(p)]
-        if not parts:
+        kept, n = [], 0
+        for part in parts:
+            if k := len(part[0]):
+                kept.append(part)
+                n += k
+        if not n:
             return None
-        n = sum(len(p) for p, _ in parts)
+        parts = kept
         self.buddy_frees += n
         capc = self.capture_control
         captured = None
@@ -476,14 +483,20 @@ class Zone:
                 if not (order_is_block and b == cb)
             ]
             seg = self.state[start : start + size]
-            already = np.flatnonzero(seg == FREE) + start
-            self._account(already, -1)
+            if size <= PAGEBLOCK_NR_PAGES:  # the block lies in one pageblock
+                self._account_block(start >> PAGEBLOCK_ORDER, -int(np.count_nonzero(seg == FREE)))
+            else:
+                self._account(np.flatnonzero(seg == FREE) + start, -1)
             seg[:] = ALLOCATED
             capc.page = start
+        state = self.state
         for p, b in parts:
-            if len(p):
-                self.state[p] = FREE
-                self._account(p, +1, b)
+            if k := len(p):
+                state[p] = FREE
+                if b >= 0:
+                    self._account_block(b, k)
+                else:
+                    self._account(p, +1, b)
         return None if captured is None else captured[0]
 
     def _find_capture(self, parts: list[Part], order: int) -> tuple[int, int] | None:
@@ -565,12 +578,14 @@ class Zone:
         """free_unref_page() of order-0 `pfns` in order (`block`: their common pageblock if
         known); returns pages that free_pcppages_bulk() moved into the buddy lists meanwhile
         (a capture may happen there)."""
-        pfns = np.asarray(pfns, dtype=np.int64)
+        if not isinstance(pfns, np.ndarray) or pfns.dtype != np.int64:
+            pfns = np.asarray(pfns, dtype=np.int64)
         self.state[pfns] = PCP
         moved = 0
         for bulk in self.pcp.add(pfns, block):
             self.free_to_buddy(bulk)
-            moved += sum(len(p) for p, _ in bulk)
+            for p, _ in bulk:
+                moved += len(p)
         return moved
 
     def drain_pages(self) -> int:
@@ -587,6 +602,14 @@ class Zone:
         return order == 0 or self.has_free_order(order)
 
     # -- page contents ----------------------------------------------------------------------
+    def count_state(self, state: int) -> int:
+        """Frames in `state`, counted per chunk of pageblocks (no zone-sized temporary)."""
+        step = RECOUNT_CHUNK_BLOCKS * PAGEBLOCK_NR_PAGES
+        return sum(
+            int(np.count_nonzero(self.state[lo : lo + step] == state))
+            for lo in range(0, self.nr_pages, step)
+        )
+
     def content_tag(self, pfns: np.ndarray) -> np.ndarray:
         """Content tag of the pages at `pfns` (0 where the frame holds no page)."""
         pfns = np.asarray(pfns, dtype=np.int64)
@@ -613,7 +636,13 @@ class Zone:
         """Rebuild the free-page accounting from the frame states (after bulk changes of
         ``state``, such as fragmenting or loading a saved zone); empties the pcp list."""
         view = self.state.reshape(self.nr_blocks, PAGEBLOCK_NR_PAGES)
-        self.nr_free_pb[:] = (view == FREE).sum(1, dtype=np.int16)
+        on_pcp = False
+        # per chunk of pageblocks: a whole-zone comparison would hold a second copy of the
+        # frame states (65 MB at 250 GB) in a temporary
+        for lo in range(0, self.nr_blocks, RECOUNT_CHUNK_BLOCKS):
+            part = view[lo : lo + RECOUNT_CHUNK_BLOCKS]
+            self.nr_free_pb[lo : lo + RECOUNT_CHUNK_BLOCKS] = (part == FREE).sum(1, dtype=np.int16)
+            on_pcp = on_pcp or bool((part == PCP).any())
         self.nr_free = int(self.nr_free_pb.sum(dtype=np.int64))
         full = self.nr_free_pb == PAGEBLOCK_NR_PAGES
         self._nr_full = int(full.sum())
@@ -622,7 +651,7 @@ class Zone:
         self._lo_counts[:] = 0
         self._lo_total[:] = 0
         self._dirty = [0] * self.nr_blocks  # recount every pageblock at the next need
-        if np.any(self.state == PCP):
+        if on_pcp:
             raise ValueError("state: frames on a per-CPU list cannot be recounted")
         self.pcp = PerCpuPages(self.pcp.high, self.pcp.batch)
 

@@ -434,35 +434,50 @@ def fragment_node(platform_path: str, params: Mapping, out_path: str) -> None:
     print("fragmentation:", json.dumps(fragment.metrics(zone), sort_keys=True, default=str))
 
 
-def simulate_compaction_mode(
-    platform_path: str, state_path: str, params: Mapping, out_path: str
+# the parameters of a compaction job that change its page-level run (which pages move, in which
+# migrate_pages() calls); the rest (mode, channels, fail_rate, min_batch_bytes, noise, the seed
+# of a run from a saved state) only change its cost
+COMPACTION_CONTROL_FLOW = ("cluster_max", "node_bytes", "allocations", "free_ratio", "pattern")
+
+
+def simulate_compaction_modes(
+    platform_path: str, state_path: str, jobs: Sequence[Mapping], out_paths: Sequence[str]
 ) -> None:
-    """One compaction mode: `runs` runs from the saved fragmented state, into one Parquet file."""
-    from .experiments.compaction import run_compaction
+    """Every compaction mode from one saved state, `runs` runs each, each mode into its own
+    Parquet file: the page-level run is simulated once per distinct COMPACTION_CONTROL_FLOW key
+    and costed for every mode and run that shares it (the rows are those of a run_compaction()
+    per mode and run from the state: tests/test_one_simulation.py)."""
+    from .experiments.compaction import simulate
     from .platform import load_platform
     from .tables import COMPACTION_RUNS
 
     platform = load_platform(platform_path)
-    rows = []
-    for run in range(params["runs"]):
-        result = run_compaction(
-            platform,
-            mode=params["mode"],
-            channels=params["channels"],
-            cluster_max=params["cluster_max"],
-            node_bytes=params["node_bytes"],
-            allocations=params["allocations"],
-            free_ratio=params["free_ratio"],
-            pattern=params["pattern"],
-            seed=cell_seed(params["seed"], "compaction", params["mode"], run),
-            fail_rate=params["fail_rate"],
-            min_batch_bytes=params["min_batch_bytes"],
-            state=state_path,  # loaded afresh for every run: compaction changes the node
-            noise=params["noise"],
-            rfc=params.get("rfc", "v4"),
-        )
-        rows.append(result.row())
-    _write_runs(rows, COMPACTION_RUNS, out_path, params, platform)
+    sims: dict[tuple, Any] = {}
+    for params, out_path in zip(jobs, out_paths, strict=True):
+        key = tuple(params[k] for k in COMPACTION_CONTROL_FLOW)
+        if key not in sims:
+            sims[key] = simulate(
+                platform,
+                **dict(zip(COMPACTION_CONTROL_FLOW, key, strict=True)),
+                seed=params["seed"],
+                state=state_path,
+            )
+        rows = [
+            sims[key]
+            .result(
+                platform,
+                mode=params["mode"],
+                channels=params["channels"],
+                fail_rate=params["fail_rate"],
+                min_batch_bytes=params["min_batch_bytes"],
+                noise=params["noise"],
+                rfc=params.get("rfc", "v4"),
+                seed=cell_seed(params["seed"], "compaction", params["mode"], run),
+            )
+            .row()
+            for run in range(params["runs"])
+        ]
+        _write_runs(rows, COMPACTION_RUNS, out_path, params, platform)
 
 
 def aggregate(

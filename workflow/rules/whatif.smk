@@ -78,6 +78,9 @@ rule whatif_study:
         f"{RESULTS}/benchmarks/whatif/{{study}}.tsv"
     wildcard_constraints:
         study="|".join(mpw.STUDIES),
+    # the longest jobs of the pipeline (each study simulates its own compaction runs): they
+    # start right after the fragment/compaction chain, before the short throughput rows
+    priority: 40
     threads: 1
     resources:
         mem_mb=1000,

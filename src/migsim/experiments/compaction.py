@@ -337,10 +337,15 @@ class Simulation:
         min_batch_bytes: int = 0,
         noise: bool = False,
         rfc: str = "v4",
+        seed: int | None = None,
     ) -> CompactionResult:
-        """Cost this run in `mode` on `platform`, with the dcbm of series version `rfc`."""
+        """Cost this run in `mode` on `platform`, with the dcbm of series version `rfc`.
+        `seed` (default: the run's own) seeds the costing (noise, DMA failures) and is the
+        result's seed: a run simulated from a saved state does not depend on its seed, so one
+        simulation serves runs of other seeds."""
         kind, busy = mode_parts(mode)
-        rng = np.random.default_rng(self.seed)
+        seed = self.seed if seed is None else int(seed)
+        rng = np.random.default_rng(seed)
         scale = platform.trial_scale(rng) if noise else 1.0
         cost = cost_log(
             self.log,
@@ -365,7 +370,7 @@ class Simulation:
             cost=cost,
             alloc_latency_us=alloc_latency_us(self.log, cost),
             log=self.log,
-            **{**shared, "vmstat": dict(self.vmstat)},
+            **{**shared, "vmstat": dict(self.vmstat), "seed": seed},
         )
 
 

@@ -58,8 +58,10 @@ def test_fit_recovers_a_known_isolation_cost(platform, tmp_path):
     assert base["fitted"][0] and abs(base["error"][0]) < 0.01
 
 
+@pytest.mark.change_detector
 def test_committed_compaction_cost_is_the_output_of_the_fit(platform):
-    """Re-running stage 2 on the published baseline row reproduces the committed value."""
+    """Change detector, not a model test: re-running stage 2 on the published baseline row
+    reproduces the committed value (test_fit_recovers_a_known_isolation_cost tests the fit)."""
     fitted, _ = fit_compaction(platform, REFERENCE_COMPACTION)
     assert fitted.compaction.isolate_page_us == pytest.approx(
         platform.compaction.isolate_page_us, rel=1e-6

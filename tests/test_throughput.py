@@ -29,8 +29,11 @@ def test_every_cell_within_tolerance(rows):
         assert abs(r["simulated_gbps"] - r["published_gbps"]) <= tol, r
 
 
+@pytest.mark.change_detector
 def test_committed_platform_is_the_output_of_the_fit():
-    """Re-running the fit reproduces the committed parameter values."""
+    """Change detector, not a model test: re-running the fit reproduces the committed
+    parameter values (it fails for any engine change until `migsim calibrate` is re-run, and
+    passes for any model after it; the fit itself is tested on synthetic tables below)."""
     fit = fit_throughput(CELLS, "epyc-zen3-ptdma")
     committed = yaml.safe_load(DEFAULT_PLATFORM.read_text())["parameters"]
     for sec, key, *_ in FREE:

@@ -1,0 +1,534 @@
+"""Small cases of the engine core with expectations derived by hand (numbers in the comments),
+on platforms with round parameter values, so that each test holds for the mechanism and not for
+whatever the calibration fitted. Each test names the kernel behaviour it pins; these are the
+tests that reject the wrong engines mutation testing found (benchmarks/mutation.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from migsim.copiers import CpuCopier, DmaCopier, MtCopier
+from migsim.migrate import migrate_pages
+
+US = 1e-6
+PAGE = 4096
+
+
+@pytest.fixture(scope="module")
+def round_platform(request):
+    """The committed platform with round copy, DMA and CPU costs (no noise):
+    CPU copy 1 us per 4 KiB page (4.096 GB/s) and no fixed copy cost; folio work 1 us + 0.25 us
+    per PTE, half in unmap; TLB flush 5 us. dcbm: call setup 10 us, per channel request 2,
+    sg-table map 1, issue 0.5, terminate 0.5 us, per folio prep 1 us; PTDMA engine 1 GB/s
+    shared by 2 channels, one channel per device, 1 us restart per further descriptor, 0.5 us
+    interrupt per descriptor, no head ramp or page stall; wake-up 20 us of which the completion
+    interrupt is 5 us. mtcopy: 10 us to queue a thread, 4.096 GB/s per thread, 8.192 GB/s per
+    CCD of 8 cores, 16.384 GB/s interconnect."""
+    base = request.getfixturevalue("quiet_platform")
+    return base.replace(
+        copy__cpu_copy_gbps=4.096,
+        copy__cpu_copy_fixed_us=0.0,
+        cpu__folio_fixed_us=1.0,
+        cpu__pte_us=0.25,
+        cpu__unmap_share_frac=0.5,
+        cpu__tlb_flush_us=5.0,
+        dma__prep_us=1.0,
+        dma__call_setup_us=10.0,
+        dma__chan_request_us=2.0,
+        dma__sgt_map_us=1.0,
+        dma__issue_us=0.5,
+        dma__terminate_us=0.5,
+        dma__desc_restart_us=1.0,
+        dma__desc_irq_us=0.5,
+        dma__chans_per_device_count=1,
+        dma__ramp_kb=0.0,
+        dma__ramp_gbps=1.0,
+        dma__page_stall_us=0.0,
+        dma__chans_per_engine_count=2,
+        dma__engine_gbps=1.0,
+        dma__fabric_gbps=1000.0,
+        dma__irq_wakeup_us=20.0,
+        sched__completion_irq_us=5.0,
+        mt__thread_start_us=10.0,
+        mt__thread_copy_gbps=4.096,
+        mt__ccd_gbps=8.192,
+        mt__mt_cap_gbps=16.384,
+        mt__ccds_count=8,
+        mt__cores_per_ccd_count=8,
+    )
+
+
+def _pages(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([n]), np.array([n * PAGE], dtype=float)
+
+
+# ------------------------------------------------------------------ copiers (dcbm, mtcopy)
+
+
+def test_dma_busiest_channel_copies_ceil_of_the_share(round_platform):
+    """3 folios on 2 channels: one channel gets 2 descriptors (ceil(3/2)); both channels sit
+    on one engine, so each moves 4096 B at 0.5 GB/s = 8.192 us, and the second descriptor
+    waits 1 us for its restart: 17.384 us. 1 folio on 2 channels: one channel, alone on its
+    engine, 4.096 us."""
+    engine_s, active = DmaCopier(channels=2).engine_seconds(*_pages(3), round_platform)
+    assert active[0] == 2
+    assert engine_s[0] == pytest.approx(17.384 * US, rel=1e-12)
+    engine_1, active_1 = DmaCopier(channels=2).engine_seconds(*_pages(1), round_platform)
+    assert active_1[0] == 1 and engine_1[0] == pytest.approx(4.096 * US, rel=1e-12)
+
+
+def test_dma_engines_fill_in_order_and_the_fabric_caps_the_batch(round_platform):
+    """8 folios on 4 channels: two engines of 2 channels, each channel at 0.5 GB/s with 2
+    descriptors: 2 x 8.192 + 1 = 17.384 us. An interconnect at 2 GB/s needs 16.384 us for the
+    32 KiB (the engines bind); at 1 GB/s it needs 32.768 us and binds."""
+    n, b = _pages(8)
+    fast = round_platform.replace(dma__fabric_gbps=2.0)
+    assert DmaCopier(channels=4).engine_seconds(n, b, fast)[0][0] == pytest.approx(
+        17.384 * US, rel=1e-12
+    )
+    slow = round_platform.replace(dma__fabric_gbps=1.0)
+    assert DmaCopier(channels=4).engine_seconds(n, b, slow)[0][0] == pytest.approx(
+        32.768 * US, rel=1e-12
+    )
+
+
+def test_dma_descriptor_head_ramp_and_page_stalls(round_platform):
+    """A 16 KiB descriptor with an 8 KiB head at 0.4096 GB/s (20 us) and one stall of 1 us at
+    its second 4 KiB page, the remaining 8 KiB at the engine's 1 GB/s (8.192 us): 29.192 us."""
+    p = round_platform.replace(dma__ramp_kb=8.0, dma__ramp_gbps=0.4096, dma__page_stall_us=1.0)
+    n, b = np.array([1]), np.array([16384.0])
+    assert DmaCopier(channels=1).engine_seconds(n, b, p)[0][0] == pytest.approx(
+        29.192 * US, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "rfc,cpu_us",
+    [
+        ("v4", 3 + 2 * (2 + 1 + 0.5 + 0.5) + 10),  # request, sg table, issue, terminate
+        ("v2", 3 + 2 * (2 + 0.5) + 10),  # request and issue per channel
+    ],
+)
+def test_dma_cpu_prepares_and_sleeps_for_engine_and_wakeup(round_platform, rng, rfc, cpu_us):
+    """3 folios on 2 channels: the CPU does the driver's work (per folio prep 1 us, per
+    channel its version's calls, one call setup of 10 us), then sleeps for the engine
+    (17.384 us) plus the wake-up latency (20 us), of which all but the completion interrupt
+    (20 - 5 = 15 us) is the idle-state exit; each descriptor's interrupt costs 0.5 us on the
+    CPU the MSI targets."""
+    c = DmaCopier(channels=2, rfc=rfc).copy_batches(*_pages(3), round_platform, rng)
+    assert c.cpu_s[0] == pytest.approx(cpu_us * US, rel=1e-12)
+    assert c.wait_s[0] == pytest.approx(37.384 * US, rel=1e-12)
+    assert c.wall_s[0] == pytest.approx((cpu_us + 37.384) * US, rel=1e-12)
+    assert c.wake_s[0] == pytest.approx(15.0 * US, rel=1e-12)
+    assert c.irq_s[0] == pytest.approx(1.5 * US, rel=1e-12)
+    assert c.offloaded[0] == 3 and c.failed[0] == 0 and c.other_cpu_s[0] == 0.0
+
+
+def test_dma_v6_uses_one_device_group_and_holds_its_channels(round_platform, rng):
+    """v6 claims the channels of one DMA device group (here 2 per group; 4 asked) and does not
+    request, terminate or release them per call: 3 folios x 1 + 2 x (sg map 1 + issue 0.5)
+    + 10 = 16 us."""
+    p = round_platform.replace(dma__chans_per_device_count=2)
+    d = DmaCopier(channels=4, rfc="v6")
+    assert d.used_channels(np.array([3]), p)[0] == 2
+    assert d.copy_batches(*_pages(3), p, rng).cpu_s[0] == pytest.approx(16.0 * US, rel=1e-12)
+
+
+def test_dma_offloads_a_batch_of_exactly_the_threshold(round_platform, rng):
+    """should_batch-style policy: a batch of min_batch_bytes or more is offloaded, a smaller
+    one is copied by the CPU (3 pages: 3 us of folio_copy, no sleep)."""
+    n, b = _pages(3)
+    at = DmaCopier(channels=2, min_batch_bytes=3 * PAGE).copy_batches(n, b, round_platform, rng)
+    above = DmaCopier(channels=2, min_batch_bytes=3 * PAGE + 1).copy_batches(
+        n, b, round_platform, rng
+    )
+    assert at.offloaded[0] == 3 and at.cpu_s[0] == pytest.approx(21.0 * US, rel=1e-12)
+    assert above.offloaded[0] == 0 and above.wait_s[0] == 0.0 and above.wake_s[0] == 0.0
+    assert above.cpu_s[0] == pytest.approx(3.0 * US, rel=1e-12) and above.irq_s[0] == 0.0
+
+
+def test_dma_batch_and_folio_fallback(round_platform):
+    """Every descriptor fails (fail_rate 1). v4 ("batch"): the batch is aborted before it is
+    issued, no engine time, no sleep, no interrupts; all 3 folios fall back. v6 ("folio"): the
+    engine runs and the CPU sleeps, then the 3 failed folios fall back."""
+    rng = np.random.default_rng(0)
+    v4 = DmaCopier(channels=2, fail_rate=1.0).copy_batches(*_pages(3), round_platform, rng)
+    assert v4.failed[0] == 3 and v4.offloaded[0] == 0
+    assert v4.wait_s[0] == 0.0 and v4.wake_s[0] == 0.0 and v4.irq_s[0] == 0.0
+    v6 = DmaCopier(channels=2, fail_rate=1.0, fallback="folio").copy_batches(
+        *_pages(3), round_platform, rng
+    )
+    assert v6.failed[0] == 3 and v6.wait_s[0] == pytest.approx(37.384 * US, rel=1e-12)
+
+
+def test_dma_an_empty_batch_costs_nothing_on_the_cpu(round_platform, rng):
+    c = DmaCopier(channels=2).copy_batches(np.array([0]), np.array([0.0]), round_platform, rng)
+    assert c.cpu_s[0] == 0.0 and c.wait_s[0] == 0.0 and c.offloaded[0] == 0
+
+
+def test_mtcopy_rate_per_placement(round_platform):
+    """4 threads spread one per CCD: 4 x 4.096 = 16.384 GB/s of streams, in series with the
+    16.384 GB/s interconnect: 16.384^2 / 32.768 = 8.192 GB/s. Filling one CCD: the CCD's link
+    caps the streams at 8.192, 8.192 x 16.384 / 24.576 = 16.384 / 3 GB/s."""
+    from migsim.copiers import mt_copy_gbps, thread_ccds
+
+    assert thread_ccds(4, "spread", round_platform).tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    assert thread_ccds(10, "fill-ccd", round_platform).tolist() == [8, 2, 0, 0, 0, 0, 0, 0]
+    assert mt_copy_gbps(np.array([4]), "spread", round_platform)[0] == pytest.approx(8.192)
+    assert mt_copy_gbps(np.array([4]), "fill-ccd", round_platform)[0] == pytest.approx(16.384 / 3)
+
+
+def test_mtcopy_threads_split_whole_folios(round_platform, rng):
+    """10 folios of 4 KiB on 4 spread threads: 8.192 GB/s shared, 2.048 GB/s (2 us per page)
+    each; the busiest thread gets ceil(10/4) = 3 folios (6 us, plus 3 x 0.5 us fixed cost);
+    the CPU queues 4 work items (40 us) and sleeps 7.5 us plus the wake-up (20 us); all threads
+    together copy 10 folios: 10 x 0.5 + 20 = 25 us of other CPUs' time. One folio: one thread,
+    4.096 x 16.384 / 20.48 = 3.2768 GB/s: 1.25 + 0.5 us."""
+    p = round_platform.replace(copy__cpu_copy_fixed_us=0.5)
+    c = MtCopier(threads=4).copy_batches(*_pages(10), p, rng)
+    assert c.cpu_s[0] == pytest.approx(40.0 * US, rel=1e-12)
+    assert c.wait_s[0] == pytest.approx(27.5 * US, rel=1e-12)
+    assert c.wall_s[0] == pytest.approx(67.5 * US, rel=1e-12)
+    assert c.other_cpu_s[0] == pytest.approx(25.0 * US, rel=1e-12)
+    one = MtCopier(threads=4).copy_batches(*_pages(1), p, rng)
+    assert one.cpu_s[0] == pytest.approx(10.0 * US, rel=1e-12)
+    assert one.wait_s[0] == pytest.approx(21.75 * US, rel=1e-12)
+
+
+def test_mt_thread_count_bounds(round_platform, rng):
+    m = round_platform.mt.max_threads_count
+    MtCopier(threads=m).copy_batches(*_pages(1), round_platform, rng)  # the maximum is allowed
+    with pytest.raises(ValueError, match="threads"):
+        MtCopier(threads=m + 1).copy_batches(*_pages(1), round_platform, rng)
+    for bad in (0, 2.0):
+        with pytest.raises(ValueError, match="threads"):
+            MtCopier(threads=bad)
+
+
+def test_dma_argument_bounds(round_platform):
+    m = round_platform.dma.max_channels_count
+    DmaCopier(channels=m).engine_seconds(*_pages(1), round_platform)  # the maximum is allowed
+    with pytest.raises(ValueError, match="channels"):
+        DmaCopier(channels=m + 1).engine_seconds(*_pages(1), round_platform)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="channels"):
+            DmaCopier(channels=bad)
+    for ok in ({"fail_rate": 0.0}, {"fail_rate": 1.0}, {"min_batch_bytes": 0}):
+        DmaCopier(**ok)
+    for kwargs, key in (({"fail_rate": -0.1}, "fail_rate"), ({"min_batch_bytes": -1}, "min_b")):
+        with pytest.raises(ValueError, match=key):
+            DmaCopier(**kwargs)
+
+
+# ------------------------------------------------------------------ migrate_pages()
+
+
+def test_migrate_pages_phases_of_one_batch(round_platform, rng):
+    """4 folios of one page, one batch: folio work 4 x (1 + 0.25) = 5 us, half in unmap and
+    half in move; one TLB flush of 5 us; CPU copy 4 x 1 us."""
+    r = migrate_pages(
+        np.ones(4, dtype=np.int64), CpuCopier(), round_platform, batch_limit=512, rng=rng
+    )
+    assert (r.nr_batches, r.nr_folios, r.nr_pages) == (1, 4, 4)
+    assert r.unmap_s == pytest.approx(2.5 * US, rel=1e-12)
+    assert r.move_s == pytest.approx(2.5 * US, rel=1e-12)
+    assert r.flush_s == pytest.approx(5.0 * US, rel=1e-12)
+    assert r.copy_s == pytest.approx(4.0 * US, rel=1e-12)
+    assert r.wall_s == pytest.approx(14.0 * US, rel=1e-12)
+    assert r.sys_s == pytest.approx(14.0 * US, rel=1e-12) and r.idle_s == 0.0
+
+
+def test_first_folio_latency_batched_and_vanilla(round_platform, rng):
+    """Batch copy (the RFC): the first folio is mapped again after unmap (2.5) + flush (5) +
+    the whole batch copy (4) + its own move (2.5 / 4): 12.125 us. Vanilla order: copy and move
+    one folio at a time after the flush: 2.5 + 5 + (4 + 2.5) / 4 = 9.125 us."""
+    kw = dict(batch_limit=512, rng=rng)
+    folios = np.ones(4, dtype=np.int64)
+    batched = migrate_pages(folios, CpuCopier(), round_platform, **kw)
+    vanilla = migrate_pages(folios, CpuCopier(), round_platform, batch_copy=False, **kw)
+    assert batched.first_folio_s == pytest.approx(12.125 * US, rel=1e-12)
+    assert vanilla.first_folio_s == pytest.approx(9.125 * US, rel=1e-12)
+    assert vanilla.wall_s == batched.wall_s  # the order changes latency, not the work
+
+
+def test_migrate_pages_batches_and_flushes(round_platform, rng):
+    """600 one-page folios with NR_MAX_BATCHED_MIGRATION 512: batches of 512 and 88, one TLB
+    flush each (10 us); a 2M folio (PMD-mapped: one entry) larger than a limit of 256 pages
+    gets a batch of its own."""
+    r = migrate_pages(np.ones(600, dtype=np.int64), None, round_platform, batch_limit=512, rng=rng)
+    assert r.nr_batches == 2 and r.flush_s == pytest.approx(10.0 * US, rel=1e-12)
+    big = migrate_pages(np.array([1, 512, 1]), None, round_platform, batch_limit=256, rng=rng)
+    assert big.nr_batches == 3 and big.nr_pages == 514
+    # folio work: 3 folios x 1 us + PTEs (1 + 1 + 1) x 0.25 us = 3.75 us
+    assert big.unmap_s + big.move_s == pytest.approx(3.75 * US, rel=1e-12)
+
+
+def test_failed_offloads_are_copied_by_the_cpu_in_the_move_phase(round_platform):
+    """fail_rate 1: every descriptor fails; each of the 4 folios is then copied by the CPU in
+    the move phase (1 us each), after the engine time was spent anyway."""
+    rng = np.random.default_rng(0)
+    r = migrate_pages(
+        np.ones(4, dtype=np.int64), DmaCopier(channels=1, fail_rate=1.0), round_platform,
+        batch_limit=512, rng=rng,
+    )  # fmt: skip
+    assert r.fallbacks == 4 and r.dma_copies == 0
+    assert r.fallback_s == pytest.approx(4.0 * US, rel=1e-12)
+    assert r.move_s == pytest.approx((2.5 + 4.0) * US, rel=1e-12)
+
+
+# ------------------------------------------------------------------ zone: pcp, watermarks
+
+
+def test_pcp_bulk_free_starts_when_count_reaches_high():
+    """free_unref_page_commit(): `if (pcp->count >= high) free_pcppages_bulk(...)`. With
+    high 4 and batch 1, nr_pcp_free() = min(max(free_count 4, batch 1), high - batch 3) = 3:
+    the 4th free sends the 3 oldest pages to the buddy lists and one stays."""
+    from migsim.zone import PerCpuPages
+
+    pcp = PerCpuPages(high=4, batch=1)
+    for pfn in range(3):
+        assert pcp.add(np.array([pfn])) == []
+    assert pcp.count == 3
+    bulk = pcp.add(np.array([3]))
+    assert len(bulk) == 1
+    assert np.concatenate([p for p, _ in bulk[0]]).tolist() == [0, 1, 2]
+    assert pcp.count == 1 and pcp.pfns().tolist() == [3]
+
+
+def test_pcp_bulk_free_keeps_at_least_a_batch():
+    """nr_pcp_free() clamps to [batch, high - batch]: high 8, batch 2, 8 frees in one call
+    (free_count 8) frees min(8, 6) = 6 and keeps 2; with high < batch every free goes on."""
+    from migsim.zone import PerCpuPages
+
+    pcp = PerCpuPages(high=8, batch=2)
+    bulk = pcp.add(np.arange(8))
+    assert sum(len(p) for part in bulk for p, _ in part) == 6 and pcp.count == 2
+    assert pcp.pfns().tolist() == [6, 7]
+    tiny = PerCpuPages(high=1, batch=2)
+    assert tiny.nr_pcp_free() == 1
+
+
+def test_watermark_check_is_strictly_above_the_mark():
+    """__zone_watermark_ok(): `if (free_pages <= min) return false`, with free_pages less
+    (1 << order) - 1 for an order-`order` request."""
+    from migsim.zone import Zone
+
+    z = Zone(4 * 512)
+    n = z.nr_free
+    assert z.zone_watermark_ok(0, n - 1) and not z.zone_watermark_ok(0, n)
+    assert z.zone_watermark_ok(1, n - 2) and not z.zone_watermark_ok(1, n - 1)
+    assert z.zone_watermark_ok(9, n - 512) and not z.zone_watermark_ok(9, n - 511)
+
+
+def test_kernel_watermarks_of_a_4_gib_zone():
+    """__setup_per_zone_wmarks() for 4 GiB (1048576 pages, 4194304 KiB): min_free_kbytes =
+    sqrt(16 x 4194304) = 8192 KiB = 2048 pages; gap = max(2048 / 4, 1048576 x 10 / 10000)
+    = 1048; low = 3096, high = 4144. zone_batchsize(): min(1048576 >> 10, 256) / 4 = 64,
+    rounded to 2^floor(log2(96)) - 1 = 63; pcp high = max(3096 / 64 CPUs, 4 x 63) = 252."""
+    from migsim.zone import kernel_batchsize, kernel_pcp_high, kernel_watermarks
+
+    assert kernel_watermarks(1 << 20) == (2048, 3096, 4144)
+    assert kernel_batchsize(1 << 20) == 63
+    assert kernel_pcp_high(1 << 20, 64) == 252
+    assert kernel_pcp_high(1 << 20, 4) == 774  # 3096 // 4
+
+
+# ------------------------------------------------------------------ zone: free-list counts
+
+
+def _one_page_in_every_8th_block(nr_blocks: int):
+    """A zone of `nr_blocks` pageblocks, all free but the first frame of every 8th block."""
+    from migsim.zone import ALLOCATED, Zone
+
+    z = Zone(nr_blocks * 512)
+    z.state[:: 8 * 512] = ALLOCATED
+    z.recount()
+    return z
+
+
+@pytest.mark.parametrize("nr_blocks", [64, 16384 + 64])
+def test_free_area_counts_by_hand(nr_blocks):
+    """Each 8th pageblock holds one allocated frame at its start: its 511 free frames are one
+    free block of each order 0..8 (1 + 2 + ... + 256). The other pageblocks are free; those
+    paired with a broken one are order-9 blocks, the other pairs order-10 blocks. The large
+    zone (32 GiB + 128 MiB: 16448 pageblocks) has every chunk of the recount more than once
+    and the recount must cover them all."""
+    z = _one_page_in_every_8th_block(nr_blocks)
+    broken = nr_blocks // 8
+    counts = z.free_area_counts()
+    assert counts[:9].tolist() == [broken] * 9
+    assert counts[9] == broken  # the partner of each broken block
+    assert counts[10] == nr_blocks // 2 - broken
+    assert z.free_blocks_total() == 11 * broken + nr_blocks // 2 - broken - broken
+    z.check()
+
+
+# ------------------------------------------------------------------ compaction
+
+
+def _compactor(z):
+    from migsim.compaction import Compactor
+
+    return Compactor(z)
+
+
+def _zone_with_free_runs(runs: list[int], nr_blocks: int = 32):
+    """A zone of `nr_blocks` pageblocks, all LRU pages but free runs of the given sizes (each a
+    naturally aligned buddy block), one run per pageblock from block 0 up."""
+    from migsim.zone import FREE, LRU, Zone
+
+    z = Zone(nr_blocks * 512)
+    z.state[:] = LRU
+    for b, size in enumerate(runs):
+        z.state[b * 512 : b * 512 + size] = FREE
+    z.recount()
+    return z
+
+
+def test_fragmentation_index_and_the_extfrag_threshold():
+    """fragmentation_index() = 1000 - (1000 + free_pages * 1000 / requested) / free_blocks
+    (integer division). Ten free blocks holding 2048 pages, order 9 (512): 1000 - 5000 / 10
+    = 500: at sysctl_extfrag_threshold 500 compaction is not suitable (the failure is lack of
+    memory); ten blocks more of one page each: 1000 - 5020 / 20 = 749 > 500, suitable."""
+    runs = [256] * 7 + [128, 64, 64]
+    z = _zone_with_free_runs(runs)
+    c = _compactor(z)
+    assert z.nr_free == 2048 and z.free_blocks_total() == 10
+    assert c.fragmentation_index(9) == 500
+    assert not c.compaction_suitable(9)
+    z2 = _zone_with_free_runs(runs + [1] * 10)
+    c2 = _compactor(z2)
+    assert c2.fragmentation_index(9) == 1000 - 5019 // 20  # 2058 pages: 1000 + 4019
+    assert c2.compaction_suitable(9)
+    # a free order-9 block: -1000 (the allocation would succeed), compaction not needed
+    z3 = _zone_with_free_runs([512] + [256] * 7)
+    assert _compactor(z3).fragmentation_index(9) == -1000
+
+
+def test_compaction_suitable_needs_free_pages_above_watermark_plus_gap():
+    """__compaction_suitable(): order-0 watermark check of low (costly orders) plus
+    compact_gap(order) = 2 << order; strictly above."""
+    z = _zone_with_free_runs([1] * 32)
+    c = _compactor(z)
+    mark = z.wmark_low + (2 << 9)
+    assert z.nr_free <= mark and not c.compaction_suitable(9)
+    # non-costly order 3: min watermark plus 16
+    assert c.compaction_suitable(3) == (z.nr_free > z.wmark_min + 16)
+
+
+def test_only_sync_compaction_defers():
+    """try_to_compact_pages(): a failed (COMPACT_COMPLETE) run defers compaction only when its
+    priority is not async; defer_compaction() then zeroes compact_considered and raises
+    compact_defer_shift; the next attempt is deferred until 1 << shift have been considered.
+    Zone: every pageblock has an unmovable page at its start, so no order-9 block can form."""
+    from migsim.compaction import (
+        COMPACT_COMPLETE,
+        COMPACT_DEFERRED,
+        COMPACT_PRIO_ASYNC,
+        COMPACT_PRIO_SYNC_LIGHT,
+    )
+    from migsim.zone import FREE, KERNEL, LRU, Zone
+
+    z = Zone(32 * 512)
+    z.state[:] = LRU
+    z.state[1::2] = FREE
+    z.state[::512] = KERNEL
+    z.recount()
+    c = _compactor(z)
+    assert c.try_to_compact_pages(9, COMPACT_PRIO_ASYNC) == (COMPACT_COMPLETE, None)
+    assert z.compact_defer_shift == 0  # async failure: not deferred
+    assert c.try_to_compact_pages(9, COMPACT_PRIO_SYNC_LIGHT) == (COMPACT_COMPLETE, None)
+    assert (z.compact_defer_shift, z.compact_considered) == (1, 0)
+    # shift 1: the next attempt (considered 1 < 2) is deferred, the one after runs
+    assert c.try_to_compact_pages(9, COMPACT_PRIO_SYNC_LIGHT) == (COMPACT_DEFERRED, None)
+    assert c.try_to_compact_pages(9, COMPACT_PRIO_SYNC_LIGHT) == (COMPACT_COMPLETE, None)
+    assert (z.compact_defer_shift, z.compact_considered) == (2, 0)
+    # an order below compact_order_failed is never deferred (it is 0 here: not below)
+    assert z.compact_order_failed == 0
+
+
+def test_async_direct_compaction_takes_only_movable_source_blocks():
+    """suitable_migration_source(): async direct compaction skips a pageblock whose
+    migratetype is not the request's (MOVABLE) and records the skip in the async cached
+    migrate pfn (update_cached_migrate(cc, block_end_pfn) -> pageblock_end_pfn(512) = 1024);
+    sync-light and non-direct (kcompactd, compact_memory) compaction take it. Either way the
+    first COMPACT_CLUSTER_MAX (32) LRU pages of the block are isolated."""
+    from migsim.compaction import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT, CompactControl
+    from migsim.zone import LRU, MIGRATE_UNMOVABLE, Zone
+
+    def isolated(mode: int, direct: bool):
+        z = Zone(8 * 512)
+        z.state[: 4 * 512] = LRU
+        z.recount()
+        z.migratetype[0] = MIGRATE_UNMOVABLE
+        cc = CompactControl(order=9, mode=mode, direct_compaction=direct, free_pfn=7 * 512)
+        _compactor(z).isolate_migratepages(cc)
+        return np.concatenate(cc.migratepages).tolist(), z.compact_cached_migrate_pfn
+
+    pfns, cached = isolated(MIGRATE_ASYNC, True)
+    assert sorted(pfns) == list(range(512, 544)) and cached == [1024, 0]
+    for mode, direct in ((MIGRATE_SYNC_LIGHT, True), (MIGRATE_ASYNC, False)):
+        pfns, cached = isolated(mode, direct)
+        assert sorted(pfns) == list(range(32)) and cached == [0, 0]
+
+
+def test_free_scanner_marks_a_fully_scanned_block_skip():
+    """isolate_freepages(): from the top pageblock down, free pages are isolated until there
+    are as many as pages to migrate (150). Block 7 has 100 free pages: scanned whole (512
+    pfns), so update_pageblock_skip() sets its skip bit and moves compact_cached_free_pfn to
+    the block below (3072); block 6 has 100 free pages from offset 200: the scan takes 50 and
+    stops at pfn 3072 + 250 = 3322 (250 pfns), leaving no skip bit."""
+    from migsim.compaction import CompactControl
+    from migsim.zone import FREE, LRU, Zone
+
+    z = Zone(8 * 512)
+    z.state[:] = LRU
+    z.state[7 * 512 : 7 * 512 + 100] = FREE
+    z.state[6 * 512 + 200 : 6 * 512 + 300] = FREE
+    z.recount()
+    cc = CompactControl(order=9, free_pfn=7 * 512, nr_migratepages=150)
+    _compactor(z).isolate_freepages(cc)
+    got = np.concatenate(cc.freepages)
+    assert cc.nr_freepages == 150
+    assert sorted(got.tolist()) == list(range(3272, 3322)) + list(range(3584, 3684))
+    assert z.skip.nonzero()[0].tolist() == [7]
+    assert z.compact_cached_free_pfn == 3072
+    assert cc.free_pfn == 3322 and cc.total_free_scanned == 512 + 250
+    # the isolated targets left the buddy lists
+    assert z.nr_free == 200 - 150 and z.nr_free_pb[6:8].tolist() == [50, 0]
+
+
+def test_costing_of_a_logged_run_by_hand(round_platform):
+    """cost_log() on a hand-made log of two migrate_pages() calls of 32 order-0 pages, on the
+    CPU, alone: every counter costs its unit (migrate scan 0.01, free scan 0.02, isolate 1,
+    free isolate 0.5, buddy free 0.25, slow path 5 us). Work before call 0: 512 pfns scanned,
+    32 + 32 isolated, one slow path = 58.12 us; before call 1: 100 + 200 pfns, 32 + 32, 16
+    buddy frees = 57 us; after the last call (tail): 48 buddy frees (the drain) and a slow
+    path = 17 us. Each call: folio work 32 x 1.25 = 40 us, flush 5 us, copy 32 us = 77 us."""
+    from migsim.compaction import NR_WORK, CompactionLog
+    from migsim.experiments.compaction import cost_log
+
+    p = round_platform.replace(
+        compaction__migrate_scan_pfn_us=0.01,
+        compaction__free_scan_pfn_us=0.02,
+        compaction__isolate_page_us=1.0,
+        compaction__free_isolate_page_us=0.5,
+        compaction__buddy_free_page_us=0.25,
+        compaction__slowpath_us=5.0,
+    )
+    assert NR_WORK == 6
+    log = CompactionLog(
+        pages=np.array([32, 32]),
+        work=np.array([[512, 0, 32, 32, 0, 1], [100, 200, 32, 32, 16, 0]]),
+        tail=np.array([0, 0, 0, 0, 48, 1]),
+    )
+    cost = cost_log(log, p, dma=False, busy=False)
+    assert cost.compaction_s == pytest.approx((58.12 + 57 + 17) * US, rel=1e-12)
+    assert cost.work_s["buddy_free"] == pytest.approx(16.0 * US, rel=1e-12)
+    assert cost.work_s["slowpath"] == pytest.approx(10.0 * US, rel=1e-12)
+    assert cost.work_s["migrate_scan"] == pytest.approx(6.12 * US, rel=1e-12)
+    assert cost.migrate_s == pytest.approx(154.0 * US, rel=1e-12)
+    t = cost.timeline
+    assert t.wall_s == pytest.approx((132.12 + 154.0) * US, rel=1e-12)
+    assert t.sys_s == t.wall_s and t.idle_s == 0.0 and t.nr_sleeps == 0

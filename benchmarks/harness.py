@@ -1,4 +1,5 @@
-"""Whole-process benchmark harness: wall time and peak RSS of commands, median of N runs.
+"""Whole-process benchmark harness: wall time and peak RSS of commands, median of N runs; and
+the same for two commits side by side, each from a temporary git worktree (ratio head/base).
 
 Each command runs as a child process; its wall time is measured around the process and its
 peak RSS comes from os.wait4 (that child's own rusage). A reference command run in the same
@@ -9,10 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,3 +78,120 @@ def report(title: str, reference: Measurement, runs: list[Measurement], out_name
     tmp.write_text(json.dumps(doc, indent=2))
     os.replace(tmp, OUT_DIR / out_name)
     return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# Two commits side by side (issue 17): each commit is checked out into a temporary `git
+# worktree`, and every command runs alternately from the two trees in the same invocation, so
+# that the load of a shared machine weighs on both alike; the ratio head/base is what to read.
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def worktrees(*revs: str) -> Iterator[list[Path]]:
+    """Temporary detached `git worktree`s of `revs` (removed afterwards, also on error)."""
+    tmp = Path(tempfile.mkdtemp(prefix="migsim-bench-"))
+    paths: list[Path] = []
+    try:
+        for i, rev in enumerate(revs):
+            path = tmp / f"tree{i}"
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path), rev],
+                check=True,
+            )
+            paths.append(path)
+        yield paths
+    finally:
+        for path in paths:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False
+            )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def commit_of(rev: str) -> str:
+    """Short hash and subject of `rev`."""
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", rev],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.strip()[:90]
+
+
+def run_in(tree: Path, command: list[str], prepare=None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one run of `command` with `tree`'s engine (its src
+    on PYTHONPATH, cwd the tree); `prepare(tree)` runs first, untimed."""
+    if prepare is not None:
+        prepare(tree)
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed in {tree}:\n{err[-3000:]}")
+    return wall, usage.ru_maxrss / 1024.0
+
+
+def side_by_side(
+    name: str, command: list[str], trees: dict[str, Path], runs: int, prepare=None
+) -> dict[str, Measurement]:
+    """`runs` whole-process runs of `command` from each tree, alternating between the trees."""
+    out = {label: Measurement(name, command, [], []) for label in trees}
+    for _ in range(runs):
+        for label, tree in trees.items():
+            wall, rss = run_in(tree, command, prepare)
+            out[label].wall_s.append(wall)
+            out[label].peak_rss_mb.append(rss)
+    return out
+
+
+def ratio_report(
+    title: str, revs: dict[str, str], rows: list[dict[str, Measurement]], out_name: str
+) -> dict:
+    """Print median wall time and peak RSS of each command for base and head, and the ratio
+    head / base; write them (with every run and the load average) as JSON."""
+    base, head = revs
+    runs = len(rows[0][base].wall_s) if rows else 0
+    print(f"{title}: median of {runs} whole-process runs, alternating between the commits")
+    for label, rev in revs.items():
+        print(f"  {label}: {commit_of(rev)}")
+    load = os.getloadavg()
+    print(f"  machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} "
+          f"{load[2]:.1f} (absolute times inflate with load; read the ratios)")  # fmt: skip
+    print(
+        f"{'command':<34}{'base s':>9}{'head s':>9}{'head/base':>11}{'base MiB':>10}{'head MiB':>10}"
+    )
+    doc_rows = []
+    for row in rows:
+        b, h = row[base], row[head]
+        ratio = h.median_wall_s / b.median_wall_s
+        print(f"{b.name:<34}{b.median_wall_s:9.3f}{h.median_wall_s:9.3f}{ratio:11.2f}"
+              f"{b.median_rss_mb:10.0f}{h.median_rss_mb:10.0f}")  # fmt: skip
+        doc_rows.append(
+            {"name": b.name, "command": b.command, "ratio_head_to_base": ratio,
+             **{label: {**asdict(m), "median_wall_s": m.median_wall_s,
+                        "median_rss_mb": m.median_rss_mb} for label, m in row.items()}}
+        )  # fmt: skip
+    doc = {
+        "title": title,
+        "commits": {label: commit_of(rev) for label, rev in revs.items()},
+        "cpus": os.cpu_count(),
+        "load_average": load,
+        "rows": doc_rows,
+    }
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = OUT_DIR / f".{out_name}.tmp"
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, OUT_DIR / out_name)
+    return doc
+
+
+def compare_args(ap) -> None:
+    """--base / --head / --runs, the options of every side-by-side benchmark."""
+    ap.add_argument("--base", default="HEAD~1", help="commit to compare against (HEAD~1)")
+    ap.add_argument("--head", default="HEAD", help="commit measured (HEAD)")
+    ap.add_argument("--runs", type=int, default=5, help="runs per commit (median), default 5")

@@ -206,3 +206,20 @@ def test_saved_files_are_deterministic(tmp_path, tp_summary):
     figures.save_chart(figures.parity_chart(tp_summary), tmp_path / "b")
     for ext in ("html", "svg", "png"):
         assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes()
+
+
+def test_a_prebuilt_bundle_gives_the_same_files(tmp_path, tp_summary):
+    """The pipeline builds the script the offline HTML inlines once (vega_bundle) and every
+    figure job reads it: the files are byte-identical to a figure that builds it itself; a
+    bundle built for other versions is not used."""
+    chart = figures.speedup_heatmap(tp_summary)
+    figures.save_chart(chart, tmp_path / "own")
+    bundle = tmp_path / "vega-bundle.js"
+    figures.write_javascript_bundle(bundle)
+    figures.save_chart(chart, tmp_path / "shared", bundle=bundle)
+    assert (tmp_path / "own.html").read_bytes() == (tmp_path / "shared.html").read_bytes()
+    assert "vega-embed" in bundle.read_text()[:200]
+    stale = tmp_path / "stale.js"
+    stale.write_text("// vega-embed bundle: vl-convert 0.0.0, vega-lite 0\nBROKEN")
+    figures.save_chart(chart, tmp_path / "fallback", bundle=stale)
+    assert (tmp_path / "fallback.html").read_bytes() == (tmp_path / "own.html").read_bytes()

@@ -471,14 +471,63 @@ BUILDERS: dict[str, Callable[[pl.DataFrame], alt.TopLevelMixin]] = {
 }
 
 
+def _bundle_key() -> str:
+    """The first line of a bundle file: the versions the bundle was built for."""
+    import vl_convert as vlc
+    from altair.utils._importers import vl_version_for_vl_convert
+
+    return f"// vega-embed bundle: vl-convert {vlc.__version__}, vega-lite {vl_version_for_vl_convert()}\n"
+
+
+def write_javascript_bundle(path: str | os.PathLike) -> None:
+    """Build vega-embed with Vega and Vega-Lite as one script (what an offline HTML figure
+    inlines; vl-convert takes seconds to build it, once per process) and write it to `path`,
+    headed by the versions it is for. The pipeline builds it once for all its figures."""
+    import vl_convert as vlc
+    from altair.utils._importers import vl_version_for_vl_convert
+
+    script = vlc.javascript_bundle(vl_version=vl_version_for_vl_convert())
+    atomic_write_text(path, _bundle_key() + script)
+
+
+class _InlineWithBundle:
+    """Altair's inline HTML template with a prebuilt bundle (the template argument of
+    Chart.save takes any object with a jinja-style render())."""
+
+    def __init__(self, script: str):
+        self.script = script
+
+    def render(self, **kwargs) -> str:
+        from altair.utils.html import TEMPLATES
+
+        return TEMPLATES["inline"].render(vegaembed_script=self.script, **kwargs)
+
+
+def _bundle_template(path: str | os.PathLike) -> _InlineWithBundle | None:
+    """The template of a bundle file built for the running versions (None if it is not)."""
+    text = Path(path).read_text()
+    key = _bundle_key()
+    return _InlineWithBundle(text[len(key) :]) if text.startswith(key) else None
+
+
 def save_chart(
-    chart: alt.TopLevelMixin, stem: str | os.PathLike, *, png_scale: float = 2.0
+    chart: alt.TopLevelMixin,
+    stem: str | os.PathLike,
+    *,
+    png_scale: float = 2.0,
+    bundle: str | os.PathLike | None = None,
 ) -> None:
     """Write `stem`.html (Vega, Vega-Lite and vega-embed inlined: opens offline), `stem`.svg and
-    `stem`.png, each through a temporary file renamed into place."""
+    `stem`.png, each through a temporary file renamed into place. `bundle`: a file written by
+    write_javascript_bundle() to inline instead of building the script again (the same HTML;
+    ignored when it was built for other versions)."""
     stem = Path(stem)
     buf = io.StringIO()
-    chart.save(buf, format="html", inline=True, embed_options=EMBED_OPTIONS)
+    template = None if bundle is None else _bundle_template(bundle)
+    if template is None:
+        chart.save(buf, format="html", inline=True, embed_options=EMBED_OPTIONS)
+    else:
+        chart.save(buf, format="html", template=template, embed_options=EMBED_OPTIONS)
     atomic_write_text(stem.with_suffix(".html"), buf.getvalue())
     buf = io.StringIO()
     chart.save(buf, format="svg")
@@ -494,6 +543,7 @@ __all__ = [
     "compaction_chart",
     "parity_chart",
     "save_chart",
+    "write_javascript_bundle",
     "speedup_heatmap",
     "throughput_chart",
 ]

@@ -529,14 +529,15 @@ def write_tables(kind: str, summary_path: str, outputs: Mapping[str, str]) -> No
     tables.write_table(versus, outputs["vs_md"], outputs["vs_html"])
 
 
-def draw_figure(name: str, summary_path: str, out_stem: str) -> None:
-    """One figure (throughput, speedup, parity, compaction) as HTML, SVG and PNG."""
+def draw_figure(name: str, summary_path: str, out_stem: str, bundle: str | None = None) -> None:
+    """One figure (throughput, speedup, parity, compaction) as HTML, SVG and PNG (`bundle`:
+    the prebuilt script the HTML inlines, see figures.write_javascript_bundle)."""
     import polars as pl
 
     from . import figures
 
     summary = pl.read_parquet(summary_path)
-    figures.save_chart(figures.BUILDERS[name](summary), out_stem)
+    figures.save_chart(figures.BUILDERS[name](summary), out_stem, bundle=bundle)
 
 
 def write_index(

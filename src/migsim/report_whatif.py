@@ -103,10 +103,13 @@ def write_page(out_path: str | os.PathLike, studies: Mapping[str, Mapping[str, s
     atomic_write_text(out_path, build_page(out_path, studies))
 
 
-def render_study(study: str, summary_path: str, outputs: Mapping[str, str]) -> None:
+def render_study(
+    study: str, summary_path: str, outputs: Mapping[str, str], bundle: str | None = None
+) -> None:
     """Figure (html, svg, png beside `outputs['svg']`), Markdown table, HTML table page (with
     the findings paragraph above the table, for Snakemake's report) and the findings paragraph
-    of one study. `outputs` has keys svg, md, table_html, findings."""
+    of one study. `outputs` has keys svg, md, table_html, findings; `bundle`: the prebuilt
+    script the HTML figure inlines (figures.write_javascript_bundle)."""
     import polars as pl
 
     from .experiments.whatif import FINDINGS
@@ -117,7 +120,7 @@ def render_study(study: str, summary_path: str, outputs: Mapping[str, str]) -> N
 
     df = SCHEMAS[study].conform(pl.read_parquet(summary_path))
     text = FINDINGS[study](df)
-    save_chart(BUILDERS[study](df), str(Path(outputs["svg"]).with_suffix("")))
+    save_chart(BUILDERS[study](df), str(Path(outputs["svg"]).with_suffix("")), bundle=bundle)
     tables = TABLES[study](df)
     atomic_write_text(outputs["md"], markdown(tables))
     page = table_page(TITLES[study], tables).replace(
@@ -127,12 +130,12 @@ def render_study(study: str, summary_path: str, outputs: Mapping[str, str]) -> N
     atomic_write_text(outputs["findings"], f"## {TITLES[study]}: findings\n\n{text}\n")
 
 
-def render_all(results: str, studies: Sequence[str], page: str) -> None:
+def render_all(results: str, studies: Sequence[str], page: str, bundle: str | None = None) -> None:
     """Render every study of `studies` from its summary under `results`/whatif (one process:
     the figure renderer starts once), then write the what-if page `page`."""
     for study in studies:
         files = study_files(results, study)
-        render_study(study, files["parquet"], files)
+        render_study(study, files["parquet"], files, bundle)
     write_page(page, {s: study_files(results, s) for s in studies})
 
 

@@ -1,7 +1,19 @@
 # Stage 4: figures (Altair), each as offline HTML, SVG and PNG; the SVG goes into the report.
+# The script every offline HTML figure inlines (Vega, Vega-Lite, vega-embed) is built once per
+# run by vega_bundle (vl-convert takes seconds to build it) and read by every figure job.
+
+
+rule vega_bundle:
+    output:
+        bundle=f"{RESULTS}/cache/vega-bundle.js",
+    log:
+        f"{RESULTS}/logs/figures/vega_bundle.log",
+    script:
+        "../scripts/vega_bundle.py"
 
 
 localrules:
+    vega_bundle,
     figure_throughput,
     figure_speedup,
     figure_parity,
@@ -12,6 +24,7 @@ rule figure_throughput:
     input:
         summary=rules.aggregate_throughput.output.summary,
         code=mp.module_source("figures"),
+        bundle=rules.vega_bundle.output.bundle,
     output:
         html=f"{RESULTS}/figures/throughput.html",
         svg=report(
@@ -33,6 +46,7 @@ rule figure_speedup:
     input:
         summary=rules.aggregate_throughput.output.summary,
         code=mp.module_source("figures"),
+        bundle=rules.vega_bundle.output.bundle,
     output:
         html=f"{RESULTS}/figures/speedup.html",
         svg=report(
@@ -54,6 +68,7 @@ rule figure_parity:
     input:
         summary=rules.aggregate_throughput.output.summary,
         code=mp.module_source("figures"),
+        bundle=rules.vega_bundle.output.bundle,
     output:
         html=f"{RESULTS}/figures/parity.html",
         svg=report(
@@ -75,6 +90,7 @@ rule figure_compaction:
     input:
         summary=rules.aggregate_compaction.output.summary,
         code=mp.module_source("figures"),
+        bundle=rules.vega_bundle.output.bundle,
     output:
         html=f"{RESULTS}/figures/compaction.html",
         svg=report(

@@ -95,6 +95,7 @@ rule whatif_report:
     input:
         summaries=expand(f"{RESULTS}/whatif/{{study}}.parquet", study=WHATIF),
         code=WHATIF_PRESENTATION,
+        bundle=rules.vega_bundle.output.bundle,
     output:
         *whatif_report_outputs(),
         page=f"{RESULTS}/whatif/index.html",

@@ -1,6 +1,6 @@
 """Shared fixtures: the committed platform, a small deterministic RNG, the full-scale run; the
 gate of the tests that touch the running kernel (tests/host_gate.py) and the check that every
-test leaves the kernel settings as it found them."""
+test leaves the kernel settings as it found them; the hypothesis settings profiles."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from migsim.platform import DEFAULT_PLATFORM, load_platform
 from migsim.zone import Zone
@@ -60,6 +61,16 @@ def _kernel_settings_unchanged(request):
     if "host" in request.keywords or os.environ.get("CI") == "true":
         pytest.fail(msg)
     warnings.warn(msg, stacklevel=1)
+
+
+# Example counts of the property tests come from a profile, never from the tests:
+# HYPOTHESIS_PROFILE=ci (the default, a quick run) or thorough (what CI runs, .ci/run: at least
+# 2,000 examples each). Deadlines are off: the examples build zones of varying size, and a
+# wall-clock limit would make the result depend on the machine's load.
+_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("ci", max_examples=100, **_COMMON)
+settings.register_profile("thorough", max_examples=2000, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -55,9 +55,9 @@ def test_reproduce_throughput_table(capsys):
         (["throughput", "--mode", "warp"], "--mode"),
         (["throughput", "--trials", "0"], "--trials"),
         (["throughput", "--channels", "4"], "--channels"),
-        (["throughput", "--mode", "dma", "--channels", "17"], "channels"),
-        (["throughput", "--total-bytes", "6000"], "total_bytes"),
-        (["throughput", "--platform", "/nonexistent.yaml"], "platform"),
+        (["throughput", "--mode", "dma", "--channels", "17"], "--channels"),
+        (["throughput", "--total-bytes", "6000"], "--total-bytes"),
+        (["throughput", "--platform", "/nonexistent.yaml"], "--platform"),
     ],
 )
 def test_bad_arguments_exit_nonzero_with_one_line(args, name):

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from unittest import mock
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from migsim import compaction as compaction_mod
@@ -97,7 +97,6 @@ def owned_once(z: Zone, held: dict[int, int]) -> None:
     assert np.array_equal(claimed == 1, z.state == ALLOCATED)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(zones, ops, chunk_sizes)
 def test_any_sequence_keeps_the_zone_consistent(zone_cfg, sequence, chunks):
     with small_chunks(chunks):
@@ -132,7 +131,6 @@ def run_sequence(zone_cfg, sequence) -> None:
         assert np.array_equal(lru_tags(z), tags)  # contents arrive intact
 
 
-@settings(max_examples=40, deadline=None)
 @given(st.lists(st.booleans(), min_size=512, max_size=512))
 def test_free_lists_are_the_canonical_buddy_decomposition(bits):
     free = np.array(bits)
@@ -148,7 +146,6 @@ def test_free_lists_are_the_canonical_buddy_decomposition(bits):
         assert np.array_equal(pairs, parent)
 
 
-@settings(max_examples=40, deadline=None)
 @given(
     st.integers(1, 40),
     st.integers(1, 7),

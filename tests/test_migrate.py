@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from migsim.copiers import CpuCopier, DmaCopier, MtCopier
@@ -78,7 +78,6 @@ def test_bad_arguments(quiet_platform, rng):
         migrate_pages(np.zeros(3, int), None, quiet_platform, batch_limit=4, rng=rng)
 
 
-@settings(max_examples=60, deadline=None)
 @given(
     orders=st.lists(st.integers(0, 9), min_size=1, max_size=200),
     limit=st.sampled_from([1, 32, 512, 4096, 1 << 18]),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .atomic import atomic_write_text
+from .cli_args import existing_file, limit_arg, read_table, seed_arg, size_arg
+from .limits import REPEATS
 from .platform import DEFAULT_PLATFORM
 
 REFERENCE_DIR = Path(DEFAULT_PLATFORM).parents[1] / "reference"
@@ -17,10 +19,14 @@ def register(sub, rsub) -> None:
         help="fit a platform's parameters: stage 1 on the throughput table, stage 2 on the "
         "baseline compaction row",
     )
-    c.add_argument("--reference", type=Path, default=REFERENCE_DIR / "move_pages_throughput.csv")
     c.add_argument(
-        "--compaction-reference", type=Path, default=REFERENCE_DIR / "compaction_modes.csv"
-    )
+        "--reference", type=existing_file("--reference"),
+        default=REFERENCE_DIR / "move_pages_throughput.csv",
+    )  # fmt: skip
+    c.add_argument(
+        "--compaction-reference", type=existing_file("--compaction-reference"),
+        default=REFERENCE_DIR / "compaction_modes.csv",
+    )  # fmt: skip
     c.add_argument(
         "--out",
         type=Path,
@@ -35,10 +41,13 @@ def register(sub, rsub) -> None:
         "the published engine's, flagged as such in the file",
     )
     h.add_argument("--host", action="store_true", help="calibrate this machine from its probes")
-    h.add_argument("--base", type=Path, default=DEFAULT_PLATFORM, help="platform to start from")
-    h.add_argument("--size", default="1G", help="region of the compaction probe (default 1G)")
-    h.add_argument("--repeats", type=int, default=5, help="repetitions of every probe cell")
-    h.add_argument("--seed", type=int, default=1)
+    h.add_argument("--base", type=existing_file("--base"), default=DEFAULT_PLATFORM,
+                   help="platform to start from")  # fmt: skip
+    h.add_argument("--size", type=size_arg("--size"), default=1 << 30,
+                   help="region of the compaction probe (default 1G)")  # fmt: skip
+    h.add_argument("--repeats", type=limit_arg(REPEATS, "--repeats"), default=5,
+                   help="repetitions of every probe cell")  # fmt: skip
+    h.add_argument("--seed", type=seed_arg(), default=1)
     c.set_defaults(func=cmd_calibrate)
 
 
@@ -51,16 +60,13 @@ def cmd_calibrate(args) -> int:
     if args.host:
         return cmd_calibrate_host(args)
     args.out = args.out or DEFAULT_PLATFORM
-    from .calibrate import fit_throughput, read_reference, stage1_header
-    from .calibrate_compaction import calibrate_stage2
-
-    for name in ("reference", "compaction_reference"):
-        if not getattr(args, name).is_file():
-            raise ValueError(f"--{name.replace('_', '-')}: no such file {getattr(args, name)}")
-    from .calibrate import fit_mt, mt_fit_cells
+    from .calibrate import fit_mt, fit_throughput, mt_fit_cells, read_reference, stage1_header
+    from .calibrate_compaction import calibrate_stage2, read_compaction_reference
     from .series import read_series
 
-    fit = fit_throughput(read_reference(args.reference), args.name or args.out.stem)
+    cells = read_table("--reference", args.reference, read_reference)
+    read_table("--compaction-reference", args.compaction_reference, read_compaction_reference)
+    fit = fit_throughput(cells, args.name or args.out.stem)
     # stage 1b: the multi-threaded copy's bandwidths on the v2 tables (mt_fit_cells)
     mt_cells = mt_fit_cells(read_series(args.reference.parent))
     fit.platform, _ = fit_mt(fit.platform, mt_cells)
@@ -88,11 +94,8 @@ def cmd_calibrate_host(args) -> int:
     """`migsim calibrate --host`: probe this machine and fit its platform file."""
     from .calibrate_host import calibrate_from_probes
     from .platform import load_platform
-    from .units import parse_size
 
-    if args.repeats < 1:
-        raise ValueError(f"--repeats: must be >= 1, got {args.repeats}")
-    size = parse_size(args.size, name="--size")
+    size = args.size
     out = args.out or DEFAULT_PLATFORM.with_name("host.yaml")
     platform, skipped = calibrate_from_probes(
         load_platform(args.base), out, size=size, repeats=args.repeats, seed=args.seed,

@@ -2,71 +2,81 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from .cli_args import choice, fraction, int_range
+from . import limits
+from .cli_args import (
+    check_platform_count,
+    choice,
+    existing_file,
+    int_range,
+    limit_arg,
+    only_with,
+    platform_arg,
+    read_table,
+    seed_arg,
+    size_limit_arg,
+    whole_number,
+)
 from .platform import DEFAULT_PLATFORM, load_platform
-from .units import MAX_PAGE_ORDER, PAGE_SIZE, format_size, parse_size
+from .units import PAGE_SIZE, format_size
 from .versions import RFCS
 
 REFERENCE_COMPACTION = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "compaction_modes.csv"
 MODES = ("baseline", "dma", "busy-baseline", "busy-dma")
 PATTERNS = ("even", "random", "clustered")
 DEFAULT_MAX_EVENTS = 2_000_000  # cap of a written trace (--trace-max-events)
-
-
-def _node_size(text: str) -> int:
-    try:
-        n = parse_size(text, name="--node-size")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size such as 250G, got {text!r}") from None
-    if n % (2 << 20) or n < (4 << 20):
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number of 2M pageblocks, at least 4M; got {text!r}"
-        )
-    return n
+DEFAULT_NODE_BYTES = 250 << 30
+# __alloc_pages_slowpath: an order-0 request never enters direct compaction
+# (__alloc_pages_direct_compact returns at once for order 0; costly_order paths start above it)
+ORDER0_NOTE = (
+    "order-0 allocations never enter direct compaction (__alloc_pages_direct_compact returns "
+    "at once for order 0): nothing was compacted or migrated"
+)
 
 
 def register(sub, rsub) -> None:
     """Add the compaction and reproduce-compaction sub-commands."""
     c = sub.add_parser("compaction", help="simulate order-9 allocations through direct compaction")
-    c.add_argument("--mode", type=choice(MODES), default="baseline",
-                   help="baseline | dma | busy-baseline | busy-dma")  # fmt: skip
-    c.add_argument("--channels", type=int_range(1, 256), default=None,
+    c.add_argument("--mode", type=choice(MODES), default="baseline", help=" | ".join(MODES))
+    c.add_argument("--channels", type=whole_number("--channels"), default=None,
                    help="DMA channels (dma modes; default 1, dcbm's nr_dma_chan default)")  # fmt: skip
-    c.add_argument("--cluster-max", type=int_range(1, 512), default=32,
-                   help="COMPACT_CLUSTER_MAX: pages isolated per migrate_pages() call")  # fmt: skip
-    c.add_argument("--node-size", type=_node_size, default=250 << 30, help="node size (250G)")
-    c.add_argument("--allocations", type=int_range(1), default=16384)
-    c.add_argument("--order", type=int_range(0, MAX_PAGE_ORDER), default=9)
-    c.add_argument("--free-ratio", type=fraction(), default=0.5,
-                   help="fraction of every 2M region freed by the fragmenter, in [0, 1)")  # fmt: skip
-    c.add_argument("--pattern", type=choice(PATTERNS), default="even")
-    c.add_argument(
-        "--fail-rate", type=float, default=0.0, help="DMA descriptor failure rate, [0, 1]"
-    )
+    c.add_argument("--cluster-max", type=limit_arg(limits.CLUSTER_MAX, "--cluster-max"),
+                   default=32, help="COMPACT_CLUSTER_MAX: pages isolated per migrate_pages() call")  # fmt: skip
+    c.add_argument("--node-size", type=size_limit_arg(limits.NODE_BYTES, "--node-size"),
+                   default=None, help="node size (default 250G; not with --state)")  # fmt: skip
+    c.add_argument("--allocations", type=limit_arg(limits.ALLOCATIONS, "--allocations"),
+                   default=16384)  # fmt: skip
+    c.add_argument("--order", type=limit_arg(limits.ORDER, "--order"), default=9)
+    c.add_argument("--free-ratio", type=limit_arg(limits.FREE_RATIO, "--free-ratio"), default=None,
+                   help="fraction of every 2M region freed by the fragmenter, in [0, 1) "
+                   "(default 0.5; not with --state)")  # fmt: skip
+    c.add_argument("--pattern", type=choice(PATTERNS), default=None,
+                   help="even | random | clustered (default even; not with --state)")  # fmt: skip
+    c.add_argument("--fail-rate", type=limit_arg(limits.FAIL_RATE, "--fail-rate"), default=None,
+                   help="DMA descriptor failure probability in [0, 1] (dma modes)")  # fmt: skip
     c.add_argument("--rfc", type=choice(RFCS), default="v4",
                    help="series version whose dcbm runs: v2 | v3 | v4 | v6")  # fmt: skip
-    c.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
-    c.add_argument("--state", type=Path, default=None, help="a saved fragmented state (.npz)")
-    c.add_argument("--platform", type=Path, default=DEFAULT_PLATFORM, help="platform YAML file")
+    c.add_argument("--seed", type=seed_arg(), default=1)
+    c.add_argument("--state", type=existing_file("--state"), default=None,
+                   help="a saved fragmented state (.npz); it fixes the node's size and layout")  # fmt: skip
+    platform_arg(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--trace", type=Path, default=None,
                    help="write the run's tracepoint events: tracefs text, or Parquet if FILE "
                    "ends in .parquet")  # fmt: skip
-    c.add_argument("--trace-max-events", type=int_range(1), default=DEFAULT_MAX_EVENTS,
+    c.add_argument("--trace-max-events", type=int_range(1, name="--trace-max-events"), default=DEFAULT_MAX_EVENTS,
                    help=f"cap of the trace (events; default {DEFAULT_MAX_EVENTS})")  # fmt: skip
     c.set_defaults(func=cmd_compaction)
 
     r = rsub.add_parser("compaction", help="the RFC reply's compaction table")
-    r.add_argument("--platform", type=Path, default=DEFAULT_PLATFORM)
-    r.add_argument("--reference", type=Path, default=REFERENCE_COMPACTION)
-    r.add_argument("--channels", type=int_range(1, 256), default=1)
+    platform_arg(r)
+    r.add_argument("--reference", type=existing_file("--reference"), default=REFERENCE_COMPACTION)
+    r.add_argument("--channels", type=whole_number("--channels"), default=1)
     r.add_argument("--rfc", type=choice(RFCS), default="v4", help="v2 | v3 | v4 | v6")
-    r.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
+    r.add_argument("--seed", type=seed_arg(), default=1)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)
 
@@ -75,34 +85,55 @@ def _progress_wanted(json_out: bool) -> bool:
     return not json_out and (sys.stderr.isatty() or sys.stdout.isatty())
 
 
-def _check_sizes(args) -> None:
-    """Bad input before any work: the request must fit the node."""
+def check_compaction_args(args, platform) -> None:
+    """Checks past parsing, before any work (raises LimitError naming the flag): arguments the
+    mode ignores, --state against the node flags, channels against the platform, the request
+    against the node, memory. Fills in the node defaults."""
+    dma = args.mode.endswith("dma")
+    only_with("--channels", args.channels is not None, dma, "--mode dma or busy-dma")
+    only_with("--fail-rate", args.fail_rate is not None, dma, "--mode dma or busy-dma")
+    check_platform_count(args.channels, "--channels", limits.CHANNELS,
+                         platform.dma.max_channels_count, platform.name)  # fmt: skip
     if args.state is not None:
-        return
+        for flag in ("node_size", "free_ratio", "pattern"):
+            if getattr(args, flag) is not None:
+                raise limits.LimitError(
+                    f"--{flag.replace('_', '-')}: not with --state (the saved state fixes the "
+                    "node's size and fragmentation); give one or the other"
+                )
+        from .fragment import read_state_meta
+
+        meta = read_state_meta(args.state)
+        node_bytes = int(meta["nr_pages"]) * PAGE_SIZE
+        cfg = meta.get("config") or {}
+        args.free_ratio, args.pattern = cfg.get("free_ratio"), cfg.get("pattern")
+        where = f"the {format_size(node_bytes)} node of --state {args.state}"
+    else:
+        node_bytes = DEFAULT_NODE_BYTES if args.node_size is None else args.node_size
+        args.free_ratio = 0.5 if args.free_ratio is None else args.free_ratio
+        args.pattern = args.pattern or "even"
+        where = f"the {format_size(node_bytes)} node"
+    args.node_size = node_bytes
     request = args.allocations * (PAGE_SIZE << args.order)
-    if request > args.node_size:
-        raise ValueError(
+    if request > node_bytes:
+        raise limits.LimitError(
             f"--allocations: {args.allocations} x {format_size(PAGE_SIZE << args.order)} = "
-            f"{format_size(request)} is more memory than the {format_size(args.node_size)} node"
+            f"{format_size(request)} is more memory than {where}"
         )
+    limits.check_memory(limits.compaction_memory(node_bytes), "--node-size", f"simulating {where}")
 
 
 def cmd_compaction(args) -> int:
     from .experiments.compaction import run_compaction
 
-    if not args.mode.endswith("dma") and args.channels is not None:
-        raise ValueError("--channels: only meaningful with --mode dma or busy-dma")
-    if not 0.0 <= args.fail_rate <= 1.0:
-        raise ValueError(f"--fail-rate: must be in [0, 1], got {args.fail_rate}")
-    _check_sizes(args)
     platform = load_platform(args.platform)
-    top = platform.dma.max_channels_count
-    if args.channels is not None and args.channels > top:
-        raise ValueError(f"--channels: the platform has 1..{top} DMA channels, got {args.channels}")
+    check_compaction_args(args, platform)
     res = run_compaction(
         platform, mode=args.mode, channels=args.channels or 1, cluster_max=args.cluster_max,
-        node_bytes=args.node_size, allocations=args.allocations, free_ratio=args.free_ratio,
-        pattern=args.pattern, seed=args.seed, fail_rate=args.fail_rate, state=args.state,
+        node_bytes=args.node_size, allocations=args.allocations,
+        free_ratio=args.free_ratio if args.free_ratio is not None else 0.5,
+        pattern=args.pattern or "even", seed=args.seed, fail_rate=args.fail_rate or 0.0,
+        state=args.state,
         order=args.order, progress=_progress_wanted(args.json), trace=args.trace is not None,
         rfc=args.rfc,
     )  # fmt: skip
@@ -113,13 +144,22 @@ def cmd_compaction(args) -> int:
     if args.json:
         row["fragmentation"] = res.fragmentation
         del row["alloc_latency_us"]  # the distribution: in the run Parquet; here percentiles
+        if args.order == 0:
+            row["note"] = ORDER0_NOTE
         print(json.dumps({**row, **summary}))
         return 0
+    layout = (
+        f"{args.pattern}, free ratio {args.free_ratio:g}"
+        if args.pattern is not None and args.free_ratio is not None
+        else f"from {args.state}"
+    )
     print(
         f"{args.allocations} order-{args.order} allocations on a {format_size(res.node_bytes)} node "
-        f"({args.pattern}, free ratio {args.free_ratio:g}), mode {args.mode}"
+        f"({layout}), mode {args.mode}"
         + (f", {res.channels} DMA channel(s)" if res.channels else "")
     )
+    if args.order == 0:
+        print(f"  note: {ORDER0_NOTE}")
     print(f"  wall time        {row['wall_ms']:12.0f} ms")
     print(f"  pages migrated   {row['pages_migrated']:12d}")
     if row["dma_copies"] is not None:
@@ -172,7 +212,10 @@ def cmd_reproduce(args) -> int:
     from .tables import offload_saving_per_page_us, per_page_us
 
     platform = load_platform(args.platform)
-    ref = read_compaction_reference(args.reference)  # printed beside, never simulated from
+    check_platform_count(args.channels, "--channels", limits.CHANNELS,
+                         platform.dma.max_channels_count, platform.name)  # fmt: skip
+    # printed beside, never simulated from
+    ref = read_table("--reference", args.reference, read_compaction_reference)
     rows = reproduce_compaction(
         platform,
         seed=args.seed,

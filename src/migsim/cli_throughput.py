@@ -6,44 +6,68 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli_args import choice, int_range, platform_arg, size_arg
+from . import limits
+from .cli_args import (
+    check_platform_count,
+    choice,
+    existing_file,
+    folio_size_arg,
+    limit_arg,
+    only_with,
+    platform_arg,
+    read_table,
+    seed_arg,
+    size_limit_arg,
+    whole_number,
+)
 from .platform import DEFAULT_PLATFORM, load_platform
 from .units import HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
 from .versions import FALLBACKS, PLACEMENTS, RFCS
 
+MODES = ("baseline", "dma", "mt")
 REFERENCE_THROUGHPUT = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "move_pages_throughput.csv"
 
 
 def batch_limit_arg(text: str) -> int:
     """--batch-limit: a plain number is base pages (NR_MAX_BATCHED_MIGRATION), a size with a
-    suffix (2M, 1G) is converted to base pages."""
+    suffix (2M, 1G) is converted to base pages; limits.BATCH_LIMIT."""
+    name = "--batch-limit"
+    if text.strip().lstrip("-").isdigit():
+        return limit_arg(limits.BATCH_LIMIT, name)(text)
     try:
-        if text.strip().isdigit():
-            pages = int(text)
-            if pages < 1:
-                raise ValueError(f"--batch-limit: must be >= 1 base page, got {pages}")
-            return pages
-        nbytes = parse_size(text, name="--batch-limit")
-        if nbytes % PAGE_SIZE:
-            raise ValueError(f"--batch-limit: must be a whole number of 4K pages, got {text!r}")
-        return nbytes // PAGE_SIZE
-    except ValueError as exc:
+        nbytes = parse_size(text, name=name)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{name}: must be a number of base pages or a size such as 2M, got {text!r}"
+        ) from None
+    if nbytes % PAGE_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{name}: must be a whole number of 4K pages, got {text!r}"
+        )
+    try:
+        return limits.BATCH_LIMIT.check(nbytes // PAGE_SIZE, name)
+    except limits.LimitError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub, rsub) -> None:
     """Add the throughput and reproduce-throughput sub-commands."""
     t = sub.add_parser("throughput", help="simulate move_pages() of folios between two nodes")
-    t.add_argument("--mode", choices=["baseline", "dma", "mt"], default="baseline")
-    t.add_argument("--folio-size", type=size_arg("--folio-size", folio=True), default=4096)
-    t.add_argument("--channels", type=int_range(1, 256), default=None)
-    t.add_argument("--threads", type=int_range(1, 1024), default=None)
-    t.add_argument("--total-bytes", type=size_arg("--total-bytes"), default=1 << 30)
+    t.add_argument("--mode", type=choice(MODES), default="baseline", help=" | ".join(MODES))
+    t.add_argument("--folio-size", type=folio_size_arg(), default=4096,
+                   help=f"one of {', '.join(limits.FOLIO_SIZE_LABELS)} (default 4K)")  # fmt: skip
+    t.add_argument("--channels", type=whole_number("--channels"), default=None,
+                   help="DMA channels (--mode dma; 1 up to the platform's, default 1)")  # fmt: skip
+    t.add_argument("--threads", type=whole_number("--threads"), default=None,
+                   help="copy threads (--mode mt; 1 up to the platform's, default 4)")  # fmt: skip
+    t.add_argument("--total-bytes", type=size_limit_arg(limits.TOTAL_BYTES, "--total-bytes"),
+                   default=1 << 30, help="bytes moved per trial, 4K..1T (default 1G)")  # fmt: skip
     t.add_argument(
         "--batch-limit", type=batch_limit_arg, default=HPAGE_PUD_NR,
         help="NR_MAX_BATCHED_MIGRATION in base pages, or a size such as 2M (default 1G worth)",
     )  # fmt: skip
-    t.add_argument("--fail-rate", type=float, default=0.0, help="DMA descriptor failure rate")
+    t.add_argument("--fail-rate", type=limit_arg(limits.FAIL_RATE, "--fail-rate"), default=None,
+                   help="DMA descriptor failure probability in [0, 1] (--mode dma)")  # fmt: skip
     t.add_argument(
         "--fallback", type=choice(FALLBACKS), default=None,
         help="after a failed offload copy by CPU the whole batch (v4) or only the failed folios "
@@ -53,17 +77,17 @@ def register(sub, rsub) -> None:
                    help="series version whose dcbm/mtcopy code runs: v2 | v3 | v4 | v6")  # fmt: skip
     t.add_argument("--placement", type=choice(PLACEMENTS), default="spread",
                    help="mt copy threads: spread over the CCDs or fill one CCD first")  # fmt: skip
-    t.add_argument("--trials", type=int_range(1, 10000), default=5)
-    t.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
+    t.add_argument("--trials", type=limit_arg(limits.TRIALS, "--trials"), default=5)
+    t.add_argument("--seed", type=seed_arg(), default=1)
     platform_arg(t)
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=cmd_throughput)
 
     r = rsub.add_parser("throughput", help="the RFC's move_pages throughput table")
     platform_arg(r)
-    r.add_argument("--reference", type=Path, default=REFERENCE_THROUGHPUT)
-    r.add_argument("--trials", type=int_range(1, 10000), default=5)
-    r.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
+    r.add_argument("--reference", type=existing_file("--reference"), default=REFERENCE_THROUGHPUT)
+    r.add_argument("--trials", type=limit_arg(limits.TRIALS, "--trials"), default=5)
+    r.add_argument("--seed", type=seed_arg(), default=1)
     r.add_argument("--rfc", type=choice(RFCS), default="v4", help="v2 | v3 | v4 | v6")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)
@@ -88,22 +112,40 @@ def interval_fields(platform, result) -> dict:
     return {"lo": iv.lo, "hi": iv.hi, "interval_sd_log": iv.parts}
 
 
+def check_throughput_args(args, platform) -> None:
+    """Checks past parsing, before any work: arguments that the mode ignores, counts the
+    platform narrows, the total against the folio size, memory. Raises LimitError naming
+    the flag."""
+    only_with("--channels", args.channels is not None, args.mode == "dma", "--mode dma")
+    only_with("--threads", args.threads is not None, args.mode == "mt", "--mode mt")
+    only_with("--fail-rate", args.fail_rate is not None, args.mode == "dma", "--mode dma")
+    only_with("--fallback", args.fallback is not None, args.mode == "dma", "--mode dma")
+    check_platform_count(args.channels, "--channels", limits.CHANNELS,
+                         platform.dma.max_channels_count, platform.name)  # fmt: skip
+    check_platform_count(args.threads, "--threads", limits.THREADS,
+                         platform.mt.max_threads_count, platform.name)  # fmt: skip
+    if args.total_bytes % args.folio_size:
+        raise limits.LimitError(
+            f"--total-bytes: must be a whole number of --folio-size "
+            f"({format_size(args.folio_size)}) folios, got {format_size(args.total_bytes)}"
+        )
+    limits.check_memory(
+        limits.throughput_memory(args.total_bytes, args.folio_size, args.batch_limit),
+        "--total-bytes",
+        f"moving {format_size(args.total_bytes)} of {format_size(args.folio_size)} folios in "
+        f"batches of {args.batch_limit} base pages (--batch-limit)",
+    )
+
+
 def cmd_throughput(args) -> int:
     from .experiments.throughput import run_throughput
 
     platform = load_platform(args.platform)
-    if args.mode != "dma" and args.channels is not None:
-        raise ValueError("--channels: only meaningful with --mode dma")
-    if args.mode != "mt" and args.threads is not None:
-        raise ValueError("--threads: only meaningful with --mode mt")
-    if args.mode != "dma" and args.fallback is not None:
-        raise ValueError("--fallback: only meaningful with --mode dma")
-    if not 0.0 <= args.fail_rate <= 1.0:
-        raise ValueError(f"--fail-rate: must be in [0, 1], got {args.fail_rate}")
+    check_throughput_args(args, platform)
     res = run_throughput(
         platform, mode=args.mode, folio_size=args.folio_size, channels=args.channels,
         threads=args.threads, total_bytes=args.total_bytes, batch_limit=args.batch_limit,
-        trials=args.trials, seed=args.seed, fail_rate=args.fail_rate, rfc=args.rfc,
+        trials=args.trials, seed=args.seed, fail_rate=args.fail_rate or 0.0, rfc=args.rfc,
         fallback=args.fallback, placement=args.placement,
     )  # fmt: skip
     out = {
@@ -160,7 +202,7 @@ def reproduce_rows(
     from .experiments.throughput import run_throughput
 
     rows = []
-    for c in read_reference(reference):
+    for c in read_table("--reference", reference, read_reference):
         r = run_throughput(
             platform, mode=c.mode, folio_size=c.folio_bytes, channels=c.channels,
             trials=trials, seed=seed, rfc=rfc,

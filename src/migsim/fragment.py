@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -247,16 +248,44 @@ def save_state(zone: Zone, path: str | os.PathLike, config: FragmentConfig | Non
         )
 
 
-def load_state(path: str | os.PathLike) -> tuple[Zone, FragmentConfig | None]:
-    """Load a zone saved by :func:`save_state`; returns it with the config that made it."""
+def _not_a_state(path: Path, why: str) -> ValueError:
+    return ValueError(
+        f"state: {path} is not a migsim zone state ({why}); make one with the "
+        "pipeline's fragment stage (results/state/) or migsim.fragment.save_state"
+    )
+
+
+def read_state_meta(path: str | os.PathLike) -> dict:
+    """The metadata of a saved state (format, nr_pages, pcp sizes, the config that made it),
+    without loading its arrays; ValueError naming the file for anything that is not one (an
+    empty or truncated file, another format). Never unpickles: arrays load with
+    allow_pickle=False."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"state: no such file {path}")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        raise _not_a_state(path, "empty file" if not magic else "not an .npz archive")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(npz["meta"].tobytes().decode())
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise _not_a_state(path, f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"state: {path} has format {fmt}, expected {STATE_FORMAT}")
+    if not isinstance(meta.get("nr_pages"), int) or meta["nr_pages"] < 1:
+        raise _not_a_state(path, "no page count")
+    return meta
+
+
+def load_state(path: str | os.PathLike) -> tuple[Zone, FragmentConfig | None]:
+    """Load a zone saved by :func:`save_state`; returns it with the config that made it."""
+    path = Path(path)
+    meta = read_state_meta(path)
     with np.load(path, allow_pickle=False) as npz:
         try:
-            meta = json.loads(npz["meta"].tobytes().decode())
-            if meta.get("format") != STATE_FORMAT:
-                raise ValueError(f"state: {path} has format {meta.get('format')}, expected 1")
             n = int(meta["nr_pages"])
             zone = Zone(
                 n,
@@ -276,6 +305,8 @@ def load_state(path: str | os.PathLike) -> tuple[Zone, FragmentConfig | None]:
                 dst[...] = arr
         except KeyError as exc:
             raise ValueError(f"state: {path} is not a migsim zone state ({exc})") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise _not_a_state(path, f"{type(exc).__name__}: {exc}") from None
     zone.recount()
     cfg = meta.get("config")
     return zone, (FragmentConfig(**cfg) if cfg else None)

@@ -155,28 +155,64 @@ def check_config(config: Mapping) -> None:
 
 
 def check_against_platform(config: Mapping, platform_path: str) -> None:
-    """Checks that need the platform file (which must exist and be valid): channel and thread
-    counts within what the platform has. Raises ValueError naming the key."""
+    """Checks that need the platform file (which must exist and be valid): every channel and
+    thread count of the configuration within what the platform has. Raises ValueError
+    naming the key."""
+    from .limits import CHANNEL_KEYS, CHANNELS, THREAD_KEYS, THREADS, LimitError, config_values
     from .platform import load_platform
 
     platform = load_platform(platform_path)
-    limits = (
-        ("throughput.channels", config["throughput"]["channels"], platform.dma.max_channels_count),
-        ("throughput.threads", config["throughput"]["threads"], platform.mt.max_threads_count),
-        (
-            "compaction.channels",
-            [config["compaction"]["channels"]],
-            platform.dma.max_channels_count,
-        ),
-    )
-    for key, values, top in limits:
-        for i, v in enumerate(values):
-            if v > top:
-                where = key if key.startswith("compaction") else f"{key}[{i}]"
-                raise ConfigError(
-                    f"config: {where}: {v} is more than the platform {platform.name} has "
-                    f"(at most {top})"
-                )
+    checks = [(k, CHANNELS, platform.dma.max_channels_count, "DMA channels") for k in CHANNEL_KEYS]
+    checks += [(k, THREADS, platform.mt.max_threads_count, "copy threads") for k in THREAD_KEYS]
+    for key, limit, top, what in checks:
+        for where, value in config_values(config, key):
+            try:
+                limit.check(value, where, hi=top, why=f"the {what} of platform {platform.name}")
+            except LimitError as exc:
+                raise ConfigError(f"config: {exc}") from None
+
+
+def load_schema(path: str | os.PathLike) -> dict:
+    """The workflow's configuration schema (YAML)."""
+    import yaml
+
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def validate_config(
+    config: Mapping, schema: Mapping, basedir: str | os.PathLike | None = None
+) -> None:
+    """Every check of a configuration, before any job (what the workflow runs at start, and
+    what tests call in-process): no NaN or infinity anywhere, the JSON schema, the ranges of
+    migsim.limits, the checks the schema cannot express and, with `basedir` (where relative
+    paths are resolved), the platform file and the counts it narrows. Raises ConfigError
+    with one line naming the key."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    from .limits import check_config_values, non_finite
+    from .pipeline_whatif import check_whatif_config
+
+    for key, value in non_finite(config):
+        raise ConfigError(f"config: {key}: must be a finite number, got {value}")
+    err = best_match(Draft202012Validator(schema).iter_errors(config))
+    if err is not None:
+        raise ConfigError(explain_validation_error(err))
+    try:
+        check_config_values(config)
+        check_config(config)
+        check_whatif_config(config)
+        if basedir is not None:
+            for kind, path in config["reference"].items():
+                if not Path(resolve_path(path, basedir)).is_file():
+                    raise ConfigError(f"config: reference.{kind}: no such file {path}")
+            check_against_platform(config, resolve_path(config["platform"], basedir))
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a size that does not parse, the platform file
+        line = " ".join(str(exc).split())
+        raise ConfigError(line if line.startswith("config: ") else f"config: {line}") from None
 
 
 def resolve_path(path: str | os.PathLike, basedir: str | os.PathLike) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 from .atomic import atomic_write_text
+from .limits import CHANNELS, THREADS
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ SPEC: dict[str, dict[str, Param]] = {
         "engine_gbps": Param("GB/s", 0.1, 400.0, "streaming bandwidth of one engine, shared by its busy channels (one channel alone gets all of it)"),
         "fabric_gbps": Param("GB/s", 0.1, 2000.0, "interconnect bandwidth available to all DMA engines together"),
         "irq_wakeup_us": Param("us", 0.0, 10000.0, "wake-up latency of the migrating task sleeping on an idle CPU, once per offloaded batch: the completion interrupt (sched.completion_irq_us) plus the CPU's exit from its idle state, which a CPU busy with another task does not pay; prior"),
-        "max_channels_count": Param("channels", 1, 256, "DMA channels the platform has (dcbm's nr_dma_chan upper bound)", integer=True),
+        "max_channels_count": Param("channels", 1, CHANNELS.hi, "DMA channels the platform has (dcbm's nr_dma_chan upper bound)", integer=True),
     },
     "mt": {
         "thread_start_us": Param("us", 0.0, 1000.0, "queue_work_on of one copy work item plus the IPI that wakes its idle kworker, on the migrating CPU, per batch and thread (mtcopy copy_page_lists_mt); prior"),
@@ -75,7 +77,7 @@ SPEC: dict[str, dict[str, Param]] = {
         "mt_cap_gbps": Param("GB/s", 0.1, 2000.0, "socket interconnect bandwidth for all copy threads, combined serially with the threads' own rate (loaded latency); fitted on the v2 mt tables"),
         "ccds_count": Param("CCDs", 1, 256, "CCDs of the machine (Zen 3 EPYC 32-core: 4 CCDs of 8 cores per socket, 2 sockets); mtcopy's spread list takes one CPU per CCD in turn", integer=True),
         "cores_per_ccd_count": Param("cores", 1, 64, "cores of one CCD (Zen 3: 8); the fill list takes them in order", integer=True),
-        "max_threads_count": Param("threads", 1, 1024, "CPU threads available to the multi-threaded copier", integer=True),
+        "max_threads_count": Param("threads", 1, THREADS.hi, "CPU threads available to the multi-threaded copier", integer=True),
     },
     "noise": {
         "trial_sd_frac": Param("fraction", 0.0, 0.5, "trial-to-trial standard deviation of a lognormal factor on every cost of one run (frequency, placement, interrupts)"),
@@ -191,7 +193,12 @@ def validate_values(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, fl
                 raise PlatformError(
                     f"platform: {sec}.{key} must be a number in {p.unit}, got {v!r}"
                 )
-            if p.integer and float(v) != int(v):
+            if not math.isfinite(v):  # YAML .inf / .nan: no range holds them
+                raise PlatformError(
+                    f"platform: {sec}.{key} must be a finite number in [{p.lo:g}, {p.hi:g}] "
+                    f"{p.unit}, got {v!r}"
+                )
+            if p.integer and not float(v).is_integer():
                 raise PlatformError(f"platform: {sec}.{key} must be a whole number, got {v!r}")
             if not (p.lo <= v <= p.hi):
                 raise PlatformError(
@@ -203,7 +210,7 @@ def validate_values(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, fl
 
 
 def load_platform(path: str | os.PathLike) -> Platform:
-    """Load and validate a platform YAML file."""
+    """Load and validate a platform YAML file; PlatformError names the file and the key."""
     import yaml  # here, not at import: `migsim ... --help` never loads a platform
 
     path = Path(path)
@@ -212,12 +219,18 @@ def load_platform(path: str | os.PathLike) -> Platform:
     try:
         # libyaml's loader when built in: the same documents, ten times faster
         doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise PlatformError(f"platform: {path} is not valid YAML: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        why = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise PlatformError(f"platform: {path} is not valid YAML{where}: {why}") from None
     if not isinstance(doc, dict) or "parameters" not in doc:
         raise PlatformError(f"platform: {path} must have a 'parameters' mapping")
     meta = {k: v for k, v in doc.items() if k not in ("parameters", "name")}
-    return Platform(str(doc.get("name", path.stem)), doc["parameters"], meta)
+    try:
+        return Platform(str(doc.get("name", path.stem)), doc["parameters"], meta)
+    except PlatformError as exc:
+        raise PlatformError(str(exc).replace("platform: ", f"platform: {path}: ", 1)) from None
 
 
 def save_platform(platform: Platform, path: str | os.PathLike, header: str = "") -> None:

@@ -3,34 +3,22 @@
 import os
 
 import migsim.pipeline as mp
-import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-# Check the configuration before any job: one line naming the key and the allowed values.
-# (Numbers given as nested --config values arrive as strings: convert them first.)
-SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
-with open(SCHEMA) as fh:
-    config.update(mp.coerce_config(config, yaml.safe_load(fh)))
+# Check the configuration before any job: one line naming the key and the allowed values
+# (migsim.pipeline.validate_config: NaN and infinities, the schema, migsim.limits, the
+# platform's channel and thread counts). Numbers given as nested --config values arrive as
+# strings: convert them first.
+SCHEMA = mp.load_schema(
+    os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+)
+config.update(mp.coerce_config(config, SCHEMA))
 try:
-    validate(config, "../schemas/config.schema.yaml", set_default=False)
-except WorkflowError as err:
-    cause = err.__context__
-    raise WorkflowError(
-        mp.explain_validation_error(cause) if cause else str(err)
-    ) from None
-try:
-    mp.check_config(config)
+    mp.validate_config(config, SCHEMA, workflow.basedir)
 except ValueError as err:
     raise WorkflowError(str(err)) from None
-
-
 RESULTS = "results"
 PLATFORM = mp.resolve_path(config["platform"], workflow.basedir)
-try:
-    mp.check_against_platform(config, PLATFORM)
-except ValueError as err:
-    raise WorkflowError(str(err)) from None
 REFERENCE = {
     kind: mp.resolve_path(path, workflow.basedir)
     for kind, path in config["reference"].items()

@@ -4,11 +4,7 @@
 # results/whatif/index.html. Studies are sections of `whatif:` in the config, on by default.
 import migsim.pipeline_whatif as mpw
 
-try:
-    mpw.check_whatif_config(config)
-except ValueError as err:
-    raise WorkflowError(str(err)) from None
-
+# (the whatif section is checked with the rest of the configuration, common.smk)
 WHATIF = mpw.enabled_studies(config) if config.get("whatif") else []
 # The study jobs rerun when the engine code they import changes (Snakemake does not track it).
 WHATIF_ENGINE = mp.engine_sources(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import limits
 from ..compaction import (
     NR_WORK,
     VMSTAT_KEYS,
@@ -34,7 +35,7 @@ from ..fragment import FragmentConfig, fragment, load_state, metrics
 from ..migrate import cost_batches
 from ..platform import Platform
 from ..timeline import TimelineResult, run_timeline
-from ..units import MAX_PAGE_ORDER, PAGE_SIZE, PAGEBLOCK_ORDER, format_size
+from ..units import PAGE_SIZE, PAGEBLOCK_ORDER, format_size
 from ..vmstat import alloc_latency_us, percentiles
 from ..zone import Zone
 
@@ -278,19 +279,14 @@ def check_args(
 ) -> tuple[str, bool]:
     """All argument checks of a run, before any work; raises ValueError naming the argument."""
     kind, busy = mode_parts(mode)
-    top = platform.dma.max_channels_count
-    if kind == "dma" and (channels is None or not 1 <= channels <= top):
-        raise ValueError(f"channels: must be in 1..{top} for a dma mode, got {channels}")
-    if isinstance(cluster_max, bool) or not 1 <= cluster_max <= 512:
-        raise ValueError(f"cluster_max: must be in 1..512 pages, got {cluster_max}")
-    if isinstance(order, bool) or not 0 <= order <= MAX_PAGE_ORDER:
-        raise ValueError(f"order: must be in 0..{MAX_PAGE_ORDER}, got {order}")
-    if isinstance(allocations, bool) or allocations < 1:
-        raise ValueError(f"allocations: must be >= 1, got {allocations}")
-    if not 0.0 <= fail_rate <= 1.0:
-        raise ValueError(f"fail_rate: must be in [0, 1], got {fail_rate}")
-    if min_batch_bytes < 0:
-        raise ValueError(f"min_batch_bytes: must be >= 0, got {min_batch_bytes}")
+    if kind == "dma":
+        why = f"the DMA channels of platform {platform.name}"
+        limits.CHANNELS.check(channels, "channels", hi=platform.dma.max_channels_count, why=why)
+    limits.CLUSTER_MAX.check(cluster_max, "cluster_max")
+    limits.ORDER.check(order, "order")
+    limits.ALLOCATIONS.check(allocations, "allocations")
+    limits.FAIL_RATE.check(fail_rate, "fail_rate")
+    limits.MIN_BATCH_BYTES.check(min_batch_bytes, "min_batch_bytes")
     if state is None:
         FragmentConfig(node_bytes=node_bytes, free_ratio=free_ratio, pattern=pattern).resolved()
         request = allocations * (PAGE_SIZE << order)
@@ -299,6 +295,11 @@ def check_args(
                 f"allocations: {allocations} x {format_size(PAGE_SIZE << order)} = "
                 f"{format_size(request)} is more memory than the {format_size(node_bytes)} node"
             )
+        limits.check_memory(
+            limits.compaction_memory(node_bytes),
+            "node_bytes",
+            f"simulating a {format_size(node_bytes)} node",
+        )
     return kind, busy
 
 

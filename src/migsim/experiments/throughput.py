@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import limits
 from ..copiers import make_copier
 from ..migrate import MigrateResult, migrate_trials, uniform_batch_totals
 from ..platform import Platform
-from ..units import HPAGE_PUD_NR, PAGE_SIZE, folio_order, format_size
+from ..units import HPAGE_PUD_NR, PAGE_SIZE, format_size
 
 MODES = ("baseline", "dma", "mt")
 
@@ -102,25 +103,23 @@ class ThroughputResult:
 
 
 def check_cell(mode: str, folio_bytes: int, total_bytes: int, channels, threads, platform) -> None:
-    """Argument checks of one cell; raises ValueError naming the argument."""
+    """Argument checks of one cell (ranges from migsim.limits); raises ValueError naming the
+    argument."""
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {', '.join(MODES)}; got {mode!r}")
-    folio_order(folio_bytes)
-    if total_bytes < folio_bytes or total_bytes % folio_bytes:
+    limits.check_folio_size(folio_bytes, "folio_size")
+    limits.TOTAL_BYTES.parse(total_bytes, "total_bytes")
+    if total_bytes % folio_bytes:
         raise ValueError(
-            f"total_bytes: must be a positive multiple of the folio size "
-            f"({format_size(folio_bytes)}), got {total_bytes}"
+            f"total_bytes: must be a whole number of folios ({format_size(folio_bytes)}), "
+            f"got {total_bytes}"
         )
-    if total_bytes > 1 << 40:
-        raise ValueError(f"total_bytes: at most 1T, got {format_size(total_bytes)}")
     if mode == "dma":
-        top = platform.dma.max_channels_count
-        if channels is None or not 1 <= channels <= top:
-            raise ValueError(f"channels: must be in 1..{top} for mode dma, got {channels}")
+        why = f"the DMA channels of platform {platform.name}"
+        limits.CHANNELS.check(channels, "channels", hi=platform.dma.max_channels_count, why=why)
     if mode == "mt":
-        top = platform.mt.max_threads_count
-        if threads is None or not 1 <= threads <= top:
-            raise ValueError(f"threads: must be in 1..{top} for mode mt, got {threads}")
+        why = f"the copy threads of platform {platform.name}"
+        limits.THREADS.check(threads, "threads", hi=platform.mt.max_threads_count, why=why)
 
 
 def run_throughput(
@@ -146,12 +145,16 @@ def run_throughput(
     if mode == "mt" and threads is None:
         threads = 4
     check_cell(mode, folio_size, total_bytes, channels, threads, platform)
-    if trials < 1:
-        raise ValueError(f"trials: must be >= 1, got {trials}")
-    if batch_limit < 1:
-        raise ValueError(f"batch_limit: must be >= 1 base page, got {batch_limit}")
-    if not 0.0 <= fail_rate <= 1.0:
-        raise ValueError(f"fail_rate: must be in [0, 1], got {fail_rate}")
+    limits.TRIALS.check(trials, "trials")
+    limits.BATCH_LIMIT.check(batch_limit, "batch_limit")
+    limits.FAIL_RATE.check(fail_rate, "fail_rate")
+    limits.MIN_BATCH_BYTES.check(min_batch_bytes, "min_batch_bytes")
+    limits.check_memory(
+        limits.throughput_memory(total_bytes, folio_size, batch_limit),
+        "total_bytes",
+        f"moving {format_size(total_bytes)} of {format_size(folio_size)} folios in batches of "
+        f"{batch_limit} base pages (batch_limit)",
+    )
     copier = make_copier(
         mode,
         channels=channels,

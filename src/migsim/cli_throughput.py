@@ -97,8 +97,8 @@ def register(sub, rsub) -> None:
     )
     platform_arg(a)
     a.add_argument("--reference-dir", type=Path, default=REFERENCE_THROUGHPUT.parent)
-    a.add_argument("--trials", type=int_range(1, 10000), default=5)
-    a.add_argument("--seed", type=int_range(0, 2**63 - 1), default=1)
+    a.add_argument("--trials", type=limit_arg(limits.TRIALS, "--trials"), default=5)
+    a.add_argument("--seed", type=seed_arg(), default=1)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_reproduce_all)
 
@@ -130,10 +130,10 @@ def check_throughput_args(args, platform) -> None:
             f"({format_size(args.folio_size)}) folios, got {format_size(args.total_bytes)}"
         )
     limits.check_memory(
-        limits.throughput_memory(args.total_bytes, args.folio_size, args.batch_limit),
+        limits.throughput_memory(args.total_bytes, args.folio_size, args.batch_limit, args.trials),
         "--total-bytes",
         f"moving {format_size(args.total_bytes)} of {format_size(args.folio_size)} folios in "
-        f"batches of {args.batch_limit} base pages (--batch-limit)",
+        f"batches of {args.batch_limit} base pages (--batch-limit), {args.trials} trial(s)",
     )
 
 

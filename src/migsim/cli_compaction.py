@@ -138,7 +138,15 @@ def cmd_compaction(args) -> int:
         rfc=args.rfc,
     )  # fmt: skip
     if args.trace is not None:
-        write_run_trace(res, args.trace, args.trace_max_events)
+        from .pipeline_kernel import write_trace
+
+        events, total = write_trace(res, args.trace, args.trace_max_events)
+        if total > events:
+            print(
+                f"migsim compaction: --trace: the run has {total} events, wrote the first "
+                f"{events} (raise --trace-max-events to keep all)",
+                file=sys.stderr,
+            )
     row = res.row()
     summary = res.summary()
     if args.json:
@@ -181,29 +189,6 @@ def cmd_compaction(args) -> int:
     if lat["p50"] is not None:
         print("  alloc latency us " + "  ".join(f"{k} {v:.1f}" for k, v in lat.items()))
     return 0
-
-
-def write_run_trace(res, path: Path, max_events: int) -> None:
-    """The run's tracepoint events into `path` (text or .parquet), at most `max_events`;
-    says on stderr when the cap cut the trace."""
-    from .tables import write_parquet
-    from .trace import TRACE_EVENTS, simulated_events, write_trace_text
-
-    start, end = res.zone_pfns
-    events, total = simulated_events(
-        res.log, res.cost, zone_start=start, zone_end=end, max_events=max_events
-    )
-    if total > events.height:
-        print(
-            f"migsim compaction: --trace: the run has {total} events, wrote the first "
-            f"{events.height} (raise --trace-max-events to keep all)",
-            file=sys.stderr,
-        )
-    if path.suffix == ".parquet":
-        write_parquet(events, path, TRACE_EVENTS, config_hash="", seed=res.seed,
-                      extra={"mode": res.mode, "events_total": total})  # fmt: skip
-    else:
-        write_trace_text(events, path)
 
 
 def cmd_reproduce(args) -> int:

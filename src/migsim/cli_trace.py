@@ -20,6 +20,23 @@ def register(sub, rsub) -> None:
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=cmd_import)
 
+    c = sub.add_parser(
+        "compare",
+        help="an mmtests-style report of two or more runs: real and simulated traces, run files",
+    )
+    c.add_argument("files", nargs="+", type=Path,
+                   help="REAL SIM ...: trace text (tracefs or perf script), trace-event Parquet, "
+                   "or compaction run Parquet (one column per mode); the first is the baseline")  # fmt: skip
+    c.add_argument("--names", type=lambda t: t.split(","), default=None,
+                   help="column names, comma separated (default: file stems or modes)")  # fmt: skip
+    c.add_argument("--md", type=Path, default=None, help="write the report as Markdown")
+    c.add_argument("--text", type=Path, default=None, help="write the report as text")
+    c.add_argument("--figure", type=Path, default=None,
+                   help="write the traces side by side as STEM.html/.svg/.png (traces only)")  # fmt: skip
+    c.add_argument("--title", default="migsim compare", help="report title")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=cmd_compare)
+
 
 def register_probe(psub) -> None:
     """Add `migsim probe trace -- COMMAND` to the probe sub-commands."""
@@ -118,3 +135,43 @@ def cmd_import(args) -> int:
     for line in imp.unparsed_examples:
         print(f"  unparsed: {line}", file=sys.stderr)
     return 0
+
+
+def cmd_compare(args) -> int:
+    from .atomic import atomic_write_text
+    from .mmtests import format_markdown, format_text, report_rows
+    from .pipeline_kernel import compare, compare_figure
+
+    for f in args.files:
+        _existing(f, "FILE")
+    if len(args.files) < 2 and not str(args.files[0]).endswith(".parquet"):
+        raise ValueError("FILE: give two or more files to compare (REAL SIM ...)")
+    if args.names is not None and len(args.names) != len(args.files):
+        raise ValueError(f"--names: give {len(args.files)} names, got {len(args.names)}")
+    stats = compare(args.files, args.names)
+    if len(stats) < 2:
+        raise ValueError("FILE: the files hold fewer than two runs to compare")
+    text = format_text(stats, args.title)
+    if args.text is not None:
+        atomic_write_text(args.text, text)
+    if args.md is not None:
+        atomic_write_text(args.md, format_markdown(stats, args.title))
+    if args.figure is not None:
+        if any(str(f).endswith(".parquet") and _is_runs(f) for f in args.files):
+            raise ValueError("--figure: traces only (text or trace-event Parquet)")
+        names = args.names or [r.name for r in stats]
+        compare_figure(args.files, names, args.figure)
+    if args.json:
+        rows = [{"stat": r.label, "metric": r.metric, "values": r.values, "pct": r.pcts}
+                for r in report_rows(stats)]  # fmt: skip
+        print(json.dumps({"runs": [r.name for r in stats], "rows": rows,
+                          "ops": {r.name: r.ops for r in stats}}))  # fmt: skip
+    else:
+        print(text, end="")
+    return 0
+
+
+def _is_runs(path: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    return "alloc_latency_us" in pq.read_schema(path).names

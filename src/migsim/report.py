@@ -21,6 +21,7 @@ FIGURE_TITLES = {
     "speedup": "Speed-up over the baseline",
     "parity": "Simulated against published throughput",
     "compaction": "Direct compaction modes",
+    "alloc_latency": "Order-9 allocation latency per mode (CDF)",
 }
 
 CSS = (

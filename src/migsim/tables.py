@@ -359,6 +359,23 @@ TRACE_EVENTS = Schema(
     ),
 )
 
+ALLOC_LATENCY_SUMMARY = Schema(
+    name="alloc_latency_summary",
+    doc=(
+        "Quantiles of the per-allocation latency (slow-path entry to page returned) of each "
+        "compaction mode, pooled over its runs: 101 rows per mode (q = 0, 0.01, .., 1)."
+    ),
+    columns=(
+        _c("mode", S, "", "baseline, dma, busy-baseline or busy-dma"),
+        _c("mode_order", I32, "", "position of the mode in the published table"),
+        _c("q", F64, "fraction", "quantile"),
+        _c("latency_us", F64, "us", "latency at quantile q"),
+        _c("n", I64, "allocations", "allocations that entered the slow path, over all runs"),
+        _c("platform", S, "", "platform name"),
+    ),
+    sort_by=("mode_order", "mode", "q"),
+)
+
 SCHEMAS: dict[str, Schema] = {
     s.name: s
     for s in (
@@ -366,6 +383,7 @@ SCHEMAS: dict[str, Schema] = {
         COMPACTION_RUNS,
         THROUGHPUT_SUMMARY,
         COMPACTION_SUMMARY,
+        ALLOC_LATENCY_SUMMARY,
         TRACE_EVENTS,
     )
 }

@@ -38,10 +38,12 @@ FIGURES = {
     "speedup": "throughput",
     "parity": "throughput",
     "compaction": "compaction",
+    "alloc_latency": "compaction",  # rule kernel_formats (workflow/rules/kernel.smk)
 }
 TABLES = {
     "throughput": ["throughput", "throughput_vs_published"],
     "compaction": ["compaction", "compaction_vs_published"],
+    "kernel": ["alloc_latency", "mmtests_compaction"],  # rule kernel_formats
 }
 
 

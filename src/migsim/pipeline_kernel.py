@@ -1,0 +1,188 @@
+"""Pipeline jobs and CLI helpers in the kernel developers' formats: the allocation latency
+summary, table and figure of the compaction modes, the mmtests compare report of the modes,
+and a real trace beside a simulated one (``migsim compare``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from . import mmtests
+from .tables import (
+    ALLOC_LATENCY_PERCENTILES,
+    ALLOC_LATENCY_SUMMARY,
+    COMPACTION_MODES,
+    COMPACTION_RUNS,
+    Table,
+    read_runs,
+    write_parquet,
+    write_table,
+)
+
+QUANTILES = np.linspace(0.0, 1.0, 101)
+
+
+def summarise_alloc_latency(runs: pl.DataFrame) -> pl.DataFrame:
+    """ALLOC_LATENCY_SUMMARY of compaction run rows: each mode's latencies pooled over its
+    runs, at the quantiles 0, 0.01, .., 1."""
+    order = {m: i for i, m in enumerate(COMPACTION_MODES)}
+    rows = []
+    for (mode,), g in runs.group_by(["mode"], maintain_order=True):
+        lat = np.concatenate([np.asarray(x, dtype=np.float64) for x in g["alloc_latency_us"]])
+        if not len(lat):
+            continue
+        qs = np.quantile(lat, QUANTILES)
+        for q, v in zip(QUANTILES, qs, strict=True):
+            rows.append({"mode": mode, "mode_order": order.get(mode, len(order)),
+                         "q": round(float(q), 2), "latency_us": float(v), "n": len(lat),
+                         "platform": g["platform"][0]})  # fmt: skip
+    return (
+        ALLOC_LATENCY_SUMMARY.frame(rows)
+        if rows
+        else pl.DataFrame(schema=ALLOC_LATENCY_SUMMARY.polars_schema())
+    )
+
+
+def alloc_latency_table(summary: pl.DataFrame) -> Table:
+    """Percentiles p5..p99 of each mode (us), the layout of the proactive-compaction
+    series' order-9 latency tables."""
+    s = ALLOC_LATENCY_SUMMARY.conform(summary)
+    header = ["mode", "allocations"] + [f"p{p}" for p in ALLOC_LATENCY_PERCENTILES]
+    rows = []
+    for (mode,), g in s.group_by(["mode"], maintain_order=True):
+        at = dict(zip(g["q"].round(2).to_list(), g["latency_us"].to_list(), strict=True))
+        rows.append([mode, str(g["n"][0])] + [f"{at[p / 100]:.1f}" for p in
+                                              ALLOC_LATENCY_PERCENTILES])  # fmt: skip
+    return Table(
+        "Order-9 allocation latency, us (slow-path entry to page returned)",
+        header,
+        rows,
+        ["Simulated; quantiles over every allocation of every run of the mode."],
+    )
+
+
+def kernel_outputs(run_paths: Sequence[str], outputs: Mapping[str, str], *, seed: int,
+                   digest: str) -> None:  # fmt: skip
+    """The compaction modes in the kernel developers' formats: latency summary (Parquet),
+    latency table and mmtests report (md, html; the report also as text), latency figure.
+    `outputs` keys: summary, latency_md, latency_html, mmtests_txt, mmtests_md, mmtests_html,
+    figure (a stem: .html, .svg, .png)."""
+    from .figures import save_chart
+    from .figures_kernel import alloc_latency_chart
+
+    runs = read_runs(run_paths, COMPACTION_RUNS)
+    summary = summarise_alloc_latency(runs)
+    write_parquet(summary, outputs["summary"], ALLOC_LATENCY_SUMMARY, config_hash=digest,
+                  seed=seed)  # fmt: skip
+    write_table(alloc_latency_table(summary), outputs["latency_md"], outputs["latency_html"])
+    modes = [m for m in COMPACTION_MODES if m in set(runs["mode"])]
+    stats = [mmtests.stats_from_compaction_runs(runs.filter(pl.col("mode") == m), m)
+             for m in modes]  # fmt: skip
+    title = "migsim compaction: the modes compared (mmtests layout)"
+    if len(stats) >= 2:
+        from .atomic import atomic_write_text
+
+        atomic_write_text(outputs["mmtests_txt"], mmtests.format_text(stats, title))
+        write_table(mmtests.to_table(stats, title), outputs["mmtests_md"], outputs["mmtests_html"])
+    else:
+        from .atomic import atomic_write_text
+
+        msg = f"{title}: fewer than two modes in this configuration\n"
+        atomic_write_text(outputs["mmtests_txt"], msg)
+        write_table(Table(title, ["stat"], [], [msg.strip()]), outputs["mmtests_md"],
+                    outputs["mmtests_html"])  # fmt: skip
+    save_chart(alloc_latency_chart(summary), outputs["figure"])
+
+
+def compare(paths: Sequence[str | Path], names: Sequence[str] | None = None,
+            ) -> list[mmtests.RunStats]:  # fmt: skip
+    """RunStats of every file (traces, event Parquet, compaction run Parquet), named."""
+    stats: list[mmtests.RunStats] = []
+    for i, p in enumerate(paths):
+        name = names[i] if names and i < len(names) else None
+        stats += mmtests.load_stats(Path(p), name)
+    return stats
+
+
+def compare_figure(paths: Sequence[str | Path], names: Sequence[str], stem: str | Path) -> None:
+    """Traces side by side (figures_kernel.compare_chart) as HTML, SVG and PNG at `stem`."""
+    from .figures import save_chart
+    from .figures_kernel import compare_chart
+    from .trace import call_table
+
+    series, calls = [], []
+    for p, name in zip(paths, names, strict=True):
+        ct = call_table(mmtests.load_events(Path(p)))
+        t0 = ct["time_s"].min() if ct.height else 0.0
+        series.append(ct.select(pl.lit(name).alias("source"), (pl.col("time_s") - t0),
+                                pl.col("pages").cum_sum().alias("pages_cum")))  # fmt: skip
+        calls.append(ct.select(pl.lit(name).alias("source"), "pages", "latency_us"))
+    save_chart(compare_chart(pl.concat(series), pl.concat(calls)), stem)
+
+
+def write_trace(res, path: str | Path, max_events: int, *, text: bool | None = None
+                ) -> tuple[int, int]:  # fmt: skip
+    """A traced CompactionResult's events into `path`: tracefs text, or Parquet (TRACE_EVENTS)
+    when `text` is False or the name ends in .parquet; at most `max_events`. Returns the
+    events written and the events of the whole run."""
+    from .trace import TRACE_EVENTS, simulated_events, write_trace_text
+
+    start, end = res.zone_pfns
+    events, total = simulated_events(
+        res.log, res.cost, zone_start=start, zone_end=end, max_events=max_events
+    )
+    if text is None:
+        text = not str(path).endswith(".parquet")
+    if text:
+        write_trace_text(events, path)
+    else:
+        write_parquet(events, path, TRACE_EVENTS, config_hash="", seed=res.seed,
+                      extra={"mode": res.mode, "events_total": total})  # fmt: skip
+    return events.height, total
+
+
+def trace_mode(platform_path: str, state_path: str, params: Mapping, text_path: str,
+               events_path: str, max_events: int) -> None:  # fmt: skip
+    """The first run of one compaction mode (as rule compaction runs it), traced: its events
+    as tracefs text and as Parquet."""
+    from .experiments.compaction import run_compaction
+    from .pipeline import cell_seed
+    from .platform import load_platform
+
+    platform = load_platform(platform_path)
+    res = run_compaction(
+        platform,
+        mode=params["mode"],
+        channels=params["channels"],
+        cluster_max=params["cluster_max"],
+        node_bytes=params["node_bytes"],
+        allocations=params["allocations"],
+        free_ratio=params["free_ratio"],
+        pattern=params["pattern"],
+        seed=cell_seed(params["seed"], "compaction", params["mode"], 0),
+        fail_rate=params["fail_rate"],
+        min_batch_bytes=params["min_batch_bytes"],
+        state=state_path,
+        noise=params["noise"],
+        trace=True,
+    )
+    n, total = write_trace(res, text_path, max_events, text=True)
+    write_trace(res, events_path, max_events, text=False)
+    if total > n:
+        print(f"trace: the run has {total} events, wrote the first {n} (trace.max_events)")
+
+
+def compare_outputs(real: str, sim: str, *, txt: str, md: str, figure: str) -> None:
+    """A real trace beside a simulated one: the mmtests report (text, Markdown) and the
+    figure (compare_figure)."""
+    from .atomic import atomic_write_text
+
+    names = ["real", "simulated"]
+    stats = compare([real, sim], names)
+    title = f"real trace ({Path(real).name}) beside the simulated baseline"
+    atomic_write_text(txt, mmtests.format_text(stats, title))
+    atomic_write_text(md, mmtests.format_markdown(stats, title))
+    compare_figure([real, sim], names, figure)

@@ -1,0 +1,154 @@
+"""The mmtests-style compare report, `migsim compare`, and the kernel-format pipeline outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+from pipeline_util import smoke_run, snakemake
+
+from migsim import mmtests
+from migsim.experiments.compaction import simulate
+from migsim.pipeline_kernel import summarise_alloc_latency, write_trace
+from migsim.tables import ALLOC_LATENCY_SUMMARY, COMPACTION_RUNS, TRACE_EVENTS
+
+
+def two_runs() -> list[mmtests.RunStats]:
+    a, b = mmtests.RunStats("base"), mmtests.RunStats("new")
+    a.add(mmtests.Metric("latency", "us", np.array([10.0, 20.0, 30.0, 40.0])))
+    b.add(mmtests.Metric("latency", "us", np.array([5.0, 10.0, 15.0, 20.0])))
+    a.add(mmtests.Metric("rate", "pages/s", np.array([1.0, 4.0]), True, quantiles=False))
+    b.add(mmtests.Metric("rate", "pages/s", np.array([2.0, 2.0]), True, quantiles=False))
+    a.ops, b.ops = {"pgmigrate_success": 100.0}, {"pgmigrate_success": 150.0}
+    return [a, b]
+
+
+def test_rows_values_and_signed_percentages():
+    rows = {(r.label, r.metric): r for r in mmtests.report_rows(two_runs())}
+    am = rows[("Amean", "latency-us")]
+    assert am.values == [25.0, 12.5] and am.pcts[1] == pytest.approx(50.0)  # lower: better
+    assert rows[("Max", "latency-us")].values == [40.0, 20.0]
+    assert rows[("2nd-qrtle", "latency-us")].values == [25.0, 12.5]
+    hm = rows[("Hmean", "rate-pages/s")]
+    assert hm.values == pytest.approx([1.6, 2.0]) and hm.pcts[1] == pytest.approx(25.0)
+    assert ("Min", "rate-pages/s") not in rows  # a rate per run: means only
+    ops = rows[("Ops", "pgmigrate_success")]
+    assert ops.values == [100.0, 150.0] and ops.pcts[1] == pytest.approx(50.0)
+
+
+def test_text_layout_and_markdown():
+    text = mmtests.format_text(two_runs(), "title")
+    lines = text.splitlines()
+    assert lines[0] == "title" and lines[1].split() == ["base", "new"]
+    am = next(line for line in lines if line.startswith("Amean     latency-us"))
+    assert am.split() == ["Amean", "latency-us", "25.00", "(", "0.00%)", "12.50", "(", "50.00%)"]
+    assert any(line.startswith("Ops       pgmigrate_success") for line in lines)
+    md = mmtests.format_markdown(two_runs(), "title")
+    assert "| Hmean | rate-pages/s | 1.60 | 2.00 (  25.00%) |" in md
+
+
+def test_one_run_is_not_a_comparison():
+    with pytest.raises(ValueError, match="two or more"):
+        mmtests.report_rows(two_runs()[:1])
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory, platform):
+    d = tmp_path_factory.mktemp("traces")
+    sim = simulate(platform, node_bytes=64 << 20, allocations=16, trace=True)
+    out = {}
+    for mode in ("baseline", "busy-dma"):
+        res = sim.result(platform, mode=mode, channels=1)
+        write_trace(res, d / f"{mode}.trace", 10**6)
+        write_trace(res, d / f"{mode}.parquet", 10**6)
+        out[mode] = res
+    return d, out
+
+
+def test_compare_cli_json_text_md_and_figure(traces, tmp_path):
+    d, res = traces
+    cmd = [sys.executable, "-m", "migsim.cli", "compare", str(d / "baseline.trace"),
+           str(d / "busy-dma.parquet"), "--names", "real,sim", "--md", str(tmp_path / "r.md"),
+           "--figure", str(tmp_path / "fig"), "--json"]  # fmt: skip
+    out = json.loads(subprocess.check_output(cmd))
+    assert out["runs"] == ["real", "sim"]
+    ops = out["ops"]
+    for mode, name in (("baseline", "real"), ("busy-dma", "sim")):
+        assert ops[name]["pgmigrate_success"] == res[mode].vmstat["pgmigrate_success"]
+        assert ops[name]["migrate_pages_calls"] == res[mode].migrate_calls
+    lat = next(r for r in out["rows"] if (r["stat"], r["metric"]) == ("Amean", "call-latency-us"))
+    assert lat["pct"][1] < 0  # the busy mode's calls take longer: worse
+    assert (
+        (tmp_path / "r.md")
+        .read_text()
+        .startswith("## migsim compare\n\n| stat | metric | real | sim |")
+    )
+    for ext in ("html", "svg", "png"):
+        assert (tmp_path / f"fig.{ext}").stat().st_size > 1000
+
+
+def test_compare_cli_bad_input(traces, tmp_path):
+    d, _ = traces
+    base = [sys.executable, "-m", "migsim.cli", "compare"]
+    p = subprocess.run([*base, str(d / "baseline.trace")], capture_output=True, text=True)
+    assert p.returncode == 2 and "two or more" in p.stderr
+    p = subprocess.run([*base, str(d / "baseline.trace"), str(tmp_path / "none")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "no such file" in p.stderr
+    p = subprocess.run([*base, str(d / "baseline.trace"), str(d / "busy-dma.trace"),
+                        "--names", "a"], capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "--names" in p.stderr
+
+
+def test_alloc_latency_summary_quantiles(platform):
+    sim = simulate(platform, node_bytes=64 << 20, allocations=16)
+    rows = [sim.result(platform, mode=m).row() for m in ("baseline", "busy-baseline")]
+    s = summarise_alloc_latency(COMPACTION_RUNS.frame(rows))
+    ALLOC_LATENCY_SUMMARY.conform(s)
+    base = s.filter(pl.col("mode") == "baseline")
+    assert base.height == 101 and base["n"][0] == 16
+    lat = np.array(rows[0]["alloc_latency_us"])
+    assert base.filter(pl.col("q") == 0.5)["latency_us"][0] == pytest.approx(np.median(lat))
+    assert base.filter(pl.col("q") == 1.0)["latency_us"][0] == pytest.approx(lat.max())
+
+
+# ---- through the real snakemake --------------------------------------------------------------
+
+
+def test_pipeline_writes_latency_and_mmtests_outputs(tmp_path_factory):
+    work = smoke_run(tmp_path_factory)
+    res = work / "results"
+    s = pl.read_parquet(res / "summary" / "alloc_latency.parquet")
+    ALLOC_LATENCY_SUMMARY.conform(s)
+    runs = pl.concat(
+        [pl.read_parquet(p) for p in sorted((res / "runs" / "compaction").glob("*.parquet"))]
+    )
+    for (mode,), g in runs.group_by(["mode"]):
+        lat = np.concatenate(g["alloc_latency_us"].to_list())
+        got = s.filter((pl.col("mode") == mode) & (pl.col("q") == 0.99))["latency_us"][0]
+        assert got == pytest.approx(np.quantile(lat, 0.99))
+    text = (res / "tables" / "mmtests_compaction.txt").read_text()
+    assert "Amean     alloc-latency-us" in text and "Ops       pgmigrate_success" in text
+    for ext in ("html", "svg", "png"):
+        assert (res / "figures" / f"alloc_latency.{ext}").stat().st_size > 1000
+    assert "figure-alloc_latency" in (res / "index.html").read_text()
+
+
+def test_pipeline_trace_target_and_compare(tmp_path_factory):
+    work = smoke_run(tmp_path_factory)
+    real = work / "results" / "real.trace"  # a "real" trace: here the simulated busy-dma one
+    cfg = 'trace={"compare_with": "' + str(real) + '"}'
+    snakemake(work, "results/traces/compaction-busy-dma.trace", "--cores", "2",
+              "--configfile", "config/smoke.yaml", "--config", cfg)  # fmt: skip
+    real.write_bytes((work / "results" / "traces" / "compaction-busy-dma.trace").read_bytes())
+    snakemake(work, "--cores", "2", "--configfile", "config/smoke.yaml", "--config", cfg)
+    res = work / "results"
+    for mode in ("baseline", "dma", "busy-baseline", "busy-dma"):
+        TRACE_EVENTS.check_file(res / "traces" / f"compaction-{mode}.parquet")
+    text = (res / "compare" / "trace.txt").read_text()
+    assert text.splitlines()[1].split() == ["real", "simulated"]
+    assert (res / "compare" / "trace.svg").stat().st_size > 1000

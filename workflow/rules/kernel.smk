@@ -1,0 +1,98 @@
+# Stage 4b: the compaction modes in the kernel developers' formats -- the order-9 allocation
+# latency (summary, p5..p99 table, CDF figure beside the four-mode comparison) and the
+# mmtests compare report of the modes; with `trace:` in the config, each mode's tracepoint
+# events (tracefs text and Parquet) and, with `trace.compare_with`, a real trace beside the
+# simulated baseline (results/compare/).
+
+
+localrules:
+    kernel_formats,
+    compare_trace,
+
+
+rule kernel_formats:
+    input:
+        runs=expand(
+            f"{RESULTS}/runs/compaction/{{mode}}.parquet", mode=COMPACTION_MODES
+        ),
+        code=[
+            mp.module_source(m)
+            for m in ("pipeline_kernel", "mmtests", "figures_kernel", "tables")
+        ],
+    output:
+        summary=f"{RESULTS}/summary/alloc_latency.parquet",
+        latency_md=f"{RESULTS}/tables/alloc_latency.md",
+        latency_html=f"{RESULTS}/tables/alloc_latency.html",
+        mmtests_txt=f"{RESULTS}/tables/mmtests_compaction.txt",
+        mmtests_md=f"{RESULTS}/tables/mmtests_compaction.md",
+        mmtests_html=f"{RESULTS}/tables/mmtests_compaction.html",
+        html=f"{RESULTS}/figures/alloc_latency.html",
+        svg=report(
+            f"{RESULTS}/figures/alloc_latency.svg",
+            caption="../report/figure_alloc_latency.rst",
+            category="Compaction",
+            subcategory="Figures",
+        ),
+        png=f"{RESULTS}/figures/alloc_latency.png",
+    log:
+        f"{RESULTS}/logs/kernel_formats.log",
+    params:
+        digest=mp.experiment_digest(config, "compaction"),
+        seed=config["seed"],
+    script:
+        "../scripts/kernel_formats.py"
+
+
+rule compaction_trace:
+    input:
+        platform=PLATFORM,
+        state=rules.fragment.output.state,
+        engine=ENGINE_FOR["compaction"],
+    output:
+        text=f"{RESULTS}/traces/compaction-{{mode}}.trace",
+        events=f"{RESULTS}/traces/compaction-{{mode}}.parquet",
+    log:
+        f"{RESULTS}/logs/traces/compaction-{{mode}}.log",
+    wildcard_constraints:
+        mode=r"baseline|dma|busy-baseline|busy-dma",
+    params:
+        run=lambda wildcards: mp.compaction_params(config, wildcards.mode),
+        max_events=config.get("trace", {}).get("max_events", 2000000),
+    script:
+        "../scripts/compaction_trace.py"
+
+
+rule compare_trace:
+    input:
+        real=config.get("trace", {}).get("compare_with") or [],
+        sim=f"{RESULTS}/traces/compaction-baseline.parquet",
+        code=[
+            mp.module_source(m)
+            for m in ("pipeline_kernel", "mmtests", "figures_kernel")
+        ],
+    output:
+        txt=f"{RESULTS}/compare/trace.txt",
+        md=f"{RESULTS}/compare/trace.md",
+        html=f"{RESULTS}/compare/trace.html",
+        svg=f"{RESULTS}/compare/trace.svg",
+        png=f"{RESULTS}/compare/trace.png",
+    log:
+        f"{RESULTS}/logs/compare_trace.log",
+    script:
+        "../scripts/compare_trace.py"
+
+
+def trace_targets():
+    """The traces of every mode with `trace:` in the config; the comparison with a real trace
+    with `trace.compare_with`."""
+    tr = config.get("trace")
+    if not tr:
+        return []
+    out = [
+        f"{RESULTS}/traces/compaction-{m}.{ext}"
+        for m in COMPACTION_MODES
+        for ext in ("trace", "parquet")
+    ]
+    if tr.get("compare_with"):
+        out.append(f"{RESULTS}/compare/trace.md")
+    return out

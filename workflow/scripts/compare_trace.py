@@ -1,0 +1,12 @@
+"""Snakemake adapter of rule compare_trace: migsim.pipeline_kernel.compare_outputs."""
+
+from pathlib import Path
+
+from migsim.pipeline import job_log
+from migsim.pipeline_kernel import compare_outputs
+
+smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)
+
+with job_log(smk.log[0], "real trace beside the simulated baseline"):
+    compare_outputs(smk.input.real, smk.input.sim, txt=smk.output.txt, md=smk.output.md,
+                    figure=str(Path(smk.output.svg).with_suffix("")))  # fmt: skip

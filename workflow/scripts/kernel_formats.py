@@ -1,0 +1,13 @@
+"""Snakemake adapter of rule kernel_formats: migsim.pipeline_kernel.kernel_outputs."""
+
+from pathlib import Path
+
+from migsim.pipeline import job_log
+from migsim.pipeline_kernel import kernel_outputs
+
+smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)
+
+with job_log(smk.log[0], "allocation latency and mmtests report"):
+    outputs = dict(smk.output.items())
+    outputs["figure"] = str(Path(smk.output.svg).with_suffix(""))
+    kernel_outputs(list(smk.input.runs), outputs, seed=smk.params.seed, digest=smk.params.digest)

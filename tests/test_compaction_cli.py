@@ -99,7 +99,17 @@ def test_reproduce_compaction_json_and_text(capsys):
     sim = {r["mode"]: r for r in d["per_page_us"]["simulated"]}
     for r in d["modes"]:
         p = sim[r["mode"]]
-        assert p["sys_us"] + p["idle_us"] + p["user_us"] == pytest.approx(p["wall_us"], rel=1e-9)
+        cols = p["sys_us"] + p["idle_us"] + p["user_us"] + p["irq_softirq_us"]
+        assert cols == pytest.approx(p["wall_us"], rel=1e-9)
+        assert {"irq_pct", "softirq_pct"} <= set(r)
+    # the missing share of a published row is its irq + softirq: baseline 100 - 99.40 - 0.29
+    assert pub["baseline"]["irq_softirq_us"] == pytest.approx(16708e3 * 0.0031 / 4563506)
+    # alone on its CPU the compacting task's kernel time is exactly the sum of the named parts
+    parts = d["parts_per_page_us"]
+    for mode in ("baseline", "dma"):
+        named = {k: v for k, v in parts[mode].items() if k != "total kernel CPU of compaction"}
+        assert sum(named.values()) == pytest.approx(sim[mode]["sys_us"], rel=1e-9)
+        assert not any("isolate_page" in k for k in named)  # no lumped per-page cost left
     saving = d["offload_saving_us"]["simulated"]
     assert saving["idle"] == pytest.approx(sim["baseline"]["sys_us"] - sim["dma"]["sys_us"])
     assert saving["busy"] > 0 and saving["idle"] > 0  # offloading never costs CPU here

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from compaction_tolerance import check, check_names
 
-from migsim.calibrate_compaction import fit_compaction
+from migsim.calibrate_compaction import FREE, fit_compaction
 from migsim.cli_compaction import REFERENCE_COMPACTION
 from migsim.experiments.compaction import MODES, mode_rows, simulate
 
@@ -41,8 +41,8 @@ def test_excess_pages_are_the_batch_after_a_drain_capture(simulated):
     assert row["pages_after_capture"] == pytest.approx(32 * row["capture_in_drain"], rel=0.01)
 
 
-def test_fit_recovers_a_known_isolation_cost(platform, tmp_path):
-    truth = platform.replace(compaction__isolate_page_us=1.7)
+def test_fit_recovers_known_isolation_and_tick_costs(platform, tmp_path):
+    truth = platform.replace(compaction__isolate_lru_folio_us=1.7, sched__tick_irq_us=2.5)
     kw = {"node_bytes": 1 << 30, "allocations": 200}
     rows = [simulate(truth, **kw).result(truth, mode=m).row() for m in MODES]
     ref = pl.DataFrame(
@@ -51,9 +51,10 @@ def test_fit_recovers_a_known_isolation_cost(platform, tmp_path):
     )  # fmt: skip
     path = tmp_path / "ref.csv"
     ref.write_csv(path)
-    start = platform.replace(compaction__isolate_page_us=0.5)
+    start = platform.replace(compaction__isolate_lru_folio_us=0.5, sched__tick_irq_us=1.0)
     fitted, resid = fit_compaction(start, path, **kw)
-    assert fitted.compaction.isolate_page_us == pytest.approx(1.7, rel=1e-3)
+    assert fitted.compaction.isolate_lru_folio_us == pytest.approx(1.7, rel=1e-3)
+    assert fitted.sched.tick_irq_us == pytest.approx(2.5, rel=1e-3)
     base = resid.filter((pl.col("mode") == "baseline") & (pl.col("metric") == "wall_ms"))
     assert base["fitted"][0] and abs(base["error"][0]) < 0.01
 
@@ -63,6 +64,6 @@ def test_committed_compaction_cost_is_the_output_of_the_fit(platform):
     """Change detector, not a model test: re-running stage 2 on the published baseline row
     reproduces the committed value (test_fit_recovers_a_known_isolation_cost tests the fit)."""
     fitted, _ = fit_compaction(platform, REFERENCE_COMPACTION)
-    assert fitted.compaction.isolate_page_us == pytest.approx(
-        platform.compaction.isolate_page_us, rel=1e-6
-    )
+    for sec, key, _, _ in FREE:
+        got, committed = fitted.as_dict()[sec][key], platform.as_dict()[sec][key]
+        assert got == pytest.approx(committed, rel=1e-6), f"{sec}.{key}"

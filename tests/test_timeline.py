@@ -17,6 +17,10 @@ def p(platform):
         sched__slice_us=3000.0,
         sched__hog_clock_ghz=2.0,
         sched__hog_iters_per_cycle=1.0,
+        # the tests below without interrupt accounting: no tick, the completion charged to
+        # the interrupted task (tests of /proc/stat's irq columns at the end)
+        sched__tick_irq_us=0.0,
+        sched__irq_time_accounting_switch=0,
     )
 
 
@@ -60,7 +64,7 @@ def test_sleeps_go_to_the_hog(p):
     assert t.wall_s == pytest.approx(2 * work + slept)
     assert t.hog_iterations == round(2.0e9 * hog)
     alone = run_timeline(bursts, sleeps, p, busy=False)
-    assert alone.idle_s == pytest.approx(slept)
+    assert alone.idle_s == pytest.approx(slept)  # tick-sampled: the irq inside is not seen
     # offloading while a hog runs: the hog gets more than the compaction's share
     assert t.user_s > t.compaction_cpu_s
 
@@ -84,3 +88,52 @@ def test_a_busy_cpu_does_not_pay_the_idle_exit(p):
     assert busy.hog_run_s == pytest.approx(ref.hog_run_s - 10 * 10e-6)
     assert busy.wall_s == pytest.approx(ref.wall_s - 10 * 10e-6)
     assert busy.nr_sleeps == ref.nr_sleeps == 10
+
+
+def _cols(t) -> float:
+    """Sum of the seven /proc/stat columns (seconds)."""
+    return t.user_s + t.nice_s + t.sys_s + t.idle_s + t.iowait_s + t.irq_s + t.softirq_s
+
+
+@pytest.mark.parametrize("busy", [False, True])
+@pytest.mark.parametrize("measured", [0, 1])
+def test_proc_stat_columns_add_up_to_the_wall_time(p, busy, measured):
+    q = p.replace(sched__tick_irq_us=3.0, sched__irq_time_accounting_switch=measured)
+    t = run_timeline(np.full(11, 100e-6), np.full(10, 50e-6), q, busy=busy)
+    assert _cols(t) == pytest.approx(t.wall_s, rel=1e-12)
+    assert t.nice_s == 0.0 and t.iowait_s == 0.0
+    assert (t.irq_s + t.softirq_s > 0) == bool(measured)
+
+
+def test_with_irq_time_accounting_a_completion_is_irq_time_not_idle(p):
+    """Alone on its CPU, the completion that ends a sleep (5 us) is irq time taken out of the
+    idle time; the tick (1000 Hz x 2 us, half of it softirq) runs only while a task runs."""
+    q = p.replace(
+        sched__irq_time_accounting_switch=1, sched__tick_hz=1000.0, sched__tick_irq_us=2.0,
+        sched__tick_softirq_frac=0.5,
+    )  # fmt: skip
+    work, slept = 11 * 100e-6, 10 * 50e-6
+    t = run_timeline(np.full(11, 100e-6), np.full(10, 50e-6), q, busy=False)
+    tick = work * 0.002 / (1 - 0.002)  # the tick stretches the CPU's running time
+    assert t.idle_s == pytest.approx(slept - 10 * 5e-6)
+    assert t.irq_s == pytest.approx(10 * 5e-6 + tick / 2)
+    assert t.softirq_s == pytest.approx(tick / 2)
+    assert t.sys_s == pytest.approx(work)
+    assert t.wall_s == pytest.approx(work + tick + slept)
+
+
+def test_with_irq_time_accounting_the_hog_keeps_its_time_and_the_irq_is_apart(p):
+    """Against the hog, the completion interrupts the hog: measured, it is irq time and not
+    the hog's user time; tick-sampled, it is the hog's. The hog's loop advances the same."""
+    bursts, sleeps = np.full(101, 100e-6), np.full(100, 50e-6)
+    on = run_timeline(bursts, sleeps, p.replace(sched__irq_time_accounting_switch=1), busy=True)
+    off = run_timeline(bursts, sleeps, p, busy=True)
+    assert on.hog_iterations == off.hog_iterations
+    assert on.irq_s == pytest.approx(100 * 5e-6) and off.irq_s == 0.0
+    assert off.user_s - on.user_s == pytest.approx(100 * 5e-6)
+    assert on.wall_s == pytest.approx(off.wall_s)
+
+
+def test_a_tick_that_takes_half_the_cpu_is_refused(p):
+    with pytest.raises(ValueError, match="sched.tick_hz x sched.tick_irq_us"):
+        run_timeline(np.array([1.0]), np.array([]), p.replace(sched__tick_irq_us=600.0), busy=False)

@@ -195,7 +195,7 @@ _COMPACTION_KEYS = (
     ("cpu", "tlb_flush_us"),
     ("compaction", "migrate_scan_pfn_us"),
     ("compaction", "free_scan_pfn_us"),
-    ("compaction", "isolate_page_us"),
+    ("compaction", "isolate_lru_folio_us"),
     ("compaction", "free_isolate_page_us"),
     ("compaction", "buddy_free_page_us"),
 )

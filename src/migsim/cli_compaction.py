@@ -35,6 +35,7 @@ ORDER0_NOTE = (
     "order-0 allocations never enter direct compaction (__alloc_pages_direct_compact returns "
     "at once for order 0): nothing was compacted or migrated"
 )
+CAPTURE_CONTEXTS = ("task", "kthread")  # migsim.compaction.CAPTURE_CONTEXTS
 
 
 def register(sub, rsub) -> None:
@@ -62,6 +63,8 @@ def register(sub, rsub) -> None:
     c.add_argument("--seed", type=seed_arg(), default=1)
     c.add_argument("--state", type=existing_file("--state"), default=None,
                    help="a saved fragmented state (.npz); it fixes the node's size and layout")  # fmt: skip
+    c.add_argument("--capture", type=choice(CAPTURE_CONTEXTS), default="task",
+                   help="context of the allocating loop: task (captures) or kthread (task_capc)")  # fmt: skip
     platform_arg(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--trace", type=Path, default=None,
@@ -77,6 +80,8 @@ def register(sub, rsub) -> None:
     r.add_argument("--channels", type=whole_number("--channels"), default=1)
     r.add_argument("--rfc", type=choice(RFCS), default="v4", help="v2 | v3 | v4 | v6")
     r.add_argument("--seed", type=seed_arg(), default=1)
+    r.add_argument("--capture", type=choice(CAPTURE_CONTEXTS), default="task",
+                   help="context of the allocating loop: task (captures) or kthread (task_capc)")  # fmt: skip
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)
 
@@ -136,6 +141,7 @@ def cmd_compaction(args) -> int:
         state=args.state,
         order=args.order, progress=_progress_wanted(args.json), trace=args.trace is not None,
         rfc=args.rfc,
+        capture=args.capture,
     )  # fmt: skip
     if args.trace is not None:
         from .pipeline_kernel import write_trace
@@ -176,7 +182,7 @@ def cmd_compaction(args) -> int:
         print(f"  hog iterations   {row['hog_iterations']:12d}")
     print(
         f"  CPU              user {row['user_pct']:.2f}%  sys {row['sys_pct']:.2f}%  "
-        f"idle {row['idle_pct']:.2f}%"
+        f"idle {row['idle_pct']:.2f}%  irq {row['irq_pct']:.2f}%  softirq {row['softirq_pct']:.2f}%"
     )
     print(
         f"  allocations      {row['alloc_success']} ok, {row['alloc_fail']} failed; "
@@ -193,7 +199,7 @@ def cmd_compaction(args) -> int:
 
 def cmd_reproduce(args) -> int:
     from .calibrate_compaction import read_compaction_reference
-    from .experiments.compaction import reproduce_compaction
+    from .experiments.compaction import reproduce_results
     from .tables import offload_saving_per_page_us, per_page_us
 
     platform = load_platform(args.platform)
@@ -201,28 +207,30 @@ def cmd_reproduce(args) -> int:
                          platform.dma.max_channels_count, platform.name)  # fmt: skip
     # printed beside, never simulated from
     ref = read_table("--reference", args.reference, read_compaction_reference)
-    rows = reproduce_compaction(
-        platform,
-        seed=args.seed,
-        channels=args.channels,
-        progress=_progress_wanted(args.json),
-        rfc=args.rfc,
-    )
+    results = reproduce_results(
+        platform, seed=args.seed, channels=args.channels, capture=args.capture,
+        progress=_progress_wanted(args.json), rfc=args.rfc,
+    )  # fmt: skip
+    rows = [r.row() for r in results]
     keys = ("mode", "wall_ms", "pages_migrated", "dma_copies", "hog_iterations",
-            "user_pct", "sys_pct", "idle_pct")  # fmt: skip
+            "user_pct", "sys_pct", "idle_pct", "irq_pct", "softirq_pct")  # fmt: skip
     sim = [{k: r[k] for k in keys} for r in rows]
     pub = {r["mode"]: r for r in ref.iter_rows(named=True)}
-    published = [pub[r["mode"]] for r in sim]
+    published = [_with_missing_share(pub[r["mode"]]) for r in sim]
     by_mode = {r["mode"]: r for r in sim}
+    parts = {r.mode: _parts_per_page(r) for r in results}
+    per_alloc = {r.mode: r.pages_migrated / max(r.alloc_success, 1) for r in results}
     if args.json:
 
         def per_page(rows):
             return [{"mode": r["mode"], **per_page_us(r)} for r in rows]
 
         print(json.dumps({
-            "platform": platform.name, "channels": args.channels, "modes": sim,
-            "published": published,
+            "platform": platform.name, "channels": args.channels, "capture": args.capture,
+            "modes": sim, "published": published,
+            "pages_per_allocation": per_alloc,
             "per_page_us": {"simulated": per_page(sim), "published": per_page(published)},
+            "parts_per_page_us": parts,
             "offload_saving_us": {"simulated": offload_saving_per_page_us(by_mode),
                                   "published": offload_saving_per_page_us(pub)},
         }))  # fmt: skip
@@ -235,28 +243,49 @@ def cmd_reproduce(args) -> int:
 
     print(
         f"Compaction, 16384 order-9 allocations on a 250G node: simulated ({platform.name}, "
-        f"{args.channels} DMA channel(s)) / published"
+        f"{args.channels} DMA channel(s), allocating {args.capture}) / published"
     )
-    head = ("mode", "wall ms", "migrated", "DMA copies", "hog iters", "user", "sys", "idle")
+    head = ("mode", "wall ms", "migrated", "DMA copies", "hog iters", "user", "sys", "idle",
+            "irq+softirq")  # fmt: skip
     print(f"{head[0]:<14}" + "".join(f"{h:>27}" for h in head[1:]))
-    for s in sim:
-        p = pub[s["mode"]]
-        cells = []
-        for k in keys[1:]:
-            pct = k.endswith("_pct")
-            cells.append(f"{fmt(s[k], pct)} / {fmt(p.get(k), pct)}")
+    for s, p in zip(sim, published, strict=True):
+        cells = [f"{fmt(s[k], k.endswith('_pct'))} / {fmt(p.get(k), k.endswith('_pct'))}"
+                 for k in keys[1:8]]  # fmt: skip
+        cells.append(f"{s['irq_pct'] + s['softirq_pct']:.2f}% / {p['irq_softirq_pct']:.2f}%")
         print(f"{s['mode']:<14}" + "".join(f"{c:>27}" for c in cells))
     b, d = sim[2]["hog_iterations"], sim[3]["hog_iterations"]
     pb, pd = pub["busy-baseline"]["hog_iterations"], pub["busy-dma"]["hog_iterations"]
     print(f"hog iterations, busy-dma over busy-baseline: {100 * (d / b - 1):+.1f}% simulated, "
           f"{100 * (pd / pb - 1):+.1f}% published")  # fmt: skip
+    print(f"pages migrated per allocation: {per_alloc['baseline']:.1f} simulated, "
+          f"{pub['baseline']['pages_migrated'] / 16384:.1f} published (baseline)")  # fmt: skip
     print("\nper migrated page, us: simulated / published")
-    print(f"{'mode':<14}" + "".join(f"{h:>18}" for h in ("wall", "sys", "idle", "user (hog)")))
-    for s in sim:
-        ps, pp = per_page_us(s), per_page_us(pub[s["mode"]])
-        cells = [f"{ps[k]:.3f} / {pp[k]:.3f}" for k in ("wall_us", "sys_us", "idle_us", "user_us")]
+    cols = ("wall", "sys", "idle", "user (hog)", "irq+softirq")
+    print(f"{'mode':<14}" + "".join(f"{h:>18}" for h in cols))
+    for s, p in zip(sim, published, strict=True):
+        ps, pp = per_page_us(s), per_page_us(p)
+        ks = ("wall_us", "sys_us", "idle_us", "user_us", "irq_softirq_us")
+        cells = [f"{ps[k]:.3f} / {pp[k]:.3f}" for k in ks]
         print(f"{s['mode']:<14}" + "".join(f"{c:>18}" for c in cells))
     ss, sp = offload_saving_per_page_us(by_mode), offload_saving_per_page_us(pub)
     print(f"kernel CPU saved by offload per page: idle {ss['idle']:.3f} / {sp['idle']:.3f} us, "
           f"busy {ss['busy']:.3f} / {sp['busy']:.3f} us")  # fmt: skip
+    print("\nkernel CPU per migrated page by the function that pays it, us (simulated)")
+    print(f"{'':<48}" + "".join(f"{m:>15}" for m in parts))
+    for name in parts["baseline"]:
+        print(f"{name:<48}" + "".join(f"{parts[m][name]:>15.4f}" for m in parts))
     return 0
+
+
+def _with_missing_share(row: dict) -> dict:
+    """A published row with the share /proc/stat gives none of user, system and idle (the
+    irq + softirq columns the reply did not print), in points."""
+    return {**row, "irq_softirq_pct": 100.0 - row["user_pct"] - row["sys_pct"] - row["idle_pct"]}
+
+
+def _parts_per_page(result) -> dict[str, float]:
+    """CPU per migrated page (us) of a result by kernel function, with the total."""
+    pages = max(result.pages_migrated, 1)
+    parts = {k: v * 1e6 / pages for k, v in result.cost.work_s.items()}
+    parts["total kernel CPU of compaction"] = sum(parts.values())
+    return parts

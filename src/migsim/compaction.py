@@ -92,7 +92,13 @@ W_ISOLATED = 2  # pages isolated from the LRU for migration
 W_FREE_ISOLATED = 3  # free pages isolated as migration targets
 W_BUDDY_FREED = 4  # pages moved from the pcp lists into the buddy lists (bulk free, drain)
 W_SLOWPATH = 5  # direct-compaction attempts (__alloc_pages_direct_compact)
-NR_WORK = 6
+W_FREELIST = 6  # get_page_from_freelist() calls of the allocation (fast path and retries)
+W_ALLOC = 7  # allocations handed out (prep_new_page of the order-`order` block)
+W_ALLOC_PAGES = 8  # base pages of those blocks (post_alloc_hook, prep_compound_page)
+W_COMPACT_ZONE = 9  # compact_zone() runs past compaction_suitable() (lru_add_drain, set-up)
+W_DRAIN = 10  # check_drain flushes (lru_add_drain_cpu_zone -> drain_local_pages)
+W_ISOLATE_FREE = 11  # isolate_freepages() calls (compaction_alloc found cc->freepages empty)
+NR_WORK = 12
 WORK_NAMES = (
     "migrate_scanned",
     "free_scanned",
@@ -100,7 +106,16 @@ WORK_NAMES = (
     "free_isolated",
     "buddy_freed",
     "slowpath",
+    "freelist",
+    "alloc",
+    "alloc_pages",
+    "compact_zone",
+    "drain",
+    "isolate_free",
 )
+# capture contexts of the allocating code: task_capc() (mm/page_alloc.c) returns the capture
+# control only when !(current->flags & PF_KTHREAD), so a kernel thread never captures
+CAPTURE_CONTEXTS = ("task", "kthread")
 
 # Marks (CompactionLog.marks): the events between migrate_pages() calls that the kernel's
 # tracepoints report, each with the call it precedes and the work done since the previous call,
@@ -185,11 +200,23 @@ class Compactor:
     ``alloc_success``/``alloc_fail``.
     """
 
-    def __init__(self, zone: Zone, *, cluster_max: int = COMPACT_CLUSTER_MAX, trace: bool = False):
+    def __init__(
+        self,
+        zone: Zone,
+        *,
+        cluster_max: int = COMPACT_CLUSTER_MAX,
+        trace: bool = False,
+        capture: str = "task",
+    ):
         if cluster_max < 1:
             raise ValueError(f"cluster_max: must be >= 1, got {cluster_max}")
+        if capture not in CAPTURE_CONTEXTS:
+            raise ValueError(
+                f"capture: must be one of {', '.join(CAPTURE_CONTEXTS)}, got {capture!r}"
+            )
         self.zone = zone
         self.cluster_max = int(cluster_max)
+        self.capture = capture
         self.vmstat = dict.fromkeys(VMSTAT_KEYS, 0)
         self.alloc_success = 0
         self.alloc_fail = 0
@@ -268,10 +295,15 @@ class Compactor:
         else:
             self.alloc_success += 1
             self.allocated.append(page)
+            # prep_new_page() -> post_alloc_hook() (and, under init_on_alloc, the zeroing of
+            # every base page) and prep_compound_page() of the block handed out
+            self._acc[W_ALLOC] += 1
+            self._acc[W_ALLOC_PAGES] += 1 << order
         return page
 
     def get_page_from_freelist(self, order: int, mark: int) -> int | None:
         """Watermark check and rmqueue() from the buddy lists (no high-order pcp lists)."""
+        self._acc[W_FREELIST] += 1
         if not self.zone.zone_watermark_ok(order, mark):
             return None
         return self.zone.alloc_block(order)
@@ -359,7 +391,10 @@ class Compactor:
             ignore_block_suitable=prio == MIN_COMPACT_PRIORITY,
         )
         capc = CaptureControl(order=order, migratetype=cc.migratetype)
-        self.zone.capture_control = capc  # current->capture_control
+        # current->capture_control; task_capc() ignores it in a kernel thread (PF_KTHREAD),
+        # so there the freed block is only found on the free lists (compact_finished, then
+        # get_page_from_freelist in __alloc_pages_direct_compact)
+        self.zone.capture_control = capc if self.capture == "task" else None
         try:
             ret = self.compact_zone(cc, capc)
         finally:
@@ -447,7 +482,8 @@ class Compactor:
         update_cached = (
             not sync and z.compact_cached_migrate_pfn[0] == z.compact_cached_migrate_pfn[1]
         )
-        # lru_add_drain(): the LRU batches are not modelled
+        # lru_add_drain(): its cost is counted per run; the LRU batches are not modelled
+        self._acc[W_COMPACT_ZONE] += 1
         while True:
             ret = self.compact_finished(cc)
             if self.trace:
@@ -486,6 +522,7 @@ class Compactor:
                 if last_migrated_pfn < current_block_start:
                     had = capc is not None and capc.page is not None
                     z.drain_pages()  # lru_add_drain_cpu_zone -> drain_local_pages
+                    self._acc[W_DRAIN] += 1
                     if capc is not None and capc.page is not None and not had:
                         self.capture_in_drain += 1
                     last_migrated_pfn = 0
@@ -708,6 +745,7 @@ class Compactor:
         """Isolate free pages from pageblocks below cc->free_pfn, down to the migration
         scanner's block, until there are as many as pages to migrate."""
         z = self.zone
+        self._acc[W_ISOLATE_FREE] += 1
         isolate_start_pfn = cc.free_pfn
         block_start = z.pageblock_start(isolate_start_pfn)
         block_end = min(block_start + PAGEBLOCK_NR_PAGES, z.zone_end_pfn)

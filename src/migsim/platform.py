@@ -2,7 +2,8 @@
 
 A platform is a YAML file under ``config/platforms/``: sections of named parameters, each a
 number in the unit its name ends with (``_us`` microseconds, ``_gbps`` 1e9 bytes per second,
-``_ghz``, ``_pct``, ``_frac`` a fraction, ``_count`` a whole number). ``SPEC`` below is the single
+``_ghz``, ``_hz``, ``_pct``, ``_frac`` a fraction, ``_count`` a whole number, ``_switch`` 0
+(off) or 1 (on)). ``SPEC`` below is the single
 list of parameters with their unit, range and one-line meaning; loading checks every value
 against it and fails with a message naming the key and the allowed range.
 """
@@ -85,10 +86,23 @@ SPEC: dict[str, dict[str, Param]] = {
     "compaction": {
         "migrate_scan_pfn_us": Param("us", 0.0, 10.0, "CPU cost per pfn examined by the migration scanner (isolate_migratepages_block: struct page flags, PageBuddy/PageLRU tests); prior"),
         "free_scan_pfn_us": Param("us", 0.0, 10.0, "CPU cost per pfn examined by the free scanner (isolate_freepages_block); prior"),
-        "isolate_page_us": Param("us", 0.0, 100.0, "CPU cost per page isolated for migration (folio_get, LRU flag test-and-clear, lruvec lock and list removal, NR_ISOLATED accounting) plus the cache-missing struct-page work compaction adds around each migrated page; fitted on the published baseline compaction row"),
-        "free_isolate_page_us": Param("us", 0.0, 100.0, "CPU cost per free page isolated as a migration target (__isolate_free_page under zone->lock, split_map_pages, post_alloc_hook); prior"),
+        "isolate_lru_folio_us": Param("us", 0.0, 100.0, "CPU cost per folio isolated for migration by isolate_migratepages_block (folio_try_get, folio_test_clear_lru, lruvec lock, lruvec_del_folio, NR_ISOLATED accounting, list_add to cc->migratepages); the one compaction cost fitted on the published baseline compaction row, so it also absorbs any per-page work the model does not name"),
+        "free_isolate_page_us": Param("us", 0.0, 100.0, "CPU cost per free page isolated as a migration target (__isolate_free_page under zone->lock: del_page_from_free_list, the order-0 watermark check); prior"),
+        "post_alloc_hook_us": Param("us", 0.0, 100.0, "CPU cost of one post_alloc_hook() call without the zeroing (set_page_private, page_table_check_alloc, page owner and KASAN hooks off): once per migration target in compaction_alloc and once per allocated block in prep_new_page; prior"),
+        "clear_page_gbps": Param("GB/s", 0.1, 200.0, "rate of kernel_init_pages() -> clear_highpage() -> clear_page_erms (rep stosb) zeroing a page that is not in the cache; prior"),
+        "init_on_alloc_switch": Param("switch", 0, 1, "init_on_alloc (CONFIG_INIT_ON_ALLOC_DEFAULT_ON or init_on_alloc=1): post_alloc_hook() zeroes every page it hands out, the migration targets of compaction_alloc and the captured block alike (want_init_on_alloc); 1 on, 0 off", integer=True),
+        "compound_tail_us": Param("us", 0.0, 10.0, "CPU cost per tail page of prep_compound_page() (prep_compound_tail: one struct page store each, streamed); prior"),
         "buddy_free_page_us": Param("us", 0.0, 100.0, "CPU cost per page moved from the per-CPU lists into the buddy lists (free_pcppages_bulk, __free_one_page with merging); prior"),
-        "slowpath_us": Param("us", 0.0, 10000.0, "CPU cost per direct-compaction attempt outside the scanners (get_page_from_freelist retries, watermark and compaction_suitable checks, compact_zone set-up); prior"),
+        "slowpath_us": Param("us", 0.0, 10000.0, "CPU cost per __alloc_pages_direct_compact() attempt outside compact_zone: try_to_compact_pages (compaction_deferred, zonelist walk), compact_zone_order set-up and the psi/delay accounting around it; prior"),
+        "freelist_us": Param("us", 0.0, 1000.0, "CPU cost per get_page_from_freelist() call of the allocation (zonelist walk, zone_watermark_fast / __zone_watermark_ok over the free areas, rmqueue when it succeeds); prior"),
+        "compact_zone_us": Param("us", 0.0, 1000.0, "CPU cost per compact_zone() run past its suitability checks: compaction_suitable (fragmentation_index over the free areas), lru_add_drain(), scanner set-up and release_free_list at the end; prior"),
+        "drain_us": Param("us", 0.0, 1000.0, "fixed CPU cost per check_drain flush: lru_add_drain_cpu_zone (the per-CPU folio batches) and drain_local_pages -> drain_pages_zone (zone->lock), without the per-page __free_one_page work; prior"),
+        "isolate_freepages_us": Param("us", 0.0, 1000.0, "fixed CPU cost per isolate_freepages() call (compaction_alloc found cc->freepages empty): scanner set-up and the free-list probes of fast_isolate_freepages, whose target choice is not modelled; prior"),
+        "l2_kb": Param("KiB", 1.0, 65536.0, "L2 cache per core (Zen 3: 512 KiB, 8-way; AMD Software Optimization Guide for family 19h)"),
+        "l2_ways_count": Param("ways", 1, 64, "L2 associativity (Zen 3: 8)", integer=True),
+        "l2_hit_us": Param("us", 0.0, 1.0, "load-to-use latency of an L2 hit (Zen 3: 12 cycles, about 0.003 us at 3.7 GHz)"),
+        "l3_hit_us": Param("us", 0.0, 1.0, "load-to-use latency of an L3 hit, where a line evicted from L2 goes (Zen 3's L3 is the L2 victim cache: about 46 cycles, 0.012 us at 3.7 GHz)"),
+        "move_lines_count": Param("lines", 0, 1000, "cache lines of one folio's state that the unmap phase touches and the move phase touches again with dependent loads (src and dst struct page/folio, the PTE line, anon_vma and the rmap walk's vma lines); whether they still sit in L2 decides the cache effect of the small-batch copy; prior", integer=True),
         "node_cpus_count": Param("CPUs", 1, 4096, "CPUs of the node, among which zone_highsize() splits the low watermark to size pcp->high", integer=True),
     },
     "sched": {
@@ -97,6 +111,10 @@ SPEC: dict[str, dict[str, Param]] = {
         "slice_us": Param("us", 1.0, 100000.0, "scheduler slice: fair-share alternation period of two CPU-bound tasks (EEVDF base slice 0.75 ms x (1 + log2(min(CPUs, 8)))); prior"),
         "hog_clock_ghz": Param("GHz", 0.1, 10.0, "clock of the pinned CPU while it runs the hog loop (boost clock under the performance governor); prior"),
         "hog_iters_per_cycle": Param("iterations/cycle", 0.01, 8.0, "iterations of the hog's counter++ loop per CPU cycle (one loop-carried add per iteration); prior"),
+        "irq_time_accounting_switch": Param("switch", 0, 1, "CONFIG_IRQ_TIME_ACCOUNTING: hard-irq and softirq time is measured (irqtime_account_irq) and shown in /proc/stat's irq and softirq columns; 0: the tick samples it into the interrupted task's user or system time", integer=True),
+        "tick_hz": Param("Hz", 1.0, 10000.0, "CONFIG_HZ: scheduler ticks per second on a CPU that runs a task (NO_HZ_IDLE stops the tick on an idle CPU)"),
+        "tick_irq_us": Param("us", 0.0, 1000.0, "interrupt time per tick on the pinned CPU, hard irq and softirq together (local APIC timer -> hrtimer_interrupt -> tick_sched_timer -> update_process_times, then the TIMER/RCU/SCHED softirqs it raises); fitted on the published baseline row's irq + softirq share"),
+        "tick_softirq_frac": Param("fraction", 0.0, 1.0, "share of tick_irq_us spent in softirq (run_timer_softirq, rcu_core, the load balancer's SCHED_SOFTIRQ); prior"),
     },
 }
 # fmt: on

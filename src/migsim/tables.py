@@ -198,6 +198,8 @@ COMPACTION_RUNS = Schema(
         _c("user_pct", F64, "%", "CPU time in user mode"),
         _c("sys_pct", F64, "%", "CPU time in the kernel"),
         _c("idle_pct", F64, "%", "CPU idle"),
+        _c("irq_pct", F64, "%", "CPU in hard interrupts (/proc/stat irq: ticks, DMA completions)"),
+        _c("softirq_pct", F64, "%", "CPU in softirqs (/proc/stat softirq)"),
         _c("alloc_success", I64, "allocations", "order-9 allocations that succeeded"),
         _c("alloc_fail", I64, "allocations", "order-9 allocations that failed"),
         _c("migrate_calls", I64, "calls", "migrate_pages() calls"),
@@ -812,12 +814,19 @@ def per_page_us(row: Mapping) -> dict[str, float]:
     """Microseconds per migrated page of a compaction row (simulated or published): wall time,
     kernel CPU (sys), idle (the DMA waits of an idle machine) and user (the hog)."""
     us = row["wall_ms"] * 1e3 / row["pages_migrated"]
-    return {
+    out = {
         "wall_us": us,
         "sys_us": us * row["sys_pct"] / 100,
         "idle_us": us * row["idle_pct"] / 100,
         "user_us": us * row["user_pct"] / 100,
     }
+    # /proc/stat irq + softirq: simulated rows give both columns, the published ones the
+    # share left over by user, system and idle
+    if "irq_pct" in row and "softirq_pct" in row:
+        out["irq_softirq_us"] = us * (row["irq_pct"] + row["softirq_pct"]) / 100
+    elif "irq_softirq_pct" in row:
+        out["irq_softirq_us"] = us * row["irq_softirq_pct"] / 100
+    return out
 
 
 def offload_saving_per_page_us(rows: Mapping[str, Mapping]) -> dict[str, float]:

@@ -19,11 +19,18 @@ import numpy as np
 
 from .. import limits
 from ..compaction import (
+    CAPTURE_CONTEXTS,
     NR_WORK,
     VMSTAT_KEYS,
+    W_ALLOC,
+    W_ALLOC_PAGES,
     W_BUDDY_FREED,
+    W_COMPACT_ZONE,
+    W_DRAIN,
     W_FREE_ISOLATED,
     W_FREE_SCANNED,
+    W_FREELIST,
+    W_ISOLATE_FREE,
     W_ISOLATED,
     W_MIGRATE_SCANNED,
     W_SLOWPATH,
@@ -42,6 +49,11 @@ from ..zone import Zone
 MODES = ("baseline", "dma", "busy-baseline", "busy-dma")
 # dcbm's nr_dma_chan default; the reply does not say it was changed for the compaction runs
 DEFAULT_CHANNELS = 1
+# the reply's module calls alloc_pages_node() in a loop from module code: run from its init
+# function that is the insmod task (a user task, not PF_KTHREAD), so task_capc() lets it
+# capture; "kthread" is the other reading (a kthread_run() loop), where it never captures
+DEFAULT_CAPTURE = "task"
+CACHE_LINE = 64
 
 
 def mode_parts(mode: str) -> tuple[str, bool]:
@@ -69,7 +81,11 @@ class CallCosts:
 
 @dataclass
 class RunCost:
-    """Cost of a logged run: per-call arrays and the timeline (seconds)."""
+    """Cost of a logged run: per-call arrays and the timeline (seconds).
+
+    ``work_s`` is the CPU time of the run by the kernel function that pays it (the compaction
+    work around migrate_pages() and the phases of migrate_pages() itself); its values add up
+    to ``migrate_s + compaction_s``."""
 
     timeline: TimelineResult
     dma_copies: int
@@ -80,17 +96,86 @@ class RunCost:
     calls: CallCosts | None = None
 
 
+def cost_parts(platform: Platform) -> list[tuple[str, int, float]]:
+    """The compaction costs outside migrate_pages(), each named after the kernel function that
+    pays it: (name, logged W_* counter, seconds per counted unit). Several parts can share one
+    counter (a migration target pays __isolate_free_page, post_alloc_hook and, under
+    init_on_alloc, the zeroing of kernel_init_pages)."""
+    c = platform.compaction
+    clear_us = PAGE_SIZE / (c.clear_page_gbps * 1e3) if c.init_on_alloc_switch else 0.0
+    parts = [
+        ("isolate_migratepages_block: per pfn", W_MIGRATE_SCANNED, c.migrate_scan_pfn_us),
+        ("isolate_freepages_block: per pfn", W_FREE_SCANNED, c.free_scan_pfn_us),
+        ("folio_isolate_lru (isolate_migratepages_block)", W_ISOLATED, c.isolate_lru_folio_us),
+        ("__isolate_free_page", W_FREE_ISOLATED, c.free_isolate_page_us),
+        ("post_alloc_hook (compaction_alloc)", W_FREE_ISOLATED, c.post_alloc_hook_us),
+        ("kernel_init_pages (compaction_alloc)", W_FREE_ISOLATED, clear_us),
+        ("__free_one_page (free_pcppages_bulk)", W_BUDDY_FREED, c.buddy_free_page_us),
+        ("drain_local_pages (check_drain)", W_DRAIN, c.drain_us),
+        ("isolate_freepages", W_ISOLATE_FREE, c.isolate_freepages_us),
+        ("compact_zone", W_COMPACT_ZONE, c.compact_zone_us),
+        ("__alloc_pages_direct_compact", W_SLOWPATH, c.slowpath_us),
+        ("get_page_from_freelist", W_FREELIST, c.freelist_us),
+        ("post_alloc_hook (prep_new_page)", W_ALLOC, c.post_alloc_hook_us),
+        ("prep_compound_page", W_ALLOC_PAGES, c.compound_tail_us),
+        ("kernel_init_pages (prep_new_page)", W_ALLOC_PAGES, clear_us),
+    ]
+    return [(name, w, us * US) for name, w, us in parts]
+
+
 def unit_costs(platform: Platform) -> np.ndarray:
     """Seconds per unit of each logged work counter (migsim.compaction W_*)."""
-    c = platform.compaction
     unit = np.zeros(NR_WORK)
-    unit[W_MIGRATE_SCANNED] = c.migrate_scan_pfn_us
-    unit[W_FREE_SCANNED] = c.free_scan_pfn_us
-    unit[W_ISOLATED] = c.isolate_page_us
-    unit[W_FREE_ISOLATED] = c.free_isolate_page_us
-    unit[W_BUDDY_FREED] = c.buddy_free_page_us
-    unit[W_SLOWPATH] = c.slowpath_us
-    return unit * US
+    for _, w, sec in cost_parts(platform):
+        unit[w] += sec
+    return unit
+
+
+def l2_refill_s(nr_folios: np.ndarray, platform: Platform, *, cpu_copy: bool) -> np.ndarray:
+    """Cache effect of the batch copy, per migrate_pages() batch of `nr_folios` order-0 folios
+    (seconds, <= 0): the time saved against the stage-1 per-folio costs because a folio's
+    state (``compaction.move_lines_count`` lines) is still in L2 when migrate_folio_move()
+    touches it again after migrate_folio_unmap().
+
+    Between folio i's unmap and its move the CPU touches the unmap state of the later folios
+    (and zeroes their targets in compaction_alloc under init_on_alloc), then the move state of
+    the earlier ones and, with the vanilla copy, the 4 KiB source and 4 KiB target of each
+    earlier folio (folio_mc_copy inside the move loop); with the copy offloaded the engine
+    moves the data without the CPU's caches. A line survives unless at least as many other
+    lines as the L2 has ways fall into its set (least-recently-used replacement, lines spread
+    evenly over the sets: Poisson). Stage 1 fits the per-folio costs on 1 GiB batches (262144
+    folios), where no line survives in either mode, so the term is 0 there and the throughput
+    table cannot observe it."""
+    from scipy.stats import poisson
+
+    c = platform.compaction
+    nr_folios = np.asarray(nr_folios, dtype=np.int64)
+    out = np.zeros(len(nr_folios))
+    if c.move_lines_count == 0 or not len(nr_folios):
+        return out
+    sets = c.l2_kb * 1024 / CACHE_LINE / c.l2_ways_count
+    meta = c.move_lines_count * CACHE_LINE
+    zero = PAGE_SIZE if c.init_on_alloc_switch else 0
+    copy = 2 * PAGE_SIZE if cpu_copy else 0
+    per_line = (c.l3_hit_us - c.l2_hit_us) * US
+    for n in np.unique(nr_folios):
+        if n <= 0:
+            continue
+        i = np.arange(n)
+        window = (n - 1 - i) * (meta + zero) + i * (meta + copy)  # bytes between the uses
+        survive = poisson.cdf(c.l2_ways_count - 1, window / CACHE_LINE / sets)
+        out[nr_folios == n] = -c.move_lines_count * per_line * float(survive.sum())
+    return out
+
+
+# the phases of migrate_pages() (mm/migrate.c) as the per-page decomposition names them
+MIGRATE_PARTS = (
+    "migrate_folio_unmap",
+    "try_to_unmap_flush",
+    "folio_mc_copy / dcbm prep and submit",
+    "migrate_folio_move",
+    "L2 still warm at migrate_folio_move",
+)
 
 
 def cost_log(
@@ -122,6 +207,14 @@ def cost_log(
     pages = log.pages
     # order-0 anonymous pages: one folio and one PTE each
     bc = cost_batches(pages, pages, pages, copier, platform, rng, scale)
+    # a batch below the offload threshold (or a failed one) is copied by the CPU
+    cpu_copied = (bc.dma_copies == 0) if dma else np.ones(len(pages), dtype=bool)
+    cache_s = np.zeros(len(pages))
+    if len(pages):
+        cache_s[cpu_copied] = l2_refill_s(pages[cpu_copied], platform, cpu_copy=True)
+        cache_s[~cpu_copied] = l2_refill_s(pages[~cpu_copied], platform, cpu_copy=False)
+        cache_s *= scale
+    move_s = bc.move_s + cache_s
     unit = unit_costs(platform) * scale
     pre = log.work @ unit if len(pages) else np.zeros(0)
     tail = float(log.tail @ unit)
@@ -129,24 +222,27 @@ def cost_log(
     bursts = np.empty(len(pages) + 1)
     bursts[0] = before[0] if len(pages) else 0.0
     if len(pages):
-        bursts[1:-1] = bc.move_s[:-1] + before[1:]
-        bursts[-1] = bc.move_s[-1] + tail
+        bursts[1:-1] = move_s[:-1] + before[1:]
+        bursts[-1] = move_s[-1] + tail
     else:
         bursts[-1] = tail
+    # the interrupt that ends each sleep on this CPU: sched.completion_irq_us (run_timeline)
     timeline = run_timeline(bursts, bc.copy_wait_s, platform, busy=busy, wake_s=bc.copy_wake_s)
     sleep = bc.copy_wait_s
     if busy:  # the part of a wake-up only an idle CPU pays (run_timeline)
         sleep = np.maximum(sleep - bc.copy_wake_s, 0.0)
-    calls = CallCosts(pre, bc.unmap_s + bc.flush_s + bc.copy_cpu_s, sleep, bc.move_s, tail, unit)
-    per_counter = (log.work.sum(0) + log.tail) * unit
-    names = ("migrate_scan", "free_scan", "isolate", "free_isolate", "buddy_free", "slowpath")
+    calls = CallCosts(pre, bc.unmap_s + bc.flush_s + bc.copy_cpu_s, sleep, move_s, tail, unit)
+    counts = log.work.sum(0) + log.tail
+    work_s = {name: float(counts[w] * sec * scale) for name, w, sec in cost_parts(platform)}
+    migrate_parts = (bc.unmap_s, bc.flush_s, bc.copy_cpu_s, bc.move_s, cache_s)
+    work_s.update({n: float(a.sum()) for n, a in zip(MIGRATE_PARTS, migrate_parts, strict=True)})
     return RunCost(
         timeline=timeline,
         dma_copies=int(bc.dma_copies.sum()),
         dma_fallbacks=int(bc.fallbacks.sum()),
-        migrate_s=float((bc.sys_s).sum()),
+        migrate_s=float(bc.sys_s.sum() + cache_s.sum()),
         compaction_s=float(pre.sum() + tail),
-        work_s={n: float(v) for n, v in zip(names, per_counter, strict=True)},
+        work_s=work_s,
         calls=calls,
     )
 
@@ -180,6 +276,7 @@ class CompactionResult:
     min_batch_bytes: int
     platform: str
     vmstat: dict[str, int]
+    capture: str
     alloc_success: int
     alloc_fail: int
     migrate_calls: int
@@ -224,6 +321,8 @@ class CompactionResult:
             "user_pct": t.user_pct,
             "sys_pct": t.sys_pct,
             "idle_pct": t.idle_pct,
+            "irq_pct": t.irq_pct,
+            "softirq_pct": t.softirq_pct,
             "alloc_success": self.alloc_success,
             "alloc_fail": self.alloc_fail,
             "migrate_calls": self.migrate_calls,
@@ -318,6 +417,7 @@ class Simulation:
     seed: int
     log: CompactionLog
     vmstat: dict[str, int]
+    capture: str
     alloc_success: int
     alloc_fail: int
     migrate_calls: int
@@ -408,10 +508,14 @@ def simulate(
     progress: bool = False,
     order: int = PAGEBLOCK_ORDER,
     trace: bool = False,
+    capture: str = DEFAULT_CAPTURE,
 ) -> Simulation:
     """Fragment a node (or take `state`: a fragmented Zone, which is consumed, or a saved state
-    file) and run `allocations` alloc_pages_node(order) calls on one CPU (`trace`: mark every
-    tracepoint event in the log, for migsim.trace)."""
+    file) and run `allocations` alloc_pages_node(order) calls on one CPU, from a task or a
+    kernel thread (`capture`: only a task captures, task_capc()); `trace`: mark every
+    tracepoint event in the log, for migsim.trace."""
+    if capture not in CAPTURE_CONTEXTS:
+        raise ValueError(f"capture: must be one of {', '.join(CAPTURE_CONTEXTS)}, got {capture!r}")
     check_args(
         platform,
         mode="baseline",
@@ -430,7 +534,7 @@ def simulate(
     if cfg is not None:
         free_ratio, pattern = cfg.free_ratio, cfg.pattern
     frag = metrics(zone)
-    comp = Compactor(zone, cluster_max=cluster_max, trace=trace)
+    comp = Compactor(zone, cluster_max=cluster_max, trace=trace, capture=capture)
     _allocate(comp, allocations, order, progress)
     return Simulation(
         cluster_max=cluster_max,
@@ -442,6 +546,7 @@ def simulate(
         seed=seed,
         log=comp.log(),
         vmstat=dict(comp.vmstat),
+        capture=capture,
         **{k: getattr(comp, k) for k in RUN_COUNTERS},
         fragmentation=frag,
         zone_pfns=(zone.zone_start_pfn, zone.zone_end_pfn),
@@ -467,6 +572,7 @@ def run_compaction(
     noise: bool = False,
     trace: bool = False,
     rfc: str = "v4",
+    capture: str = DEFAULT_CAPTURE,
 ) -> CompactionResult:
     """Fragment a node (or take `state`), run `allocations` alloc_pages_node(order) calls on
     one CPU and cost the run in `mode`. Sizes in bytes. `noise` multiplies every cost of the
@@ -499,6 +605,7 @@ def run_compaction(
         progress=progress,
         order=order,
         trace=trace,
+        capture=capture,
     )
     return sim.result(
         platform,
@@ -529,6 +636,24 @@ def _allocate(comp: Compactor, allocations: int, order: int, progress: bool) -> 
             bar.update(task, completed=min(i + step, allocations))
 
 
+def reproduce_results(
+    platform: Platform,
+    seed: int = 1,
+    *,
+    channels: int = DEFAULT_CHANNELS,
+    progress: bool = False,
+    capture: str = DEFAULT_CAPTURE,
+    rfc: str = "v4",
+) -> list[CompactionResult]:
+    """The four published modes at full scale (250 GB node, 16384 order-9 allocations):
+    one result each, with the dcbm of series version `rfc`. The page-level run is the same
+    in every mode (nothing in it depends on time), so it is simulated once and costed four
+    times."""
+    check_rfc(rfc)
+    sim = simulate(platform, seed=seed, progress=progress, capture=capture)
+    return [sim.result(platform, mode=m, channels=channels, rfc=rfc) for m in MODES]
+
+
 def reproduce_compaction(
     platform: Platform,
     seed: int = 1,
@@ -537,9 +662,7 @@ def reproduce_compaction(
     progress: bool = False,
     rfc: str = "v4",
 ) -> list[dict]:
-    """The four published modes at full scale (250 GB node, 16384 order-9 allocations):
-    one row each. The page-level run is the same in every mode (nothing in it depends on
-    time), so it is simulated once and costed four times."""
+    """:func:`reproduce_results` as one row per mode."""
     sim = simulate(platform, seed=seed, progress=progress)
     return mode_rows(sim, platform, channels=channels, rfc=rfc)
 

@@ -284,7 +284,7 @@ def test_small_batch_cache_effect_is_invisible_to_a_1gib_batch(platform):
     """The L2 term is 0 for the throughput table's 262144-folio batches in both modes, so
     stage 1 cannot observe it; for a COMPACT_CLUSTER_MAX batch the offloaded copy keeps more
     of the folios' state in L2 than the vanilla copy that streams 8 KiB per folio."""
-    from migsim.experiments.compaction import l2_refill_s
+    from migsim.experiments.compaction import l2_refill_s, poisson_cdf
 
     big = np.array([262144])
     for cpu_copy in (True, False):
@@ -304,6 +304,8 @@ def test_small_batch_cache_effect_is_invisible_to_a_1gib_batch(platform):
     one = l2_refill_s(np.array([1]), platform, cpu_copy=False)[0]
     assert one == pytest.approx(-12 * (c.l3_hit_us - c.l2_hit_us) * 1e-6)  # nothing between
     assert first == pytest.approx(poisson.cdf(7, 2356 / 1024), rel=1e-3)
+    lam = np.array([0.0, 0.5, 2.3, 8.0, 40.0])
+    assert poisson_cdf(7, lam) == pytest.approx(poisson.cdf(7, lam), rel=1e-12, abs=1e-15)
 
 
 def test_init_on_alloc_zeroes_the_targets_and_the_block(platform):

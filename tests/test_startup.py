@@ -18,6 +18,7 @@ import pytest
 
 import migsim
 from migsim import cli_compaction, cli_probe, fragment, probe
+from migsim import compaction as engine
 from migsim.experiments import compaction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +79,7 @@ def test_the_cli_copies_of_the_choices_are_the_engines():
     assert cli_probe.ACCESS_ORDERS == probe.ACCESS_ORDERS
     assert cli_probe.PATTERNS == fragment.PATTERNS == cli_compaction.PATTERNS
     assert cli_compaction.MODES == compaction.MODES
+    assert cli_compaction.CAPTURE_CONTEXTS == engine.CAPTURE_CONTEXTS
 
 
 def test_version_is_written_once():

@@ -317,3 +317,143 @@ def calibrate_stage2(
     save_platform(fitted, platform_path, header=(header + "\n" if header else "") + note)
     atomic_write_text(residuals_path, resid.write_csv(float_precision=4))
     return fitted
+
+
+# -- intervals and sensitivity of the predicted rows (migsim reproduce compaction --json) ------
+
+Z90 = 1.6449  # two-sided 90%: the normal quantile of 0.95
+INTERVAL_METRICS = ("wall_ms", "sys_pct", "idle_pct", "hog_iterations")
+THIN = 7  # every 7th migrate_pages() call: coprime with the 3 calls of each allocation
+
+
+def _refit(platform: Platform, log, base: dict, wall_target_s: float) -> Platform:
+    """FREE refitted on the baseline row in closed form, on `log`: the tick from the row's
+    irq + softirq share (the baseline never sleeps, so that share is the tick's share of the
+    CPU), then isolate_lru_folio_us from the wall time, which is linear in it."""
+    from .experiments.compaction import cost_log
+
+    share = max(100.0 - base["user_pct"] - base["sys_pct"] - base["idle_pct"], 0.0) / 100.0
+    p = platform.replace(sched__tick_irq_us=share / platform.sched.tick_hz * 1e6)
+
+    def wall(x: float) -> float:
+        q = p.replace(compaction__isolate_lru_folio_us=x)
+        return cost_log(log, q, dma=False, busy=False).timeline.wall_s
+
+    w0, w1 = wall(0.0), wall(1.0)
+    x = max((wall_target_s - w0) / (w1 - w0), 0.0)
+    return p.replace(compaction__isolate_lru_folio_us=x)
+
+
+def _rows(platform: Platform, log, channels: int, rfc: str = "v4") -> dict[str, dict[str, float]]:
+    from .experiments.compaction import cost_log, mode_parts
+
+    out = {}
+    for mode in MODES:
+        kind, busy = mode_parts(mode)
+        t = cost_log(
+            log, platform, dma=kind == "dma", busy=busy, channels=channels, rfc=rfc
+        ).timeline
+        out[mode] = {
+            "wall_ms": t.wall_s * 1e3,
+            "sys_pct": t.sys_pct,
+            "idle_pct": t.idle_pct,
+            "hog_iterations": float(t.hog_iterations or 0),
+        }
+    g = out["busy-dma"]["hog_iterations"] / max(out["busy-baseline"]["hog_iterations"], 1.0)
+    out["busy-dma"]["hog_gain_pct"] = 100.0 * (g - 1.0)
+    return out
+
+
+def prediction_spread(
+    platform: Platform,
+    sim,
+    reference_csv_path: str | Path,
+    *,
+    channels: int = DEFAULT_CHANNELS,
+    rfc: str = "v4",
+) -> dict:
+    """90% intervals of a single run's predicted values and the sensitivity table.
+
+    Every source moves one at a time, and the baseline row is refitted each time (only it
+    may be fitted): each prior across its stated range (``PRIOR_RANGES``, read as a 90%
+    range), each stage-1 parameter by 1.645 of its standard error (``stage1.parameter_sd``),
+    the published baseline run's own noise and the predicted run's noise (``noise.
+    trial_sd_frac``, one lognormal factor on every cost). The changes combine in quadrature,
+    each side apart (a linearised propagation, not a Monte Carlo). The runs are costed on
+    every THIN-th migrate_pages() call of `sim` and applied as relative changes (walls, hog
+    iterations) or point changes (percentages) to the full run's nominal values."""
+    from .compaction import CompactionLog
+    from .experiments.compaction import mode_parts
+
+    ref = read_compaction_reference(reference_csv_path)
+    base = ref.filter(pl.col("mode") == "baseline").row(0, named=True)
+    full, thin = sim.log, CompactionLog(sim.log.pages[::THIN], sim.log.work[::THIN], sim.log.tail)
+    nominal_full = _rows(platform, full, channels, rfc)
+    ratio = (
+        nominal_full["baseline"]["wall_ms"]
+        / _rows(platform, thin, channels, rfc)["baseline"]["wall_ms"]
+    )
+    target = base["wall_ms"] * 1e-3 / ratio
+
+    def run(p: Platform, target_s: float = target) -> dict:
+        return _rows(_refit(p, thin, base, target_s), thin, channels, rfc)
+
+    nominal = run(platform)
+    moves: list[tuple[str, float, float, dict, dict]] = []  # name, lo, hi, rows at lo/hi
+    values = platform.as_dict()
+    for (sec, key), (lo, hi) in PRIOR_RANGES.items():
+        at = [run(platform.replace(**{f"{sec}__{key}": v})) for v in (lo, hi)]
+        moves.append((f"{sec}.{key}", lo, hi, *at))
+    for name, sd in platform.meta.get("stage1", {}).get("parameter_sd", {}).items():
+        sec, key = name.split(".")
+        v = values[sec][key]
+        lo, hi = max(v - Z90 * sd, 1e-9), v + Z90 * sd
+        at = [run(platform.replace(**{f"{sec}__{key}": x})) for x in (lo, hi)]
+        moves.append((name, lo, hi, *at))
+    sd = platform.noise.trial_sd_frac
+    f_lo, f_hi = float(np.exp(-Z90 * sd)), float(np.exp(Z90 * sd))
+    at = [run(platform, target * f) for f in (f_lo, f_hi)]
+    moves.append(("published baseline run (noise.trial_sd_frac)", f_lo, f_hi, *at))
+
+    def delta(rows: dict, mode: str, metric: str) -> float:
+        """Change against nominal: relative for walls and counts, points for percentages."""
+        a, b = rows[mode][metric], nominal[mode][metric]
+        if metric.endswith("_pct"):
+            return a - b
+        return a / b - 1.0 if b else 0.0
+
+    interval: dict[str, dict[str, list[float]]] = {}
+    for mode in MODES:
+        interval[mode] = {}
+        _, busy = mode_parts(mode)
+        for metric in INTERVAL_METRICS:
+            if metric == "hog_iterations" and not busy:
+                continue
+            ds = [(delta(a, mode, metric), delta(b, mode, metric)) for *_, a, b in moves]
+            if not metric.endswith("_pct"):  # the predicted run's own noise
+                ds.append((f_lo - 1.0, f_hi - 1.0))
+            down = float(np.sqrt(sum(min(a, b, 0.0) ** 2 for a, b in ds)))
+            up = float(np.sqrt(sum(max(a, b, 0.0) ** 2 for a, b in ds)))
+            v = nominal_full[mode][metric]
+            if metric.endswith("_pct"):
+                interval[mode][metric] = [max(v - down, 0.0), min(v + up, 100.0)]
+            else:
+                interval[mode][metric] = [v * (1.0 - down), v * (1.0 + up)]
+    rows_of = {
+        "dma wall %": ("dma", "wall_ms"),
+        "busy-baseline wall %": ("busy-baseline", "wall_ms"),
+        "busy-dma wall %": ("busy-dma", "wall_ms"),
+        "dma sys points": ("dma", "sys_pct"),
+        "dma idle points": ("dma", "idle_pct"),
+        "hog gain points": ("busy-dma", "hog_gain_pct"),
+    }
+    table = []
+    for name, lo, hi, a, b in moves:
+        entry = {"source": name, "low": lo, "high": hi}
+        for col, (mode, metric) in rows_of.items():
+            scale = 1.0 if metric.endswith("_pct") else 100.0
+            entry[col] = [scale * delta(a, mode, metric), scale * delta(b, mode, metric)]
+        entry["largest"] = max(abs(x) for col in rows_of for x in entry[col])
+        table.append(entry)
+    table.sort(key=lambda e: -e["largest"])
+    return {"interval": interval, "sensitivity": table, "thin": THIN}

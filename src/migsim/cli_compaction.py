@@ -207,14 +207,21 @@ def cmd_reproduce(args) -> int:
                          platform.dma.max_channels_count, platform.name)  # fmt: skip
     # printed beside, never simulated from
     ref = read_table("--reference", args.reference, read_compaction_reference)
-    results = reproduce_results(
+    page_run, results = reproduce_results(
         platform, seed=args.seed, channels=args.channels, capture=args.capture,
         progress=_progress_wanted(args.json), rfc=args.rfc,
     )  # fmt: skip
     rows = [r.row() for r in results]
+    from .calibrate_compaction import prediction_spread
+
+    spread = prediction_spread(
+        platform, page_run, args.reference, channels=args.channels, rfc=args.rfc
+    )
     keys = ("mode", "wall_ms", "pages_migrated", "dma_copies", "hog_iterations",
             "user_pct", "sys_pct", "idle_pct", "irq_pct", "softirq_pct")  # fmt: skip
     sim = [{k: r[k] for k in keys} for r in rows]
+    for s in sim:
+        s["interval"] = spread["interval"][s["mode"]]
     pub = {r["mode"]: r for r in ref.iter_rows(named=True)}
     published = [_with_missing_share(pub[r["mode"]]) for r in sim]
     by_mode = {r["mode"]: r for r in sim}
@@ -231,6 +238,7 @@ def cmd_reproduce(args) -> int:
             "pages_per_allocation": per_alloc,
             "per_page_us": {"simulated": per_page(sim), "published": per_page(published)},
             "parts_per_page_us": parts,
+            "sensitivity": spread["sensitivity"],
             "offload_saving_us": {"simulated": offload_saving_per_page_us(by_mode),
                                   "published": offload_saving_per_page_us(pub)},
         }))  # fmt: skip
@@ -270,11 +278,29 @@ def cmd_reproduce(args) -> int:
     ss, sp = offload_saving_per_page_us(by_mode), offload_saving_per_page_us(pub)
     print(f"kernel CPU saved by offload per page: idle {ss['idle']:.3f} / {sp['idle']:.3f} us, "
           f"busy {ss['busy']:.3f} / {sp['busy']:.3f} us")  # fmt: skip
+    print("\n90% interval of one run (priors' ranges, stage-1 errors, run-to-run noise)")
+    for s in sim:
+        iv = "  ".join(f"{k} {_fmt_range(k, v)}" for k, v in s["interval"].items())
+        print(f"{s['mode']:<14}{iv}")
+    print("\nwhat each predicted row depends on most (change at the low / high end of a source)")
+    cols = [k for k in spread["sensitivity"][0] if isinstance(spread["sensitivity"][0][k], list)]
+    print(f"{'source':<48}" + "".join(f"{c:>22}" for c in cols))
+    for e in spread["sensitivity"][:8]:
+        cells = [f"{e[c][0]:+.2f} / {e[c][1]:+.2f}" for c in cols]
+        print(f"{e['source']:<48}" + "".join(f"{c:>22}" for c in cells))
     print("\nkernel CPU per migrated page by the function that pays it, us (simulated)")
     print(f"{'':<48}" + "".join(f"{m:>15}" for m in parts))
     for name in parts["baseline"]:
         print(f"{name:<48}" + "".join(f"{parts[m][name]:>15.4f}" for m in parts))
     return 0
+
+
+def _fmt_range(metric: str, v: list[float]) -> str:
+    if metric.endswith("_pct"):
+        return f"[{v[0]:.2f}, {v[1]:.2f}]%"
+    if metric == "hog_iterations":
+        return f"[{v[0] / 1e9:.1f}e9, {v[1] / 1e9:.1f}e9]"
+    return f"[{v[0]:.0f}, {v[1]:.0f}]"
 
 
 def _with_missing_share(row: dict) -> dict:

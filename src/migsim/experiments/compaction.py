@@ -146,8 +146,6 @@ def l2_refill_s(nr_folios: np.ndarray, platform: Platform, *, cpu_copy: bool) ->
     evenly over the sets: Poisson). Stage 1 fits the per-folio costs on 1 GiB batches (262144
     folios), where no line survives in either mode, so the term is 0 there and the throughput
     table cannot observe it."""
-    from scipy.stats import poisson
-
     c = platform.compaction
     nr_folios = np.asarray(nr_folios, dtype=np.int64)
     out = np.zeros(len(nr_folios))
@@ -163,9 +161,20 @@ def l2_refill_s(nr_folios: np.ndarray, platform: Platform, *, cpu_copy: bool) ->
             continue
         i = np.arange(n)
         window = (n - 1 - i) * (meta + zero) + i * (meta + copy)  # bytes between the uses
-        survive = poisson.cdf(c.l2_ways_count - 1, window / CACHE_LINE / sets)
+        survive = poisson_cdf(c.l2_ways_count - 1, window / CACHE_LINE / sets)
         out[nr_folios == n] = -c.move_lines_count * per_line * float(survive.sum())
     return out
+
+
+def poisson_cdf(k: int, lam: np.ndarray) -> np.ndarray:
+    """P(X <= k) for X ~ Poisson(lam), elementwise (small k; numpy only, no scipy import)."""
+    lam = np.asarray(lam, dtype=np.float64)
+    term = np.exp(-lam)
+    total = term.copy()
+    for j in range(1, k + 1):
+        term = term * lam / j
+        total += term
+    return np.minimum(total, 1.0)
 
 
 # the phases of migrate_pages() (mm/migrate.c) as the per-page decomposition names them
@@ -644,14 +653,14 @@ def reproduce_results(
     progress: bool = False,
     capture: str = DEFAULT_CAPTURE,
     rfc: str = "v4",
-) -> list[CompactionResult]:
+) -> tuple[Simulation, list[CompactionResult]]:
     """The four published modes at full scale (250 GB node, 16384 order-9 allocations):
-    one result each, with the dcbm of series version `rfc`. The page-level run is the same
-    in every mode (nothing in it depends on time), so it is simulated once and costed four
-    times."""
+    the page-level run and one result per mode, with the dcbm of series version `rfc`. The
+    page-level run is the same in every mode (nothing in it depends on time), so it is
+    simulated once and costed four times."""
     check_rfc(rfc)
     sim = simulate(platform, seed=seed, progress=progress, capture=capture)
-    return [sim.result(platform, mode=m, channels=channels, rfc=rfc) for m in MODES]
+    return sim, [sim.result(platform, mode=m, channels=channels, rfc=rfc) for m in MODES]
 
 
 def reproduce_compaction(

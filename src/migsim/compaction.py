@@ -278,6 +278,8 @@ class Compactor:
         if not 0 <= order <= MAX_PAGE_ORDER:
             raise ValueError(f"order: must be in 0..{MAX_PAGE_ORDER}, got {order}")
         page = self.get_page_from_freelist(order, self.zone.wmark_low)
+        if page is not None:
+            self._prep_new_page(order)
         prios = [COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT]
         if order <= PAGE_ALLOC_COSTLY_ORDER:
             # should_compact_retry(): non-costly orders escalate to the full-sync priority,
@@ -288,6 +290,7 @@ class Compactor:
             for prio in prios:
                 page = self.__alloc_pages_direct_compact(order, prio)
                 if page is not None:
+                    self._prep_new_page(order)
                     break
             self._mark(M_ALLOC_EXIT, order, int(page is not None))
         if page is None:
@@ -295,11 +298,14 @@ class Compactor:
         else:
             self.alloc_success += 1
             self.allocated.append(page)
-            # prep_new_page() -> post_alloc_hook() (and, under init_on_alloc, the zeroing of
-            # every base page) and prep_compound_page() of the block handed out
-            self._acc[W_ALLOC] += 1
-            self._acc[W_ALLOC_PAGES] += 1 << order
         return page
+
+    def _prep_new_page(self, order: int) -> None:
+        """prep_new_page() of the block handed out, inside the allocation (before it returns):
+        post_alloc_hook() (under init_on_alloc the zeroing of every base page) and
+        prep_compound_page(); counted for costing."""
+        self._acc[W_ALLOC] += 1
+        self._acc[W_ALLOC_PAGES] += 1 << order
 
     def get_page_from_freelist(self, order: int, mark: int) -> int | None:
         """Watermark check and rmqueue() from the buddy lists (no high-order pcp lists)."""

@@ -501,33 +501,43 @@ def test_free_scanner_marks_a_fully_scanned_block_skip():
 
 def test_costing_of_a_logged_run_by_hand(round_platform):
     """cost_log() on a hand-made log of two migrate_pages() calls of 32 order-0 pages, on the
-    CPU, alone: every counter costs its unit (migrate scan 0.01, free scan 0.02, isolate 1,
-    free isolate 0.5, buddy free 0.25, slow path 5 us). Work before call 0: 512 pfns scanned,
-    32 + 32 isolated, one slow path = 58.12 us; before call 1: 100 + 200 pfns, 32 + 32, 16
-    buddy frees = 57 us; after the last call (tail): 48 buddy frees (the drain) and a slow
-    path = 17 us. Each call: folio work 32 x 1.25 = 40 us, flush 5 us, copy 32 us = 77 us."""
+    CPU, alone: every counter costs its unit (migrate scan 0.01, free scan 0.02, folio
+    isolation 1, free isolate 0.5, buddy free 0.25, slow path 5 us; the other compaction
+    costs, the zeroing, the cache term and the tick off). Work before call 0: 512 pfns
+    scanned, 32 + 32 isolated, one slow path = 58.12 us; before call 1: 100 + 200 pfns, 32 +
+    32, 16 buddy frees = 57 us; after the last call (tail): 48 buddy frees (the drain) and a
+    slow path = 17 us. Each call: folio work 32 x 1.25 = 40 us, flush 5 us, copy 32 us = 77 us."""
     from migsim.compaction import NR_WORK, CompactionLog
     from migsim.experiments.compaction import cost_log
 
+    off = {
+        f"compaction__{k}": 0.0 for k in round_platform.compaction.as_dict() if k.endswith("_us")
+    }
     p = round_platform.replace(
+        **off,
+        compaction__init_on_alloc_switch=0,
+        compaction__move_lines_count=0,
+        sched__tick_irq_us=0.0,
+    ).replace(
         compaction__migrate_scan_pfn_us=0.01,
         compaction__free_scan_pfn_us=0.02,
-        compaction__isolate_page_us=1.0,
+        compaction__isolate_lru_folio_us=1.0,
         compaction__free_isolate_page_us=0.5,
         compaction__buddy_free_page_us=0.25,
         compaction__slowpath_us=5.0,
     )
-    assert NR_WORK == 6
+    assert NR_WORK == 12
+    six = np.zeros(6, dtype=np.int64)  # the counters of the allocation side, unused here
     log = CompactionLog(
         pages=np.array([32, 32]),
-        work=np.array([[512, 0, 32, 32, 0, 1], [100, 200, 32, 32, 16, 0]]),
-        tail=np.array([0, 0, 0, 0, 48, 1]),
+        work=np.array([[512, 0, 32, 32, 0, 1, *six], [100, 200, 32, 32, 16, 0, *six]]),
+        tail=np.array([0, 0, 0, 0, 48, 1, *six]),
     )
     cost = cost_log(log, p, dma=False, busy=False)
     assert cost.compaction_s == pytest.approx((58.12 + 57 + 17) * US, rel=1e-12)
-    assert cost.work_s["buddy_free"] == pytest.approx(16.0 * US, rel=1e-12)
-    assert cost.work_s["slowpath"] == pytest.approx(10.0 * US, rel=1e-12)
-    assert cost.work_s["migrate_scan"] == pytest.approx(6.12 * US, rel=1e-12)
+    assert cost.work_s["__free_one_page (free_pcppages_bulk)"] == pytest.approx(16.0 * US)
+    assert cost.work_s["__alloc_pages_direct_compact"] == pytest.approx(10.0 * US, rel=1e-12)
+    assert cost.work_s["isolate_migratepages_block: per pfn"] == pytest.approx(6.12 * US)
     assert cost.migrate_s == pytest.approx(154.0 * US, rel=1e-12)
     t = cost.timeline
     assert t.wall_s == pytest.approx((132.12 + 154.0) * US, rel=1e-12)

@@ -284,6 +284,7 @@ class Zone:
         self._nr_pairs = self.nr_blocks // 2  # aligned pageblock pairs entirely free (order 10)
         self._lo_counts = np.zeros((self.nr_blocks, 9), dtype=np.int32)  # orders 0..8 per block
         self._lo_total = np.zeros(9, dtype=np.int64)
+        self._lo_sum = 0  # int(self._lo_total.sum()), kept as a plain integer
         # pageblocks changed since the last exact recount of their order-0..8 counts: one flag
         # byte per pageblock and their number (a list of every change grew by ~10 entries per
         # allocation, 5 MB at full scale)
@@ -393,13 +394,14 @@ class Zone:
             part = blocks[lo : lo + RECOUNT_CHUNK_BLOCKS]
             new = buddy_block_counts(self.block_free_mask(part))[:, :9].astype(np.int32)
             self._lo_total += (new - self._lo_counts[part]).sum(0)
+            self._lo_sum = int(self._lo_total.sum())
             self._lo_counts[part] = new
 
     def free_blocks_total_range(self) -> tuple[int, int]:
         """Bounds on the number of free buddy blocks of all orders, without recounting the
         pageblocks changed since the last exact count (each can differ by at most 256)."""
         high = self._nr_full - self._nr_pairs  # order-9 blocks plus order-10 blocks
-        base = int(self._lo_total.sum()) + high
+        base = self._lo_sum + high
         slack = 256 * self._nr_dirty
         return max(base - slack, high), base + slack
 
@@ -641,7 +643,7 @@ class Zone:
     def move_content(self, src: np.ndarray, dst: np.ndarray) -> None:
         """Copy the content of the pages at `src` to the frames `dst` (folio_copy)."""
         d = self.tag_delta
-        d[dst] = d[src] + (src - dst).astype(np.int32)
+        d[dst] = d[src] + (src - dst)  # int64, stored as int32 (the same value mod 2^32)
 
     def recount(self) -> None:
         """Rebuild the free-page accounting from the frame states (after bulk changes of
@@ -661,6 +663,7 @@ class Zone:
         self._nr_pairs = int((full[0:even:2] & full[1:even:2]).sum())
         self._lo_counts[:] = 0
         self._lo_total[:] = 0
+        self._lo_sum = 0
         self._dirty = bytearray(b"\x01") * self.nr_blocks  # recount every pageblock next time
         self._nr_dirty = self.nr_blocks
         if on_pcp:

@@ -710,17 +710,17 @@ class Compactor:
                     first_bad = sub_end - pos
                 want = need - nr_isolated
                 if len(lidx) >= want:  # COMPACT_CLUSTER_MAX reached: migrate now
-                    take = lidx[:want] + pos
+                    take = lidx[:want] + (start_pfn + pos)  # pfns
                     isolated.append(take)
                     nr_isolated += want
-                    pos = int(take[-1]) + 1
+                    pos = int(take[-1]) + 1 - start_pfn
                     break
                 if first_bad < sub_end - pos:  # isolation failed in this order block
                     isolated, nr_isolated = [], 0  # putback_movable_pages
                     pos = sub_end
                     continue
                 if len(lidx):
-                    isolated.append(lidx + pos)
+                    isolated.append(lidx + (start_pfn + pos))
                     nr_isolated += len(lidx)
                 pos = sub_end
                 if skip_on_failure and nr_isolated:
@@ -736,7 +736,7 @@ class Compactor:
         cc.total_migrate_scanned += scanned
         self._acc[W_MIGRATE_SCANNED] += scanned
         if nr_isolated:
-            pfns = (np.concatenate(isolated) if len(isolated) > 1 else isolated[0]) + start_pfn
+            pfns = np.concatenate(isolated) if len(isolated) > 1 else isolated[0]
             z.state[pfns] = ISOLATED_LRU
             cc.migratepages.append(pfns)
             cc.nr_migratepages += nr_isolated

@@ -113,9 +113,10 @@ def test_sensitivity_table_names_every_prior_and_its_effect(spread):
 
     sources = {e["source"] for e in spread["sensitivity"]}
     assert {f"{s}.{k}" for s, k in PRIOR_RANGES} <= sources
-    # a prior that only the busy CPU sees moves no idle row: ctx_switch_us changes the
-    # busy-baseline wall, never the dma wall (alone on its CPU, no switch is costed apart)
-    ctx = next(e for e in spread["sensitivity"] if e["source"] == "sched.ctx_switch_us")
-    assert ctx["dma wall %"] == [0.0, 0.0] and ctx["busy-baseline wall %"][1] > 0
+    # a prior only an idle CPU pays moves no busy row: the C1 exit lengthens the dma wall,
+    # never the busy ones (a CPU that runs the hog is not in an idle state)
+    c1 = next(e for e in spread["sensitivity"] if e["source"] == "sched.c1_exit_us")
+    assert c1["dma wall %"][1] > 0 > c1["dma wall %"][0]
+    assert c1["busy-dma wall %"] == [0.0, 0.0] and c1["busy-baseline wall %"] == [0.0, 0.0]
     largest = [e["largest"] for e in spread["sensitivity"]]
     assert largest == sorted(largest, reverse=True)

@@ -137,3 +137,43 @@ def test_with_irq_time_accounting_the_hog_keeps_its_time_and_the_irq_is_apart(p)
 def test_a_tick_that_takes_half_the_cpu_is_refused(p):
     with pytest.raises(ValueError, match="sched.tick_hz x sched.tick_irq_us"):
         run_timeline(np.array([1.0]), np.array([]), p.replace(sched__tick_irq_us=600.0), busy=False)
+
+
+def test_the_governor_takes_c1_for_a_short_sleep_and_cc6_for_a_long_one(platform):
+    """acpi_idle: target residency = exit latency x 2; with C2 at 400 us a sleep below 800 us
+    ends in C1 (1 us), a longer one in C2 plus the refetch of half the flushed L2 from L3."""
+    from migsim.timeline import LATENCY_FACTOR, idle_exit_s
+
+    q = platform.replace(sched__c1_exit_us=1.0, sched__c2_exit_us=400.0, sched__cc6_refill_frac=0.5)
+    c = q.compaction
+    refill_us = 0.5 * c.l2_kb * 1024 / 64 * (c.l3_hit_us - c.l2_hit_us)
+    got = idle_exit_s(np.array([0.0, 50e-6, 799e-6, 800e-6, 5e-3]), q) * 1e6
+    assert LATENCY_FACTOR == 2
+    assert got == pytest.approx([0.0, 1.0, 1.0, 400.0 + refill_us, 400.0 + refill_us])
+
+
+@pytest.mark.parametrize("msi_here", [0, 1])
+def test_a_compaction_wake_up_from_its_parts(platform, msi_here):
+    """The end of a DMA sleep in compaction: the engine's time (the copier's wait without its
+    lumped 15 us), the last descriptor's interrupt (0.5 us) on the MSI's CPU, then either the
+    wake-up IPI here (1.5 us; the MSI elsewhere) or every descriptor's interrupt here (the
+    MSI here), and, only on an idle CPU, the C1 exit (1 us) and the switch from idle (2 us)."""
+    from types import SimpleNamespace
+
+    from migsim.experiments.compaction import wake_up
+
+    q = platform.replace(
+        dma__irq_wakeup_us=15.0, dma__desc_irq_us=0.5, sched__c1_exit_us=1.0,
+        sched__ctx_switch_us=2.0, sched__wakeup_ipi_us=1.5, sched__msi_on_cpu_switch=msi_here,
+    )  # fmt: skip
+    bc = SimpleNamespace(
+        copy_wait_s=np.array([0.0, 115e-6]), copy_irq_s=np.array([0.0, 32 * 0.5e-6])
+    )
+    wait, idle_only, here = wake_up(bc, q)
+    if msi_here:
+        assert wait * 1e6 == pytest.approx([0.0, 100.0 + 0.5 + 3.0])
+        assert here * 1e6 == pytest.approx([0.0, 16.0])
+    else:
+        assert wait * 1e6 == pytest.approx([0.0, 100.0 + 0.5 + 1.5 + 3.0])
+        assert here * 1e6 == pytest.approx([0.0, 1.5])
+    assert idle_only * 1e6 == pytest.approx([0.0, 3.0])

@@ -114,6 +114,11 @@ SPEC: dict[str, dict[str, Param]] = {
         "irq_time_accounting_switch": Param("switch", 0, 1, "CONFIG_IRQ_TIME_ACCOUNTING: hard-irq and softirq time is measured (irqtime_account_irq) and shown in /proc/stat's irq and softirq columns; 0: the tick samples it into the interrupted task's user or system time", integer=True),
         "tick_hz": Param("Hz", 1.0, 10000.0, "CONFIG_HZ: scheduler ticks per second on a CPU that runs a task (NO_HZ_IDLE stops the tick on an idle CPU)"),
         "tick_irq_us": Param("us", 0.0, 1000.0, "interrupt time per tick on the pinned CPU, hard irq and softirq together (local APIC timer -> hrtimer_interrupt -> tick_sched_timer -> update_process_times, then the TIMER/RCU/SCHED softirqs it raises); fitted on the published baseline row's irq + softirq share"),
+        "c1_exit_us": Param("us", 0.0, 10000.0, "exit latency of the idle state C1 (Zen 3: ACPI _CST C1, entered with MWAIT through FFH; its _CST latency); prior"),
+        "c2_exit_us": Param("us", 0.0, 100000.0, "exit latency of the idle state C2 (Zen 3: ACPI _CST C2, I/O-port entry, the core's CC6 with its L2 flushed); the cpuidle governor takes it only for an expected sleep of latency_factor (2) x this (acpi_processor_setup_cstates: target_residency); prior"),
+        "cc6_refill_frac": Param("fraction", 0.0, 1.0, "share of the L2 (compaction.l2_kb) the woken task refetches from L3 after a CC6 exit flushed it, at compaction.l3_hit_us - l2_hit_us per line; prior"),
+        "msi_on_cpu_switch": Param("switch", 0, 1, "1: the PTDMA completion MSI targets the pinned CPU, so the copier's per-descriptor interrupt time (dma.desc_irq_us) is irq time there; 0: it targets another CPU (the vector's CPU is picked by the x86 vector allocator or irqbalance, not by the taskset), and the pinned CPU takes only the wake-up IPI (sched.wakeup_ipi_us)", integer=True),
+        "wakeup_ipi_us": Param("us", 0.0, 1000.0, "interrupt time on the pinned CPU when a task sleeping there is woken from another CPU: try_to_wake_up -> ttwu_queue_wakelist -> the call-function IPI -> sysvec_call_function_single -> sched_ttwu_pending; prior"),
         "tick_softirq_frac": Param("fraction", 0.0, 1.0, "share of tick_irq_us spent in softirq (run_timer_softirq, rcu_core, the load balancer's SCHED_SOFTIRQ); prior"),
     },
 }

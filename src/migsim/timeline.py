@@ -216,3 +216,23 @@ def _split_irq(
     if not measured:
         return 0.0, 0.0, tick_s + completion_s
     return tick_s * (1.0 - softirq_frac) + completion_s, tick_s * softirq_frac, 0.0
+
+
+# drivers/acpi/processor_idle.c: acpi_processor_setup_cstates() sets each state's
+# target_residency to its exit latency x latency_factor (module parameter, default 2)
+LATENCY_FACTOR = 2
+
+
+def idle_exit_s(sleep_s: np.ndarray, platform: Platform) -> np.ndarray:
+    """Seconds an idle CPU takes to leave its idle state at the end of each sleep of
+    `sleep_s` seconds (0 where there is no sleep): the cpuidle governor (an ideal menu/teo:
+    it knows the sleep's length) takes the deepest state whose target residency, exit latency
+    x LATENCY_FACTOR, fits in the sleep: C1 (``sched.c1_exit_us``) or C2, the core's CC6
+    (``sched.c2_exit_us``), after which the woken task also refetches ``cc6_refill_frac`` of
+    the flushed L2 from L3."""
+    s, c = platform.sched, platform.compaction
+    sleep_s = np.asarray(sleep_s, dtype=np.float64)
+    refill = s.cc6_refill_frac * c.l2_kb * 1024 / 64 * (c.l3_hit_us - c.l2_hit_us)
+    deep = sleep_s >= LATENCY_FACTOR * s.c2_exit_us * US
+    exit_us = np.where(deep, s.c2_exit_us + refill, s.c1_exit_us)
+    return np.where(sleep_s > 0, exit_us * US, 0.0)

@@ -177,6 +177,38 @@ def poisson_cdf(k: int, lam: np.ndarray) -> np.ndarray:
     return np.minimum(total, 1.0)
 
 
+def wake_up(
+    bc, platform: Platform, scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The end of each DMA sleep of compaction on the pinned CPU, from its parts: (sleep, the
+    part of it only an idle CPU pays, the interrupt time on this CPU), seconds per call.
+
+    The copier's wait (`bc.copy_wait_s`) is the engine's time plus the one lumped wake-up
+    latency of the throughput model (``dma.irq_wakeup_us``); here that latency is rebuilt as
+    the kernel and the machine pay it: the completion interrupt of the last descriptor
+    (``dma.desc_irq_us``) on the CPU the PTDMA MSI targets, which wakes the task; if that is
+    another CPU (``sched.msi_on_cpu_switch`` 0) the wake-up IPI on this one
+    (``sched.wakeup_ipi_us``), else every descriptor's interrupt here (`bc.copy_irq_s`); then,
+    on an idle CPU only, the exit from the idle state the governor chose for a wait that long
+    (timeline.idle_exit_s: C1 for every wait below C2's 800 us target residency) and the
+    switch from the idle task (``sched.ctx_switch_us``). A busy CPU pays the interrupt only
+    (its switches are the timeline's)."""
+    from ..timeline import idle_exit_s
+
+    s, d = platform.sched, platform.dma
+    slept = bc.copy_wait_s > 0
+    lumped = d.irq_wakeup_us * US * scale
+    engine = np.where(slept, np.maximum(bc.copy_wait_s - lumped, 0.0), 0.0)
+    if s.msi_on_cpu_switch:
+        here = np.where(slept, bc.copy_irq_s, 0.0)
+        latency = np.where(slept, d.desc_irq_us * US * scale, 0.0)  # the last handler
+    else:
+        here = np.where(slept, s.wakeup_ipi_us * US * scale, 0.0)
+        latency = np.where(slept, d.desc_irq_us * US * scale, 0.0) + here
+    idle_only = np.where(slept, idle_exit_s(engine, platform) + s.ctx_switch_us * US * scale, 0.0)
+    return engine + latency + idle_only, idle_only, here
+
+
 # the phases of migrate_pages() (mm/migrate.c) as the per-page decomposition names them
 MIGRATE_PARTS = (
     "migrate_folio_unmap",
@@ -235,11 +267,11 @@ def cost_log(
         bursts[-1] = move_s[-1] + tail
     else:
         bursts[-1] = tail
-    # the interrupt that ends each sleep on this CPU: sched.completion_irq_us (run_timeline)
-    timeline = run_timeline(bursts, bc.copy_wait_s, platform, busy=busy, wake_s=bc.copy_wake_s)
-    sleep = bc.copy_wait_s
+    wait_s, wake_s, irq_s = wake_up(bc, platform, scale)
+    timeline = run_timeline(bursts, wait_s, platform, busy=busy, wake_s=wake_s, irq_s=irq_s)
+    sleep = wait_s
     if busy:  # the part of a wake-up only an idle CPU pays (run_timeline)
-        sleep = np.maximum(sleep - bc.copy_wake_s, 0.0)
+        sleep = np.maximum(sleep - wake_s, 0.0)
     calls = CallCosts(pre, bc.unmap_s + bc.flush_s + bc.copy_cpu_s, sleep, move_s, tail, unit)
     counts = log.work.sum(0) + log.tail
     work_s = {name: float(counts[w] * sec * scale) for name, w, sec in cost_parts(platform)}

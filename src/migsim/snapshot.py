@@ -479,15 +479,20 @@ def read_kpage(path: str | os.PathLike, nr_pfns: int | None = None) -> np.ndarra
     elif size:
         nr_pfns = min(nr_pfns, size // 8)
     out = np.empty(nr_pfns, dtype="<u8")
+    return out[: _read_chunks(p, out)]
+
+
+def _read_chunks(path: Path, out: np.ndarray) -> int:
+    """Read a kpage* file into `out` in READ_CHUNK pieces; returns the pfns read."""
     mv = memoryview(out).cast("B")
     pos = 0
-    with open(p, "rb", buffering=0) as fh:
+    with open(path, "rb", buffering=0) as fh:
         while pos < len(mv):
             k = fh.readinto(mv[pos : pos + READ_CHUNK])
             if not k:
                 break
             pos += k
-    return out[: pos // 8]
+    return pos // 8
 
 
 def _read_settings() -> dict[str, str]:
@@ -645,18 +650,11 @@ class RawReader:
 
 
 def _read_into(path: Path, out: np.ndarray) -> int:
-    """Read a kpage* file into `out` in READ_CHUNK pieces; returns the pfns read."""
-    mv = memoryview(out).cast("B")
-    pos = 0
-    with open(path, "rb", buffering=0) as fh:
-        while pos < len(mv):
-            k = fh.readinto(mv[pos : pos + READ_CHUNK])
-            if not k:
-                break
-            pos += k
-    if pos < len(mv):
-        raise ValueError(f"{path}: {pos // 8} pfns read, the zones need {len(out)}")
-    return pos // 8
+    """Fill `out` from a kpage* file (all of it, or ValueError); returns the pfns read."""
+    n = _read_chunks(path, out)
+    if n < len(out):
+        raise ValueError(f"{path}: {n} pfns read, the zones need {len(out)}")
+    return n
 
 
 def take(raw_dir: str | os.PathLike | None = None, *, with_count: bool = True) -> Snapshot:

@@ -370,14 +370,15 @@ class TwinCompactor(Compactor):
         return start + min(stop, n), nr
 
     # -- migrate_pages with compaction_alloc ---------------------------------------------------
-    def _alloc(self, cc: CompactControl, order: int, count: int) -> list[tuple[int, int]]:
-        """compaction_alloc() for `count` folios of `order` (stops at the first NULL): blocks
-        (pfn, pages) handed out; isolate_freepages() once more when the lists cannot serve."""
+    def _alloc(self, cc: CompactControl, order: int, count: int) -> np.ndarray:
+        """compaction_alloc() for `count` folios of `order` (stops at the first NULL): the
+        first pfn of each target handed out; isolate_freepages() once more when the lists
+        cannot serve."""
         out = self.lists.take(order, count)
         if len(out) < count:
             self.isolate_freepages(cc)
-            out += self.lists.take(order, count - len(out))
-        got = sum(n for _, n in out)
+            out = np.concatenate([out, self.lists.take(order, count - len(out))])
+        got = len(out) << order
         cc.nr_freepages -= got
         cc.nr_migratepages -= got
         return out
@@ -401,8 +402,7 @@ class TwinCompactor(Compactor):
         head = src & ~((1 << fo) - 1)
         first = np.concatenate(([True], head[1:] != head[:-1]))[: len(src)]
         heads, orders = head[first], fo[first]
-        ok_src: list[np.ndarray] = []
-        ok_dst: list[np.ndarray] = []
+        ok: list[tuple[np.ndarray, np.ndarray, int]] = []  # (source heads, targets, pages)
         retry: list[int] = []
         failed_pages = 0
         spans = _runs(orders)
@@ -411,16 +411,16 @@ class TwinCompactor(Compactor):
         while pos < len(spans) and not enomem:
             a, b, k = spans[pos]
             pos += 1
-            blocks = self._alloc(cc, k, b - a)
-            for (pfn, npages), h in zip(blocks, heads[a : a + len(blocks)], strict=False):
-                ok_src.append(np.arange(h, h + npages))
-                ok_dst.append(np.arange(pfn, pfn + npages))
-            if len(blocks) < b - a:  # compaction_alloc() returned NULL for folio a + len
-                h = int(heads[a + len(blocks)])
+            starts = self._alloc(cc, k, b - a)
+            served = len(starts)
+            if served:
+                ok.append((heads[a : a + served], starts, 1 << k))
+            if served < b - a:  # compaction_alloc() returned NULL for folio a + served
+                h = int(heads[a + served])
                 if k > 0 and not self.tz.unsplittable[h]:
                     self.split_folios += 1
                     retry.extend(range(h, h + (1 << k)))
-                    rest = [(a + len(blocks) + 1, b, k)] if a + len(blocks) + 1 < b else []
+                    rest = [(a + served + 1, b, k)] if a + served + 1 < b else []
                     spans[pos:pos] = rest
                 else:
                     failed_pages += 1 << k
@@ -430,8 +430,11 @@ class TwinCompactor(Compactor):
                 retry = []
                 heads = np.concatenate([heads, r])
                 spans.append((len(heads) - len(r), len(heads), 0))
-        moved = np.concatenate(ok_src) if ok_src else np.zeros(0, dtype=np.int64)
-        dst = np.concatenate(ok_dst) if ok_dst else np.zeros(0, dtype=np.int64)
+        if ok:
+            moved = np.concatenate([(h[:, None] + np.arange(u)).ravel() for h, _, u in ok])
+            dst = np.concatenate([(d[:, None] + np.arange(u)).ravel() for _, d, u in ok])
+        else:
+            moved = dst = np.zeros(0, dtype=np.int64)
         back = np.setdiff1d(src, moved, assume_unique=True)
         if len(busy_pages):
             back = np.concatenate([back, busy_pages])
@@ -466,60 +469,83 @@ def _runs(orders: np.ndarray) -> list[tuple[int, int, int]]:
 class FreeLists:
     """cc->freepages[order]: the isolated free blocks by order, FIFO (list_add_tail when
     isolated); a larger block taken for a smaller request is split as compaction_alloc()
-    does, the upper halves going to the head of the lower lists (list_add)."""
+    does, the rest going to the head of the lower lists (list_add). Each list is a Python list
+    read from a moving index (the tail part) and a stack of blocks put at its head."""
 
     def __init__(self) -> None:
-        from collections import deque
-
-        self.lists = [deque() for _ in range(MAX_PAGE_ORDER + 1)]
+        n = MAX_PAGE_ORDER + 1
+        self.main: list[list[int]] = [[] for _ in range(n)]
+        self.pos = [0] * n
+        self.front: list[list[int]] = [[] for _ in range(n)]  # last element = list head
         self.nr = 0
 
-    def add(self, pfns: np.ndarray, sizes: np.ndarray) -> None:
-        for p, n in zip(pfns.tolist(), sizes.tolist(), strict=True):
-            self.lists[n.bit_length() - 1].append(p)
-            self.nr += n
+    def _len(self, o: int) -> int:
+        return len(self.front[o]) + len(self.main[o]) - self.pos[o]
 
-    def take(self, order: int, count: int) -> list[tuple[int, int]]:
-        """Up to `count` blocks of `order`, as (pfn, pages); order-0 requests are served a
-        run of pages of one block at a time (the same pages one by one would take)."""
-        out: list[tuple[int, int]] = []
+    def _pop(self, o: int, t: int) -> list[int]:
+        """The first `t` blocks of list `o`, head first."""
+        out = []
+        f = self.front[o]
+        while f and len(out) < t:
+            out.append(f.pop())
+        k = t - len(out)
+        if k:
+            p = self.pos[o]
+            out += self.main[o][p : p + k]
+            self.pos[o] = p + k
+            if self.pos[o] > 4096 and self.pos[o] * 2 > len(self.main[o]):
+                del self.main[o][: self.pos[o]]
+                self.pos[o] = 0
+        return out
+
+    def add(self, pfns: np.ndarray, sizes: np.ndarray) -> None:
+        """Blocks at `pfns` of `sizes` pages (powers of two), appended at the list tails."""
+        orders = np.log2(sizes).astype(np.int64)
+        if len(set(orders.tolist())) == 1:
+            self.main[int(orders[0])].extend(pfns.tolist())
+        else:
+            for p, o in zip(pfns.tolist(), orders.tolist(), strict=True):
+                self.main[o].append(p)
+        self.nr += int(sizes.sum())
+
+    def take(self, order: int, count: int) -> np.ndarray:
+        """Up to `count` targets of `order` (their first pfns), smallest order first; a
+        block of a larger order is split and used from its start."""
+        out: list[np.ndarray] = []
         need = count
+        unit = 1 << order
         while need > 0:
-            j = next((o for o in range(order, MAX_PAGE_ORDER + 1) if self.lists[o]), -1)
+            j = next((o for o in range(order, MAX_PAGE_ORDER + 1) if self._len(o)), -1)
             if j < 0:
                 break
-            if order == 0 and j == 0:
-                t = min(need, len(self.lists[0]))
-                for _ in range(t):
-                    out.append((self.lists[0].popleft(), 1))
-                self.nr -= t
+            if j == order:
+                t = min(need, self._len(j))
+                out.append(np.array(self._pop(j, t), dtype=np.int64))
+                self.nr -= t * unit
                 need -= t
                 continue
-            pfn = self.lists[j].popleft()
+            pfn = self._pop(j, 1)[0]
             size = 1 << j
-            unit = 1 << order
             t = min(need, size // unit)
-            if order == 0:
-                out.extend((pfn + q, 1) for q in range(t))
-            else:
-                out.extend((pfn + q * unit, unit) for q in range(t))
+            out.append(pfn + np.arange(t, dtype=np.int64) * unit)
             self.nr -= size
             # the rest of the block, [pfn + t*unit, pfn + size), back as aligned blocks
             lo, hi = pfn + t * unit, pfn + size
             while lo < hi:
-                o = min(
-                    (lo & -lo).bit_length() - 1 if lo else MAX_PAGE_ORDER,
-                    (hi - lo).bit_length() - 1,
-                )
-                self.lists[o].appendleft(lo)
+                o = min((lo & -lo).bit_length() - 1, (hi - lo).bit_length() - 1)
+                self.front[o].append(lo)
                 self.nr += 1 << o
                 lo += 1 << o
             need -= t
-        return out
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def pfns(self) -> np.ndarray:
         """Every free page still on the lists."""
-        parts = [np.arange(p, p + (1 << o)) for o, lst in enumerate(self.lists) for p in lst]
+        parts = [
+            np.arange(p, p + (1 << o))
+            for o in range(MAX_PAGE_ORDER + 1)
+            for p in self.front[o] + self.main[o][self.pos[o] :]
+        ]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 

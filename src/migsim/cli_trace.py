@@ -53,7 +53,7 @@ def register_probe(psub) -> None:
     p.add_argument("--buffer-kb", type=int_range(64, 1 << 22), default=65536,
                    help="ring buffer per CPU, KiB (default 65536)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("command", nargs=argparse.REMAINDER,
+    p.add_argument("traced", nargs=argparse.REMAINDER, metavar="COMMAND",
                    help="-- COMMAND ARGS: what to trace (e.g. sh -c 'echo 1 > "
                    "/proc/sys/vm/compact_memory')")  # fmt: skip
     p.set_defaults(func=cmd_probe_trace)
@@ -65,7 +65,7 @@ def cmd_probe_trace(args) -> int:
     from .trace import parse_trace, vmstat_from_events
     from .tracefs import TraceUnavailable, capture
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.traced[1:] if args.traced[:1] == ["--"] else args.traced
     if not command:
         raise ValueError("COMMAND: give the command to trace after --")
     try:

@@ -162,17 +162,6 @@ def format_markdown(runs: Sequence[RunStats], title: str = "") -> str:
 # Runs from the files migsim writes
 # --------------------------------------------------------------------------------------------
 
-COMPACTION_OPS = (
-    "compact_stall",
-    "compact_success",
-    "compact_fail",
-    "compact_migrate_scanned",
-    "compact_free_scanned",
-    "compact_isolated",
-    "pgmigrate_success",
-    "pgmigrate_fail",
-)
-
 
 def stats_from_compaction_runs(df, name: str) -> RunStats:
     """A RunStats of compaction run rows (COMPACTION_RUNS, one mode): allocation latency
@@ -186,7 +175,9 @@ def stats_from_compaction_runs(df, name: str) -> RunStats:
     hog = df["hog_iterations"].drop_nulls().to_numpy()
     if len(hog):
         rs.add(Metric("hog-iterations", "", hog.astype(float), True, quantiles=False))
-    rs.ops = {k: float(df[k].mean()) for k in COMPACTION_OPS}
+    from .compaction import VMSTAT_KEYS
+
+    rs.ops = {k: float(df[k].mean()) for k in VMSTAT_KEYS}
     return rs
 
 

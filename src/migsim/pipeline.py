@@ -476,6 +476,29 @@ def fragment_node(platform_path: str, params: Mapping, out_path: str) -> None:
 COMPACTION_CONTROL_FLOW = ("cluster_max", "node_bytes", "allocations", "free_ratio", "pattern")
 
 
+def simulate_from_state(platform, params: Mapping, state_path: str, *, trace: bool = False):
+    """The page-level run of a compaction job's control-flow parameters from the saved state
+    (`trace`: with every tracepoint event marked)."""
+    from .experiments.compaction import simulate
+
+    flow = {k: params[k] for k in COMPACTION_CONTROL_FLOW}
+    return simulate(platform, **flow, seed=params["seed"], state=state_path, trace=trace)
+
+
+def cost_mode_run(sim, platform, params: Mapping, run: int):
+    """Run number `run` of one compaction mode job, costed from the page-level run `sim`."""
+    return sim.result(
+        platform,
+        mode=params["mode"],
+        channels=params["channels"],
+        fail_rate=params["fail_rate"],
+        min_batch_bytes=params["min_batch_bytes"],
+        noise=params["noise"],
+        rfc=params.get("rfc", "v4"),
+        seed=cell_seed(params["seed"], "compaction", params["mode"], run),
+    )
+
+
 def simulate_compaction_modes(
     platform_path: str, state_path: str, jobs: Sequence[Mapping], out_paths: Sequence[str]
 ) -> None:
@@ -483,7 +506,6 @@ def simulate_compaction_modes(
     Parquet file: the page-level run is simulated once per distinct COMPACTION_CONTROL_FLOW key
     and costed for every mode and run that shares it (the rows are those of a run_compaction()
     per mode and run from the state: tests/test_one_simulation.py)."""
-    from .experiments.compaction import simulate
     from .platform import load_platform
     from .tables import COMPACTION_RUNS
 
@@ -492,26 +514,9 @@ def simulate_compaction_modes(
     for params, out_path in zip(jobs, out_paths, strict=True):
         key = tuple(params[k] for k in COMPACTION_CONTROL_FLOW)
         if key not in sims:
-            sims[key] = simulate(
-                platform,
-                **dict(zip(COMPACTION_CONTROL_FLOW, key, strict=True)),
-                seed=params["seed"],
-                state=state_path,
-            )
+            sims[key] = simulate_from_state(platform, params, state_path)
         rows = [
-            sims[key]
-            .result(
-                platform,
-                mode=params["mode"],
-                channels=params["channels"],
-                fail_rate=params["fail_rate"],
-                min_batch_bytes=params["min_batch_bytes"],
-                noise=params["noise"],
-                rfc=params.get("rfc", "v4"),
-                seed=cell_seed(params["seed"], "compaction", params["mode"], run),
-            )
-            .row()
-            for run in range(params["runs"])
+            cost_mode_run(sims[key], platform, params, run).row() for run in range(params["runs"])
         ]
         _write_runs(rows, COMPACTION_RUNS, out_path, params, platform)
 

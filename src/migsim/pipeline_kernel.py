@@ -146,29 +146,14 @@ def write_trace(res, path: str | Path, max_events: int, *, text: bool | None = N
 
 def trace_mode(platform_path: str, state_path: str, params: Mapping, text_path: str,
                events_path: str, max_events: int) -> None:  # fmt: skip
-    """The first run of one compaction mode (as rule compaction runs it), traced: its events
-    as tracefs text and as Parquet."""
-    from .experiments.compaction import run_compaction
-    from .pipeline import cell_seed
+    """The first run of one compaction mode, simulated and costed as rule compaction does,
+    traced: its events as tracefs text and as Parquet."""
+    from .pipeline import cost_mode_run, simulate_from_state
     from .platform import load_platform
 
     platform = load_platform(platform_path)
-    res = run_compaction(
-        platform,
-        mode=params["mode"],
-        channels=params["channels"],
-        cluster_max=params["cluster_max"],
-        node_bytes=params["node_bytes"],
-        allocations=params["allocations"],
-        free_ratio=params["free_ratio"],
-        pattern=params["pattern"],
-        seed=cell_seed(params["seed"], "compaction", params["mode"], 0),
-        fail_rate=params["fail_rate"],
-        min_batch_bytes=params["min_batch_bytes"],
-        state=state_path,
-        noise=params["noise"],
-        trace=True,
-    )
+    sim = simulate_from_state(platform, params, state_path, trace=True)
+    res = cost_mode_run(sim, platform, params, 0)
     n, total = write_trace(res, text_path, max_events, text=True)
     write_trace(res, events_path, max_events, text=False)
     if total > n:

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .probe import read_vmstat
 from .trace import EVENTS
 
 TRACEFS = Path("/sys/kernel/tracing")
@@ -44,16 +45,6 @@ DEFAULT_BUFFER_KB = 65536  # per CPU
 
 class TraceUnavailable(RuntimeError):
     """The capture cannot run here (not root, no tracefs); the reason is the message."""
-
-
-def read_vmstat(keys: Sequence[str] = VMSTAT_TRACED) -> dict[str, int]:
-    """The /proc/vmstat counters `keys` (missing ones read as 0)."""
-    vals: dict[str, int] = {}
-    with open("/proc/vmstat") as fh:
-        for line in fh:
-            name, _, value = line.partition(" ")
-            vals[name] = int(value)
-    return {k: vals.get(k, 0) for k in keys}
 
 
 def is_mounted(path: Path = TRACEFS) -> bool:
@@ -215,13 +206,13 @@ def capture(
                 p = root / "events" / system / event / "enable"
                 if p.exists():
                     _write(p, "1")
-            before = read_vmstat()
+            before = read_vmstat(VMSTAT_TRACED)
             _write(root / "tracing_on", "1")
             t0 = time.perf_counter()
             rc = subprocess.run(list(command)).returncode
             wall = time.perf_counter() - t0
             _write(root / "tracing_on", "0")
-            after = read_vmstat()
+            after = read_vmstat(VMSTAT_TRACED)
             text = (root / "trace").read_text(errors="replace")
             lost = _lost_events(root)
         finally:

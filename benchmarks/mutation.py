@@ -4,8 +4,9 @@ mutmut (3.x) rewrites every function of the modules in CORE into a trampoline th
 the original or one of its mutants (an operator, a constant, a comparison or an argument
 changed), records which tests call which function, and runs, for each mutant, only the tests
 that reached its function (stopping at the first failure). The test files it may use are TESTS:
-the unit, property and reproduction tests of the engine; tests marked ``change_detector``
-(committed file equals a re-fit) are left out, since they reject any change, right or wrong.
+the unit, property and small-case tests of the engine; tests marked ``change_detector``
+(committed file equals a re-fit) are left out, since they reject any change, right or wrong,
+and so are the full-scale runs (marked ``slow``: seconds per mutant).
 
 The run happens in a scratch copy of the repository (src, tests, config and the project
 file with a [tool.mutmut] section added), never in the work tree. mutmut forks one process per
@@ -107,9 +108,10 @@ def mutmut_config(only: list[str], max_children: int) -> str:
         'source_paths = ["src/migsim"]',
         f"only_mutate = {json.dumps([f'src/migsim/{m}' for m in only])}",
         f"pytest_add_cli_args_test_selection = {json.dumps(list(TESTS))}",
-        # -p no:cacheprovider: no .pytest_cache in the copy; the hypothesis CI profile (if the
-        # conftest defines one) keeps the property tests derandomized, the same for every mutant
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-m", "not change_detector"]',
+        # -p no:cacheprovider: no .pytest_cache in the copy
+        # full-scale runs (marked slow) take seconds per mutant: the unit, property and
+        # small-case tests must kill what they would
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-m", "not change_detector and not slow"]',
         'also_copy = ["config"]',
         'process_isolation = "forkserver"',
         'forkserver_warmup = "import"',
@@ -316,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--keep: {work} already holds a run; give a new directory")
     work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env |= {"OPENBLAS_NUM_THREADS": "1", "HYPOTHESIS_PROFILE": env.get("HYPOTHESIS_PROFILE", "ci")}
+    # the quick hypothesis profile, derandomized (tests/conftest.py): the same examples for
+    # every mutant
+    env |= {"OPENBLAS_NUM_THREADS": "1", "HYPOTHESIS_PROFILE": "ci", "HYPOTHESIS_DERANDOMIZE": "1"}
     load0 = os.getloadavg()
     t0 = time.monotonic()
     if args.audit:

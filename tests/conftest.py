@@ -5,6 +5,7 @@ test leaves the kernel settings as it found them; the hypothesis settings profil
 from __future__ import annotations
 
 import os
+import random
 import sys
 import warnings
 from dataclasses import dataclass
@@ -67,10 +68,44 @@ def _kernel_settings_unchanged(request):
 # HYPOTHESIS_PROFILE=ci (the default, a quick run) or thorough (what CI runs, .ci/run: at least
 # 2,000 examples each). Deadlines are off: the examples build zones of varying size, and a
 # wall-clock limit would make the result depend on the machine's load.
-_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+# A failure prints how to reproduce it (print_blob: the @reproduce_failure blob; with random
+# generation also the seed). In CI (CI=true), and where HYPOTHESIS_DERANDOMIZE=1 (mutation
+# testing: every mutant meets the same examples), generation is derandomized: the examples
+# follow from each test's own source, so a run is repeatable.
+_DERANDOMIZE = os.environ.get("CI") == "true" or os.environ.get("HYPOTHESIS_DERANDOMIZE") == "1"
+_COMMON = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow],
+    "print_blob": True,
+    "derandomize": _DERANDOMIZE,
+}
 settings.register_profile("ci", max_examples=100, **_COMMON)
 settings.register_profile("thorough", max_examples=2000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Without derandomization, fix hypothesis's seed for the run (a random one unless
+    --hypothesis-seed is given) so that the header and a failing run can print it."""
+    if not _DERANDOMIZE and config.getoption("hypothesis_seed", None) is None:
+        config.option.hypothesis_seed = random.SystemRandom().randrange(2**32)
+
+
+def _hypothesis_seed_line(config) -> str:
+    if _DERANDOMIZE:
+        return "hypothesis: derandomized (CI=true or HYPOTHESIS_DERANDOMIZE=1)"
+    seed = config.getoption("hypothesis_seed", None)
+    return f"hypothesis seed {seed}: rerun with --hypothesis-seed={seed} to get the same examples"
+
+
+def pytest_report_header(config):
+    return _hypothesis_seed_line(config)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if exitstatus != 0:
+        terminalreporter.write_line(_hypothesis_seed_line(config))
 
 
 @pytest.fixture(scope="session")

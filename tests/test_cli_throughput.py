@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -28,8 +29,19 @@ def test_throughput_json(capsys):
 
 
 def test_throughput_text(capsys):
-    assert main(["throughput", "--folio-size", "2M", "--total-bytes", "256M", "--trials", "2"]) == 0
-    assert "GB/s" in capsys.readouterr().out
+    """The text report states the same mean as the JSON of the same run (two output paths),
+    and its phase lines add up to the CPU-busy line (the CPU copier never waits)."""
+    args = ["throughput", "--folio-size", "2M", "--total-bytes", "256M", "--trials", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    mean = float(re.search(r"throughput: ([0-9.]+) ± ", out).group(1))
+    assert mean == pytest.approx(doc["mean_gbps"], abs=0.005)
+    phases = [float(x) for x in re.findall(r"^  \w+ +([0-9.]+) ms", out, re.M)]
+    busy = float(re.search(r"CPU busy ([0-9.]+) ms", out).group(1))
+    assert len(phases) >= 4 and sum(phases) == pytest.approx(busy, abs=0.001 * len(phases))
+    assert "CPU idle (waiting) 0.000 ms" in out
 
 
 def test_reproduce_throughput_json(capsys):

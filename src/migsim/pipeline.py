@@ -57,6 +57,16 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def engine_digest() -> str:
+    """Short hash of the engine's code: every Python file of the installed migsim package
+    (path and content), so that results record which engine computed them."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def cell_seed(base_seed: int, *key: Any) -> int:
     """Seed of one cell or run, derived from the configured seed and the cell's key, so that
     cells have independent noise, and adding a cell changes no other cell's numbers."""
@@ -412,7 +422,7 @@ def _write_runs(
         schema,
         config_hash=config_hash(dict(params)),
         seed=params["seed"],
-        extra={"platform_digest": platform.digest()},
+        extra={"platform_digest": platform.digest(), "engine_digest": engine_digest()},
     )
 
 
@@ -549,8 +559,14 @@ def aggregate(
         ),
     }[kind]
     runs = t.read_runs(run_paths, runs_schema)
+    # the inputs the runs were computed from (platform values, engine code), so that a reader
+    # can tell stale results (more than one engine digest: some run files are older)
+    inputs = {
+        key: ",".join(sorted({t.read_metadata(p).get(key, "") for p in run_paths}))
+        for key in ("platform_digest", "engine_digest")
+    }
     summary = summarise(runs, load_reference(reference_path))
-    t.write_parquet(summary, out_path, summary_schema, config_hash=digest, seed=seed)
+    t.write_parquet(summary, out_path, summary_schema, config_hash=digest, seed=seed, extra=inputs)
 
 
 def write_tables(kind: str, summary_path: str, outputs: Mapping[str, str]) -> None:

@@ -29,6 +29,7 @@ def test_compaction_json_row(capsys):
         "pgmigrate_success", "pgmigrate_fail", "platform",
     }  # fmt: skip
     assert contract <= set(row)
+    assert row["experiment"] == "compaction"
     assert row["mode"] == "busy-dma" and row["channels"] == 2 and row["alloc_success"] == 4
     assert row["hog_iterations"] > 0 and row["dma_copies"] == row["pages_migrated"]
 

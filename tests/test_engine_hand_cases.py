@@ -542,3 +542,52 @@ def test_costing_of_a_logged_run_by_hand(round_platform):
     t = cost.timeline
     assert t.wall_s == pytest.approx((132.12 + 154.0) * US, rel=1e-12)
     assert t.sys_s == t.wall_s and t.idle_s == 0.0 and t.nr_sleeps == 0
+
+
+# ------------------------------------------------------------------ saved zones and platforms
+
+
+def test_zone_state_round_trip_and_a_tag_index_past_the_zone(tmp_path):
+    """save_state()/load_state(): a zone saved without its config loads with config None and
+    the same frames, pageblock data and content tags; a file whose content-tag index is the
+    zone's size (one past its last frame) is refused."""
+    from migsim.fragment import load_state, save_state
+    from migsim.zone import LRU, MIGRATE_UNMOVABLE, Zone
+
+    z = Zone(4 * 512)
+    z.state[:700] = LRU
+    z.recount()
+    z.move_content(np.array([5]), np.array([1500]))  # a moved page: a sparse tag entry
+    z.migratetype[3] = MIGRATE_UNMOVABLE
+    z.skip[2] = True
+    path = tmp_path / "z.npz"
+    save_state(z, path)
+    back, cfg = load_state(path)
+    assert cfg is None
+    assert np.array_equal(back.state, z.state) and np.array_equal(back.tag_delta, z.tag_delta)
+    assert back.migratetype.tolist() == [1, 1, 1, 0] and back.skip.tolist() == [0, 0, 1, 0]
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["tag_idx"] = np.array([z.nr_pages])
+    arrays["tag_val"] = np.array([1], dtype=np.int32)
+    bad = tmp_path / "bad.npz"
+    with open(bad, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(ValueError, match="content tags do not fit"):
+        load_state(bad)
+
+
+def test_saved_platform_keeps_unit_and_meaning(platform, tmp_path):
+    """save_platform() writes each parameter with its value, unit and one-line meaning (the
+    file is read by people), and load_platform() gives back the same values."""
+    import yaml
+
+    from migsim.platform import SPEC, load_platform, save_platform
+
+    path = tmp_path / "p.yaml"
+    save_platform(platform, path)
+    doc = yaml.safe_load(path.read_text())["parameters"]
+    for sec, params in SPEC.items():
+        for key, p in params.items():
+            assert doc[sec][key]["unit"] == p.unit and doc[sec][key]["meaning"] == p.meaning
+    assert load_platform(path).as_dict() == platform.as_dict()

@@ -30,13 +30,16 @@ def one_run(workdir: Path, cores: str, extra: list[str]) -> tuple[float, float]:
     shutil.rmtree(workdir / "results", ignore_errors=True)
     shutil.rmtree(workdir / ".snakemake", ignore_errors=True)
     cmd = [sys.executable, "-m", "snakemake", "--cores", cores, *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"snakemake failed:\n{err[-4000:]}")
+    # stderr into a file: snakemake's log fills a 64 KB pipe, and nobody reads it until the end
+    with tempfile.TemporaryFile() as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            err = log.read().decode(errors="replace")
+            raise SystemExit(f"snakemake failed:\n{err[-4000:]}")
     import resource
 
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0

@@ -124,15 +124,17 @@ def run_in(tree: Path, command: list[str], prepare=None) -> tuple[float, float]:
     if prepare is not None:
         prepare(tree)
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed in {tree}:\n{err[-3000:]}")
+    # stderr into a file, not a pipe: a pipe nobody reads while the child runs blocks the
+    # child once it holds 64 KB (snakemake's log does)
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            text = err.read().decode(errors="replace")
+            raise SystemExit(f"{' '.join(command)} failed in {tree}:\n{text[-3000:]}")
     return wall, usage.ru_maxrss / 1024.0
 
 

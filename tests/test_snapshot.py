@@ -152,3 +152,14 @@ def test_kpageflags_may_stop_where_the_pageblocks_of_pagetypeinfo_end(tmp_path):
     assert snap.block_valid.tolist() == [True] * 4 + [False] * 4
     with pytest.raises(ValueError, match="kpageflags: 1536 pfns"):
         S.from_dir(write_dir(tmp_path / "b", f[: 3 * PB], None, texts))
+
+
+def test_without_root_snapshot_and_twin_exit_3_with_the_reason(tmp_path, capsys, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert cli.main(["host", "snapshot", str(tmp_path / "s.npz")]) == 3
+    assert "needs root" in capsys.readouterr().err
+    assert cli.main(["host", "twin", "--size", "64M", "--runs", "1"]) == 3
+    assert "root" in capsys.readouterr().err
+    assert not (tmp_path / "s.npz").exists()

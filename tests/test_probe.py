@@ -347,8 +347,8 @@ def test_host_jobs_without_compaction_probe(tmp_path, monkeypatch, platform):
     fitted = load_platform(tmp_path / "host.yaml")
     assert fitted.meta["host"]["compaction_fit"].startswith("skipped")
     assert (
-        fitted.as_dict()["compaction"]["isolate_page_us"]
-        == (platform.as_dict()["compaction"]["isolate_page_us"])
+        fitted.as_dict()["compaction"]["isolate_lru_folio_us"]
+        == (platform.as_dict()["compaction"]["isolate_lru_folio_us"])
     )
     host.simulate_compaction(
         tmp_path / "host.yaml", tmp_path / "probe.parquet", kp, tmp_path / "c.parquet"

@@ -54,7 +54,18 @@ from pathlib import Path
 import numpy as np
 
 from . import snapshot as S
-from .compaction import VMSTAT_KEYS, CompactControl, CompactionLog, Compactor
+from .compaction import (
+    M_MIGRATE_FAIL,
+    VMSTAT_KEYS,
+    W_FREE_ISOLATED,
+    W_FREE_SCANNED,
+    W_ISOLATE_FREE,
+    W_ISOLATED,
+    W_MIGRATE_SCANNED,
+    CompactControl,
+    CompactionLog,
+    Compactor,
+)
 from .units import COMPACT_CLUSTER_MAX, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
 from .zone import FREE, ISOLATED_FREE, ISOLATED_LRU, KERNEL, LRU, Zone
 
@@ -224,7 +235,7 @@ class TwinCompactor(Compactor):
         super().isolate_migratepages_block(cc, low_pfn, end_pfn)
         if over:
             cc.total_migrate_scanned += PB
-            self._acc[0] += PB
+            self._acc[W_MIGRATE_SCANNED] += PB
         if len(cc.migratepages) > n0:
             last = int(cc.migratepages[-1][-1])
             k = int(self.tz.folio_order[last])
@@ -236,11 +247,11 @@ class TwinCompactor(Compactor):
                 cc.migratepages.append(rest)
                 cc.nr_migratepages += len(rest)
                 self.vmstat["compact_isolated"] += len(rest)
-                self._acc[2] += len(rest)
+                self._acc[W_ISOLATED] += len(rest)
                 extra = min(tail_end, end_pfn) - cc.migrate_pfn
                 if extra > 0:
                     cc.total_migrate_scanned += extra
-                    self._acc[0] += extra
+                    self._acc[W_MIGRATE_SCANNED] += extra
                     cc.migrate_pfn = min(tail_end, end_pfn)
 
     def _order10_head(self, b: int) -> bool:
@@ -277,6 +288,7 @@ class TwinCompactor(Compactor):
         """isolate_freepages() for MIGRATE_SYNC (fast_isolate_freepages() returns at once for
         order <= 0); see the module docstring."""
         z = self.zone
+        self._acc[W_ISOLATE_FREE] += 1
         isolate_start_pfn = cc.free_pfn
         block_start = z.pageblock_start(isolate_start_pfn)
         block_end = min(block_start + PB, z.zone_end_pfn)
@@ -357,7 +369,7 @@ class TwinCompactor(Compactor):
             stop = n
             scanned = int(jump[visited].sum())
         cc.total_free_scanned += scanned
-        self._acc[1] += scanned
+        self._acc[W_FREE_SCANNED] += scanned
         nr = int(size[bh].sum())
         if nr:
             pfns = (np.repeat(bh, size[bh]) + _ramp(size[bh])) + start
@@ -366,7 +378,7 @@ class TwinCompactor(Compactor):
             self.lists.add(bh + start, size[bh])  # list_add_tail(&page->lru, &freelist[order])
             cc.nr_freepages += nr
             self.vmstat["compact_isolated"] += nr
-            self._acc[3] += nr
+            self._acc[W_FREE_ISOLATED] += nr
         return start + min(stop, n), nr
 
     # -- migrate_pages with compaction_alloc ---------------------------------------------------
@@ -446,6 +458,7 @@ class TwinCompactor(Compactor):
             z.pcp_free(moved, int(moved[0]) >> PAGEBLOCK_ORDER)
         if len(back):
             z.state[back] = LRU  # putback_movable_pages
+            self._mark(M_MIGRATE_FAIL, len(back))
         cc.nr_migratepages = 0
         cc.freepages = [self.lists.pfns()] if self.lists.nr else []
         self.vmstat["pgmigrate_success"] += m
@@ -619,12 +632,16 @@ def predict_cost(nc: NodeCompaction, platform) -> dict[str, float]:
     buddy frees, migrate_pages: unmap, flush, copy, move)."""
     from .experiments.compaction import cost_log
 
+    c = platform.compaction
     total = scan = 0.0
     for lg in nc.logs.values():
-        c = cost_log(lg, platform, dma=False, busy=False)
-        total += c.timeline.wall_s
-        scan += c.work_s.get("migrate_scan", 0.0) + c.work_s.get("free_scan", 0.0)
-    return {"seconds": total, "scan_seconds": scan, "other_seconds": total - scan}
+        total += cost_log(lg, platform, dma=False, busy=False).timeline.wall_s
+        counts = lg.work.sum(0) + lg.tail
+        scan += 1e-6 * (
+            counts[W_MIGRATE_SCANNED] * c.migrate_scan_pfn_us
+            + counts[W_FREE_SCANNED] * c.free_scan_pfn_us
+        )
+    return {"seconds": total, "scan_seconds": float(scan), "other_seconds": float(total - scan)}
 
 
 def predict_seconds(nc: NodeCompaction, platform) -> float:

@@ -170,19 +170,23 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return round(100 * (centre - half), 1), round(100 * (centre + half), 1)
 
 
-def read_equivalents(path: Path = EQUIVALENT_FILE) -> list[tuple[str, str, str, str]]:
-    """(function, original line, mutated line, reason) from the equivalent-mutant list."""
+def read_rows(path: Path, fields: str) -> list[list[str]]:
+    """The rows of a ' | '-separated list file (comments and blank lines skipped), each with
+    the 4 fields that `fields` names (for the error message)."""
     out = []
-    if not path.exists():
-        return out
-    for raw in path.read_text().splitlines():
+    for raw in path.read_text().splitlines() if path.exists() else []:
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
         parts = [p.strip() for p in raw.split(" | ")]
         if len(parts) != 4:
-            raise SystemExit(f"{path.name}: expected 'function | original | mutated | why': {raw}")
-        out.append((parts[0], parts[1], parts[2], parts[3]))
+            raise SystemExit(f"{path.name}: expected '{fields}': {raw}")
+        out.append(parts)
     return out
+
+
+def read_equivalents(path: Path = EQUIVALENT_FILE) -> list[list[str]]:
+    """[function, original line, mutated line, reason] from the equivalent-mutant list."""
+    return read_rows(path, "function | original | mutated | why")
 
 
 def function_of(mutant: str) -> str:
@@ -253,22 +257,15 @@ def collect(work: Path) -> dict:
     return {
         "counts": counts,
         "survivors": survivors,
-        "equivalent": equivalent,
+        "equivalents": equivalent,
         "total": len(verdicts),
     }
 
 
 def read_audit(path: Path = AUDIT_FILE) -> list[tuple[str, str, str, list[str]]]:
     """(module, original text, mutated text, killing tests) of the audit's mutations."""
-    out = []
-    for raw in path.read_text().splitlines():
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        parts = [p.strip() for p in raw.split(" | ")]
-        if len(parts) != 4:
-            raise SystemExit(f"{path.name}: expected 'module | original | mutated | tests': {raw}")
-        out.append((parts[0], parts[1], parts[2], parts[3].split()))
-    return out
+    rows = read_rows(path, "module | original | mutated | tests")
+    return [(m, o, n, tests.split()) for m, o, n, tests in rows]
 
 
 def audit(work: Path, env: dict[str, str]) -> dict:
@@ -377,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for s in res["survivors"]:
             print(f"SURVIVED {s['mutant']}\n{s['diff']}\n")
-        for e in res["equivalent"]:
+        for e in res["equivalents"]:
             print(f"equivalent {e['function']}: {e['mutated']}  -- {e['why']}")
         print(
             f"\n{len(chosen)} of {len(names)} mutants of {', '.join(only)} in {seconds:.0f} s on "

@@ -11,6 +11,7 @@ from migsim.compaction import (
     COMPACT_DEFERRED,
     COMPACT_PRIO_SYNC_LIGHT,
     CompactControl,
+    CompactionLog,
     Compactor,
 )
 from migsim.copiers import cpu_copy_seconds
@@ -23,6 +24,15 @@ MB = 1 << 20
 
 def small_zone(mb: int = 64, **kw) -> Zone:
     return fragment(FragmentConfig(node_bytes=mb * MB, reserved_bytes=2 * MB, **kw))
+
+
+def logged_run(mb: int, allocations: int) -> tuple[Compactor, CompactionLog]:
+    """`allocations` order-9 allocations on a fragmented `mb` MiB zone: the compactor and its
+    call log."""
+    c = Compactor(small_zone(mb))
+    for _ in range(allocations):
+        c.alloc_pages_node(9)
+    return c, c.log()
 
 
 def lru_tags(z: Zone) -> np.ndarray:
@@ -203,11 +213,7 @@ def test_cost_of_a_cpu_run_is_the_sum_of_its_parts(platform):
         sched__tick_irq_us=0.0,
         noise__trial_sd_frac=0.0,
     )
-    z = small_zone(64)
-    c = Compactor(z)
-    for _ in range(5):
-        c.alloc_pages_node(9)
-    log = c.log()
+    _, log = logged_run(64, 5)
     cost = cost_log(log, p, dma=False, busy=False)
     n = log.pages.astype(float)
     per_page = (p.cpu.folio_fixed_us + p.cpu.pte_us) * 1e-6
@@ -311,11 +317,7 @@ def test_small_batch_cache_effect_is_invisible_to_a_1gib_batch(platform):
 def test_init_on_alloc_zeroes_the_targets_and_the_block(platform):
     """With init_on_alloc every migration target (compaction_alloc) and every page of the
     captured block (prep_new_page) is zeroed at clear_page_gbps; without it neither is."""
-    z = small_zone(256)
-    c = Compactor(z)
-    for _ in range(10):
-        c.alloc_pages_node(9)
-    log = c.log()
+    c, log = logged_run(256, 10)
     on = cost_log(log, platform, dma=False, busy=False)
     off = cost_log(log, platform.replace(compaction__init_on_alloc_switch=0), dma=False, busy=False)
     clear = 4096 / (platform.compaction.clear_page_gbps * 1e9)

@@ -156,14 +156,16 @@ def l2_refill_s(nr_folios: np.ndarray, platform: Platform, *, cpu_copy: bool) ->
     zero = PAGE_SIZE if c.init_on_alloc_switch else 0
     copy = 2 * PAGE_SIZE if cpu_copy else 0
     per_line = (c.l3_hit_us - c.l2_hit_us) * US
-    for n in np.unique(nr_folios):
-        if n <= 0:
+    # one value per batch size present (bincount: no sort), looked up for every batch
+    table = np.zeros(int(nr_folios.max(initial=0)) + 1)
+    for n in np.flatnonzero(np.bincount(np.maximum(nr_folios, 0))):
+        if n == 0:
             continue
         i = np.arange(n)
         window = (n - 1 - i) * (meta + zero) + i * (meta + copy)  # bytes between the uses
         survive = poisson_cdf(c.l2_ways_count - 1, window / CACHE_LINE / sets)
-        out[nr_folios == n] = -c.move_lines_count * per_line * float(survive.sum())
-    return out
+        table[n] = -c.move_lines_count * per_line * float(survive.sum())
+    return table[np.maximum(nr_folios, 0)]
 
 
 def poisson_cdf(k: int, lam: np.ndarray) -> np.ndarray:
@@ -257,7 +259,10 @@ def cost_log(
         cache_s *= scale
     move_s = bc.move_s + cache_s
     unit = unit_costs(platform) * scale
-    pre = log.work @ unit if len(pages) else np.zeros(0)
+    # one column at a time: numpy's int64 x float64 matmul takes no BLAS path and is slow
+    pre = np.zeros(len(pages))
+    for j in np.flatnonzero(unit):
+        pre += log.work[:, j] * unit[j]
     tail = float(log.tail @ unit)
     before = pre + bc.unmap_s + bc.flush_s + bc.copy_cpu_s
     bursts = np.empty(len(pages) + 1)

@@ -237,6 +237,8 @@ def test_migrate_pages_phases_of_one_batch(round_platform, rng):
     assert r.copy_s == pytest.approx(4.0 * US, rel=1e-12)
     assert r.wall_s == pytest.approx(14.0 * US, rel=1e-12)
     assert r.sys_s == pytest.approx(14.0 * US, rel=1e-12) and r.idle_s == 0.0
+    d = r.as_dict()  # the row the CLI prints
+    assert d["nr_pages"] == 4 and d["flush_s"] == pytest.approx(5.0 * US, rel=1e-12)
 
 
 def test_first_folio_latency_batched_and_vanilla(round_platform, rng):
@@ -591,3 +593,14 @@ def test_saved_platform_keeps_unit_and_meaning(platform, tmp_path):
         for key, p in params.items():
             assert doc[sec][key]["unit"] == p.unit and doc[sec][key]["meaning"] == p.meaning
     assert load_platform(path).as_dict() == platform.as_dict()
+
+
+def test_a_compaction_run_is_quiet_unless_asked(platform, capsys):
+    """run_compaction() prints no progress unless progress=True (a library call in a
+    pipeline job writes nothing on its own)."""
+    from migsim.experiments.compaction import run_compaction
+
+    r = run_compaction(platform, mode="baseline", node_bytes=64 << 20, allocations=2)
+    assert r.alloc_success == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""

@@ -26,6 +26,7 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/series.smk"
 include: "workflow/rules/whatif.smk"
 include: "workflow/rules/host.smk"
 include: "workflow/rules/kernel.smk"
@@ -41,3 +42,4 @@ rule all:
         default_targets(),
         whatif_targets(),
         trace_targets(),
+        rules.series_page.output,

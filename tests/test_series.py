@@ -67,3 +67,26 @@ def test_rfc_switch_rejects_unknown_versions(capsys):
     with pytest.raises(SystemExit):
         main(["throughput", "--mode", "dma", "--rfc", "v5"])
     assert "--rfc" in capsys.readouterr().err
+
+
+def test_series_page_lists_every_published_number(tmp_path, platform):
+    import polars as pl
+
+    from migsim.pipeline import series_page
+    from migsim.platform import DEFAULT_PLATFORM
+    from migsim.series import REFERENCE_DIR
+
+    out = tmp_path / "published"
+    series_page(
+        str(DEFAULT_PLATFORM), str(REFERENCE_DIR), f"{out}.csv", f"{out}.md", str(tmp_path / "fig")
+    )
+    df = pl.read_csv(f"{out}.csv")
+    assert df.height == 113
+    assert df["table"].unique().sort().to_list() == sorted(
+        ["move_pages_throughput", "v2_folio_count_2M", "v2_mt_placement_2M", "v2_mt_throughput"]
+    )
+    assert (df["lo"] <= df["simulated_gbps"]).all() and (df["simulated_gbps"] <= df["hi"]).all()
+    md = (tmp_path / "published.md").read_text()
+    assert md.count("\n| v2 |") + md.count("\n| v4 |") == 113 and "predicted: 56 cells" in md
+    for ext in ("html", "svg", "png"):
+        assert (tmp_path / f"fig.{ext}").stat().st_size > 1000

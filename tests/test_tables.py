@@ -42,6 +42,8 @@ def tp_row(mode, folio, gbps, *, channels=None, threads=None, trial=0, wall=1.0)
         "trial": trial,
         "seed": 7,
         "throughput_gbps": gbps,
+        "lo_gbps": None,
+        "hi_gbps": None,
         "wall_s": wall,
         "call_s": 0.0,
         "unmap_s": 0.1,

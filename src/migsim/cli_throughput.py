@@ -253,46 +253,12 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
-def series_rows(platform, reference_dir: Path, trials: int = 5, seed: int = 1) -> list[dict]:
-    """Every published throughput cell of every version's table, simulated with that
-    version's code: one dict per cell with the 90% interval, the published value, whether
-    the cell was fitted (calibrate FREE on the v4 table, MT_FREE on the v2 mt tables) or is
-    a prediction, the error and whether the published value lies inside the interval."""
-    from .calibrate import mt_fit_cells
-    from .series import read_series, simulate_cell
-
-    cells = read_series(reference_dir)
-    fitted = set(mt_fit_cells(cells)) | {c for c in cells if c.table == "move_pages_throughput"}
-    rows = []
-    for c in cells:
-        r = simulate_cell(platform, c, trials=trials, seed=seed)
-        iv = interval_fields(platform, r)
-        rows.append(
-            {
-                "rfc": c.rfc,
-                "table": c.table,
-                "mode": c.mode,
-                "channels_or_threads": c.channels_or_threads,
-                "folio_size": format_size(c.folio_bytes),
-                "folios": c.folios,
-                "placement": c.placement if c.mode == "mt" else None,
-                "simulated_gbps": r.mean_gbps,
-                "lo": iv["lo"],
-                "hi": iv["hi"],
-                "published_gbps": c.gbps,
-                "published_sd_gbps": c.sd_gbps,
-                "fitted": c in fitted,
-                "error_pct": 100.0 * (r.mean_gbps / c.gbps - 1.0),
-                "inside": bool(iv["lo"] <= c.gbps <= iv["hi"]),
-            }
-        )
-    return rows
-
-
 def cmd_reproduce_all(args) -> int:
     platform = load_platform(args.platform)
     if not args.reference_dir.is_dir():
         raise ValueError(f"--reference-dir: no such directory {args.reference_dir}")
+    from .series import series_rows
+
     rows = series_rows(platform, args.reference_dir, args.trials, args.seed)
     if args.json:
         print(json.dumps({"cells": rows}))

@@ -91,8 +91,9 @@ def _series(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def throughput_chart(summary: pl.DataFrame) -> alt.FacetChart | alt.Chart:
-    """Throughput against folio size, one line per channel (or thread) count with sd error
-    bars, the baseline in black and the published means (hollow diamonds, with their sd)
+    """Throughput against folio size, one line per channel (or thread) count with the 90%
+    prediction interval of each simulated mean as error bar (+- 1 sd where no interval was
+    costed), the baseline in black and the published means (hollow diamonds, with their sd)
     overlaid; one panel per offload mode, log scale in GB/s."""
     s = THROUGHPUT_SUMMARY.conform(summary)
     if s.height == 0:
@@ -107,28 +108,36 @@ def throughput_chart(summary: pl.DataFrame) -> alt.FacetChart | alt.Chart:
         parts.append(part.with_columns(pl.lit(panel_name[m]).alias("panel")))
     s = pl.concat(parts)
 
-    def points(df: pl.DataFrame, source: str, gbps: str, sd: str, n: pl.Expr) -> pl.DataFrame:
+    def points(df: pl.DataFrame, source: str, gbps: str, sd: str, n: pl.Expr, band) -> pl.DataFrame:
         keys = ("panel", "series", "lanes", "mode", "folio_size", "folio_bytes")
+        sd_col = pl.col(sd).fill_null(0.0)
+        lo, hi = band if band else (pl.col(gbps) - sd_col, pl.col(gbps) + sd_col)
         return df.select(
             *keys,
             pl.lit(source).alias("source"),
             pl.col(gbps).alias("gbps"),
-            pl.col(sd).fill_null(0.0).alias("sd"),
+            sd_col.alias("sd"),
             n.alias("n"),
+            lo.clip(lower_bound=1e-3).alias("lo"),
+            hi.alias("hi"),
         )
 
-    sim = points(s, "simulated", "mean_gbps", "sd_gbps", pl.col("n"))
+    # simulated: the 90% prediction interval of the mean where costed, else +- 1 sd
+    mean, sd_sim = pl.col("mean_gbps"), pl.col("sd_gbps").fill_null(0.0)
+    band = (
+        pl.col("lo_gbps").fill_null(mean - sd_sim),
+        pl.col("hi_gbps").fill_null(mean + sd_sim),
+    )
+    sim = points(s, "simulated", "mean_gbps", "sd_gbps", pl.col("n"), band)
     pub = points(
         s.filter(pl.col("published_gbps").is_not_null()),
         "published",
         "published_gbps",
         "published_sd_gbps",
         pl.lit(None, pl.Int64),
+        None,
     )
-    data = pl.concat([sim, pub]).with_columns(
-        (pl.col("gbps") - pl.col("sd")).clip(lower_bound=1e-3).alias("lo"),
-        (pl.col("gbps") + pl.col("sd")).alias("hi"),
-    )
+    data = pl.concat([sim, pub])
     series_order = (
         data.select("series", "mode", pl.col("lanes").fill_null(0)).unique().sort(["mode", "lanes"])
     )
@@ -295,7 +304,8 @@ def speedup_heatmap(summary: pl.DataFrame) -> alt.FacetChart | alt.Chart:
 
 def parity_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     """Simulated against published throughput for every cell with a published value, log-log,
-    with the y = x line and the mean absolute percentage error in the title."""
+    the simulated means with their 90% prediction interval, the published with their sd, and
+    the y = x line and the mean absolute percentage error in the title."""
     s = _series(THROUGHPUT_SUMMARY.conform(summary)).filter(pl.col("published_gbps").is_not_null())
     if s.height == 0:
         return _empty("Simulated against published throughput")
@@ -307,8 +317,14 @@ def parity_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
         "published_gbps",
         "mean_gbps",
         (pl.col("rel_error") * 100).alias("error_pct"),
-        (pl.col("mean_gbps") - pl.col("sd_gbps").fill_null(0)).clip(lower_bound=1e-3).alias("y_lo"),
-        (pl.col("mean_gbps") + pl.col("sd_gbps").fill_null(0)).alias("y_hi"),
+        # the 90% prediction interval of the simulated mean where costed, else +- 1 sd
+        pl.col("lo_gbps")
+        .fill_null(pl.col("mean_gbps") - pl.col("sd_gbps").fill_null(0))
+        .clip(lower_bound=1e-3)
+        .alias("y_lo"),
+        pl.col("hi_gbps")
+        .fill_null(pl.col("mean_gbps") + pl.col("sd_gbps").fill_null(0))
+        .alias("y_hi"),
         (pl.col("published_gbps") - pl.col("published_sd_gbps").fill_null(0))
         .clip(lower_bound=1e-3)
         .alias("x_lo"),
@@ -463,6 +479,54 @@ def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
     )
 
 
+def series_chart(rows: pl.DataFrame) -> alt.LayerChart | alt.Chart:
+    """Every published throughput number of the series (migsim.series.series_rows) against
+    its simulation, log-log: the simulated mean with its 90% prediction interval, colour by
+    table, filled where the cell was fitted and hollow where it is a prediction."""
+    if rows.height == 0:
+        return _empty("Every published number of the series")
+    data = rows.with_columns(
+        pl.when(pl.col("fitted"))
+        .then(pl.lit("fitted"))
+        .otherwise(pl.lit("predicted"))
+        .alias("use"),
+        pl.col("channels_or_threads").cast(pl.String).fill_null("").alias("k"),
+    )
+    lo = 0.8 * float(min(data["lo"].min(), data["published_gbps"].min()))
+    hi = 1.2 * float(max(data["hi"].max(), data["published_gbps"].max()))
+    scale = alt.Scale(type="log", domain=[lo, hi])
+    x = alt.X("published_gbps:Q", scale=scale, title="published throughput (GB/s, log)")
+    y = alt.Y("simulated_gbps:Q", scale=scale, title="simulated throughput (GB/s, log)")
+    colour = alt.Color("table:N", title="table")
+    diag = (
+        alt.Chart(pl.DataFrame({"a": [lo, hi]}))
+        .mark_line(color="#666666", strokeDash=[4, 4])
+        .encode(x=alt.X("a:Q", scale=scale), y=alt.Y("a:Q", scale=scale))
+    )
+    base = alt.Chart(data)
+    bars = base.mark_rule(opacity=0.5).encode(
+        x=x, y=alt.Y("lo:Q", scale=scale), y2="hi:Q", color=colour
+    )
+    tooltip = [alt.Tooltip(f"{c}:N") for c in ("rfc", "table", "mode", "k", "folio_size", "use")]
+    tooltip += [alt.Tooltip("folios:Q"), alt.Tooltip("published_gbps:Q", format=".2f")]
+    tooltip += [alt.Tooltip(f"{c}:Q", format=".2f") for c in ("simulated_gbps", "lo", "hi")]
+    tooltip += [alt.Tooltip("error_pct:Q", format="+.1f", title="error %")]
+    points = base.mark_point(size=45).encode(
+        x=x,
+        y=y,
+        color=colour,
+        fill=alt.condition(alt.datum.use == "fitted", colour, alt.value("transparent")),
+        shape=alt.Shape("use:N", title="cell"),
+        tooltip=tooltip,
+    )
+    n_in = int(data["inside"].sum())
+    title = (
+        f"Every published number of the series: {data.height} cells, "
+        f"{n_in} inside the simulated 90% interval"
+    )
+    return alt.layer(diag, bars, points).properties(title=title, width=440, height=440)
+
+
 BUILDERS: dict[str, Callable[[pl.DataFrame], alt.TopLevelMixin]] = {
     "throughput": throughput_chart,
     "speedup": speedup_heatmap,
@@ -543,6 +607,7 @@ __all__ = [
     "compaction_chart",
     "parity_chart",
     "save_chart",
+    "series_chart",
     "write_javascript_bundle",
     "speedup_heatmap",
     "throughput_chart",

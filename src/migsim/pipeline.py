@@ -429,6 +429,7 @@ def _write_runs(
 def simulate_throughput_row(platform_path: str, params: Mapping, out_path: str) -> None:
     """One throughput row: every folio size, `trials` trials each, into one Parquet file."""
     from .experiments.throughput import run_throughput
+    from .intervals import result_interval
     from .platform import load_platform
     from .tables import THROUGHPUT_RUNS
 
@@ -458,6 +459,8 @@ def simulate_throughput_row(platform_path: str, params: Mapping, out_path: str) 
             min_batch_bytes=params["min_batch_bytes"],
             rfc=params.get("rfc", "v4"),
         )
+        iv = result_interval(platform, result)
+        result.lo_gbps, result.hi_gbps = iv.lo, iv.hi
         rows += result.rows()
     _write_runs(rows, THROUGHPUT_RUNS, out_path, params, platform)
 
@@ -595,6 +598,33 @@ def draw_figure(name: str, summary_path: str, out_stem: str, bundle: str | None 
 
     summary = pl.read_parquet(summary_path)
     figures.save_chart(figures.BUILDERS[name](summary), out_stem, bundle=bundle)
+
+
+def series_reference_files(basedir: str | os.PathLike) -> list[str]:
+    """The reference CSVs the series page reads (config/reference beside the workflow)."""
+    from .series import TABLES
+
+    ref = Path(basedir) / "config" / "reference"
+    return [str(ref / name) for name, _ in TABLES.values()]
+
+
+def series_page(platform_path: str, reference_dir: str, out_csv: str, out_md: str, out_fig: str):
+    """Every published throughput number of the series beside its simulation: a CSV (sorted),
+    a Markdown table and a figure (HTML, SVG, PNG at `out_fig` without suffix)."""
+    import polars as pl
+
+    from . import figures
+    from .atomic import atomic_write_text
+    from .platform import load_platform
+    from .series import SERIES_COLUMNS, series_markdown, series_rows
+
+    rows = series_rows(load_platform(platform_path), Path(reference_dir))
+    df = pl.DataFrame(rows).select(SERIES_COLUMNS)
+    keys = ["rfc", "table", "mode", "placement", "channels_or_threads", "folio_size", "folios"]
+    table = df.sort(keys, nulls_last=True)
+    atomic_write_text(out_csv, table.write_csv(float_precision=4))
+    atomic_write_text(out_md, "# Every published number of the series\n\n" + series_markdown(rows))
+    figures.save_chart(figures.series_chart(df), out_fig)
 
 
 def write_index(

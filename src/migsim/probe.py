@@ -99,7 +99,7 @@ COPY_RUNS = Schema(
         {"channels", "threads", "batch_limit_pages", "unmap_s", "flush_s", "move_s"}
         | {"fallback_s", "sys_s", "idle_s", "other_cpu_s", "first_folio_s", "nr_batches"}
         | set(MOVE_PAGES_VMSTAT)
-        | {"rfc", "call_s", "irq_s"}  # a host copy probe runs no series driver and no syscall
+        | {"rfc", "call_s", "irq_s", "lo_gbps", "hi_gbps"}  # a host probe: no driver, no syscall
     ),
 )
 
@@ -557,6 +557,8 @@ def _copy_row(fb: int, n: int, order: str, trial: int, seed: int, wall: float, n
         "trial": trial,
         "seed": seed,
         "throughput_gbps": total / wall / 1e9,
+        "lo_gbps": None,
+        "hi_gbps": None,
         "wall_s": wall,
         "call_s": None,
         "unmap_s": None,

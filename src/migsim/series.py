@@ -10,13 +10,12 @@ tables; the simulator never does.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
-
 from .platform import DEFAULT_PLATFORM, Platform
-from .units import parse_size
+from .units import format_size, parse_size
 
 REFERENCE_DIR = Path(DEFAULT_PLATFORM).parents[1] / "reference"
 GiB = 1 << 30
@@ -50,8 +49,11 @@ class SeriesCell:
         return self.folios * self.folio_bytes
 
 
-def _read(path: Path) -> pl.DataFrame:
-    return pl.read_csv(path, comment_prefix="#")
+def _read(path: Path) -> list[dict]:
+    """Rows of a reference CSV (comment lines start with #); empty fields as None."""
+    with open(path, newline="") as f:
+        rows = csv.DictReader(line for line in f if not line.startswith("#"))
+        return [{k: (v if v != "" else None) for k, v in r.items()} for r in rows]
 
 
 def read_table(table: str, ref_dir: Path = REFERENCE_DIR) -> list[SeriesCell]:
@@ -59,9 +61,8 @@ def read_table(table: str, ref_dir: Path = REFERENCE_DIR) -> list[SeriesCell]:
     if table not in TABLES:
         raise ValueError(f"table: must be one of {', '.join(TABLES)}; got {table!r}")
     name, rfc = TABLES[table]
-    df = _read(Path(ref_dir) / name)
     cells = []
-    for r in df.iter_rows(named=True):
+    for r in _read(Path(ref_dir) / name):
         if table == "v2_folio_count_2M":
             n, mode, size, k, place = int(r["folios"]), r["mode"], 2 << 20, 1, "spread"
         else:
@@ -108,3 +109,73 @@ def simulate_cell(platform: Platform, cell: SeriesCell, *, trials: int = 5, seed
         rfc=cell.rfc,
         placement=cell.placement,
     )
+
+
+def series_rows(
+    platform: Platform, reference_dir: Path = REFERENCE_DIR, trials: int = 5, seed: int = 1
+) -> list[dict]:
+    """Every published throughput cell of every version's table, simulated with that
+    version's code: one dict per cell with the 90% interval, the published value, whether
+    the cell was fitted (calibrate FREE on the v4 table, MT_FREE on the v2 mt tables) or is
+    a prediction, the error and whether the published value lies inside the interval."""
+    from .calibrate import mt_fit_cells
+    from .intervals import result_interval
+
+    cells = read_series(reference_dir)
+    fitted = set(mt_fit_cells(cells)) | {c for c in cells if c.table == "move_pages_throughput"}
+    rows = []
+    for c in cells:
+        r = simulate_cell(platform, c, trials=trials, seed=seed)
+        iv = result_interval(platform, r)
+        rows.append(
+            {
+                "rfc": c.rfc,
+                "table": c.table,
+                "mode": c.mode,
+                "channels_or_threads": c.channels_or_threads,
+                "folio_size": format_size(c.folio_bytes),
+                "folios": c.folios,
+                "placement": c.placement if c.mode == "mt" else None,
+                "simulated_gbps": r.mean_gbps,
+                "lo": iv.lo,
+                "hi": iv.hi,
+                "published_gbps": c.gbps,
+                "published_sd_gbps": c.sd_gbps,
+                "fitted": c in fitted,
+                "error_pct": 100.0 * (r.mean_gbps / c.gbps - 1.0),
+                "inside": bool(iv.lo <= c.gbps <= iv.hi),
+            }
+        )
+    return rows
+
+
+SERIES_COLUMNS = (
+    "rfc", "table", "mode", "channels_or_threads", "folio_size", "folios", "placement",
+    "simulated_gbps", "lo", "hi", "published_gbps", "published_sd_gbps", "fitted",
+    "error_pct", "inside",
+)  # fmt: skip
+
+
+def series_markdown(rows: list[dict]) -> str:
+    """The page of every published number as a Markdown table, with the summary per class."""
+    head = "| version | table | mode | ch/thr | folio | folios | simulated | 90% interval | "
+    head += "published | error | fitted | inside |\n|" + "---|" * 12 + "\n"
+    lines = []
+    for r in rows:
+        k = "" if r["channels_or_threads"] is None else r["channels_or_threads"]
+        mode = r["mode"] + (f" ({r['placement']})" if r["placement"] else "")
+        lines.append(
+            f"| {r['rfc']} | {r['table']} | {mode} | {k} | {r['folio_size']} | {r['folios']} | "
+            f"{r['simulated_gbps']:.2f} | {r['lo']:.2f} .. {r['hi']:.2f} | "
+            f"{r['published_gbps']:.2f} ± {r['published_sd_gbps']:.2f} | {r['error_pct']:+.1f}% | "
+            f"{'fitted' if r['fitted'] else 'predicted'} | {'yes' if r['inside'] else 'no'} |"
+        )
+    tail = []
+    for fitted in (True, False):
+        sel = [r for r in rows if r["fitted"] is fitted]
+        if sel:
+            mape = sum(abs(r["error_pct"]) for r in sel) / len(sel)
+            inside = 100.0 * sum(r["inside"] for r in sel) / len(sel)
+            what = "fitted" if fitted else "predicted"
+            tail.append(f"- {what}: {len(sel)} cells, MAPE {mape:.2f}%, {inside:.0f}% inside")
+    return head + "\n".join(lines) + "\n\n" + "\n".join(tail) + "\n"

@@ -142,6 +142,18 @@ THROUGHPUT_RUNS = Schema(
         _c("trial", I32, "", "trial index from 0"),
         _c("seed", I64, "", "seed of the cell's random generator"),
         _c("throughput_gbps", F64, "GB/s", "total_bytes / wall_s, 1e9 bytes per second"),
+        _c(
+            "lo_gbps",
+            F64,
+            "GB/s",
+            "90% prediction interval of the cell's mean over its trials: low end",
+        ),
+        _c(
+            "hi_gbps",
+            F64,
+            "GB/s",
+            "90% prediction interval of the cell's mean over its trials: high end",
+        ),
         _c("wall_s", F64, "s", "wall time of the move_pages() call"),
         _c(
             "call_s",
@@ -174,7 +186,9 @@ THROUGHPUT_RUNS = Schema(
         _c("platform", S, "", "platform name"),
     ),
     sort_by=("mode", "channels", "threads", "folio_bytes", "trial"),
-    nulls_allowed=frozenset({"channels", "threads"}),
+    # lo/hi: null where the rows were not made by the pipeline's throughput job (which costs
+    # the interval of each cell) or where no interval exists (a host probe)
+    nulls_allowed=frozenset({"channels", "threads", "lo_gbps", "hi_gbps"}),
 )
 
 COMPACTION_RUNS = Schema(
@@ -255,6 +269,15 @@ THROUGHPUT_SUMMARY = Schema(
         _c("n", I64, "trials", "number of trials"),
         _c("mean_gbps", F64, "GB/s", "mean throughput over trials"),
         _c("sd_gbps", F64, "GB/s", "sample standard deviation over trials (null for n = 1)"),
+        _c(
+            "lo_gbps", F64, "GB/s", "90% prediction interval of the mean: low end (null if unknown)"
+        ),
+        _c(
+            "hi_gbps",
+            F64,
+            "GB/s",
+            "90% prediction interval of the mean: high end (null if unknown)",
+        ),
         _c("mean_wall_s", F64, "s", "mean wall time"),
         _c("mean_sys_s", F64, "s", "mean CPU busy time"),
         _c("mean_idle_s", F64, "s", "mean CPU idle-wait time"),
@@ -277,6 +300,8 @@ THROUGHPUT_SUMMARY = Schema(
             "channels",
             "threads",
             "sd_gbps",
+            "lo_gbps",
+            "hi_gbps",
             "published_gbps",
             "published_sd_gbps",
             "rel_error",
@@ -509,6 +534,8 @@ def summarise_throughput(runs: pl.DataFrame, reference: pl.DataFrame | None = No
         pl.len().cast(pl.Int64).alias("n"),
         pl.col("throughput_gbps").mean().alias("mean_gbps"),
         pl.col("throughput_gbps").std(ddof=1).alias("sd_gbps"),
+        pl.col("lo_gbps").first(),
+        pl.col("hi_gbps").first(),
         pl.col("wall_s").mean().alias("mean_wall_s"),
         pl.col("sys_s").mean().alias("mean_sys_s"),
         pl.col("idle_s").mean().alias("mean_idle_s"),

@@ -38,6 +38,9 @@ class ThroughputResult:
     platform: str
     rfc: str = "v4"
     placement: str = "spread"
+    # 90% prediction interval of the mean (GB/s), when costed (migsim.intervals)
+    lo_gbps: float | None = None
+    hi_gbps: float | None = None
     trials: list[MigrateResult] = field(default_factory=list)
 
     @property
@@ -94,6 +97,8 @@ class ThroughputResult:
                 "trial": i,
                 "seed": self.seed,
                 "throughput_gbps": g,
+                "lo_gbps": self.lo_gbps,
+                "hi_gbps": self.hi_gbps,
             }
             row.update(t.as_dict())
             row.update(vmstat)

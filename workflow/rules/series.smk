@@ -1,0 +1,28 @@
+# Every published throughput number of the series (all reference tables, every version)
+# beside its simulation with the 90% interval: fitted or predicted, error, inside or not.
+
+
+localrules:
+    series_page,
+
+
+rule series_page:
+    input:
+        platform=PLATFORM,
+        references=mp.series_reference_files(workflow.basedir),
+        code=ENGINE,
+    output:
+        csv=f"{RESULTS}/series/published.csv",
+        md=f"{RESULTS}/series/published.md",
+        html=f"{RESULTS}/series/published.html",
+        svg=report(
+            f"{RESULTS}/series/published.svg",
+            caption="../report/figure_series.rst",
+            category="Throughput",
+            subcategory="Figures",
+        ),
+        png=f"{RESULTS}/series/published.png",
+    log:
+        f"{RESULTS}/logs/series/published.log",
+    script:
+        "../scripts/series.py"

@@ -170,3 +170,18 @@ def test_make_copier_modes():
     assert make_copier("mt", threads=2).threads == 2
     with pytest.raises(ValueError, match="mode"):
         make_copier("gpu")
+
+
+def test_a_compaction_call_costs_more_cpu_with_16_channels_than_with_1(platform, rng):
+    # compaction's migrate_pages() calls (32 then 224 order-0 pages, as cost_log costs them):
+    # dcbm requests, maps, issues, terminates and releases every channel it uses
+    from migsim.migrate import cost_batches
+
+    pages = np.array([32, 224])
+    one, sixteen = (
+        cost_batches(pages, pages, pages, DmaCopier(channels=k), platform, rng) for k in (1, 16)
+    )
+    d = platform.dma
+    per_chan = (d.chan_request_us + d.sgt_map_us + d.issue_us + d.terminate_us) * 1e-6
+    np.testing.assert_allclose(sixteen.sys_s - one.sys_s, 15 * per_chan, rtol=1e-9)
+    assert np.all(sixteen.wait_s < one.wait_s)  # while the engines finish sooner

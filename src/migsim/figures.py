@@ -302,6 +302,20 @@ def speedup_heatmap(summary: pl.DataFrame) -> alt.FacetChart | alt.Chart:
     )
 
 
+def _parity_axes(lo: float, hi: float, simulated: str):
+    """Log scale over [lo, hi], the published (x) and simulated (y, column `simulated`) axes
+    and the dashed y = x line of a parity plot."""
+    scale = alt.Scale(type="log", domain=[lo, hi])
+    x = alt.X("published_gbps:Q", scale=scale, title="published throughput (GB/s, log)")
+    y = alt.Y(f"{simulated}:Q", scale=scale, title="simulated throughput (GB/s, log)")
+    diag = (
+        alt.Chart(pl.DataFrame({"a": [lo, hi]}))
+        .mark_line(color="#666666", strokeDash=[4, 4])
+        .encode(x=alt.X("a:Q", scale=scale), y=alt.Y("a:Q", scale=scale))
+    )
+    return scale, x, y, diag
+
+
 def parity_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     """Simulated against published throughput for every cell with a published value, log-log,
     the simulated means with their 90% prediction interval, the published with their sd, and
@@ -332,15 +346,8 @@ def parity_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     )
     lo = 0.8 * float(min(data["x_lo"].min(), data["y_lo"].min()))
     hi = 1.2 * float(max(data["x_hi"].max(), data["y_hi"].max()))
-    scale = alt.Scale(type="log", domain=[lo, hi])
-    x = alt.X("published_gbps:Q", scale=scale, title="published throughput (GB/s, log)")
-    y = alt.Y("mean_gbps:Q", scale=scale, title="simulated throughput (GB/s, log)")
+    scale, x, y, diag = _parity_axes(lo, hi, "mean_gbps")
     colour = alt.Color("folio_size:O", sort=folios, title="folio size")
-    diag = (
-        alt.Chart(pl.DataFrame({"a": [lo, hi]}))
-        .mark_line(color="#666666", strokeDash=[4, 4])
-        .encode(x=alt.X("a:Q", scale=scale), y=alt.Y("a:Q", scale=scale))
-    )
     base = alt.Chart(data)
     ybars = base.mark_rule(opacity=0.6).encode(
         x=x, y=alt.Y("y_lo:Q", scale=scale), y2="y_hi:Q", color=colour
@@ -494,15 +501,8 @@ def series_chart(rows: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     )
     lo = 0.8 * float(min(data["lo"].min(), data["published_gbps"].min()))
     hi = 1.2 * float(max(data["hi"].max(), data["published_gbps"].max()))
-    scale = alt.Scale(type="log", domain=[lo, hi])
-    x = alt.X("published_gbps:Q", scale=scale, title="published throughput (GB/s, log)")
-    y = alt.Y("simulated_gbps:Q", scale=scale, title="simulated throughput (GB/s, log)")
+    scale, x, y, diag = _parity_axes(lo, hi, "simulated_gbps")
     colour = alt.Color("table:N", title="table")
-    diag = (
-        alt.Chart(pl.DataFrame({"a": [lo, hi]}))
-        .mark_line(color="#666666", strokeDash=[4, 4])
-        .encode(x=alt.X("a:Q", scale=scale), y=alt.Y("a:Q", scale=scale))
-    )
     base = alt.Chart(data)
     bars = base.mark_rule(opacity=0.5).encode(
         x=x, y=alt.Y("lo:Q", scale=scale), y2="hi:Q", color=colour

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
-from pipeline_util import smoke_run, snakemake
+from pipeline_util import copy_workflow, smoke_run, snakemake
 
 from migsim import mmtests
 from migsim.experiments.compaction import simulate
@@ -138,16 +138,22 @@ def test_pipeline_writes_latency_and_mmtests_outputs(tmp_path_factory):
     assert "figure-alloc_latency" in (res / "index.html").read_text()
 
 
-def test_pipeline_trace_target_and_compare(tmp_path_factory):
-    work = smoke_run(tmp_path_factory)
-    real = work / "results" / "real.trace"  # a "real" trace: here the simulated busy-dma one
+def test_pipeline_trace_target_and_compare(tmp_path):
+    """The trace targets in a workflow copy of its own (their config would rerun the shared
+    smoke run's index): every mode's events, then a "real" trace -- here the simulated
+    busy-dma one -- beside the simulated baseline."""
+    work = copy_workflow(tmp_path / "w")
+    real = tmp_path / "real.trace"
     cfg = 'trace={"compare_with": "' + str(real) + '"}'
-    snakemake(work, "results/traces/compaction-busy-dma.trace", "--cores", "2",
-              "--configfile", "config/smoke.yaml", "--config", cfg)  # fmt: skip
-    real.write_bytes((work / "results" / "traces" / "compaction-busy-dma.trace").read_bytes())
-    snakemake(work, "--cores", "2", "--configfile", "config/smoke.yaml", "--config", cfg)
+    modes = ("baseline", "dma", "busy-baseline", "busy-dma")
+    targets = [f"results/traces/compaction-{m}.parquet" for m in modes]
+    snakemake(work, *targets, "--cores", "2", "--configfile", "config/smoke.yaml",
+              "--config", cfg)  # fmt: skip
     res = work / "results"
-    for mode in ("baseline", "dma", "busy-baseline", "busy-dma"):
+    real.write_bytes((res / "traces" / "compaction-busy-dma.trace").read_bytes())
+    snakemake(work, "results/compare/trace.md", "--cores", "2", "--configfile",
+              "config/smoke.yaml", "--config", cfg)  # fmt: skip
+    for mode in modes:
         TRACE_EVENTS.check_file(res / "traces" / f"compaction-{mode}.parquet")
     text = (res / "compare" / "trace.txt").read_text()
     assert text.splitlines()[1].split() == ["real", "simulated"]

@@ -223,7 +223,9 @@ def test_snakemake_report_with_captions(work):
 
 def test_same_config_and_seed_give_identical_parquet(work, tmp_path):
     again = copy_workflow(tmp_path / "again")
-    targets = ["results/summary/throughput.parquet", "results/summary/compaction.parquet"]
+    targets = [
+        f"results/summary/{k}.parquet" for k in ("throughput", "compaction", "alloc_latency")
+    ]
     snakemake(again, *targets, "--cores", "2", *SMOKE_ARGS)
     files = sorted((work / "results").glob("runs/*/*.parquet"))
     files += sorted((work / "results").glob("summary/*.parquet"))

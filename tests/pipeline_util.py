@@ -3,6 +3,7 @@ dry-run plan, decode PNG files (no imaging library needed)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -207,3 +208,26 @@ def load_config(workdir: Path, *overlays: str) -> dict:
 
 def in_ci() -> bool:
     return os.environ.get("CI") == "true"
+
+
+def snapshot(results: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file under `results`: (mtime in ns, size in bytes, contents), to show nothing changed."""
+    return {
+        str(p.relative_to(results)): (p.stat().st_mtime_ns, p.stat().st_size, p.read_bytes())
+        for p in sorted(results.rglob("*"))
+        if p.is_file()
+    }
+
+
+def edit(config: dict, path: str, value=None, *, delete: bool = False) -> dict:
+    """A copy of `config` with the dotted key `path` set to `value` (or deleted)."""
+    out = copy.deepcopy(config)
+    *parents, last = path.split(".")
+    node = out
+    for key in parents:
+        node = node[key]
+    if delete:
+        del node[last]
+    else:
+        node[last] = value
+    return out

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from pipeline_util import ROOT, copy_workflow, snakemake
+from pipeline_util import ROOT, copy_workflow, edit, snakemake, snapshot
 
 from migsim import pipeline
 from migsim.cli import main
@@ -210,14 +210,6 @@ def _resolve(args: list[str], files: dict[str, Path], tmp: Path) -> list[str]:
         else:
             out.append(a)
     return out
-
-
-def snapshot(results: Path) -> dict[str, tuple[int, int, bytes]]:
-    return {
-        str(p.relative_to(results)): (p.stat().st_mtime_ns, p.stat().st_size, p.read_bytes())
-        for p in sorted(results.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture
@@ -425,20 +417,6 @@ CONFIG_CASES: list[tuple[str, object, str]] = [
     ("reference.throughput", "config/reference/nowhere.csv", "reference.throughput"),
     ("reference.compaction", "@dir", "reference.compaction"),
 ]
-
-
-def edit(config: dict, path: str, value=None, *, delete: bool = False) -> dict:
-    """A copy of `config` with the dotted key `path` set to `value` (or deleted)."""
-    out = copy.deepcopy(config)
-    *parents, last = path.split(".")
-    node = out
-    for key in parents:
-        node = node[key]
-    if delete:
-        del node[last]
-    else:
-        node[last] = value
-    return out
 
 
 @pytest.fixture(scope="module")

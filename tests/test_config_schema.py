@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_util import copy_workflow, snakemake
+from pipeline_util import copy_workflow, edit, snakemake, snapshot
 
 from migsim import pipeline
 
@@ -23,30 +23,6 @@ def work(tmp_path_factory) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"earlier result " + rel.encode())
     return work
-
-
-def snapshot(results: Path) -> dict[str, tuple[int, int, bytes]]:
-    return {
-        str(p.relative_to(results)): (p.stat().st_mtime_ns, p.stat().st_size, p.read_bytes())
-        for p in sorted(results.rglob("*"))
-        if p.is_file()
-    }
-
-
-def edit(config: dict, path: str, value=None, *, delete: bool = False) -> dict:
-    """A copy of `config` with the dotted key `path` set to `value` (or deleted)."""
-    import copy
-
-    out = copy.deepcopy(config)
-    *parents, last = path.split(".")
-    node = out
-    for key in parents:
-        node = node[key]
-    if delete:
-        del node[last]
-    else:
-        node[last] = value
-    return out
 
 
 # Three classes through the real snakemake (a schema error, a check past the schema, one against

@@ -31,7 +31,7 @@ GB = 1 << 30
 
 HEADLINE = (
     "from migsim.experiments.compaction import run_compaction\n"
-    "from migsim.platform import DEFAULT_PLATFORM, load_platform\n"
+    "from migsim.cost.platform import DEFAULT_PLATFORM, load_platform\n"
     "r = run_compaction(load_platform(DEFAULT_PLATFORM), mode='baseline')\n"
     "assert r.alloc_success == 16384\n"
 )
@@ -40,12 +40,12 @@ HEADLINE = (
 def child(node_gb: float, allocations: int) -> None:
     """One scaling point, in its own process: print a JSON line with the phase times."""
     t0 = time.perf_counter()
+    from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
     from migsim.experiments.compaction import simulate
-    from migsim.platform import DEFAULT_PLATFORM, load_platform
 
     platform = load_platform(DEFAULT_PLATFORM)
     t1 = time.perf_counter()
-    from migsim.fragment import FragmentConfig, fragment
+    from migsim.kernel.fragment import FragmentConfig, fragment
 
     zone = fragment(FragmentConfig(node_bytes=int(node_gb * GB)), node_cpus=64)
     t2 = time.perf_counter()

@@ -36,13 +36,13 @@ CHILD = """
 import json, sys, time
 import numpy as np
 variant, trace_path = sys.argv[1], sys.argv[2]
-import migsim.compaction as c
+import migsim.kernel.compaction as c
 import migsim.experiments.compaction as e
 if variant == "off":
     c.Compactor._mark = lambda self, *a: None
     e.alloc_latency_us = lambda log, cost: np.zeros(0)
-from migsim.fragment import FragmentConfig, fragment
-from migsim.platform import DEFAULT_PLATFORM, load_platform
+from migsim.kernel.fragment import FragmentConfig, fragment
+from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
 platform = load_platform(DEFAULT_PLATFORM)
 zone = fragment(FragmentConfig(node_bytes=250 << 30), node_cpus=platform.compaction.node_cpus_count)
 t0 = time.perf_counter()

@@ -23,7 +23,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     ref = measure(
-        "import migsim (reference)", python("-c", "import migsim.cli_throughput"), args.runs
+        "import migsim (reference)", python("-c", "import migsim.cli.throughput"), args.runs
     )
     repro = measure(
         "reproduce throughput (42 x 5)",

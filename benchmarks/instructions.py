@@ -25,8 +25,8 @@ from harness import commit_of, worktrees  # noqa: E402
 CHILD = (
     "import sys\n"
     "from migsim.experiments.compaction import simulate\n"
-    "from migsim.fragment import FragmentConfig, fragment\n"
-    "from migsim.platform import DEFAULT_PLATFORM, load_platform\n"
+    "from migsim.kernel.fragment import FragmentConfig, fragment\n"
+    "from migsim.cost.platform import DEFAULT_PLATFORM, load_platform\n"
     "from migsim.units import parse_size\n"
     "p = load_platform(DEFAULT_PLATFORM)\n"
     "z = fragment(FragmentConfig(node_bytes=parse_size(sys.argv[1])), node_cpus=64)\n"

@@ -55,13 +55,13 @@ AUDIT_FILE = Path(__file__).with_name("mutation_audit.txt")
 
 # The engine core: the mechanisms every reported number comes from.
 CORE = (
-    "copiers.py",
-    "migrate.py",
-    "compaction.py",
-    "zone.py",
-    "timeline.py",
-    "fragment.py",
-    "platform.py",
+    "cost/copiers.py",
+    "kernel/migrate.py",
+    "kernel/compaction.py",
+    "kernel/zone.py",
+    "cost/timeline.py",
+    "kernel/fragment.py",
+    "cost/platform.py",
     "experiments/compaction.py",
 )
 # The tests that may kill a mutant; per mutant mutmut runs the subset that called its function.
@@ -91,8 +91,8 @@ PRELOAD = (
     "hypothesis",
     "pytest",
     *(f"migsim.{m[:-3].replace('/', '.')}" for m in CORE),
-    "migsim.calibrate",
-    "migsim.calibrate_compaction",
+    "migsim.calibrate.throughput",
+    "migsim.calibrate.compaction",
     "migsim.experiments.throughput",
     "migsim.cli",
 )
@@ -190,11 +190,13 @@ def read_equivalents(path: Path = EQUIVALENT_FILE) -> list[list[str]]:
 
 
 def function_of(mutant: str) -> str:
-    """'migsim.zone.xǁZoneǁcheck__mutmut_3' -> 'zone.Zone.check'."""
+    """'migsim.kernel.zone.xǁZoneǁcheck__mutmut_3' -> 'zone.Zone.check'."""
     name = mutant.rsplit("__mutmut_", 1)[0]
     module, _, func = name.rpartition(".")
     func = func.removeprefix("x_").removeprefix("xǁ").replace("ǁ", ".")
-    return f"{module.removeprefix('migsim.')}.{func}"
+    # the lists name functions by module without its layer package (kernel., cost.)
+    module = module.removeprefix("migsim.").removeprefix("kernel.").removeprefix("cost.")
+    return f"{module}.{func}"
 
 
 def changed_lines(diff: str) -> tuple[str, str]:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from migsim.platform import DEFAULT_PLATFORM, load_platform
-from migsim.zone import Zone
+from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
+from migsim.kernel.zone import Zone
 
 sys.path.insert(0, str(Path(__file__).parent))
 from host_gate import changed_settings, host_tests_enabled  # noqa: E402
@@ -51,7 +51,7 @@ def _kernel_settings_unchanged(request):
     if os.geteuid() != 0:
         yield
         return
-    from migsim.probe import snapshot_settings
+    from migsim.host.probe import snapshot_settings
 
     before = snapshot_settings()
     yield
@@ -148,7 +148,7 @@ def _check_error(zone: Zone) -> str | None:
 def full_scale(platform) -> FullScale:
     """One full-scale simulation shared by every test that reads it (~2 s, ~0.6 GB)."""
     from migsim.experiments.compaction import simulate
-    from migsim.fragment import FragmentConfig, fragment, metrics
+    from migsim.kernel.fragment import FragmentConfig, fragment, metrics
 
     zone = fragment(FragmentConfig(), node_cpus=platform.compaction.node_cpus_count)
     before, err = metrics(zone), _check_error(zone)

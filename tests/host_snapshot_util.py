@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from migsim import snapshot as S
+from migsim.host import snapshot as S
 
 LRU_ANON = (1 << S.KPF_LRU) | (1 << S.KPF_ANON) | (1 << S.KPF_MMAP)
 LRU_FILE = (1 << S.KPF_LRU) | (1 << 3)  # LRU, UPTODATE

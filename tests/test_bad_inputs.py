@@ -23,7 +23,7 @@ from pipeline_util import ROOT, copy_workflow, edit, snakemake, snapshot
 
 from migsim import pipeline
 from migsim.cli import main
-from migsim.platform import DEFAULT_PLATFORM
+from migsim.cost.platform import DEFAULT_PLATFORM
 
 # Memory the cases see as available (bytes): the runs that need more are refused by their
 # estimate on any machine (on a large machine they would otherwise start).
@@ -35,7 +35,7 @@ AVAILABLE = 8 << 30
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     """Bad files of every kind: platform files, reference tables, states."""
-    from migsim.fragment import FragmentConfig, fragment, save_state
+    from migsim.kernel.fragment import FragmentConfig, fragment, save_state
 
     d = tmp_path_factory.mktemp("bad_files")
     good = yaml.safe_load(DEFAULT_PLATFORM.read_text())

@@ -7,17 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migsim.compaction import (
+from migsim.cost.copiers import cpu_copy_seconds
+from migsim.experiments.compaction import cost_log
+from migsim.kernel.compaction import (
     COMPACT_DEFERRED,
     COMPACT_PRIO_SYNC_LIGHT,
     CompactControl,
     CompactionLog,
     Compactor,
 )
-from migsim.copiers import cpu_copy_seconds
-from migsim.experiments.compaction import cost_log
-from migsim.fragment import FragmentConfig, fragment, metrics
-from migsim.zone import ALLOCATED, FREE, ISOLATED_FREE, ISOLATED_LRU, KERNEL, LRU, Zone
+from migsim.kernel.fragment import FragmentConfig, fragment, metrics
+from migsim.kernel.zone import ALLOCATED, FREE, ISOLATED_FREE, ISOLATED_LRU, KERNEL, LRU, Zone
 
 MB = 1 << 20
 
@@ -249,7 +249,7 @@ def test_dma_run_sleeps_and_counts_offloaded_copies(platform):
 def test_allocation_side_work_scales_with_allocations_not_pages(capture):
     """prep_new_page (post_alloc_hook, zeroing, prep_compound_page) is logged once per block
     handed out and once per base page of it, whatever the pages migrated."""
-    from migsim.compaction import W_ALLOC, W_ALLOC_PAGES, W_FREELIST, W_SLOWPATH
+    from migsim.kernel.compaction import W_ALLOC, W_ALLOC_PAGES, W_FREELIST, W_SLOWPATH
 
     z = small_zone(256)
     c = Compactor(z, capture=capture)

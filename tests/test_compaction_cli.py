@@ -35,7 +35,7 @@ def test_compaction_json_row(capsys):
 
 
 def test_state_file_is_used(tmp_path, capsys):
-    from migsim.fragment import FragmentConfig, fragment, save_state
+    from migsim.kernel.fragment import FragmentConfig, fragment, save_state
 
     cfg = FragmentConfig(node_bytes=32 << 20, pattern="clustered")
     path = tmp_path / "z.npz"

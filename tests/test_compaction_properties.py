@@ -18,12 +18,12 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migsim import compaction as compaction_mod
-from migsim import fragment as fragment_mod
-from migsim import zone as zone_mod
-from migsim.compaction import Compactor
-from migsim.fragment import FragmentConfig, fragment, free_offsets
-from migsim.zone import ALLOCATED, LRU, NR_STATES, Zone, buddy_block_counts
+from migsim.kernel import compaction as compaction_mod
+from migsim.kernel import fragment as fragment_mod
+from migsim.kernel import zone as zone_mod
+from migsim.kernel.compaction import Compactor
+from migsim.kernel.fragment import FragmentConfig, fragment, free_offsets
+from migsim.kernel.zone import ALLOCATED, LRU, NR_STATES, Zone, buddy_block_counts
 
 MB = 1 << 20
 

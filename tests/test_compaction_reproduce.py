@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 from compaction_tolerance import check, check_names
 
-from migsim.calibrate_compaction import FREE, fit_compaction
-from migsim.cli_compaction import REFERENCE_COMPACTION
+from migsim.calibrate.compaction import FREE, fit_compaction
+from migsim.cli.compaction import REFERENCE_COMPACTION
 from migsim.experiments.compaction import MODES, mode_rows, simulate
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def test_committed_compaction_cost_is_the_output_of_the_fit(platform):
 
 @pytest.fixture(scope="module")
 def spread(platform, full_scale):
-    from migsim.calibrate_compaction import prediction_spread
+    from migsim.calibrate.compaction import prediction_spread
 
     return prediction_spread(platform, full_scale.sim, REFERENCE_COMPACTION)
 
@@ -109,7 +109,7 @@ def test_intervals_are_no_wider_than_20_percent(spread, simulated, mode, metric)
 
 
 def test_sensitivity_table_names_every_prior_and_its_effect(spread):
-    from migsim.calibrate_compaction import PRIOR_RANGES
+    from migsim.calibrate.compaction import PRIOR_RANGES
 
     sources = {e["source"] for e in spread["sensitivity"]}
     assert {f"{s}.{k}" for s, k in PRIOR_RANGES} <= sources

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from migsim.copiers import CpuCopier, DmaCopier, MtCopier, make_copier
+from migsim.cost.copiers import CpuCopier, DmaCopier, MtCopier, make_copier
 
 N = np.array([1, 32, 224, 262144])
 PAGES = np.array([1, 32, 224, 262144])
@@ -175,7 +175,7 @@ def test_make_copier_modes():
 def test_a_compaction_call_costs_more_cpu_with_16_channels_than_with_1(platform, rng):
     # compaction's migrate_pages() calls (32 then 224 order-0 pages, as cost_log costs them):
     # dcbm requests, maps, issues, terminates and releases every channel it uses
-    from migsim.migrate import cost_batches
+    from migsim.kernel.migrate import cost_batches
 
     pages = np.array([32, 224])
     one, sixteen = (

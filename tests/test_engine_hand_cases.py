@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migsim.copiers import CpuCopier, DmaCopier, MtCopier
-from migsim.migrate import migrate_pages
+from migsim.cost.copiers import CpuCopier, DmaCopier, MtCopier
+from migsim.kernel.migrate import migrate_pages
 
 US = 1e-6
 PAGE = 4096
@@ -171,7 +171,7 @@ def test_mtcopy_rate_per_placement(round_platform):
     """4 threads spread one per CCD: 4 x 4.096 = 16.384 GB/s of streams, in series with the
     16.384 GB/s interconnect: 16.384^2 / 32.768 = 8.192 GB/s. Filling one CCD: the CCD's link
     caps the streams at 8.192, 8.192 x 16.384 / 24.576 = 16.384 / 3 GB/s."""
-    from migsim.copiers import mt_copy_gbps, thread_ccds
+    from migsim.cost.copiers import mt_copy_gbps, thread_ccds
 
     assert thread_ccds(4, "spread", round_platform).tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
     assert thread_ccds(10, "fill-ccd", round_platform).tolist() == [8, 2, 0, 0, 0, 0, 0, 0]
@@ -286,7 +286,7 @@ def test_pcp_bulk_free_starts_when_count_reaches_high():
     """free_unref_page_commit(): `if (pcp->count >= high) free_pcppages_bulk(...)`. With
     high 4 and batch 1, nr_pcp_free() = min(max(free_count 4, batch 1), high - batch 3) = 3:
     the 4th free sends the 3 oldest pages to the buddy lists and one stays."""
-    from migsim.zone import PerCpuPages
+    from migsim.kernel.zone import PerCpuPages
 
     pcp = PerCpuPages(high=4, batch=1)
     for pfn in range(3):
@@ -301,7 +301,7 @@ def test_pcp_bulk_free_starts_when_count_reaches_high():
 def test_pcp_bulk_free_keeps_at_least_a_batch():
     """nr_pcp_free() clamps to [batch, high - batch]: high 8, batch 2, 8 frees in one call
     (free_count 8) frees min(8, 6) = 6 and keeps 2; with high < batch every free goes on."""
-    from migsim.zone import PerCpuPages
+    from migsim.kernel.zone import PerCpuPages
 
     pcp = PerCpuPages(high=8, batch=2)
     bulk = pcp.add(np.arange(8))
@@ -314,7 +314,7 @@ def test_pcp_bulk_free_keeps_at_least_a_batch():
 def test_watermark_check_is_strictly_above_the_mark():
     """__zone_watermark_ok(): `if (free_pages <= min) return false`, with free_pages less
     (1 << order) - 1 for an order-`order` request."""
-    from migsim.zone import Zone
+    from migsim.kernel.zone import Zone
 
     z = Zone(4 * 512)
     n = z.nr_free
@@ -328,7 +328,7 @@ def test_kernel_watermarks_of_a_4_gib_zone():
     sqrt(16 x 4194304) = 8192 KiB = 2048 pages; gap = max(2048 / 4, 1048576 x 10 / 10000)
     = 1048; low = 3096, high = 4144. zone_batchsize(): min(1048576 >> 10, 256) / 4 = 64,
     rounded to 2^floor(log2(96)) - 1 = 63; pcp high = max(3096 / 64 CPUs, 4 x 63) = 252."""
-    from migsim.zone import kernel_batchsize, kernel_pcp_high, kernel_watermarks
+    from migsim.kernel.zone import kernel_batchsize, kernel_pcp_high, kernel_watermarks
 
     assert kernel_watermarks(1 << 20) == (2048, 3096, 4144)
     assert kernel_batchsize(1 << 20) == 63
@@ -341,7 +341,7 @@ def test_kernel_watermarks_of_a_4_gib_zone():
 
 def _one_page_in_every_8th_block(nr_blocks: int):
     """A zone of `nr_blocks` pageblocks, all free but the first frame of every 8th block."""
-    from migsim.zone import ALLOCATED, Zone
+    from migsim.kernel.zone import ALLOCATED, Zone
 
     z = Zone(nr_blocks * 512)
     z.state[:: 8 * 512] = ALLOCATED
@@ -370,7 +370,7 @@ def test_free_area_counts_by_hand(nr_blocks):
 
 
 def _compactor(z):
-    from migsim.compaction import Compactor
+    from migsim.kernel.compaction import Compactor
 
     return Compactor(z)
 
@@ -378,7 +378,7 @@ def _compactor(z):
 def _zone_with_free_runs(runs: list[int], nr_blocks: int = 32):
     """A zone of `nr_blocks` pageblocks, all LRU pages but free runs of the given sizes (each a
     naturally aligned buddy block), one run per pageblock from block 0 up."""
-    from migsim.zone import FREE, LRU, Zone
+    from migsim.kernel.zone import FREE, LRU, Zone
 
     z = Zone(nr_blocks * 512)
     z.state[:] = LRU
@@ -424,13 +424,13 @@ def test_only_sync_compaction_defers():
     priority is not async; defer_compaction() then zeroes compact_considered and raises
     compact_defer_shift; the next attempt is deferred until 1 << shift have been considered.
     Zone: every pageblock has an unmovable page at its start, so no order-9 block can form."""
-    from migsim.compaction import (
+    from migsim.kernel.compaction import (
         COMPACT_COMPLETE,
         COMPACT_DEFERRED,
         COMPACT_PRIO_ASYNC,
         COMPACT_PRIO_SYNC_LIGHT,
     )
-    from migsim.zone import FREE, KERNEL, LRU, Zone
+    from migsim.kernel.zone import FREE, KERNEL, LRU, Zone
 
     z = Zone(32 * 512)
     z.state[:] = LRU
@@ -456,8 +456,8 @@ def test_async_direct_compaction_takes_only_movable_source_blocks():
     migrate pfn (update_cached_migrate(cc, block_end_pfn) -> pageblock_end_pfn(512) = 1024);
     sync-light and non-direct (kcompactd, compact_memory) compaction take it. Either way the
     first COMPACT_CLUSTER_MAX (32) LRU pages of the block are isolated."""
-    from migsim.compaction import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT, CompactControl
-    from migsim.zone import LRU, MIGRATE_UNMOVABLE, Zone
+    from migsim.kernel.compaction import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT, CompactControl
+    from migsim.kernel.zone import LRU, MIGRATE_UNMOVABLE, Zone
 
     def isolated(mode: int, direct: bool):
         z = Zone(8 * 512)
@@ -481,8 +481,8 @@ def test_free_scanner_marks_a_fully_scanned_block_skip():
     pfns), so update_pageblock_skip() sets its skip bit and moves compact_cached_free_pfn to
     the block below (3072); block 6 has 100 free pages from offset 200: the scan takes 50 and
     stops at pfn 3072 + 250 = 3322 (250 pfns), leaving no skip bit."""
-    from migsim.compaction import CompactControl
-    from migsim.zone import FREE, LRU, Zone
+    from migsim.kernel.compaction import CompactControl
+    from migsim.kernel.zone import FREE, LRU, Zone
 
     z = Zone(8 * 512)
     z.state[:] = LRU
@@ -509,8 +509,8 @@ def test_costing_of_a_logged_run_by_hand(round_platform):
     scanned, 32 + 32 isolated, one slow path = 58.12 us; before call 1: 100 + 200 pfns, 32 +
     32, 16 buddy frees = 57 us; after the last call (tail): 48 buddy frees (the drain) and a
     slow path = 17 us. Each call: folio work 32 x 1.25 = 40 us, flush 5 us, copy 32 us = 77 us."""
-    from migsim.compaction import NR_WORK, CompactionLog
     from migsim.experiments.compaction import cost_log
+    from migsim.kernel.compaction import NR_WORK, CompactionLog
 
     off = {
         f"compaction__{k}": 0.0 for k in round_platform.compaction.as_dict() if k.endswith("_us")
@@ -553,8 +553,8 @@ def test_zone_state_round_trip_and_a_tag_index_past_the_zone(tmp_path):
     """save_state()/load_state(): a zone saved without its config loads with config None and
     the same frames, pageblock data and content tags; a file whose content-tag index is the
     zone's size (one past its last frame) is refused."""
-    from migsim.fragment import load_state, save_state
-    from migsim.zone import LRU, MIGRATE_UNMOVABLE, Zone
+    from migsim.kernel.fragment import load_state, save_state
+    from migsim.kernel.zone import LRU, MIGRATE_UNMOVABLE, Zone
 
     z = Zone(4 * 512)
     z.state[:700] = LRU
@@ -584,7 +584,7 @@ def test_saved_platform_keeps_unit_and_meaning(platform, tmp_path):
     file is read by people), and load_platform() gives back the same values."""
     import yaml
 
-    from migsim.platform import SPEC, load_platform, save_platform
+    from migsim.cost.platform import SPEC, load_platform, save_platform
 
     path = tmp_path / "p.yaml"
     save_platform(platform, path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migsim.fragment import (
+from migsim.kernel.fragment import (
     FragmentConfig,
     fragment,
     fragmentation_index,
@@ -14,7 +14,7 @@ from migsim.fragment import (
     save_state,
     unusable_free_index,
 )
-from migsim.zone import FREE, KERNEL, LRU, MIGRATE_UNMOVABLE
+from migsim.kernel.zone import FREE, KERNEL, LRU, MIGRATE_UNMOVABLE
 
 MB = 1 << 20
 
@@ -88,7 +88,7 @@ def test_bad_config_names_the_field(kwargs, match):
 
 
 def test_save_and_load_round_trip(tmp_path):
-    from migsim.compaction import Compactor
+    from migsim.kernel.compaction import Compactor
 
     cfg = FragmentConfig(node_bytes=16 * MB, pattern="random", seed=3)
     z = fragment(cfg)

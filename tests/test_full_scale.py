@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from migsim.kernel.zone import FREE, RECOUNT_CHUNK_BLOCKS, buddy_block_counts
 from migsim.units import PAGEBLOCK_NR_PAGES
-from migsim.zone import FREE, RECOUNT_CHUNK_BLOCKS, buddy_block_counts
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ Why a snapshot: the pages a real compact_memory migrates vary more than tenfold 
 (where the fragmented region's pages physically lie, what other tasks' pages and large folios
 surround them, where the first folio that cannot be migrated stops the zone). A simulator that
 starts from its own synthetic layout cannot predict that; one that starts from the machine's
-state (``migsim.snapshot``, ``migsim.twin``) can, so this test fails when the *model* is wrong,
+state (``migsim.host.snapshot``, ``migsim.host.twin``) can, so this test fails when the *model* is wrong,
 not when the memory lies differently.
 
 What can still make a single run miss: other tasks allocate and free while the snapshot is read
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from migsim import probe, twin
-from migsim.platform import DEFAULT_PLATFORM, load_platform
+from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
+from migsim.host import probe, twin
 
 pytestmark = [pytest.mark.host, pytest.mark.slow]
 

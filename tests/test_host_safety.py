@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from migsim import probe
+from migsim.host import probe
 
 SIZE = 512 << 20
 # Other processes allocate and free while the test runs: MemAvailable is compared with a

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from migsim import host, probe, twin
+from migsim.host import pipeline as host
+from migsim.host import probe, twin
 
 
 def _doc() -> dict:

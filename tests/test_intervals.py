@@ -5,9 +5,14 @@ import json
 import numpy as np
 import pytest
 
+from migsim.calibrate.intervals import (
+    SampledPlatform,
+    cell_wall_seconds,
+    log_gradient,
+    result_interval,
+)
 from migsim.cli import main
 from migsim.experiments.throughput import run_throughput
-from migsim.intervals import SampledPlatform, cell_wall_seconds, log_gradient, result_interval
 from migsim.series import read_table, simulate_cell
 
 KEYS = {"rfc", "table", "mode", "channels_or_threads", "folio_size", "folios", "simulated_gbps"}

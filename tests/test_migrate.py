@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migsim.copiers import CpuCopier, DmaCopier, MtCopier
-from migsim.migrate import batch_totals, migrate_pages, split_batches
+from migsim.cost.copiers import CpuCopier, DmaCopier, MtCopier
+from migsim.kernel.migrate import batch_totals, migrate_pages, split_batches
 
 
 def test_batches_respect_the_limit():

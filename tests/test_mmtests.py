@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 from pipeline_util import copy_workflow, smoke_run, snakemake
 
-from migsim import mmtests
 from migsim.experiments.compaction import simulate
+from migsim.formats import mmtests
 from migsim.pipeline_kernel import summarise_alloc_latency, write_trace
 from migsim.tables import ALLOC_LATENCY_SUMMARY, COMPACTION_RUNS, TRACE_EVENTS
 

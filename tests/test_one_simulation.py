@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from migsim.cost.platform import DEFAULT_PLATFORM
 from migsim.experiments.compaction import MODES, run_compaction, simulate
-from migsim.fragment import FragmentConfig, fragment, save_state
+from migsim.kernel.fragment import FragmentConfig, fragment, save_state
 from migsim.pipeline import COMPACTION_CONTROL_FLOW, cell_seed, simulate_compaction_modes
-from migsim.platform import DEFAULT_PLATFORM
 from migsim.tables import COMPACTION_RUNS
 
 MB = 1 << 20

@@ -122,7 +122,7 @@ def test_editing_the_platform_file_reruns_the_simulations(work):
 
 
 def test_editing_engine_code_reruns_the_simulations(work):
-    with edited(work / "src" / "migsim" / "copiers.py"):
+    with edited(work / "src" / "migsim" / "cost" / "copiers.py"):
         jobs = plan(work, *SMOKE_ARGS)
     sims = sim_jobs(jobs)
     assert sims["throughput"] == ["baseline", "dma-1ch", "dma-4ch", "mt-2t"]

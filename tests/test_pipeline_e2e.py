@@ -16,7 +16,7 @@ from pipeline_util import SMOKE_ARGS, copy_workflow, load_config, smoke_run, sna
 from test_figures import check_figure_files
 
 from migsim import __version__, pipeline, tables
-from migsim.platform import load_platform
+from migsim.cost.platform import load_platform
 from migsim.units import parse_size
 
 pytestmark = pytest.mark.slow
@@ -91,8 +91,8 @@ def test_throughput_summary_agrees_with_the_engine(work, config):
 
 
 def test_compaction_summary_agrees_with_the_engine(work, config):
-    from migsim import fragment
     from migsim.experiments import compaction
+    from migsim.kernel import fragment
 
     platform = load_platform(work / config["platform"])
     fr, cp = config["fragmentation"], config["compaction"]

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from migsim.platform import SPEC, PlatformError, load_platform, save_platform
+from migsim.cost.platform import SPEC, PlatformError, load_platform, save_platform
 
 
 def test_every_parameter_has_unit_range_and_meaning(platform):

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from migsim import probe
+from migsim.host import probe
 from migsim.pipeline import config_hash
 from migsim.tables import write_parquet
 from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES
@@ -68,8 +68,8 @@ def test_free_mask_random_is_seeded_and_differs_per_block():
 @pytest.mark.parametrize("pattern", probe.PATTERNS)
 def test_free_mask_is_the_simulators_fragmentation(pattern):
     """The probe frees exactly the pages the simulator's fragment() frees, for the same seed."""
-    from migsim.fragment import FragmentConfig, fragment
-    from migsim.zone import FREE
+    from migsim.kernel.fragment import FragmentConfig, fragment
+    from migsim.kernel.zone import FREE
 
     size = 8 << 20
     cfg = FragmentConfig(
@@ -241,7 +241,7 @@ def _copy_rows(gbps: float, fixed_us: float, sizes=("4K", "16K", "64K", "256K", 
 
 
 def test_fit_copy_recovers_known_parameters():
-    from migsim.calibrate_host import fit_copy
+    from migsim.calibrate.host import fit_copy
 
     fit = fit_copy(_copy_rows(9.5, 0.3))
     assert fit.cpu_copy_gbps == pytest.approx(9.5, rel=1e-4)
@@ -250,7 +250,7 @@ def test_fit_copy_recovers_known_parameters():
 
 
 def test_fit_host_platform_without_compaction_keeps_base_and_says_so(platform):
-    from migsim.calibrate_host import fit_host_platform
+    from migsim.calibrate.host import fit_host_platform
 
     host = fit_host_platform(_copy_rows(7.0, 0.2), None, platform)
     assert host.copy.cpu_copy_gbps == pytest.approx(7.0, rel=1e-3)
@@ -296,7 +296,7 @@ def _measured_compaction(size: int, runs: list[tuple[int, float]]):
 def test_fit_compaction_matches_the_measured_rate_at_the_calibration_ratio(platform):
     """The compaction fit scales the CPU costs until the simulated rate at the calibration
     ratio equals the measured median per CPU second; other ratios are not looked at."""
-    from migsim import calibrate_host as ch
+    from migsim.calibrate import host as ch
 
     size = 64 << 20
     meas = _measured_compaction(size, [(8000, 20.0), (8200, 20.0), (7800, 20.0)])
@@ -311,7 +311,7 @@ def test_fit_compaction_matches_the_measured_rate_at_the_calibration_ratio(platf
 def test_fit_host_platform_when_nothing_migrated_keeps_base_and_says_why(platform):
     """A probe whose region had nothing to migrate gives no rate: the compaction costs stay
     at the base values and the meta names the reason (no fit on log(0))."""
-    from migsim import calibrate_host as ch
+    from migsim.calibrate import host as ch
 
     meas = _measured_compaction(64 << 20, [(0, 2.5), (0, 2.4)])
     host = ch.fit_host_platform(_copy_rows(10.0, 0.2), meas, platform)
@@ -328,8 +328,8 @@ def test_fit_host_platform_when_nothing_migrated_keeps_base_and_says_why(platfor
 def test_host_jobs_without_compaction_probe(tmp_path, monkeypatch, platform):
     """Where the compaction probe cannot run, its file is empty with the reason, and the fit,
     the simulation and the comparison still run on the copy probe alone."""
-    from migsim import host
-    from migsim.platform import DEFAULT_PLATFORM, load_platform
+    from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
+    from migsim.host import pipeline as host
 
     monkeypatch.setattr(probe.os, "geteuid", lambda: 1000)
     cp = host.probe_params({"copy_working_set": "16M", "repeats": 2}, "copy")
@@ -398,7 +398,7 @@ def test_calibrate_host_cli_writes_a_loadable_platform(tmp_path, monkeypatch, as
     """`migsim calibrate --host` end to end at a small size: with the compaction probe (root,
     a host test) and without it (uid 1000: the probe is skipped, the copy fit always runs)."""
     from migsim.cli import main
-    from migsim.platform import load_platform
+    from migsim.cost.platform import load_platform
 
     if not as_root:
         monkeypatch.setattr(probe.os, "geteuid", lambda: 1000)

@@ -27,10 +27,10 @@ import sys
 import numpy as np
 import pytest
 
-from migsim.compaction import Compactor
 from migsim.experiments.compaction import RUN_COUNTERS
-from migsim.fragment import FragmentConfig, fragment
-from migsim.zone import KERNEL, LRU, MIGRATE_UNMOVABLE, Zone
+from migsim.kernel.compaction import Compactor
+from migsim.kernel.fragment import FragmentConfig, fragment
+from migsim.kernel.zone import KERNEL, LRU, MIGRATE_UNMOVABLE, Zone
 
 MB = 1 << 20
 TAG_CHUNK = 1 << 22  # frames hashed per step (a 250 GB zone's tags would be 0.5 GB at once)
@@ -189,8 +189,8 @@ def test_the_digest_sees_one_moved_tag_and_one_log_row():
 
 
 def _regenerate() -> None:
+    from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
     from migsim.experiments.compaction import simulate
-    from migsim.platform import DEFAULT_PLATFORM, load_platform
 
     digests, summaries = {}, {}
     for name in sorted(SCENARIOS):

@@ -26,7 +26,7 @@ from compaction_tolerance import check, check_names
 from pipeline_util import in_ci
 
 from migsim import pipeline, tables
-from migsim.platform import load_platform
+from migsim.cost.platform import load_platform
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = ROOT / "results" / "summary"

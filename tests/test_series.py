@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from migsim.calibrate import mt_fit_cells
+from migsim.calibrate.throughput import mt_fit_cells
 from migsim.cli import main
-from migsim.copiers import MtCopier, thread_ccds
+from migsim.cost.copiers import MtCopier, thread_ccds
 from migsim.series import read_series, read_table, simulate_cell
 
 
@@ -72,8 +72,8 @@ def test_rfc_switch_rejects_unknown_versions(capsys):
 def test_series_page_lists_every_published_number(tmp_path, platform):
     import polars as pl
 
+    from migsim.cost.platform import DEFAULT_PLATFORM
     from migsim.pipeline import series_page
-    from migsim.platform import DEFAULT_PLATFORM
     from migsim.series import REFERENCE_DIR
 
     out = tmp_path / "published"

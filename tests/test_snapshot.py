@@ -22,7 +22,7 @@ from host_snapshot_util import (
 )  # fmt: skip
 
 from migsim import cli
-from migsim import snapshot as S
+from migsim.host import snapshot as S
 
 PB = 512
 

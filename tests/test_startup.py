@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 
 import migsim
-from migsim import cli_compaction, cli_probe, fragment, probe
-from migsim import compaction as engine
+from migsim.cli import compaction as cli_compaction
+from migsim.cli import probe as cli_probe
 from migsim.experiments import compaction
+from migsim.host import probe
+from migsim.kernel import compaction as engine
+from migsim.kernel import fragment
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("numpy", "polars", "pyarrow", "scipy", "yaml", "altair", "vl_convert", "rich")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import yaml
 
-from migsim.calibrate import FREE, MT_FREE, fit_throughput, read_reference
-from migsim.cli_throughput import REFERENCE_THROUGHPUT, reproduce_rows
+from migsim.calibrate.throughput import FREE, MT_FREE, fit_throughput, read_reference
+from migsim.cli.throughput import REFERENCE_THROUGHPUT, reproduce_rows
+from migsim.cost.platform import DEFAULT_PLATFORM
 from migsim.experiments.throughput import run_throughput
-from migsim.platform import DEFAULT_PLATFORM
 
 CELLS = read_reference(REFERENCE_THROUGHPUT)
 
@@ -145,7 +145,7 @@ def test_cpu_copier_phase_breakdown(quiet_platform):
 def _synthetic_cells(truth, rel_noise: float, seed: int):
     """The published table's cells with throughputs computed by the engine at `truth`
     (times a seeded lognormal factor of `rel_noise`), each with a 3% sd."""
-    from migsim.calibrate import Cell, simulate_cells
+    from migsim.calibrate.throughput import Cell, simulate_cells
 
     sim, _ = simulate_cells(truth, CELLS)
     factor = np.exp(np.random.default_rng(seed).normal(0.0, rel_noise, len(CELLS)))
@@ -178,7 +178,7 @@ def test_fit_recovers_every_free_parameter_of_a_synthetic_table(truth):
 def test_standard_errors_cover_the_truth_under_noise(truth):
     """With 3% noise on every cell, each fitted value lies within 3 standard errors of the
     value that generated the table, and so does the 4K offload saving."""
-    from migsim.calibrate import offload_saving_per_folio_us
+    from migsim.calibrate.throughput import offload_saving_per_folio_us
 
     fit = fit_throughput(_synthetic_cells(truth, 0.03, 1), "synthetic")
     for sec, key, *_ in FREE:
@@ -191,7 +191,7 @@ def test_standard_errors_cover_the_truth_under_noise(truth):
 
 
 def test_committed_platform_states_the_fit_errors(platform):
-    from migsim.calibrate import offload_saving_per_folio_us
+    from migsim.calibrate.throughput import offload_saving_per_folio_us
 
     stage1 = platform.meta["stage1"]
     fitted = {f"{sec}.{key}" for sec, key, *_ in FREE + MT_FREE}
@@ -221,7 +221,7 @@ def test_move_pages_call_costs_its_syscall_drain_and_one_lookup_per_folio(quiet_
     "completion interrupt makes a one-page descriptor dearer per byte, not cheaper",
 )
 def test_v4_table_fits_without_a_page_stall_term(monkeypatch):
-    import migsim.calibrate as cal
+    import migsim.calibrate.throughput as cal
 
     free = [f for f in cal.FREE if f[1] != "page_stall_us"]
     monkeypatch.setattr(cal, "FREE", free)

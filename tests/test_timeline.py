@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migsim.timeline import cpu_runs, run_timeline
+from migsim.cost.timeline import cpu_runs, run_timeline
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def test_a_tick_that_takes_half_the_cpu_is_refused(p):
 def test_the_governor_takes_c1_for_a_short_sleep_and_cc6_for_a_long_one(platform):
     """acpi_idle: target residency = exit latency x 2; with C2 at 400 us a sleep below 800 us
     ends in C1 (1 us), a longer one in C2 plus the refetch of half the flushed L2 from L3."""
-    from migsim.timeline import LATENCY_FACTOR, idle_exit_s
+    from migsim.cost.timeline import LATENCY_FACTOR, idle_exit_s
 
     q = platform.replace(sched__c1_exit_us=1.0, sched__c2_exit_us=400.0, sched__cc6_refill_frac=0.5)
     c = q.compaction

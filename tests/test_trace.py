@@ -12,11 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from migsim.compaction import M_ALLOC_ENTER, Compactor
 from migsim.experiments.compaction import simulate
-from migsim.fragment import FragmentConfig, fragment
-from migsim.tables import COMPACTION_RUNS
-from migsim.trace import (
+from migsim.formats.trace import (
     TRACE_EVENTS,
     format_lines,
     parse_trace,
@@ -24,7 +21,10 @@ from migsim.trace import (
     simulated_events,
     vmstat_from_events,
 )
-from migsim.vmstat import alloc_latency_us, mark_times, vmstat_from_log
+from migsim.kernel.compaction import M_ALLOC_ENTER, Compactor
+from migsim.kernel.fragment import FragmentConfig, fragment
+from migsim.kernel.vmstat import alloc_latency_us, mark_times, vmstat_from_log
+from migsim.tables import COMPACTION_RUNS
 
 # ---- regexes written from the kernel headers (TP_printk of each event), not from trace.py
 # include/trace/events/compaction.h, include/trace/events/mmflags.h, include/trace/events/migrate.h

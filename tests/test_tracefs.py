@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from migsim import tracefs
-from migsim.trace import parse_trace, vmstat_from_events
+from migsim.formats.trace import parse_trace, vmstat_from_events
+from migsim.host import tracefs
 
 # captured by `migsim probe trace` on this project's CI host (kernel 6.18) during compact_memory
 REAL_618 = """\

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from host_snapshot_util import DIRTY_PRIVATE, FREE, HEAD, LRU_ANON, LRU_FILE, TAIL, snapshot
 
-from migsim import twin
+from migsim.host import twin
 
 PB = 512
 
@@ -99,7 +99,7 @@ def test_free_scanner_stride_grows_over_blocks_without_free_pages():
 
 
 def test_cost_fit_recovers_the_scales_it_was_given():
-    from migsim.calibrate_host import fit_twin_costs
+    from migsim.calibrate.host import fit_twin_costs
 
     # t = 3 * scan + 0.5 * other on runs whose scan share varies 10x: both scales come back;
     # the common scale is the geometric mean of t / (scan + other)
@@ -115,7 +115,7 @@ def test_cost_fit_recovers_the_scales_it_was_given():
 def test_pages_freed_onto_the_pcp_list_start_on_the_pcp_list():
     # the twin's own freed pages that kpageflags shows blank sit on the per-CPU list; without
     # the hint they are allocated memory
-    from migsim.zone import PCP
+    from migsim.kernel.zone import PCP
 
     f = _two_halves()
     f[3 * PB : 3 * PB + 256] = 0  # on a pcp list: no KPF bit
@@ -133,7 +133,7 @@ def test_busy_buffer_pages_fail_and_the_run_goes_on():
     # block-device metadata pages (file LRU, private buffers, folio not uptodate) are isolated
     # but fail to migrate (pgmigrate_fail); unlike -ENOMEM the compaction continues: the 256
     # anon pages of block 0 migrate as before and the 8 busy pages of block 1 fail
-    from migsim import snapshot as S
+    from migsim.host import snapshot as S
 
     f = _two_halves()
     f[PB : PB + 8] = (1 << S.KPF_LRU) | (1 << S.KPF_PRIVATE)

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from migsim.experiments.throughput import run_throughput
+from migsim.kernel.vmstat import move_pages_vmstat, percentiles
 from migsim.units import parse_size
-from migsim.vmstat import move_pages_vmstat, percentiles
 
 # names as mm/vmstat.c prints them in /proc/vmstat
 KERNEL_NAMES = {

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 from whatif_expect import EXPECTED, check, tokens
 
+from migsim.cost.platform import DEFAULT_PLATFORM
 from migsim.experiments import whatif as w
 from migsim.pipeline_whatif import run_study
-from migsim.platform import DEFAULT_PLATFORM
 from migsim.tables import read_metadata
 from migsim.tables_whatif import SCHEMAS
 
@@ -335,7 +335,7 @@ def test_findings_check_catches_a_wrong_number(tmp_path):
 def _config():
     import yaml
 
-    from migsim.platform import DEFAULT_PLATFORM as P
+    from migsim.cost.platform import DEFAULT_PLATFORM as P
 
     return yaml.safe_load((P.parents[1] / "config.yaml").read_text())
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migsim.zone import (
+from migsim.kernel.zone import (
     ALLOCATED,
     FREE,
     LRU,

@@ -18,14 +18,14 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 
-from .atomic import atomic_write_bytes, atomic_write_text
-from .tables import (
+from migsim.atomic import atomic_write_bytes, atomic_write_text
+from migsim.tables import (
     COMPACTION_METRICS,
     COMPACTION_SUMMARY,
     THROUGHPUT_SUMMARY,
     throughput_mape,
 )
-from .units import format_size
+from migsim.units import format_size
 
 # Colours: baseline black, then one colour per channel or thread count.
 BASELINE_COLOUR = "#000000"

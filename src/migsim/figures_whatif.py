@@ -10,9 +10,9 @@ from collections.abc import Callable
 import altair as alt
 import polars as pl
 
-from .figures import BASELINE_COLOUR, PALETTE, _empty
-from .tables_whatif import CLUSTER_MAX, ENGINE_CLASS, FRAGMENTATION, HYBRID, LATENCY, TITLES
-from .units import format_size
+from migsim.figures import BASELINE_COLOUR, PALETTE, _empty
+from migsim.tables_whatif import CLUSTER_MAX, ENGINE_CLASS, FRAGMENTATION, HYBRID, LATENCY, TITLES
+from migsim.units import format_size
 
 W, H = 260, 200
 

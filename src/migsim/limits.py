@@ -1,7 +1,7 @@
 """The allowed range of every input, defined once.
 
 The engine checks its arguments with these limits, the command line's argument types and
-checks read them (``migsim.cli_args``), and the workflow's JSON schema
+checks read them (``migsim.cli.args``), and the workflow's JSON schema
 (``workflow/schemas/config.schema.yaml``) is checked against them before any job
 (:func:`check_config_values`) and by a test that compares the schema's bounds with
 :data:`SCHEMA_KEYS`. Every check raises :class:`LimitError` with one line that names the value
@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .units import MAX_PAGE_ORDER, PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
+from migsim.units import MAX_PAGE_ORDER, PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
 
 
 class LimitError(ValueError):

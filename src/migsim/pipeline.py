@@ -19,12 +19,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
+from migsim import __version__
+from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
 
 if TYPE_CHECKING:  # the engine is imported inside the job functions, not by the Snakefile
-    from .platform import Platform
-    from .tables import Schema
+    from migsim.cost.platform import Platform
+    from migsim.tables import Schema
 
 PAGEBLOCK_BYTES = PAGEBLOCK_NR_PAGES * PAGE_SIZE  # 2 MiB: one order-9 allocation
 
@@ -168,8 +168,15 @@ def check_against_platform(config: Mapping, platform_path: str) -> None:
     """Checks that need the platform file (which must exist and be valid): every channel and
     thread count of the configuration within what the platform has. Raises ValueError
     naming the key."""
-    from .limits import CHANNEL_KEYS, CHANNELS, THREAD_KEYS, THREADS, LimitError, config_values
-    from .platform import load_platform
+    from migsim.cost.platform import load_platform
+    from migsim.limits import (
+        CHANNEL_KEYS,
+        CHANNELS,
+        THREAD_KEYS,
+        THREADS,
+        LimitError,
+        config_values,
+    )
 
     platform = load_platform(platform_path)
     checks = [(k, CHANNELS, platform.dma.max_channels_count, "DMA channels") for k in CHANNEL_KEYS]
@@ -201,8 +208,8 @@ def validate_config(
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
-    from .limits import check_config_values, non_finite
-    from .pipeline_whatif import check_whatif_config
+    from migsim.limits import check_config_values, non_finite
+    from migsim.pipeline_whatif import check_whatif_config
 
     for key, value in non_finite(config):
         raise ConfigError(f"config: {key}: must be a finite number, got {value}")
@@ -258,7 +265,9 @@ def all_engine_sources() -> list[str]:
     conservative dependency list for a rule that does not name its entry modules."""
     pkg = Path(__file__).resolve().parent
     skip = ("figures", "report", "cli")
-    return sorted(str(f) for f in pkg.rglob("*.py") if not f.name.startswith(skip))
+    return sorted(
+        str(f) for f in pkg.rglob("*.py") if not f.relative_to(pkg).as_posix().startswith(skip)
+    )
 
 
 def _module_file(pkg: Path, dotted: str) -> Path | None:
@@ -297,8 +306,12 @@ def _imported_modules(pkg: Path, path: Path) -> list[str]:
 
 
 def module_source(name: str) -> str:
-    """Path of one migsim module (``figures``, ``report``, ``tables``)."""
-    return str(Path(__file__).resolve().parent / f"{name}.py")
+    """Path of one migsim module, by its dotted name below migsim (``figures``,
+    ``host.pipeline``, ``formats.mmtests``)."""
+    path = _module_file(Path(__file__).resolve().parent, name)
+    if path is None:
+        raise ValueError(f"no migsim module {name!r}")
+    return str(path)
 
 
 def experiment_digest(config: Mapping, kind: str) -> str:
@@ -414,7 +427,7 @@ def _write_runs(
 ) -> None:
     """One simulation job's rows as its Parquet file, with the job's parameter hash, its seed
     and the digest of the platform it ran on in the metadata."""
-    from .tables import write_parquet
+    from migsim.tables import write_parquet
 
     write_parquet(
         schema.frame(rows),
@@ -428,10 +441,10 @@ def _write_runs(
 
 def simulate_throughput_row(platform_path: str, params: Mapping, out_path: str) -> None:
     """One throughput row: every folio size, `trials` trials each, into one Parquet file."""
-    from .experiments.throughput import run_throughput
-    from .intervals import result_interval
-    from .platform import load_platform
-    from .tables import THROUGHPUT_RUNS
+    from migsim.calibrate.intervals import result_interval
+    from migsim.cost.platform import load_platform
+    from migsim.experiments.throughput import run_throughput
+    from migsim.tables import THROUGHPUT_RUNS
 
     platform = load_platform(platform_path)
     rows: list[dict] = []
@@ -468,8 +481,8 @@ def simulate_throughput_row(platform_path: str, params: Mapping, out_path: str) 
 def fragment_node(platform_path: str, params: Mapping, out_path: str) -> None:
     """The pipeline's first stage: build the fragmented node and save its state (.npz). The
     platform gives the node's CPU count (per-CPU page list sizes), as in run_compaction."""
-    from . import fragment
-    from .platform import load_platform
+    from migsim.cost.platform import load_platform
+    from migsim.kernel import fragment
 
     platform = load_platform(platform_path)
     config = fragment.FragmentConfig(
@@ -492,7 +505,7 @@ COMPACTION_CONTROL_FLOW = ("cluster_max", "node_bytes", "allocations", "free_rat
 def simulate_from_state(platform, params: Mapping, state_path: str, *, trace: bool = False):
     """The page-level run of a compaction job's control-flow parameters from the saved state
     (`trace`: with every tracepoint event marked)."""
-    from .experiments.compaction import simulate
+    from migsim.experiments.compaction import simulate
 
     flow = {k: params[k] for k in COMPACTION_CONTROL_FLOW}
     return simulate(platform, **flow, seed=params["seed"], state=state_path, trace=trace)
@@ -519,8 +532,8 @@ def simulate_compaction_modes(
     Parquet file: the page-level run is simulated once per distinct COMPACTION_CONTROL_FLOW key
     and costed for every mode and run that shares it (the rows are those of a run_compaction()
     per mode and run from the state: tests/test_one_simulation.py)."""
-    from .platform import load_platform
-    from .tables import COMPACTION_RUNS
+    from migsim.cost.platform import load_platform
+    from migsim.tables import COMPACTION_RUNS
 
     platform = load_platform(platform_path)
     sims: dict[tuple, Any] = {}
@@ -545,7 +558,7 @@ def aggregate(
 ) -> None:
     """Aggregate the run files of one experiment (throughput or compaction) with its published
     table into its summary Parquet."""
-    from . import tables as t
+    from migsim import tables as t
 
     runs_schema, summary_schema, load_reference, summarise = {
         "throughput": (
@@ -578,7 +591,7 @@ def write_tables(kind: str, summary_path: str, outputs: Mapping[str, str]) -> No
     `outputs` has keys md, html, vs_md, vs_html."""
     import polars as pl
 
-    from . import tables
+    from migsim import tables
 
     summary = pl.read_parquet(summary_path)
     build = {"throughput": tables.throughput_table, "compaction": tables.compaction_table}[kind]
@@ -594,7 +607,7 @@ def draw_figure(name: str, summary_path: str, out_stem: str, bundle: str | None 
     the prebuilt script the HTML inlines, see figures.write_javascript_bundle)."""
     import polars as pl
 
-    from . import figures
+    from migsim import figures
 
     summary = pl.read_parquet(summary_path)
     figures.save_chart(figures.BUILDERS[name](summary), out_stem, bundle=bundle)
@@ -602,7 +615,7 @@ def draw_figure(name: str, summary_path: str, out_stem: str, bundle: str | None 
 
 def series_reference_files(basedir: str | os.PathLike) -> list[str]:
     """The reference CSVs the series page reads (config/reference beside the workflow)."""
-    from .series import TABLES
+    from migsim.series import TABLES
 
     ref = Path(basedir) / "config" / "reference"
     return [str(ref / name) for name, _ in TABLES.values()]
@@ -613,10 +626,10 @@ def series_page(platform_path: str, reference_dir: str, out_csv: str, out_md: st
     a Markdown table and a figure (HTML, SVG, PNG at `out_fig` without suffix)."""
     import polars as pl
 
-    from . import figures
-    from .atomic import atomic_write_text
-    from .platform import load_platform
-    from .series import SERIES_COLUMNS, series_markdown, series_rows
+    from migsim import figures
+    from migsim.atomic import atomic_write_text
+    from migsim.cost.platform import load_platform
+    from migsim.series import SERIES_COLUMNS, series_markdown, series_rows
 
     rows = series_rows(load_platform(platform_path), Path(reference_dir))
     df = pl.DataFrame(rows).select(SERIES_COLUMNS)
@@ -638,7 +651,7 @@ def write_index(
 ) -> None:
     """results/index.html: every figure and table, readable offline (and the what-if
     studies' section when `whatif` lists their output files)."""
-    from . import report
+    from migsim import report
 
     report.write_index(
         out_path,

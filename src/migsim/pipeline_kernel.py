@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from . import mmtests
-from .tables import (
+from migsim.formats import mmtests
+from migsim.tables import (
     ALLOC_LATENCY_PERCENTILES,
     ALLOC_LATENCY_SUMMARY,
     COMPACTION_MODES,
@@ -70,8 +70,8 @@ def kernel_outputs(run_paths: Sequence[str], outputs: Mapping[str, str], *, seed
     latency table and mmtests report (md, html; the report also as text), latency figure.
     `outputs` keys: summary, latency_md, latency_html, mmtests_txt, mmtests_md, mmtests_html,
     figure (a stem: .html, .svg, .png)."""
-    from .figures import save_chart
-    from .figures_kernel import alloc_latency_chart
+    from migsim.figures import save_chart
+    from migsim.figures_kernel import alloc_latency_chart
 
     runs = read_runs(run_paths, COMPACTION_RUNS)
     summary = summarise_alloc_latency(runs)
@@ -83,12 +83,12 @@ def kernel_outputs(run_paths: Sequence[str], outputs: Mapping[str, str], *, seed
              for m in modes]  # fmt: skip
     title = "migsim compaction: the modes compared (mmtests layout)"
     if len(stats) >= 2:
-        from .atomic import atomic_write_text
+        from migsim.atomic import atomic_write_text
 
         atomic_write_text(outputs["mmtests_txt"], mmtests.format_text(stats, title))
         write_table(mmtests.to_table(stats, title), outputs["mmtests_md"], outputs["mmtests_html"])
     else:
-        from .atomic import atomic_write_text
+        from migsim.atomic import atomic_write_text
 
         msg = f"{title}: fewer than two modes in this configuration\n"
         atomic_write_text(outputs["mmtests_txt"], msg)
@@ -109,9 +109,9 @@ def compare(paths: Sequence[str | Path], names: Sequence[str] | None = None,
 
 def compare_figure(paths: Sequence[str | Path], names: Sequence[str], stem: str | Path) -> None:
     """Traces side by side (figures_kernel.compare_chart) as HTML, SVG and PNG at `stem`."""
-    from .figures import save_chart
-    from .figures_kernel import compare_chart
-    from .trace import call_table
+    from migsim.figures import save_chart
+    from migsim.figures_kernel import compare_chart
+    from migsim.formats.trace import call_table
 
     series, calls = [], []
     for p, name in zip(paths, names, strict=True):
@@ -128,7 +128,7 @@ def write_trace(res, path: str | Path, max_events: int, *, text: bool | None = N
     """A traced CompactionResult's events into `path`: tracefs text, or Parquet (TRACE_EVENTS)
     when `text` is False or the name ends in .parquet; at most `max_events`. Returns the
     events written and the events of the whole run."""
-    from .trace import TRACE_EVENTS, simulated_events, write_trace_text
+    from migsim.formats.trace import TRACE_EVENTS, simulated_events, write_trace_text
 
     start, end = res.zone_pfns
     events, total = simulated_events(
@@ -148,8 +148,8 @@ def trace_mode(platform_path: str, state_path: str, params: Mapping, text_path: 
                events_path: str, max_events: int) -> None:  # fmt: skip
     """The first run of one compaction mode, simulated and costed as rule compaction does,
     traced: its events as tracefs text and as Parquet."""
-    from .pipeline import cost_mode_run, simulate_from_state
-    from .platform import load_platform
+    from migsim.cost.platform import load_platform
+    from migsim.pipeline import cost_mode_run, simulate_from_state
 
     platform = load_platform(platform_path)
     sim = simulate_from_state(platform, params, state_path, trace=True)
@@ -163,7 +163,7 @@ def trace_mode(platform_path: str, state_path: str, params: Mapping, text_path: 
 def compare_outputs(real: str, sim: str, *, txt: str, md: str, figure: str) -> None:
     """A real trace beside a simulated one: the mmtests report (text, Markdown) and the
     figure (compare_figure)."""
-    from .atomic import atomic_write_text
+    from migsim.atomic import atomic_write_text
 
     names = ["real", "simulated"]
     stats = compare([real, sim], names)

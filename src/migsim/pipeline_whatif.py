@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .units import parse_size
+from migsim.units import parse_size
 
 STUDIES = ("cluster_max", "engine_class", "hybrid", "fragmentation", "latency")
 COMPACTION_STUDIES = ("cluster_max", "engine_class", "hybrid", "fragmentation")
@@ -33,7 +33,7 @@ def _size(value: Any, name: str) -> int:
 def study_params(config: Mapping, study: str) -> dict[str, Any]:
     """Everything one study job depends on besides the platform file and the engine code
     (JSON-serialisable: Snakemake reruns the job when it changes)."""
-    from .pipeline import cell_seed
+    from migsim.pipeline import cell_seed
 
     if study not in STUDIES:
         raise ValueError(f"study: must be one of {', '.join(STUDIES)}; got {study!r}")
@@ -94,11 +94,11 @@ def check_whatif_config(config: Mapping) -> None:
 
 def run_study(platform_path: str, params: Mapping, out_path: str) -> None:
     """Run one study and write its summary Parquet (schema, metadata, atomic)."""
-    from .experiments import whatif
-    from .pipeline import config_hash
-    from .platform import load_platform
-    from .tables import write_parquet
-    from .tables_whatif import SCHEMAS
+    from migsim.cost.platform import load_platform
+    from migsim.experiments import whatif
+    from migsim.pipeline import config_hash
+    from migsim.tables import write_parquet
+    from migsim.tables_whatif import SCHEMAS
 
     study = params["study"]
     platform = load_platform(platform_path)

@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from . import __version__
-from .atomic import atomic_write_text
+from migsim import __version__
+from migsim.atomic import atomic_write_text
 
 FIGURE_TITLES = {
     "throughput": "Throughput against folio size",
@@ -59,7 +59,7 @@ def _table_fragment(page: str) -> str:
 
 def _headline(summaries: Sequence[str]) -> list[str]:
     """One-line findings computed from the summaries (MAPE, worst cell)."""
-    from .tables import throughput_mape
+    from migsim.tables import throughput_mape
 
     lines = []
     for path in summaries:
@@ -95,7 +95,7 @@ def build_index(
 ) -> str:
     """The HTML text of results/index.html (paths in it are relative to `out_dir`);
     `whatif`: the what-if studies' output files (a section of their own)."""
-    from .tables import read_metadata
+    from migsim.tables import read_metadata
 
     esc = html.escape
     parts = [
@@ -154,7 +154,7 @@ def build_index(
         )
 
     if whatif:  # the what-if studies (issue 5): findings, figures, tables, links
-        from .report_whatif import index_section
+        from migsim.report_whatif import index_section
 
         parts.append(index_section(whatif, out_dir))
 

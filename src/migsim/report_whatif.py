@@ -10,9 +10,9 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .atomic import atomic_write_text
-from .report import CSS, inline_svg
-from .tables_whatif import TITLES
+from migsim.atomic import atomic_write_text
+from migsim.report import CSS, inline_svg
+from migsim.tables_whatif import TITLES
 
 
 def _rel(path: str | os.PathLike, start: Path) -> str:
@@ -112,11 +112,11 @@ def render_study(
     script the HTML figure inlines (figures.write_javascript_bundle)."""
     import polars as pl
 
-    from .experiments.whatif import FINDINGS
-    from .figures import save_chart
-    from .figures_whatif import BUILDERS
-    from .tables import table_page
-    from .tables_whatif import SCHEMAS, TABLES, markdown
+    from migsim.experiments.whatif import FINDINGS
+    from migsim.figures import save_chart
+    from migsim.figures_whatif import BUILDERS
+    from migsim.tables import table_page
+    from migsim.tables_whatif import SCHEMAS, TABLES, markdown
 
     df = SCHEMAS[study].conform(pl.read_parquet(summary_path))
     text = FINDINGS[study](df)

@@ -14,8 +14,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .platform import DEFAULT_PLATFORM, Platform
-from .units import format_size, parse_size
+from migsim.cost.platform import DEFAULT_PLATFORM, Platform
+from migsim.units import format_size, parse_size
 
 REFERENCE_DIR = Path(DEFAULT_PLATFORM).parents[1] / "reference"
 GiB = 1 << 30
@@ -94,7 +94,7 @@ def read_series(ref_dir: Path = REFERENCE_DIR) -> list[SeriesCell]:
 
 def simulate_cell(platform: Platform, cell: SeriesCell, *, trials: int = 5, seed: int = 1):
     """run_throughput for the published run `cell`, with its version's driver code."""
-    from .experiments.throughput import run_throughput
+    from migsim.experiments.throughput import run_throughput
 
     k = cell.channels_or_threads
     return run_throughput(
@@ -118,8 +118,8 @@ def series_rows(
     version's code: one dict per cell with the 90% interval, the published value, whether
     the cell was fitted (calibrate FREE on the v4 table, MT_FREE on the v2 mt tables) or is
     a prediction, the error and whether the published value lies inside the interval."""
-    from .calibrate import mt_fit_cells
-    from .intervals import result_interval
+    from migsim.calibrate.intervals import result_interval
+    from migsim.calibrate.throughput import mt_fit_cells
 
     cells = read_series(reference_dir)
     fitted = set(mt_fit_cells(cells)) | {c for c in cells if c.table == "move_pages_throughput"}

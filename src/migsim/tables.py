@@ -21,9 +21,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
-from .atomic import atomic_write_bytes, atomic_write_text
-from .units import COMPACT_CLUSTER_MAX, HPAGE_PUD_NR, format_size, parse_size
+from migsim import __version__
+from migsim.atomic import atomic_write_bytes, atomic_write_text
+from migsim.units import COMPACT_CLUSTER_MAX, HPAGE_PUD_NR, format_size, parse_size
 
 # ---------------------------------------------------------------------------------------------
 # Schemas
@@ -115,8 +115,8 @@ def _c(name: str, dtype: type[pl.DataType], unit: str, doc: str) -> Column:
 
 
 S, I32, I64, F64 = pl.String, pl.Int32, pl.Int64, pl.Float64
-ALLOC_LATENCY_PERCENTILES = (5, 25, 50, 75, 90, 95, 99)  # migsim.vmstat.PERCENTILES
-# /proc/vmstat counters of a move_pages() run (migsim.vmstat.move_pages_vmstat)
+ALLOC_LATENCY_PERCENTILES = (5, 25, 50, 75, 90, 95, 99)  # migsim.kernel.vmstat.PERCENTILES
+# /proc/vmstat counters of a move_pages() run (migsim.kernel.vmstat.move_pages_vmstat)
 MOVE_PAGES_VMSTAT = (
     "pgmigrate_success",
     "pgmigrate_fail",

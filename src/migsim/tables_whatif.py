@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from .tables import Column, Schema, Table
-from .units import format_size
+from migsim.tables import Column, Schema, Table
+from migsim.units import format_size
 
 S, I32, I64, F64 = pl.String, pl.Int32, pl.Int64, pl.Float64
 

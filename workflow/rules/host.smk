@@ -3,8 +3,8 @@
 # root), fits a platform for it, simulates the measured setups with that platform and draws
 # simulated against measured. Without root, or where compact_memory is not writable, the
 # compaction probe writes an empty file with the reason and everything else still runs.
-# Settings: an optional `host:` section of the configuration (defaults in migsim.host).
-import migsim.host as mh
+# Settings: an optional `host:` section of the configuration (defaults in migsim.host.pipeline).
+import migsim.host.pipeline as mh
 
 HOST_CFG = config.get("host", {})
 HOST_COPY = mh.probe_params(HOST_CFG, "copy")
@@ -92,7 +92,7 @@ rule host_compare:
     input:
         compaction=rules.host_simulate.output.compaction,
         probe=rules.host_probe_compaction.output.runs,
-        code=[mp.module_source("host"), mp.module_source("figures")],
+        code=[mp.module_source("host.pipeline"), mp.module_source("figures")],
     output:
         md=f"{HOST_DIR}/prediction.md",
         json=f"{HOST_DIR}/prediction.json",
@@ -132,7 +132,7 @@ rule host_twin_run:
 rule host_twin_report:
     input:
         twin=rules.host_twin_run.output.twin,
-        code=[mp.module_source("host"), mp.module_source("figures")],
+        code=[mp.module_source("host.pipeline"), mp.module_source("figures")],
     output:
         md=f"{HOST_DIR}/twin.md",
         parity_html=f"{HOST_DIR}/figures/twin_parity.html",

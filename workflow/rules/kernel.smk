@@ -17,7 +17,7 @@ rule kernel_formats:
         ),
         code=[
             mp.module_source(m)
-            for m in ("pipeline_kernel", "mmtests", "figures_kernel", "tables")
+            for m in ("pipeline_kernel", "formats.mmtests", "figures_kernel", "tables")
         ],
     output:
         summary=f"{RESULTS}/summary/alloc_latency.parquet",
@@ -68,7 +68,7 @@ rule compare_trace:
         sim=f"{RESULTS}/traces/compaction-baseline.parquet",
         code=[
             mp.module_source(m)
-            for m in ("pipeline_kernel", "mmtests", "figures_kernel")
+            for m in ("pipeline_kernel", "formats.mmtests", "figures_kernel")
         ],
     output:
         txt=f"{RESULTS}/compare/trace.txt",

@@ -1,8 +1,8 @@
-"""Snakemake adapter of rule host_compare: migsim.host.compare."""
+"""Snakemake adapter of rule host_compare: migsim.host.pipeline.compare."""
 
 from pathlib import Path
 
-from migsim.host import compare
+from migsim.host.pipeline import compare
 from migsim.pipeline import job_log
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)

@@ -1,6 +1,6 @@
-"""Snakemake adapter of rule host_fit: migsim.host.fit_platform."""
+"""Snakemake adapter of rule host_fit: migsim.host.pipeline.fit_platform."""
 
-from migsim.host import fit_platform
+from migsim.host.pipeline import fit_platform
 from migsim.pipeline import job_log
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)

@@ -1,9 +1,9 @@
-"""Snakemake adapter of rule host_probe_compaction: migsim.host.run_compaction_probe (writes an
+"""Snakemake adapter of rule host_probe_compaction: migsim.host.pipeline.run_compaction_probe (writes an
 empty file with the reason where the probe cannot run; the reason also goes to stderr)."""
 
 import sys
 
-from migsim.host import run_compaction_probe
+from migsim.host.pipeline import run_compaction_probe
 from migsim.pipeline import job_log
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)

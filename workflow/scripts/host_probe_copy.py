@@ -1,6 +1,6 @@
-"""Snakemake adapter of rule host_probe_copy: migsim.host.run_copy_probe."""
+"""Snakemake adapter of rule host_probe_copy: migsim.host.pipeline.run_copy_probe."""
 
-from migsim.host import run_copy_probe
+from migsim.host.pipeline import run_copy_probe
 from migsim.pipeline import job_log
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)

@@ -1,6 +1,6 @@
-"""Snakemake adapter of rule host_simulate: migsim.host.simulate_copy and simulate_compaction."""
+"""Snakemake adapter of rule host_simulate: migsim.host.pipeline.simulate_copy and simulate_compaction."""
 
-from migsim.host import simulate_compaction, simulate_copy
+from migsim.host.pipeline import simulate_compaction, simulate_copy
 from migsim.pipeline import job_log
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)

@@ -1,8 +1,8 @@
-"""Snakemake adapter of rule host_twin_report: migsim.host.twin_report."""
+"""Snakemake adapter of rule host_twin_report: migsim.host.pipeline.twin_report."""
 
 from pathlib import Path
 
-from migsim.host import twin_report
+from migsim.host.pipeline import twin_report
 from migsim.pipeline import job_log
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)

@@ -1,6 +1,6 @@
-"""Snakemake adapter of rule host_twin_run: migsim.host.run_twin."""
+"""Snakemake adapter of rule host_twin_run: migsim.host.pipeline.run_twin."""
 
-from migsim.host import run_twin
+from migsim.host.pipeline import run_twin
 from migsim.pipeline import job_log
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)

@@ -3,10 +3,10 @@
 every allocation goes through direct compaction. Four modes: vanilla kernel (CPU copy) or
 DMA offload (dcbm), each alone on its CPU or against a CPU hog pinned to the same CPU.
 
-The run is simulated page by page (``migsim.compaction``), then costed: all migrate_pages()
+The run is simulated page by page (``migsim.kernel.compaction``), then costed: all migrate_pages()
 calls of the run in one vectorised ``cost_batches`` call (the same code as the throughput
 experiment), the compaction work between calls with the platform's ``compaction`` costs, and
-the CPU split with the timeline (``migsim.timeline``). The published table is never read here.
+the CPU split with the timeline (``migsim.cost.timeline``). The published table is never read here.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import limits
-from ..compaction import (
+from migsim import limits
+from migsim.cost.copiers import US, check_rfc, make_copier
+from migsim.cost.platform import Platform
+from migsim.cost.timeline import TimelineResult, run_timeline
+from migsim.kernel.compaction import (
     CAPTURE_CONTEXTS,
     NR_WORK,
     VMSTAT_KEYS,
@@ -37,14 +40,11 @@ from ..compaction import (
     CompactionLog,
     Compactor,
 )
-from ..copiers import US, check_rfc, make_copier
-from ..fragment import FragmentConfig, fragment, load_state, metrics
-from ..migrate import cost_batches
-from ..platform import Platform
-from ..timeline import TimelineResult, run_timeline
-from ..units import PAGE_SIZE, PAGEBLOCK_ORDER, format_size
-from ..vmstat import alloc_latency_us, percentiles
-from ..zone import Zone
+from migsim.kernel.fragment import FragmentConfig, fragment, load_state, metrics
+from migsim.kernel.migrate import cost_batches
+from migsim.kernel.vmstat import alloc_latency_us, percentiles
+from migsim.kernel.zone import Zone
+from migsim.units import PAGE_SIZE, PAGEBLOCK_ORDER, format_size
 
 MODES = ("baseline", "dma", "busy-baseline", "busy-dma")
 # dcbm's nr_dma_chan default; the reply does not say it was changed for the compaction runs
@@ -69,7 +69,7 @@ class CallCosts:
     compaction work before call k, ``run_s[k]`` its unmap, flush and copy set-up (DMA) or copy
     (CPU), ``sleep_s[k]`` the wait on its copy as this mode's CPU sees it, ``move_s[k]`` its
     move phase; ``tail_s`` the work after the last call; ``unit_s`` seconds per unit of each
-    work counter (W_*), as charged in this run. migsim.trace places events on this clock."""
+    work counter (W_*), as charged in this run. migsim.formats.trace places events on this clock."""
 
     pre_s: np.ndarray
     run_s: np.ndarray
@@ -124,7 +124,7 @@ def cost_parts(platform: Platform) -> list[tuple[str, int, float]]:
 
 
 def unit_costs(platform: Platform) -> np.ndarray:
-    """Seconds per unit of each logged work counter (migsim.compaction W_*)."""
+    """Seconds per unit of each logged work counter (migsim.kernel.compaction W_*)."""
     unit = np.zeros(NR_WORK)
     for _, w, sec in cost_parts(platform):
         unit[w] += sec
@@ -195,7 +195,7 @@ def wake_up(
     (timeline.idle_exit_s: C1 for every wait below C2's 800 us target residency) and the
     switch from the idle task (``sched.ctx_switch_us``). A busy CPU pays the interrupt only
     (its switches are the timeline's)."""
-    from ..timeline import idle_exit_s
+    from migsim.cost.timeline import idle_exit_s
 
     s, d = platform.sched, platform.dma
     slept = bc.copy_wait_s > 0
@@ -332,7 +332,7 @@ class CompactionResult:
     pages_after_capture: int
     cost: RunCost
     fragmentation: dict = field(default_factory=dict)
-    # per allocation that entered the slow path: entry to page returned, us (migsim.trace)
+    # per allocation that entered the slow path: entry to page returned, us (migsim.formats.trace)
     alloc_latency_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
     log: CompactionLog | None = None
     zone_pfns: tuple[int, int] = (0, 0)  # zone_start_pfn, zone_end_pfn
@@ -559,7 +559,7 @@ def simulate(
     """Fragment a node (or take `state`: a fragmented Zone, which is consumed, or a saved state
     file) and run `allocations` alloc_pages_node(order) calls on one CPU, from a task or a
     kernel thread (`capture`: only a task captures, task_capc()); `trace`: mark every
-    tracepoint event in the log, for migsim.trace."""
+    tracepoint event in the log, for migsim.formats.trace."""
     if capture not in CAPTURE_CONTEXTS:
         raise ValueError(f"capture: must be one of {', '.join(CAPTURE_CONTEXTS)}, got {capture!r}")
     check_args(

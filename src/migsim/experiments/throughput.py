@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import limits
-from ..copiers import make_copier
-from ..migrate import MigrateResult, migrate_trials, uniform_batch_totals
-from ..platform import Platform
-from ..units import HPAGE_PUD_NR, PAGE_SIZE, format_size
+from migsim import limits
+from migsim.cost.copiers import make_copier
+from migsim.cost.platform import Platform
+from migsim.kernel.migrate import MigrateResult, migrate_trials, uniform_batch_totals
+from migsim.units import HPAGE_PUD_NR, PAGE_SIZE, format_size
 
 MODES = ("baseline", "dma", "mt")
 
@@ -38,7 +38,7 @@ class ThroughputResult:
     platform: str
     rfc: str = "v4"
     placement: str = "spread"
-    # 90% prediction interval of the mean (GB/s), when costed (migsim.intervals)
+    # 90% prediction interval of the mean (GB/s), when costed (migsim.calibrate.intervals)
     lo_gbps: float | None = None
     hi_gbps: float | None = None
     trials: list[MigrateResult] = field(default_factory=list)
@@ -66,7 +66,7 @@ class ThroughputResult:
 
     def vmstat(self) -> dict[str, int]:
         """/proc/vmstat deltas of one trial (every trial moves the same folios)."""
-        from ..vmstat import move_pages_vmstat
+        from migsim.kernel.vmstat import move_pages_vmstat
 
         t = self.trials[0]
         return move_pages_vmstat(t.nr_pages, t.nr_folios, self.folio_bytes // PAGE_SIZE)
@@ -74,7 +74,7 @@ class ThroughputResult:
     def first_folio_latency_us(self) -> dict[str, float | None]:
         """Percentiles over trials of the first-folio latency of move_pages(): from the
         call to the first folio usable at its destination (us)."""
-        from ..vmstat import percentiles
+        from migsim.kernel.vmstat import percentiles
 
         return percentiles(np.array([t.first_folio_s for t in self.trials]) * 1e6)
 

@@ -1,0 +1,84 @@
+"""The `migsim` command line: one sub-command module per job (cli_*.py), registered here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from migsim import __version__
+from migsim.cli.args import OneLineParser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every sub-command registered."""
+    parser = OneLineParser(
+        prog="migsim",
+        description="Simulate Linux page migration and compaction (batched copy, DMA offload).",
+    )
+    parser.add_argument("--version", action="version", version=f"migsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    reproduce = sub.add_parser(
+        "reproduce", help="rerun a published table and print it beside the simulated one"
+    )
+    rsub = reproduce.add_subparsers(dest="table", required=True, metavar="TABLE")
+    for module in _modules():
+        module.register(sub, rsub)
+    parser.set_defaults(_flags=_option_strings(parser))
+    return parser
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """Every option string of `parser` and of its sub-command parsers."""
+    out: set[str] = set()
+    for action in parser._actions:
+        out.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _option_strings(sub)
+    return frozenset(out)
+
+
+def error_line(exc: BaseException, flags: frozenset[str] = frozenset()) -> str:
+    """One line for a bad value found past parsing: a message that starts with an engine
+    argument's name (``fail_rate: ...``) names the flag instead (``--fail-rate: ...``)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    m = re.match(r"^([a-z][a-z0-9_]*): ", text)
+    if m and f"--{m.group(1).replace('_', '-')}" in flags:
+        text = f"--{m.group(1).replace('_', '-')}{text[m.end(1) :]}"
+    return text
+
+
+def _modules():
+    from migsim.cli import calibrate as cli_calibrate
+    from migsim.cli import compaction as cli_compaction
+    from migsim.cli import host as cli_host
+    from migsim.cli import probe as cli_probe
+    from migsim.cli import throughput as cli_throughput
+    from migsim.cli import trace as cli_trace
+
+    return [cli_throughput, cli_compaction, cli_calibrate, cli_probe, cli_trace, cli_host]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return rc
+    except BrokenPipeError:  # the reader went away (`migsim ... | head`): stop quietly
+        # point stdout at /dev/null so the interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
+    except (ValueError, OSError, MemoryError) as exc:  # bad values past parsing, bad files
+        command = " ".join(filter(None, (args.command, getattr(args, "table", None))))
+        print(f"migsim {command}: error: {error_line(exc, args._flags)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

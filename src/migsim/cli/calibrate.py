@@ -1,0 +1,115 @@
+"""`migsim calibrate`: fit the platform file of the published machine (or of this host)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migsim.atomic import atomic_write_text
+from migsim.cli.args import existing_file, limit_arg, read_table, seed_arg, size_arg
+from migsim.cost.platform import DEFAULT_PLATFORM
+from migsim.limits import REPEATS
+
+REFERENCE_DIR = Path(DEFAULT_PLATFORM).parents[1] / "reference"
+
+
+def register(sub, rsub) -> None:
+    """Add the calibrate sub-command."""
+    c = sub.add_parser(
+        "calibrate",
+        help="fit a platform's parameters: stage 1 on the throughput table, stage 2 on the "
+        "baseline compaction row",
+    )
+    c.add_argument(
+        "--reference", type=existing_file("--reference"),
+        default=REFERENCE_DIR / "move_pages_throughput.csv",
+    )  # fmt: skip
+    c.add_argument(
+        "--compaction-reference", type=existing_file("--compaction-reference"),
+        default=REFERENCE_DIR / "compaction_modes.csv",
+    )  # fmt: skip
+    c.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"platform YAML to write (default {DEFAULT_PLATFORM.name}, or host.yaml with --host)",
+    )
+    c.add_argument("--name", default=None, help="platform name (default from the file name)")
+    h = c.add_argument_group(
+        "host calibration",
+        "--host probes this machine (copy bandwidth; compaction through "
+        "/proc/sys/vm/compact_memory when root) and fits its platform; the DMA part stays "
+        "the published engine's, flagged as such in the file",
+    )
+    h.add_argument("--host", action="store_true", help="calibrate this machine from its probes")
+    h.add_argument("--base", type=existing_file("--base"), default=DEFAULT_PLATFORM,
+                   help="platform to start from")  # fmt: skip
+    h.add_argument("--size", type=size_arg("--size"), default=1 << 30,
+                   help="region of the compaction probe (default 1G)")  # fmt: skip
+    h.add_argument("--repeats", type=limit_arg(REPEATS, "--repeats"), default=5,
+                   help="repetitions of every probe cell")  # fmt: skip
+    h.add_argument("--seed", type=seed_arg(), default=1)
+    c.set_defaults(func=cmd_calibrate)
+
+
+def residual_paths(out: Path) -> tuple[Path, Path]:
+    """Where the residual tables of the two stages go, beside the platform file."""
+    return out.with_suffix(".residuals.csv"), out.with_name(out.stem + ".compaction-residuals.csv")
+
+
+def cmd_calibrate(args) -> int:
+    if args.host:
+        return cmd_calibrate_host(args)
+    args.out = args.out or DEFAULT_PLATFORM
+    from migsim.calibrate.compaction import calibrate_stage2, read_compaction_reference
+    from migsim.calibrate.throughput import (
+        fit_mt,
+        fit_throughput,
+        mt_fit_cells,
+        read_reference,
+        stage1_header,
+    )
+    from migsim.series import read_series
+
+    cells = read_table("--reference", args.reference, read_reference)
+    read_table("--compaction-reference", args.compaction_reference, read_compaction_reference)
+    fit = fit_throughput(cells, args.name or args.out.stem)
+    # stage 1b: the multi-threaded copy's bandwidths on the v2 tables (mt_fit_cells)
+    mt_cells = mt_fit_cells(read_series(args.reference.parent))
+    fit.platform, _ = fit_mt(fit.platform, mt_cells)
+    stage1, stage2 = residual_paths(args.out)
+    atomic_write_text(stage1, fit.residuals.write_csv(float_precision=4))
+    calibrate_stage2(
+        fit.platform,
+        args.compaction_reference,
+        args.out,
+        stage2,
+        header=stage1_header(fit, args.reference.name),
+    )
+    print(
+        f"fitted {args.out} (throughput MAPE {fit.mape_pct:.2f}%); "
+        f"residuals in {stage1} and {stage2}"
+    )
+    print(
+        f"offloading one 4K folio's copy saves {fit.saving_4k[0]:.3f} +- {fit.saving_4k[1]:.3f} "
+        "us of CPU (CPU copy minus descriptor preparation)"
+    )
+    return 0
+
+
+def cmd_calibrate_host(args) -> int:
+    """`migsim calibrate --host`: probe this machine and fit its platform file."""
+    from migsim.calibrate.host import calibrate_from_probes
+    from migsim.cost.platform import load_platform
+
+    size = args.size
+    out = args.out or DEFAULT_PLATFORM.with_name("host.yaml")
+    platform, skipped = calibrate_from_probes(
+        load_platform(args.base), out, size=size, repeats=args.repeats, seed=args.seed,
+        name=args.name, progress=print,
+    )  # fmt: skip
+    fit = platform.meta.get("host", {}).get("compaction_fit")
+    if skipped or isinstance(fit, str):
+        why = skipped or fit.removeprefix("skipped: ")
+        print(f"compaction fit skipped ({why}): compaction costs left at the base values")
+    print(f"fitted {out} ({platform.name})")
+    return 0

@@ -1,0 +1,276 @@
+"""Platform cost parameters: what each step of the modelled kernel paths costs on one machine.
+
+A platform is a YAML file under ``config/platforms/``: sections of named parameters, each a
+number in the unit its name ends with (``_us`` microseconds, ``_gbps`` 1e9 bytes per second,
+``_ghz``, ``_hz``, ``_pct``, ``_frac`` a fraction, ``_count`` a whole number, ``_switch`` 0
+(off) or 1 (on)). ``SPEC`` below is the single
+list of parameters with their unit, range and one-line meaning; loading checks every value
+against it and fails with a message naming the key and the allowed range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+from migsim.atomic import atomic_write_text
+from migsim.limits import CHANNELS, THREADS
+
+
+@dataclass(frozen=True)
+class Param:
+    """One platform parameter: unit, allowed closed range, meaning, integer or real."""
+
+    unit: str
+    lo: float
+    hi: float
+    meaning: str
+    integer: bool = False
+
+
+# fmt: off
+SPEC: dict[str, dict[str, Param]] = {
+    "cpu": {
+        "folio_fixed_us": Param("us", 0.0, 100.0, "CPU cost per migrated folio that does not depend on its size or mapping: destination allocation, folio lock, isolation bookkeeping, metadata copy, freeing the source (unmap and move phases together)"),
+        "pte_us": Param("us", 0.0, 10.0, "CPU cost per page-table entry that maps the folio: install a migration entry in unmap (try_to_migrate) and restore it in move (remove_migration_ptes); a PMD-mapped 2M folio counts one"),
+        "unmap_share_frac": Param("fraction", 0.0, 1.0, "share of the fixed and per-PTE costs spent in the unmap phase (the rest is the move phase); a documented prior, not fitted: only the sum is observable in the throughput table"),
+        "tlb_flush_us": Param("us", 0.0, 1000.0, "one batched TLB flush (try_to_unmap_flush: IPIs to the CPUs that may cache the mappings), once per migrate_pages batch"),
+        "syscall_us": Param("us", 0.0, 10000.0, "CPU cost per move_pages() call outside the folios: syscall entry and exit, kernel_move_pages (find_mm_struct, nodemask and permission checks), mmap_read_lock, the status copy-out; prior"),
+        "lru_drain_us": Param("us", 0.0, 10000.0, "lru_add_drain() once per move_pages() call (do_pages_move), the local per-CPU folio batches; prior"),
+        "addr_lookup_us": Param("us", 0.0, 100.0, "CPU cost per user address passed to move_pages(): get_user of the address and node, add_folio_for_migration (vma_lookup, folio_walk_start page-table walk); the benchmark passes one address per folio; prior"),
+    },
+    "copy": {
+        "cpu_copy_gbps": Param("GB/s", 0.1, 200.0, "streaming bandwidth of a single-threaded folio_copy() across the interconnect"),
+        "cpu_copy_fixed_us": Param("us", 0.0, 100.0, "fixed CPU cost of one folio_copy() call, independent of size (call, first cache misses)"),
+    },
+    "dma": {
+        "prep_us": Param("us", 0.0, 100.0, "CPU cost per folio of an offloaded copy (dcbm folios_copy_dma): its two scatterlist entries (sg_set_folio) and their IOMMU map and unmap (dma_map_sgtable / dma_unmap_sgtable, or dma_map_page per folio in v2 and v6), dmaengine_prep_dma_memcpy (pt_prep_dma_memcpy: kmem_cache_zalloc, vchan_tx_prep) and dmaengine_submit; fitted (only the sum of these is observable)"),
+        "call_setup_us": Param("us", 0.0, 1000.0, "CPU cost per offloaded batch outside the channels: the migrator's static call under SRCU, kcalloc of the per-channel work array, the capability mask, the folios_migrated/folios_failures counters; prior"),
+        "chan_request_us": Param("us", 0.0, 1000.0, "CPU cost per channel and call of dma_request_chan_by_mask (dma_list_mutex, walk of dma_device_list, dma_chan_get) plus dma_release_channel (dma_chan_put, vchan_free_chan_resources); v2..v4 request on every call, v6 once when offloading is enabled (then a mutex_trylock per channel); prior"),
+        "sgt_map_us": Param("us", 0.0, 1000.0, "CPU cost per used channel and call of its scatter-gather tables apart from the per-folio entries (v3/v4 setup_sg_tables: two kmalloc + sg_alloc_table, the fixed part of two dma_map_sgtable and two dma_unmap_sgtable with their IOVA allocation and IOTLB flush, sg_free_table, kfree; v6 the kcalloc of the copies array); prior"),
+        "issue_us": Param("us", 0.0, 1000.0, "CPU cost per used channel of dma_async_issue_pending: pt_issue_pending under vc.lock starts the first descriptor itself (pt_cmd_callback -> pt_dma_start_desc -> pt_core_execute_cmd: 32-byte copy into the queue, wmb, tail and run-bit MMIO writes); prior"),
+        "terminate_us": Param("us", 0.0, 1000.0, "CPU cost per used channel of dmaengine_terminate_sync in cleanup_dma_work (v3/v4): pt_terminate_all (interrupt-status MMIO write, vchan_get_all_descriptors, free list) and pt_synchronize (vchan_synchronize, tasklet_kill); v2 and v6 do not terminate; prior"),
+        "desc_restart_us": Param("us", 0.0, 100.0, "engine idle time between two descriptors of one PTDMA queue: the queue runs one descriptor at a time and the next is started from the completion interrupt (pt_core_irq_handler -> pt_check_status_trans -> pt_cmd_callback -> pt_handle_active_desc -> pt_dma_start_desc), so each descriptor after the first waits for the interrupt delivery plus the handler up to the doorbell; prior"),
+        "desc_irq_us": Param("us", 0.0, 100.0, "CPU time of one PTDMA completion interrupt on the CPU its MSI targets: every descriptor raises one (the queue's int_en is set by the last prep before issue, and dcbm's last descriptor carries DMA_PREP_INTERRUPT), the handler reads the queue status (3 MMIO reads), acknowledges it and starts the next descriptor; prior"),
+        "chans_per_device_count": Param("channels", 1, 256, "DMA channels one DMA device registers (PTDMA: one command queue and one channel per device, pt_dmaengine_register); a v6 batch uses the channels of one device group only", integer=True),
+        "ramp_kb": Param("KiB", 0.0, 65536.0, "head of every descriptor that the engine moves at the latency-bound rate ramp_gbps while its read pipeline fills (reads cross the socket interconnect one round trip at a time)"),
+        "ramp_gbps": Param("GB/s", 0.1, 400.0, "rate of the head (ramp_kb) of every descriptor on one channel"),
+        "page_stall_us": Param("us", 0.0, 100.0, "engine stall at every further 4 KiB page of a descriptor's head (ramp_kb): not explained by the PTDMA driver code (whose per-descriptor restart, desc_restart_us, makes a one-page descriptor dearer per byte, not cheaper); our hypothesis is an IOMMU translation (IOTLB miss) of each further 4 KiB IOVA page while the read pipeline is latency-bound; fitted on the v4 throughput table, whose 16K and 64K columns cost more per byte than the 4K column"),
+        "chans_per_engine_count": Param("channels", 1, 16, "channels that share one DMA engine; channels fill engines in order", integer=True),
+        "engine_gbps": Param("GB/s", 0.1, 400.0, "streaming bandwidth of one engine, shared by its busy channels (one channel alone gets all of it)"),
+        "fabric_gbps": Param("GB/s", 0.1, 2000.0, "interconnect bandwidth available to all DMA engines together"),
+        "irq_wakeup_us": Param("us", 0.0, 10000.0, "wake-up latency of the migrating task sleeping on an idle CPU, once per offloaded batch: the completion interrupt (sched.completion_irq_us) plus the CPU's exit from its idle state, which a CPU busy with another task does not pay; prior"),
+        "max_channels_count": Param("channels", 1, CHANNELS.hi, "DMA channels the platform has (dcbm's nr_dma_chan upper bound)", integer=True),
+    },
+    "mt": {
+        "thread_start_us": Param("us", 0.0, 1000.0, "queue_work_on of one copy work item plus the IPI that wakes its idle kworker, on the migrating CPU, per batch and thread (mtcopy copy_page_lists_mt); prior"),
+        "thread_copy_gbps": Param("GB/s", 0.1, 200.0, "copy bandwidth of one copy thread (copy_mc_to_kernel of its folios across the interconnect) alone; fitted on the v2 mt tables (2M row, placement table)"),
+        "ccd_gbps": Param("GB/s", 0.1, 2000.0, "bandwidth all copy threads of one CCD reach together (its link to the I/O die); fitted on the v2 placement table (fill one CCD first)"),
+        "mt_cap_gbps": Param("GB/s", 0.1, 2000.0, "socket interconnect bandwidth for all copy threads, combined serially with the threads' own rate (loaded latency); fitted on the v2 mt tables"),
+        "ccds_count": Param("CCDs", 1, 256, "CCDs of the machine (Zen 3 EPYC 32-core: 4 CCDs of 8 cores per socket, 2 sockets); mtcopy's spread list takes one CPU per CCD in turn", integer=True),
+        "cores_per_ccd_count": Param("cores", 1, 64, "cores of one CCD (Zen 3: 8); the fill list takes them in order", integer=True),
+        "max_threads_count": Param("threads", 1, THREADS.hi, "CPU threads available to the multi-threaded copier", integer=True),
+    },
+    "noise": {
+        "trial_sd_frac": Param("fraction", 0.0, 0.5, "trial-to-trial standard deviation of a lognormal factor on every cost of one run (frequency, placement, interrupts)"),
+    },
+    "compaction": {
+        "migrate_scan_pfn_us": Param("us", 0.0, 10.0, "CPU cost per pfn examined by the migration scanner (isolate_migratepages_block: struct page flags, PageBuddy/PageLRU tests); prior"),
+        "free_scan_pfn_us": Param("us", 0.0, 10.0, "CPU cost per pfn examined by the free scanner (isolate_freepages_block); prior"),
+        "isolate_lru_folio_us": Param("us", 0.0, 100.0, "CPU cost per folio isolated for migration by isolate_migratepages_block (folio_try_get, folio_test_clear_lru, lruvec lock, lruvec_del_folio, NR_ISOLATED accounting, list_add to cc->migratepages); the one compaction cost fitted on the published baseline compaction row, so it also absorbs any per-page work the model does not name"),
+        "free_isolate_page_us": Param("us", 0.0, 100.0, "CPU cost per free page isolated as a migration target (__isolate_free_page under zone->lock: del_page_from_free_list, the order-0 watermark check); prior"),
+        "post_alloc_hook_us": Param("us", 0.0, 100.0, "CPU cost of one post_alloc_hook() call without the zeroing (set_page_private, page_table_check_alloc, page owner and KASAN hooks off): once per migration target in compaction_alloc and once per allocated block in prep_new_page; prior"),
+        "clear_page_gbps": Param("GB/s", 0.1, 200.0, "rate of kernel_init_pages() -> clear_highpage() -> clear_page_erms (rep stosb) zeroing a page that is not in the cache; prior"),
+        "init_on_alloc_switch": Param("switch", 0, 1, "init_on_alloc (CONFIG_INIT_ON_ALLOC_DEFAULT_ON or init_on_alloc=1): post_alloc_hook() zeroes every page it hands out, the migration targets of compaction_alloc and the captured block alike (want_init_on_alloc); 1 on, 0 off", integer=True),
+        "compound_tail_us": Param("us", 0.0, 10.0, "CPU cost per tail page of prep_compound_page() (prep_compound_tail: one struct page store each, streamed); prior"),
+        "buddy_free_page_us": Param("us", 0.0, 100.0, "CPU cost per page moved from the per-CPU lists into the buddy lists (free_pcppages_bulk, __free_one_page with merging); prior"),
+        "slowpath_us": Param("us", 0.0, 10000.0, "CPU cost per __alloc_pages_direct_compact() attempt outside compact_zone: try_to_compact_pages (compaction_deferred, zonelist walk), compact_zone_order set-up and the psi/delay accounting around it; prior"),
+        "freelist_us": Param("us", 0.0, 1000.0, "CPU cost per get_page_from_freelist() call of the allocation (zonelist walk, zone_watermark_fast / __zone_watermark_ok over the free areas, rmqueue when it succeeds); prior"),
+        "compact_zone_us": Param("us", 0.0, 1000.0, "CPU cost per compact_zone() run past its suitability checks: compaction_suitable (fragmentation_index over the free areas), lru_add_drain(), scanner set-up and release_free_list at the end; prior"),
+        "drain_us": Param("us", 0.0, 1000.0, "fixed CPU cost per check_drain flush: lru_add_drain_cpu_zone (the per-CPU folio batches) and drain_local_pages -> drain_pages_zone (zone->lock), without the per-page __free_one_page work; prior"),
+        "isolate_freepages_us": Param("us", 0.0, 1000.0, "fixed CPU cost per isolate_freepages() call (compaction_alloc found cc->freepages empty): scanner set-up and the free-list probes of fast_isolate_freepages, whose target choice is not modelled; prior"),
+        "l2_kb": Param("KiB", 1.0, 65536.0, "L2 cache per core (Zen 3: 512 KiB, 8-way; AMD Software Optimization Guide for family 19h)"),
+        "l2_ways_count": Param("ways", 1, 64, "L2 associativity (Zen 3: 8)", integer=True),
+        "l2_hit_us": Param("us", 0.0, 1.0, "load-to-use latency of an L2 hit (Zen 3: 12 cycles, about 0.003 us at 3.7 GHz)"),
+        "l3_hit_us": Param("us", 0.0, 1.0, "load-to-use latency of an L3 hit, where a line evicted from L2 goes (Zen 3's L3 is the L2 victim cache: about 46 cycles, 0.012 us at 3.7 GHz)"),
+        "move_lines_count": Param("lines", 0, 1000, "cache lines of one folio's state that the unmap phase touches and the move phase touches again with dependent loads (src and dst struct page/folio, the PTE line, anon_vma and the rmap walk's vma lines); whether they still sit in L2 decides the cache effect of the small-batch copy; prior", integer=True),
+        "node_cpus_count": Param("CPUs", 1, 4096, "CPUs of the node, among which zone_highsize() splits the low watermark to size pcp->high", integer=True),
+    },
+    "sched": {
+        "ctx_switch_us": Param("us", 0.0, 1000.0, "one context switch on the pinned CPU (schedule, switch_to, return to the next task); prior"),
+        "completion_irq_us": Param("us", 0.0, 1000.0, "CPU time of one DMA completion on the migrating CPU (hard irq, dmaengine callback, complete(), try_to_wake_up), charged to the interrupted task; part of dma.irq_wakeup_us; prior"),
+        "slice_us": Param("us", 1.0, 100000.0, "scheduler slice: fair-share alternation period of two CPU-bound tasks (EEVDF base slice 0.75 ms x (1 + log2(min(CPUs, 8)))); prior"),
+        "hog_clock_ghz": Param("GHz", 0.1, 10.0, "clock of the pinned CPU while it runs the hog loop (boost clock under the performance governor); prior"),
+        "hog_iters_per_cycle": Param("iterations/cycle", 0.01, 8.0, "iterations of the hog's counter++ loop per CPU cycle (one loop-carried add per iteration); prior"),
+        "irq_time_accounting_switch": Param("switch", 0, 1, "CONFIG_IRQ_TIME_ACCOUNTING: hard-irq and softirq time is measured (irqtime_account_irq) and shown in /proc/stat's irq and softirq columns; 0: the tick samples it into the interrupted task's user or system time", integer=True),
+        "tick_hz": Param("Hz", 1.0, 10000.0, "CONFIG_HZ: scheduler ticks per second on a CPU that runs a task (NO_HZ_IDLE stops the tick on an idle CPU)"),
+        "tick_irq_us": Param("us", 0.0, 1000.0, "interrupt time per tick on the pinned CPU, hard irq and softirq together (local APIC timer -> hrtimer_interrupt -> tick_sched_timer -> update_process_times, then the TIMER/RCU/SCHED softirqs it raises); fitted on the published baseline row's irq + softirq share"),
+        "c1_exit_us": Param("us", 0.0, 10000.0, "exit latency of the idle state C1 (Zen 3: ACPI _CST C1, entered with MWAIT through FFH; its _CST latency); prior"),
+        "c2_exit_us": Param("us", 0.0, 100000.0, "exit latency of the idle state C2 (Zen 3: ACPI _CST C2, I/O-port entry, the core's CC6 with its L2 flushed); the cpuidle governor takes it only for an expected sleep of latency_factor (2) x this (acpi_processor_setup_cstates: target_residency); prior"),
+        "cc6_refill_frac": Param("fraction", 0.0, 1.0, "share of the L2 (compaction.l2_kb) the woken task refetches from L3 after a CC6 exit flushed it, at compaction.l3_hit_us - l2_hit_us per line; prior"),
+        "msi_on_cpu_switch": Param("switch", 0, 1, "1: the PTDMA completion MSI targets the pinned CPU, so the copier's per-descriptor interrupt time (dma.desc_irq_us) is irq time there; 0: it targets another CPU (the vector's CPU is picked by the x86 vector allocator or irqbalance, not by the taskset), and the pinned CPU takes only the wake-up IPI (sched.wakeup_ipi_us)", integer=True),
+        "wakeup_ipi_us": Param("us", 0.0, 1000.0, "interrupt time on the pinned CPU when a task sleeping there is woken from another CPU: try_to_wake_up -> ttwu_queue_wakelist -> the call-function IPI -> sysvec_call_function_single -> sched_ttwu_pending; prior"),
+        "tick_softirq_frac": Param("fraction", 0.0, 1.0, "share of tick_irq_us spent in softirq (run_timer_softirq, rcu_core, the load balancer's SCHED_SOFTIRQ); prior"),
+    },
+}
+# fmt: on
+
+
+class PlatformError(ValueError):
+    """A platform file or value is invalid; the message names the key and the allowed range."""
+
+
+class Section:
+    """Read-only attribute access to one section's parameters."""
+
+    def __init__(self, name: str, values: dict[str, float]):
+        self._name = name
+        self._values = MappingProxyType(dict(values))
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"platform has no parameter {self._name}.{key}") from None
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self._values)
+
+
+class Platform:
+    """Validated, immutable platform parameters: ``platform.dma.chan_gbps``."""
+
+    def __init__(self, name: str, values: dict[str, dict[str, float]], meta: dict | None = None):
+        self.name = name
+        self.meta = dict(meta or {})
+        self._values = validate_values(values)
+        for sec, params in self._values.items():
+            setattr(self, sec, Section(sec, params))
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        """Nested plain dict of every parameter value."""
+        return {sec: dict(params) for sec, params in self._values.items()}
+
+    def replace(self, **changes: float) -> Platform:
+        """A copy with some values changed, given as ``section__name=value``."""
+        values = self.as_dict()
+        for key, value in changes.items():
+            sec, _, name = key.partition("__")
+            if sec not in values or name not in values[sec]:
+                raise PlatformError(f"unknown platform parameter {sec}.{name}")
+            values[sec][name] = value
+        return Platform(self.name, values, self.meta)
+
+    def trial_scale(self, rng: np.random.Generator) -> float:
+        """The noise factor of one trial: lognormal with sd noise.trial_sd_frac, drawn from
+        `rng` (1.0, and nothing drawn, when the noise is off)."""
+        import numpy as np
+
+        sd = self.noise.trial_sd_frac
+        return float(np.exp(rng.normal(0.0, sd))) if sd > 0 else 1.0
+
+    def digest(self) -> str:
+        """Short hash of the parameter values (for Parquet metadata and cache keys)."""
+        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def validate_values(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Check every section and key against SPEC: presence, type, range. Return plain numbers."""
+    if not isinstance(values, dict):
+        raise PlatformError("platform: expected a mapping of sections")
+    unknown = sorted(set(values) - set(SPEC))
+    if unknown:
+        raise PlatformError(f"platform: unknown section(s) {unknown}; allowed: {sorted(SPEC)}")
+    out: dict[str, dict[str, float]] = {}
+    for sec, params in SPEC.items():
+        given = values.get(sec)
+        if not isinstance(given, dict):
+            raise PlatformError(f"platform: missing section '{sec}'")
+        extra = sorted(set(given) - set(params))
+        if extra:
+            raise PlatformError(
+                f"platform: unknown key(s) {sec}.{extra}; allowed: {sorted(params)}"
+            )
+        out[sec] = {}
+        for key, p in params.items():
+            if key not in given:
+                raise PlatformError(f"platform: missing key {sec}.{key} ({p.unit}: {p.meaning})")
+            v = given[key]
+            if isinstance(v, dict):  # {value: .., unit: ..} form, as written by save_platform
+                if "unit" in v and v["unit"] != p.unit:
+                    raise PlatformError(
+                        f"platform: {sec}.{key} must be given in {p.unit}, got unit {v['unit']!r}"
+                    )
+                v = v.get("value")
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise PlatformError(
+                    f"platform: {sec}.{key} must be a number in {p.unit}, got {v!r}"
+                )
+            if not math.isfinite(v):  # YAML .inf / .nan: no range holds them
+                raise PlatformError(
+                    f"platform: {sec}.{key} must be a finite number in [{p.lo:g}, {p.hi:g}] "
+                    f"{p.unit}, got {v!r}"
+                )
+            if p.integer and not float(v).is_integer():
+                raise PlatformError(f"platform: {sec}.{key} must be a whole number, got {v!r}")
+            if not (p.lo <= v <= p.hi):
+                raise PlatformError(
+                    f"platform: {sec}.{key} = {v} {p.unit} is outside the allowed range "
+                    f"[{p.lo:g}, {p.hi:g}] {p.unit}"
+                )
+            out[sec][key] = int(v) if p.integer else float(v)
+    return out
+
+
+def load_platform(path: str | os.PathLike) -> Platform:
+    """Load and validate a platform YAML file; PlatformError names the file and the key."""
+    import yaml  # here, not at import: `migsim ... --help` never loads a platform
+
+    path = Path(path)
+    if not path.is_file():
+        raise PlatformError(f"platform: no such file {path}")
+    try:
+        # libyaml's loader when built in: the same documents, ten times faster
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        why = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise PlatformError(f"platform: {path} is not valid YAML{where}: {why}") from None
+    if not isinstance(doc, dict) or "parameters" not in doc:
+        raise PlatformError(f"platform: {path} must have a 'parameters' mapping")
+    meta = {k: v for k, v in doc.items() if k not in ("parameters", "name")}
+    try:
+        return Platform(str(doc.get("name", path.stem)), doc["parameters"], meta)
+    except PlatformError as exc:
+        raise PlatformError(str(exc).replace("platform: ", f"platform: {path}: ", 1)) from None
+
+
+def save_platform(platform: Platform, path: str | os.PathLike, header: str = "") -> None:
+    """Write a platform YAML with unit and meaning beside every value (atomic rename)."""
+    import yaml
+
+    path = Path(path)
+    doc: dict[str, Any] = {"name": platform.name, **platform.meta, "parameters": {}}
+    for sec, params in SPEC.items():
+        doc["parameters"][sec] = {
+            key: {"value": platform.as_dict()[sec][key], "unit": p.unit, "meaning": p.meaning}
+            for key, p in params.items()
+        }
+    text = (header + "\n" if header else "") + yaml.safe_dump(doc, sort_keys=False, width=100)
+    atomic_write_text(path, text)
+
+
+DEFAULT_PLATFORM = (
+    Path(__file__).resolve().parents[3] / "config" / "platforms" / "epyc-zen3-ptdma.yaml"
+)

@@ -1,0 +1,706 @@
+"""A snapshot of this machine's physical memory: what every page frame holds, per zone.
+
+Read (root) from the kernel's own exports, numpy throughout (no Python per pfn):
+
+- ``/proc/kpageflags``: one u64 of KPF_* bits per pfn (include/uapi/linux/kernel-page-flags.h;
+  fs/proc/page.c ``stable_page_flags()``). Since v4.x ``stable_page_flags()`` sets KPF_BUDDY
+  for *every* page of a free buddy block (``page_count(page) == 0 && is_free_buddy_page()``),
+  so the free frames are known exactly and their orders follow from the canonical buddy
+  decomposition (the allocator always merges free buddies: ``__free_one_page()``).
+- ``/proc/kpagecount``: one u64 per pfn, the page's map count (``folio_precise_page_mapcount``);
+  where absent the snapshot records none. The refcount is not exported, so pinned pages
+  (``folio_maybe_dma_pinned``) cannot be told apart from mapped ones.
+- ``/proc/zoneinfo``: zones, their ``start_pfn``, spanned/present/managed pages, NR_FREE_PAGES
+  and the per-CPU list counts; ``/proc/pagetypeinfo``: pageblocks per migratetype and free
+  blocks per (order, migratetype); ``/proc/buddyinfo``: free blocks per order.
+
+Per pfn the snapshot keeps one *kind* (``KINDS``) and, for compound pages, the folio order at
+its head (``TAIL`` at the tails); per pageblock whether the kernel's scanners can see it at all
+(``block_valid``: ``pageblock_pfn_to_page()`` returns NULL for holes, offline or never
+initialised memory -- a pageblock whose 512 frames show no flag and no map count is taken as
+such, and the count is checked against pagetypeinfo's pageblock total) and a migratetype
+*estimate* (``block_migratetype``): pagetypeinfo gives only the number of pageblocks of each
+type, so the pageblocks holding the most unmovable content (slab, page tables, reserved and
+other kernel pages) are taken as the UNMOVABLE and RECLAIMABLE ones, the rest as MOVABLE; the
+estimate and pagetypeinfo's counts are both in ``check()``.
+
+A snapshot can be built from saved copies of those files (``from_dir``: ``kpageflags`` and
+``kpagecount`` as the raw binary read from /proc, ``zoneinfo``, ``pagetypeinfo``,
+``buddyinfo`` as text), so a developer can simulate a machine they do not have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform as _pyplatform
+import re
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from migsim.units import MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
+
+# KPF_* bit numbers (include/uapi/linux/kernel-page-flags.h, include/linux/kernel-page-flags.h)
+KPF_LOCKED, KPF_DIRTY, KPF_LRU, KPF_ACTIVE, KPF_SLAB, KPF_WRITEBACK = 0, 4, 5, 6, 7, 8
+KPF_BUDDY, KPF_MMAP, KPF_ANON, KPF_SWAPBACKED = 10, 11, 12, 14
+KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_HUGE, KPF_UNEVICTABLE = 15, 16, 17, 18
+KPF_HWPOISON, KPF_NOPAGE, KPF_KSM, KPF_THP, KPF_OFFLINE, KPF_ZERO_PAGE = 19, 20, 21, 22, 23, 24
+KPF_PGTABLE, KPF_RESERVED, KPF_MLOCKED, KPF_PRIVATE = 26, 32, 33, 35
+# bits of Snapshot.pflags (per pfn): what decides whether a large folio can be split
+PF_DIRTY, PF_WRITEBACK, PF_PRIVATE, PF_ANON, PF_UPTODATE = 1, 2, 4, 8, 16
+KPF_UPTODATE = 3
+
+# Page kinds (uint8), one per pfn. The order matters only for display.
+HOLE = 0  # no page here for the scanners (NOPAGE, offline, hole or never initialised)
+FREE = 1  # in a buddy free list (KPF_BUDDY)
+LRU_ANON = 2  # on an LRU list, anonymous (or shmem: swap-backed)
+LRU_FILE = 3  # on an LRU list, page cache
+UNEVICTABLE = 4  # on the unevictable LRU (mlocked, ramfs, ...)
+SLAB = 5  # slab page
+PGTABLE = 6  # page table
+RESERVED = 7  # PG_reserved (memmap, kernel image, firmware, the zero page)
+KERNEL = 8  # any other allocated page: vmalloc, kernel stacks, per-CPU lists, hugetlb, ...
+KINDS = (
+    "hole", "free", "lru_anon", "lru_file", "unevictable", "slab", "pgtable", "reserved",
+    "kernel",
+)  # fmt: skip
+TAIL = 255  # ``order`` value of a compound tail page
+
+# enum migratetype (include/linux/mmzone.h) in pagetypeinfo's column order
+MIGRATETYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
+MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE = 0, 1, 2
+
+FILES = ("kpageflags", "kpagecount", "zoneinfo", "pagetypeinfo", "buddyinfo")
+SETTINGS = (
+    "/proc/sys/vm/compaction_proactiveness",
+    "/proc/sys/vm/compact_unevictable_allowed",
+    "/proc/sys/vm/extfrag_threshold",
+    "/sys/kernel/mm/transparent_hugepage/enabled",
+    "/sys/kernel/mm/transparent_hugepage/defrag",
+)
+READ_CHUNK = 64 << 20  # bytes per read() of a kpage* file (a multiple of 8)
+
+
+class SnapshotUnavailable(RuntimeError):
+    """The snapshot cannot be taken here (not root, no /proc/kpageflags): says why."""
+
+
+@dataclass
+class ZoneInfo:
+    """One populated zone of /proc/zoneinfo (pfns, page counts)."""
+
+    node: int
+    name: str
+    start_pfn: int
+    spanned: int
+    present: int
+    managed: int
+    nr_free: int
+    pcp_count: int  # pages on the per-CPU lists, all CPUs ("count:" of the pagesets)
+    wmark_min: int = 0  # watermarks, pages ("min", "low", "high")
+    wmark_low: int = 0
+    wmark_high: int = 0
+    pcp_high: int = 0  # largest pcp->high of the CPUs, pages (the twin models one list)
+    pcp_batch: int = 0  # pcp->batch
+    # from pagetypeinfo: pageblocks per migratetype; from buddyinfo: free blocks per order
+    block_counts: dict[str, int] = field(default_factory=dict)
+    buddyinfo: list[int] = field(default_factory=list)
+
+    @property
+    def end_pfn(self) -> int:
+        return self.start_pfn + self.spanned
+
+
+@dataclass
+class Snapshot:
+    """The physical memory of one machine at one moment (see the module docstring).
+
+    ``kind``/``order`` cover pfns [0, nr_pfns); ``block_valid``/``block_migratetype`` one entry
+    per pageblock of that range. ``mapcount`` is None where kpagecount was not read.
+    """
+
+    kind: np.ndarray  # uint8 per pfn, KINDS
+    order: np.ndarray  # uint8 per pfn: folio order at a compound head, TAIL at tails, else 0
+    mapcount: np.ndarray | None  # uint8 per pfn, clipped at 255
+    block_valid: np.ndarray  # bool per pageblock
+    block_migratetype: np.ndarray  # uint8 per pageblock, estimated
+    zones: list[ZoneInfo]
+    meta: dict = field(default_factory=dict)
+    pflags: np.ndarray | None = None  # uint8 per pfn: PF_DIRTY | PF_WRITEBACK | ...
+    # pfns known to be free on a per-CPU list (freed just before by the twin's own region and
+    # not yet in the buddy lists; kpageflags shows such a page as a blank allocated one), in
+    # the order they were freed
+    pcp_pfns: np.ndarray | None = None
+
+    @property
+    def nr_pfns(self) -> int:
+        return len(self.kind)
+
+    # -- summaries ----------------------------------------------------------------------------
+    def kind_counts(self, zone: ZoneInfo | None = None) -> dict[str, int]:
+        """Pages of each kind (in `zone`, or the whole range)."""
+        k = self.kind if zone is None else self.kind[zone.start_pfn : zone.end_pfn]
+        c = np.bincount(k, minlength=len(KINDS))
+        return {name: int(c[i]) for i, name in enumerate(KINDS)}
+
+    def buddy_counts(self, zone: ZoneInfo) -> np.ndarray:
+        """Free blocks per order 0..MAX_PAGE_ORDER in `zone`, from the free frames (canonical
+        buddy decomposition: what /proc/buddyinfo shows when every buddy has merged)."""
+        return buddy_decomposition(self.kind[zone.start_pfn : zone.end_pfn] == FREE, zone.start_pfn)
+
+    def estimated_block_counts(self, zone: ZoneInfo) -> dict[str, int]:
+        """Valid pageblocks of `zone` per estimated migratetype."""
+        b0, b1 = _zone_blocks(zone)
+        mt = self.block_migratetype[b0:b1][self.block_valid[b0:b1]]
+        c = np.bincount(mt, minlength=len(MIGRATETYPES))
+        return {name: int(c[i]) for i, name in enumerate(MIGRATETYPES) if c[i]}
+
+    def check(self) -> list[dict]:
+        """Per zone, what the snapshot derived beside what the kernel reports: free pages
+        (frames with KPF_BUDDY against NR_FREE_PAGES), free blocks per order (against
+        buddyinfo), valid pageblocks (against pagetypeinfo's total) and the migratetype
+        estimate (against pagetypeinfo's counts)."""
+        out = []
+        for z in self.zones:
+            b0, b1 = _zone_blocks(z)
+            free = int((self.kind[z.start_pfn : z.end_pfn] == FREE).sum())
+            out.append(
+                {
+                    "zone": f"{z.node}:{z.name}",
+                    "free_pages": free,
+                    "nr_free_pages": z.nr_free,
+                    "buddy_orders": self.buddy_counts(z).tolist(),
+                    "buddyinfo": list(z.buddyinfo),
+                    "valid_blocks": int(self.block_valid[b0:b1].sum()),
+                    "pagetypeinfo_blocks": int(sum(z.block_counts.values())),
+                    "estimated_block_counts": self.estimated_block_counts(z),
+                    "pagetypeinfo_block_counts": {k: v for k, v in z.block_counts.items() if v},
+                }
+            )
+        return out
+
+    # -- files --------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the snapshot as one compressed .npz (arrays plus a JSON header)."""
+        from migsim.atomic import atomic_write_bytes
+
+        header = {
+            "format": "migsim-snapshot-1",
+            "zones": [z.__dict__ for z in self.zones],
+            "meta": self.meta,
+        }
+        arrays = {
+            "kind": self.kind,
+            "order": self.order,
+            "block_valid": self.block_valid,
+            "block_migratetype": self.block_migratetype,
+            "header": np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8),
+        }
+        if self.mapcount is not None:
+            arrays["mapcount"] = self.mapcount
+        if self.pflags is not None:
+            arrays["pflags"] = self.pflags
+        if self.pcp_pfns is not None:
+            arrays["pcp_pfns"] = self.pcp_pfns
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Snapshot:
+        """Read a snapshot written by ``save``."""
+        try:
+            with np.load(path) as f:
+                header = json.loads(f["header"].tobytes().decode())
+                if header.get("format") != "migsim-snapshot-1":
+                    raise ValueError(f"snapshot: {path} is not a migsim snapshot")
+                arrays = {k: f[k] for k in f.files if k != "header"}
+        except (OSError, KeyError, EOFError, ValueError) as exc:
+            raise ValueError(
+                f"--snapshot: cannot read {path} as a migsim snapshot: {exc}"
+            ) from None
+        return cls(
+            kind=arrays["kind"],
+            order=arrays["order"],
+            mapcount=arrays.get("mapcount"),
+            block_valid=arrays["block_valid"],
+            block_migratetype=arrays["block_migratetype"],
+            zones=[ZoneInfo(**z) for z in header["zones"]],
+            meta=header["meta"],
+            pflags=arrays.get("pflags"),
+            pcp_pfns=arrays.get("pcp_pfns"),
+        )
+
+
+def _zone_blocks(z: ZoneInfo) -> tuple[int, int]:
+    """First and one-past-last pageblock index touched by the zone."""
+    return z.start_pfn >> PAGEBLOCK_ORDER, (z.end_pfn + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing the text files.
+# ----------------------------------------------------------------------------------------------
+
+_ZONE_RE = re.compile(r"^Node\s+(\d+),\s*zone\s+(\S+)")
+
+
+def parse_zoneinfo(text: str) -> list[ZoneInfo]:
+    """The populated zones of /proc/zoneinfo (spanned > 0), in file order."""
+    zones: list[ZoneInfo] = []
+    cur: dict | None = None
+    highs: list[int] = []
+
+    def flush():
+        if cur is not None and cur.get("spanned", 0) > 0:
+            if "start_pfn" not in cur:
+                raise ValueError(f"zoneinfo: zone {cur['name']} has no start_pfn line")
+            zones.append(ZoneInfo(**cur))
+
+    for line in text.splitlines():
+        m = _ZONE_RE.match(line)
+        if m:
+            flush()
+            cur = {"node": int(m.group(1)), "name": m.group(2), "start_pfn": 0, "spanned": 0}
+            cur |= {"present": 0, "managed": 0, "nr_free": 0, "pcp_count": 0}
+            del cur["start_pfn"]
+            highs = []
+            continue
+        if cur is None:
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        key, val = parts[0], parts[-1]
+        if key in ("spanned", "present", "managed"):
+            cur[key] = int(val)
+        elif key == "nr_free_pages":
+            cur["nr_free"] = int(val)
+        elif key == "count:":
+            cur["pcp_count"] += int(val)
+        elif key in ("min", "low", "high") and len(parts) == 2:
+            cur[f"wmark_{key}"] = int(val)
+        elif key == "high:":
+            highs.append(int(val))
+            cur["pcp_high"] = max(highs)
+        elif key == "batch:":
+            cur["pcp_batch"] = int(val)
+        elif key == "start_pfn:":
+            cur["start_pfn"] = int(val)
+    flush()
+    if not zones:
+        raise ValueError("zoneinfo: no populated zone found")
+    return zones
+
+
+def parse_pagetypeinfo(text: str) -> dict[tuple[int, str], dict[str, int]]:
+    """Pageblocks per migratetype of each (node, zone) ("Number of blocks type" table)."""
+    lines = text.splitlines()
+    out: dict[tuple[int, str], dict[str, int]] = {}
+    for i, line in enumerate(lines):
+        if line.startswith("Number of blocks type"):
+            names = line.split()[4:]
+            for row in lines[i + 1 :]:
+                m = _ZONE_RE.match(row)
+                if not m:
+                    break
+                counts = [int(x) for x in row[m.end() :].split()]
+                out[(int(m.group(1)), m.group(2))] = dict(zip(names, counts, strict=False))
+            break
+    return out
+
+
+def parse_buddyinfo(text: str) -> dict[tuple[int, str], list[int]]:
+    """Free blocks per order of each (node, zone)."""
+    out = {}
+    for line in text.splitlines():
+        m = _ZONE_RE.match(line)
+        if m:
+            out[(int(m.group(1)), m.group(2))] = [int(x) for x in line[m.end() :].split()]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# From the raw flags to kinds.
+# ----------------------------------------------------------------------------------------------
+
+
+class _Bits:
+    """The KPF bits of a kpageflags array, split once into a uint32 of bits 0..31 and a uint8
+    of bits 32..39 (bit tests on those are several times cheaper than on the u64)."""
+
+    def __init__(self, flags: np.ndarray):
+        self.lo = flags.astype(np.uint32)
+        self.hi = (flags >> np.uint64(32)).astype(np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.lo)
+
+    def __call__(self, b: int) -> np.ndarray:
+        if b < 32:
+            return (self.lo & np.uint32(1 << b)) != 0
+        return (self.hi & np.uint8(1 << (b - 32))) != 0
+
+
+def _bit(flags, b: int) -> np.ndarray:
+    """Bit `b` of every entry of a kpageflags array (or of a _Bits split of one)."""
+    if isinstance(flags, _Bits):
+        return flags(b)
+    return (flags & np.uint64(1 << b)) != 0
+
+
+def classify(flags: np.ndarray, count: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Kind and folio order per pfn from kpageflags (and kpagecount). Vectorised; the order
+    of a compound folio is the length of its head-plus-tails run (log2)."""
+    n = len(flags)
+    flags = flags if isinstance(flags, _Bits) else _Bits(flags)
+    kind = np.full(n, KERNEL, dtype=np.uint8)
+    lru = _bit(flags, KPF_LRU)
+    unevictable = _bit(flags, KPF_UNEVICTABLE) | _bit(flags, KPF_MLOCKED)
+    anon = _bit(flags, KPF_ANON) | _bit(flags, KPF_SWAPBACKED)
+    kind[_bit(flags, KPF_RESERVED) | _bit(flags, KPF_ZERO_PAGE)] = RESERVED
+    kind[_bit(flags, KPF_PGTABLE)] = PGTABLE
+    kind[_bit(flags, KPF_SLAB)] = SLAB
+    kind[lru & ~unevictable & ~anon] = LRU_FILE
+    kind[lru & ~unevictable & anon] = LRU_ANON
+    kind[lru & unevictable] = UNEVICTABLE
+    kind[_bit(flags, KPF_BUDDY)] = FREE
+    kind[_bit(flags, KPF_NOPAGE) | _bit(flags, KPF_OFFLINE) | _bit(flags, KPF_HWPOISON)] = HOLE
+    # compound folios: the tail pages carry the head's LRU state in kpageflags (folio flags);
+    # keep the kind and record the order at the head, TAIL at the tails
+    order = np.zeros(n, dtype=np.uint8)
+    tail = _bit(flags, KPF_COMPOUND_TAIL)
+    heads = np.flatnonzero(_bit(flags, KPF_COMPOUND_HEAD))
+    if len(heads):
+        nontail = np.flatnonzero(~tail)
+        nxt = np.searchsorted(nontail, heads, side="right")
+        end = np.where(nxt < len(nontail), nontail[np.minimum(nxt, len(nontail) - 1)], n)
+        length = end - heads
+        order[heads] = np.clip(np.round(np.log2(np.maximum(length, 1))), 0, 254).astype(np.uint8)
+    order[tail] = TAIL
+    return kind, order
+
+
+SECTION_BLOCKS = (1 << 15) // PAGEBLOCK_NR_PAGES  # pageblocks per sparsemem section (128 MiB)
+
+
+def block_validity(flags: np.ndarray, count: np.ndarray | None) -> np.ndarray:
+    """Per pageblock: does it hold initialised pages? A run of pageblocks whose frames all
+    show no KPF flag (and no map count) is a hole, offline or not yet initialised memory (the
+    kernel's pageblock_pfn_to_page() gives the scanners no page there) when it spans at least
+    a sparsemem section or reaches the end; a shorter blank run between initialised
+    pageblocks is kernel memory (vmalloc, per-CPU lists, ...) that the scanners do visit."""
+    nb = len(flags) // PAGEBLOCK_NR_PAGES
+    f = flags[: nb * PAGEBLOCK_NR_PAGES].reshape(nb, PAGEBLOCK_NR_PAGES)
+    blank = (f == 0) | ((f & np.uint64(1 << KPF_NOPAGE)) != 0)
+    if count is not None:
+        blank &= count[: nb * PAGEBLOCK_NR_PAGES].reshape(nb, PAGEBLOCK_NR_PAGES) == 0
+    blank = blank.all(1)
+    m = np.concatenate(([False], blank, [False]))
+    edges = np.flatnonzero(m[1:] != m[:-1])
+    starts, ends = edges[0::2], edges[1::2]
+    short = (ends - starts < SECTION_BLOCKS) & (starts > 0) & (ends < nb)
+    for a, b in zip(starts[short].tolist(), ends[short].tolist(), strict=True):
+        blank[a:b] = False
+    return ~blank
+
+
+# content that makes a pageblock unmovable or reclaimable (pages the kernel cannot migrate)
+_UNMOVABLE_KINDS = (SLAB, PGTABLE, RESERVED, KERNEL)
+
+
+def estimate_migratetypes(kind: np.ndarray, valid: np.ndarray, zones: list[ZoneInfo]) -> np.ndarray:
+    """Estimated migratetype per pageblock: in each zone, the ``Unmovable + Reclaimable`` (and
+    HighAtomic) pageblocks of pagetypeinfo are taken to be the valid pageblocks with the most
+    unmovable pages (slab, page tables, reserved, other kernel pages), ties broken by the
+    lower pfn; every other pageblock is MOVABLE. Without pagetypeinfo counts every pageblock
+    holding an unmovable page is UNMOVABLE."""
+    nb = len(valid)
+    mt = np.full(nb, MIGRATE_MOVABLE, dtype=np.uint8)
+    per_block = np.isin(kind[: nb * PAGEBLOCK_NR_PAGES], _UNMOVABLE_KINDS).reshape(nb, -1).sum(1)
+    for z in zones:
+        b0, b1 = _zone_blocks(z)
+        blocks = np.arange(b0, min(b1, nb))
+        blocks = blocks[valid[blocks]]
+        score = per_block[blocks]
+        if not z.block_counts:
+            mt[blocks[score > 0]] = MIGRATE_UNMOVABLE
+            continue
+        n_unmov = z.block_counts.get("Unmovable", 0) + z.block_counts.get("HighAtomic", 0)
+        n_recl = z.block_counts.get("Reclaimable", 0)
+        ranked = blocks[np.lexsort((blocks, -score))]  # most unmovable content first
+        ranked = ranked[score[np.lexsort((blocks, -score))] > 0]
+        mt[ranked[:n_unmov]] = MIGRATE_UNMOVABLE
+        mt[ranked[n_unmov : n_unmov + n_recl]] = MIGRATE_RECLAIMABLE
+    return mt
+
+
+def buddy_decomposition(free: np.ndarray, start_pfn: int = 0) -> np.ndarray:
+    """Free blocks per order 0..MAX_PAGE_ORDER of the boolean free mask of the pfns
+    [start_pfn, start_pfn + len(free)): maximal aligned power-of-two runs (vectorised, one
+    pass per order)."""
+    lo = start_pfn & ~((1 << MAX_PAGE_ORDER) - 1)
+    hi = -(-(start_pfn + len(free)) // (1 << MAX_PAGE_ORDER)) << MAX_PAGE_ORDER
+    m = np.zeros(hi - lo, dtype=bool)
+    m[start_pfn - lo : start_pfn - lo + len(free)] = free
+    counts = np.zeros(MAX_PAGE_ORDER + 1, dtype=np.int64)
+    level = m
+    for order in range(MAX_PAGE_ORDER + 1):
+        if order < MAX_PAGE_ORDER:
+            parent = level[0::2] & level[1::2]
+            counts[order] = int(level.sum()) - 2 * int(parent.sum())
+            level = parent
+        else:
+            counts[order] = int(level.sum())
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading.
+# ----------------------------------------------------------------------------------------------
+
+
+def read_kpage(path: str | os.PathLike, nr_pfns: int | None = None) -> np.ndarray:
+    """A kpageflags/kpagecount file as u64 per pfn (at most `nr_pfns`). /proc files report
+    size 0 and take reads in multiples of 8 bytes only: read in fixed chunks into one
+    preallocated array."""
+    p = Path(path)
+    size = p.stat().st_size
+    if nr_pfns is None:
+        if size == 0:
+            raise ValueError(f"{path}: size unknown; give the number of pfns")
+        nr_pfns = size // 8
+    elif size:
+        nr_pfns = min(nr_pfns, size // 8)
+    out = np.empty(nr_pfns, dtype="<u8")
+    return out[: _read_chunks(p, out)]
+
+
+def _read_chunks(path: Path, out: np.ndarray) -> int:
+    """Read a kpage* file into `out` in READ_CHUNK pieces; returns the pfns read."""
+    mv = memoryview(out).cast("B")
+    pos = 0
+    with open(path, "rb", buffering=0) as fh:
+        while pos < len(mv):
+            k = fh.readinto(mv[pos : pos + READ_CHUNK])
+            if not k:
+                break
+            pos += k
+    return pos // 8
+
+
+def _read_settings() -> dict[str, str]:
+    out = {}
+    for s in SETTINGS:
+        with contextlib.suppress(OSError):
+            out[Path(s).name if "transparent" not in s else "thp_" + Path(s).name] = (
+                Path(s).read_text().strip()
+            )
+    return out
+
+
+def scan_end_pfn(zones: list[ZoneInfo]) -> int:
+    """The highest pfn the compaction scanners can reach: per zone, the end of the pageblocks
+    pagetypeinfo counts (it walks the zone's current span; where memory is initialised
+    lazily that ends below start_pfn + spanned), else the zone end."""
+    ends = []
+    for z in zones:
+        n = sum(z.block_counts.values())
+        if n:
+            ends.append(
+                min(z.end_pfn, (z.start_pfn & ~(PAGEBLOCK_NR_PAGES - 1)) + n * PAGEBLOCK_NR_PAGES)
+            )
+        else:
+            ends.append(z.end_pfn)
+    return max(ends)
+
+
+def build(
+    flags: np.ndarray,
+    count: np.ndarray | None,
+    zoneinfo: str,
+    pagetypeinfo: str = "",
+    buddyinfo: str = "",
+    meta: dict | None = None,
+) -> Snapshot:
+    """A Snapshot from the raw kpageflags (and kpagecount) arrays and the three text files."""
+    zones = parse_zoneinfo(zoneinfo)
+    types = parse_pagetypeinfo(pagetypeinfo) if pagetypeinfo else {}
+    buddy = parse_buddyinfo(buddyinfo) if buddyinfo else {}
+    for z in zones:
+        z.block_counts = types.get((z.node, z.name), {})
+        z.buddyinfo = buddy.get((z.node, z.name), [])
+    end = max(z.end_pfn for z in zones)
+    nr = -(-end // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
+    need = scan_end_pfn(zones)
+    if len(flags) < need:
+        raise ValueError(f"kpageflags: {len(flags)} pfns, but the zones' pageblocks end at {need}")
+    have = min(len(flags), end)
+    flags = np.concatenate([flags[:have], np.full(nr - have, 1 << KPF_NOPAGE, dtype="<u8")])
+    if count is not None:
+        if len(count) < have:
+            raise ValueError(f"kpagecount: {len(count)} pfns, kpageflags {have}")
+        count = np.concatenate([count[:have], np.zeros(nr - have, dtype="<u8")])
+    bits = _Bits(flags)
+    kind, order = classify(bits, count)
+    valid = block_validity(flags, count)
+    # pfns outside every zone, and pageblocks without initialised pages, are holes
+    inside = np.zeros(nr, dtype=bool)
+    for z in zones:
+        inside[z.start_pfn : z.end_pfn] = True
+    kind[~inside] = HOLE
+    kind[np.repeat(~valid, PAGEBLOCK_NR_PAGES)] = HOLE
+    mt = estimate_migratetypes(kind, valid, zones)
+    mapcount = None if count is None else np.minimum(count, 255).astype(np.uint8)
+    pflags = (
+        bits(KPF_DIRTY) * np.uint8(PF_DIRTY)
+        | bits(KPF_WRITEBACK) * np.uint8(PF_WRITEBACK)
+        | bits(KPF_PRIVATE) * np.uint8(PF_PRIVATE)
+        | (bits(KPF_ANON) | bits(KPF_SWAPBACKED)) * np.uint8(PF_ANON)
+        | bits(KPF_UPTODATE) * np.uint8(PF_UPTODATE)
+    ).astype(np.uint8)
+    return Snapshot(kind, order, mapcount, valid, mt, zones, dict(meta or {}), pflags)
+
+
+def check_available() -> None:
+    """Raise SnapshotUnavailable with the precise reason where /proc/kpageflags cannot be read."""
+    kpf = Path("/proc/kpageflags")
+    if not kpf.exists():
+        raise SnapshotUnavailable(
+            "/proc/kpageflags does not exist (kernel without CONFIG_PROC_PAGE_MONITOR?)"
+        )
+    if os.geteuid() != 0:
+        raise SnapshotUnavailable(
+            f"reading /proc/kpageflags needs root (CAP_SYS_ADMIN); running as uid {os.geteuid()}"
+        )
+
+
+class RawReader:
+    """Reads the raw snapshot files into buffers allocated (and faulted in) up front, so that a
+    read just before a real compaction neither allocates nor frees memory in between: pages
+    freed after the read would be free pages the snapshot does not show. ``read()`` then
+    ``build()``; ``with_count`` also reads /proc/kpagecount (doubles the read time)."""
+
+    def __init__(self, *, with_count: bool = False, proc: str = "/proc"):
+        check_available()
+        self.proc = Path(proc)
+        self.zoneinfo = (self.proc / "zoneinfo").read_text()
+        zones = parse_zoneinfo(self.zoneinfo)
+        self.nr_pfns = max(z.end_pfn for z in zones)
+        self.flags = np.ones(self.nr_pfns, dtype="<u8")  # ones: the pages are faulted in
+        self.count = np.ones(self.nr_pfns, dtype="<u8") if with_count else None
+        self.texts: dict[str, str] = {}
+        self.read_s = 0.0
+        self.read_pfns = self.nr_pfns
+
+    def read(self) -> None:
+        """Read zoneinfo, pagetypeinfo, buddyinfo and kpageflags (kpagecount) now."""
+        t0 = time.perf_counter()
+        for n in ("zoneinfo", "pagetypeinfo", "buddyinfo"):
+            self.texts[n] = (self.proc / n).read_text()
+        zones = parse_zoneinfo(self.texts["zoneinfo"])
+        types = parse_pagetypeinfo(self.texts["pagetypeinfo"])
+        for z in zones:
+            z.block_counts = types.get((z.node, z.name), {})
+        # only what the scanners can reach: never initialised memory above is left out
+        self.read_pfns = min(scan_end_pfn(zones), len(self.flags))
+        _read_into(self.proc / "kpageflags", self.flags[: self.read_pfns])
+        if self.count is not None:
+            _read_into(self.proc / "kpagecount", self.count[: self.read_pfns])
+        self.read_s = time.perf_counter() - t0
+
+    def build(
+        self, raw_dir: str | os.PathLike | None = None, freed: np.ndarray | None = None
+    ) -> Snapshot:
+        """The Snapshot of the last read (with `raw_dir`: also save the raw files there).
+        `freed`: pfns this process freed just before the read, in order; those that are not in
+        the buddy lists and show no flag are on a per-CPU list (``Snapshot.pcp_pfns``)."""
+        t0 = time.perf_counter()
+        meta = {
+            "kernel": _pyplatform.release(),
+            "machine": _pyplatform.node(),
+            "settings": _read_settings(),
+            "source": str(self.proc),
+        }
+        t = self.texts
+        k = self.read_pfns
+        count = None if self.count is None else self.count[:k]
+        snap = build(self.flags[:k], count, t["zoneinfo"], t["pagetypeinfo"], t["buddyinfo"], meta)
+        if freed is not None and len(freed):
+            freed = np.asarray(freed, dtype=np.int64)
+            freed = freed[(freed >= 0) & (freed < k)]
+            blank = self.flags[freed] == 0
+            if self.count is not None:
+                blank &= self.count[freed] == 0
+            snap.pcp_pfns = freed[blank]
+            snap.meta["pcp_pfns"] = len(snap.pcp_pfns)
+        snap.meta["read_s"] = self.read_s
+        snap.meta["build_s"] = time.perf_counter() - t0
+        snap.meta["snapshot_s"] = self.read_s + snap.meta["build_s"]
+        snap.meta["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if raw_dir is not None:
+            save_raw(raw_dir, self.flags[:k], count, t, snap.meta["settings"])
+        return snap
+
+
+def _read_into(path: Path, out: np.ndarray) -> int:
+    """Fill `out` from a kpage* file (all of it, or ValueError); returns the pfns read."""
+    n = _read_chunks(path, out)
+    if n < len(out):
+        raise ValueError(f"{path}: {n} pfns read, the zones need {len(out)}")
+    return n
+
+
+def take(raw_dir: str | os.PathLike | None = None, *, with_count: bool = True) -> Snapshot:
+    """Snapshot this machine now (root). With `raw_dir`, also save the raw files there (what
+    ``from_dir`` reads). ``meta`` records the kernel, the settings, the seconds the reading
+    and the classification took and the peak resident memory."""
+    reader = RawReader(with_count=with_count)
+    reader.read()
+    return reader.build(raw_dir)
+
+
+def save_raw(
+    raw_dir, flags: np.ndarray, count: np.ndarray | None, texts: dict[str, str], settings=None
+) -> None:
+    """Save the raw files of a snapshot in `raw_dir` (the layout ``from_dir`` reads)."""
+    d = Path(raw_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    if settings:
+        (d / "settings.json").write_text(json.dumps(settings, sort_keys=True) + "\n")
+    flags.astype("<u8").tofile(d / "kpageflags")
+    if count is not None:
+        count.astype("<u8").tofile(d / "kpagecount")
+    for name, text in texts.items():
+        (d / name).write_text(text)
+
+
+def from_dir(raw_dir: str | os.PathLike) -> Snapshot:
+    """A Snapshot from saved copies: `raw_dir`/kpageflags (raw binary), kpagecount (raw,
+    optional), zoneinfo (text, required), pagetypeinfo and buddyinfo (text, optional)."""
+    d = Path(raw_dir)
+    if not d.is_dir():
+        raise ValueError(f"--from: {d} is not a directory")
+    for need in ("kpageflags", "zoneinfo"):
+        if not (d / need).is_file():
+            raise ValueError(f"--from: {d} has no {need} file (needs kpageflags and zoneinfo)")
+    t0 = time.perf_counter()
+    text = {
+        n: (d / n).read_text() if (d / n).is_file() else ""
+        for n in ("zoneinfo", "pagetypeinfo", "buddyinfo")
+    }
+    flags = read_kpage(d / "kpageflags")
+    count = read_kpage(d / "kpagecount") if (d / "kpagecount").is_file() else None
+    meta = {"source": str(d)}
+    settings = d / "settings.json"
+    if settings.is_file():
+        meta["settings"] = json.loads(settings.read_text())
+    snap = build(flags, count, text["zoneinfo"], text["pagetypeinfo"], text["buddyinfo"], meta)
+    snap.meta["snapshot_s"] = time.perf_counter() - t0
+    return snap

@@ -1,0 +1,863 @@
+"""The host twin: this machine's zones built from a snapshot, compacted as ``compact_memory``.
+
+``zones_from_snapshot`` turns each populated zone of a :class:`migsim.host.snapshot.Snapshot` into a
+:class:`migsim.kernel.zone.Zone` (pfns relative to the zone's MAX_PAGE_ORDER-aligned base, so buddy
+alignment is kept): free frames are FREE, the pages the migration scanner isolates are LRU,
+every other page is KERNEL (unmovable). ``compact_node`` then runs what
+``echo 1 > /proc/sys/vm/compact_memory`` runs (mm/compaction.c: ``sysctl_compaction_handler``
+-> ``compact_nodes`` -> ``compact_node``: for each populated zone ``compact_zone`` with
+order -1, MIGRATE_SYNC, ``whole_zone``, ``ignore_skip_hint``, no capture control, the scanners
+from the zone's two ends until they meet) and returns the /proc/vmstat deltas it predicts.
+
+What the kernel does with each page kind (mm/compaction.c, v6.18), and how the twin follows:
+
+- ``isolate_migratepages``: ``pageblock_pfn_to_page()`` returns NULL for a pageblock with no
+  initialised pages (holes, offline or not yet initialised memory): skipped, not counted.
+  ``suitable_migration_source()`` -> ``pageblock_skip_persistent()``: a pageblock whose first
+  page belongs to a compound page of order >= pageblock_order (a THP, a hugetlb page) is
+  skipped, not counted.
+- ``isolate_migratepages_block``: a PageBuddy page is stepped over by its order
+  (``nr_scanned += (1 << order) - 1``; an order-10 buddy overshoots its pageblock, so the
+  count includes the next 512 pfns, which the scanner then scans again); an LRU folio is
+  isolated (unevictable ones only with ``compact_unevictable_allowed``: ISOLATE_UNEVICTABLE);
+  compound pages of order >= pageblock_order are skipped whole (``skip_isolation_on_order``),
+  smaller large folios are isolated whole (the twin isolates their pages as order-0 pages: the
+  counters are the same, the COMPACT_CLUSTER_MAX batch boundary can differ by a folio);
+  slab, page tables, reserved and other kernel pages fail isolation (``!PageLRU`` and not
+  movable_ops) and are only counted as scanned.
+- ``isolate_freepages``: ``suitable_migration_target()`` refuses a pageblock whose first page
+  is a free buddy of order >= pageblock_order (the lower half of an order-10 block is refused,
+  the upper half, whose first page is no buddy head, is scanned and yields nothing) and, as
+  ``compact_node`` does not set ``ignore_block_suitable``, every pageblock that is not
+  MIGRATE_MOVABLE (the snapshot's estimate); the scan stride starts at 1 (MIGRATE_SYNC),
+  doubles after each pageblock that gave no page, up to COMPACT_CLUSTER_MAX, and is 1 again
+  after one that did.
+- ``isolate_freepages_block``: visits every stride-th pfn; a compound head is stepped over by
+  its order, a buddy head is isolated whole (``__isolate_free_page``, ``nr_scanned +=
+  isolated - 1``) and the scan stops right after the buddy that makes ``nr_freepages >=
+  nr_migratepages``.
+
+Simplifications: migration never fails except for lack of a target (the real kernel fails a
+few pinned or busy pages: ``pgmigrate_fail``); the order of targets inside cc->freepages (per
+order lists since v6.10) is FIFO; the per-CPU lists are the model's one list. Other tasks run
+between the snapshot and the real compaction: what they change is not in the snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from migsim.host import snapshot as S
+from migsim.kernel.compaction import (
+    M_MIGRATE_FAIL,
+    VMSTAT_KEYS,
+    W_FREE_ISOLATED,
+    W_FREE_SCANNED,
+    W_ISOLATE_FREE,
+    W_ISOLATED,
+    W_MIGRATE_SCANNED,
+    CompactControl,
+    CompactionLog,
+    Compactor,
+)
+from migsim.kernel.zone import FREE, ISOLATED_FREE, ISOLATED_LRU, KERNEL, LRU, Zone
+from migsim.units import COMPACT_CLUSTER_MAX, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
+
+PB = PAGEBLOCK_NR_PAGES
+ALIGN = 1 << MAX_PAGE_ORDER  # zone base alignment: keeps order-10 buddy pairs aligned
+
+
+@dataclass
+class TwinZone:
+    """A snapshot zone as a simulator zone: ``pfn = base + zone pfn``; per pageblock whether
+    the scanners see it (``valid``) and whether the migration scanner skips it
+    (``persistent``: a compound page of at least pageblock order at its first page); per pfn
+    the size of the compound folio at its head (``compound``, 0 elsewhere)."""
+
+    name: str
+    base: int
+    zone: Zone
+    valid: np.ndarray
+    persistent: np.ndarray
+    compound: np.ndarray
+    folio_order: np.ndarray  # uint8 per pfn: order of the folio the page belongs to (< 9)
+    unsplittable: np.ndarray  # bool per pfn: its large folio cannot be split for a retry
+    busy: np.ndarray  # bool per pfn: isolated, but migration fails (see zone_from_snapshot)
+
+
+def zone_from_snapshot(
+    snap: S.Snapshot, zi: S.ZoneInfo, *, unevictable_allowed: bool = True, node_cpus: int = 2
+) -> TwinZone:
+    """One zone of `snap` as a TwinZone (see the module docstring for the page kinds)."""
+    base = zi.start_pfn & ~(ALIGN - 1)
+    end = effective_end_pfn(snap, zi)
+    n = end - base
+    kind = snap.kind[base:end]
+    order = snap.order[base:end]
+    movable = np.isin(
+        kind, (S.LRU_ANON, S.LRU_FILE) + ((S.UNEVICTABLE,) if unevictable_allowed else ())
+    )
+    # compound pages of pageblock order or more are skipped whole, never isolated
+    huge_head = (order >= PAGEBLOCK_ORDER) & (order != S.TAIL)
+    in_huge = _spread_heads(huge_head, order, n)
+    state = np.full(n, KERNEL, dtype=np.uint8)
+    state[movable & ~in_huge] = LRU
+    state[kind == S.FREE] = FREE
+    # pfns of the base range below the zone start belong to no zone: never free
+    state[: zi.start_pfn - base][state[: zi.start_pfn - base] == FREE] = KERNEL
+    pcp = {"pcp_high": zi.pcp_high, "pcp_batch": zi.pcp_batch} if zi.pcp_batch else {}
+    zone = Zone(n, node_cpus=node_cpus, state=state, **pcp)
+    zone.zone_start_pfn = zi.start_pfn - base
+    if zi.wmark_min:  # the machine's watermarks (min_free_kbytes, watermark_scale_factor)
+        zone.wmark_min, zone.wmark_low, zone.wmark_high = zi.wmark_min, zi.wmark_low, zi.wmark_high
+    b0 = base // PB
+    zone.migratetype[:] = snap.block_migratetype[b0 : b0 + n // PB]
+    zone.recount()
+    if snap.pcp_pfns is not None and len(snap.pcp_pfns):
+        # free pages on the per-CPU list: in the zone, blank in kpageflags (KERNEL here)
+        p = snap.pcp_pfns - base
+        p = p[(p >= 0) & (p < n)]
+        p = p[zone.state[p] == KERNEL]
+        zone.pcp_free(p)
+    valid = snap.block_valid[b0 : b0 + n // PB].copy()
+    first = order[::PB]
+    persistent = (first >= PAGEBLOCK_ORDER) & valid  # a compound head or tail of >= order 9
+    compound = np.where(
+        (order > 0) & (order != S.TAIL), 1 << np.minimum(order, 20).astype(np.int64), 0
+    )
+    small = (order > 0) & (order < PAGEBLOCK_ORDER)
+    folio_order = _spread_value(small, order, n).astype(np.uint8)
+    # split_folio() of a page-cache folio with private data (buffer heads) must release it
+    # first (filemap_release_folio), which fails while it is dirty or under writeback
+    pf = snap.pflags[base:end] if snap.pflags is not None else np.zeros(n, dtype=np.uint8)
+    bad = (
+        small
+        & ((pf & S.PF_ANON) == 0)
+        & ((pf & S.PF_PRIVATE) != 0)
+        & ((pf & (S.PF_DIRTY | S.PF_WRITEBACK)) != 0)
+    )
+    unsplittable = _spread_value(bad, order, n) > 0
+    # a page-cache page with buffers whose folio is not uptodate is block-device metadata
+    # (buffers read one by one); the journal holds its buffers, so the block device's
+    # buffer_migrate_folio_norefs() finds them busy and migration fails after its retries
+    # (pgmigrate_fail), the compaction going on
+    busy = (
+        np.isin(kind, (S.LRU_FILE, S.UNEVICTABLE))
+        & ((pf & S.PF_ANON) == 0)
+        & ((pf & S.PF_PRIVATE) != 0)
+        & ((pf & S.PF_UPTODATE) == 0)
+    )
+    return TwinZone(
+        f"{zi.node}:{zi.name}",
+        base,
+        zone,
+        valid,
+        persistent,
+        compound,
+        folio_order,
+        unsplittable,
+        busy,
+    )
+
+
+def _spread_value(head: np.ndarray, order: np.ndarray, n: int) -> np.ndarray:
+    """Per pfn: the order at the head of the folio it belongs to, for the folios whose heads
+    are set in `head` (0 elsewhere)."""
+    idx = np.flatnonzero(head)
+    out = np.zeros(n, dtype=np.int64)
+    if len(idx) == 0:
+        return out
+    size = 1 << order[idx].astype(np.int64)
+    pos = np.repeat(idx, size) + _ramp(size)
+    ok = pos < n
+    out[pos[ok]] = np.repeat(order[idx].astype(np.int64), size)[ok]
+    return out
+
+
+def effective_end_pfn(snap: S.Snapshot, zi: S.ZoneInfo) -> int:
+    """The zone end the scanners start from, pageblock aligned: the end of the zone's last
+    pageblock with initialised pages. On most machines that is start_pfn + spanned; where memory
+    is initialised lazily (deferred struct page init) the kernel's zone ends at the memory
+    initialised so far -- mm_compaction_begin shows zone_end there, while /proc/zoneinfo
+    reports the final span."""
+    b0, b1 = zi.start_pfn // PB, -(-zi.end_pfn // PB)
+    valid = np.flatnonzero(snap.block_valid[b0:b1])
+    if len(valid) == 0:
+        return b1 * PB
+    return (b0 + int(valid[-1]) + 1) * PB
+
+
+def _spread_heads(head: np.ndarray, order: np.ndarray, n: int) -> np.ndarray:
+    """Mask of the pfns covered by the compound folios whose heads are set in `head`."""
+    idx = np.flatnonzero(head)
+    diff = np.zeros(n + 1, dtype=np.int64)
+    diff[idx] += 1
+    diff[np.minimum(idx + (1 << order[idx].astype(np.int64)), n)] -= 1
+    return np.cumsum(diff[:n]) > 0
+
+
+class TwinCompactor(Compactor):
+    """Compactor of a TwinZone for ``compact_memory`` (order -1, MIGRATE_SYNC): the base
+    Compactor's control flow with the kernel's treatment of holes, persistent skips, buddy
+    overshoot, the free scanner's stride and whole-buddy isolation (module docstring)."""
+
+    def __init__(self, tz: TwinZone, **kw):
+        super().__init__(tz.zone, **kw)
+        self.tz = tz
+        self._src_ok = tz.valid & ~tz.persistent
+        self._movable = tz.zone.migratetype == 1
+        self.lists = FreeLists()  # cc->freepages[order] (v6.10+)
+        self.split_folios = 0  # large folios split to be retried as base pages
+        self.enomem = 0  # migrate_pages() calls that ended with -ENOMEM
+
+    # -- migration scanner ---------------------------------------------------------------
+    def _source_ok(self, cc: CompactControl, b: int) -> bool:
+        return bool(self._src_ok[b]) and super()._source_ok(cc, b)
+
+    def _suitable_source(self, cc: CompactControl, blocks: np.ndarray) -> np.ndarray:
+        return self._src_ok[blocks] & super()._suitable_source(cc, blocks)
+
+    def isolate_migratepages_block(self, cc: CompactControl, low_pfn: int, end_pfn: int) -> None:
+        """The base scan, plus two things the kernel does: an order-10 buddy at the pageblock
+        start counts ``nr_scanned += (1 << 10) - 1``, 512 pfns past the pageblock end; a large
+        folio is isolated whole (``nr_isolated += folio_nr_pages()``), so a batch that stops
+        inside one takes the rest of it."""
+        z = self.zone
+        b = low_pfn >> PAGEBLOCK_ORDER
+        over = not (low_pfn & (PB - 1)) and self._order10_head(b)
+        n0 = len(cc.migratepages)
+        super().isolate_migratepages_block(cc, low_pfn, end_pfn)
+        if over:
+            cc.total_migrate_scanned += PB
+            self._acc[W_MIGRATE_SCANNED] += PB
+        if len(cc.migratepages) > n0:
+            last = int(cc.migratepages[-1][-1])
+            k = int(self.tz.folio_order[last])
+            tail_end = (last & ~((1 << k) - 1)) + (1 << k)
+            if k and tail_end > last + 1:
+                rest = np.arange(last + 1, min(tail_end, end_pfn), dtype=np.int64)
+                rest = rest[z.state[rest] == LRU]
+                z.state[rest] = ISOLATED_LRU
+                cc.migratepages.append(rest)
+                cc.nr_migratepages += len(rest)
+                self.vmstat["compact_isolated"] += len(rest)
+                self._acc[W_ISOLATED] += len(rest)
+                extra = min(tail_end, end_pfn) - cc.migrate_pfn
+                if extra > 0:
+                    cc.total_migrate_scanned += extra
+                    self._acc[W_MIGRATE_SCANNED] += extra
+                    cc.migrate_pfn = min(tail_end, end_pfn)
+
+    def _order10_head(self, b: int) -> bool:
+        z = self.zone
+        return (
+            b % 2 == 0
+            and b + 1 < z.nr_blocks
+            and int(z.nr_free_pb[b]) == PB
+            and int(z.nr_free_pb[b + 1]) == PB
+        )
+
+    # -- free scanner ----------------------------------------------------------------------
+    def _target_blocks(self, lo: int, hi: int) -> np.ndarray:
+        """suitable_migration_target() and pageblock_pfn_to_page() for pageblocks [lo, hi]."""
+        z = self.zone
+        full = z.nr_free_pb == PB
+        idx = np.arange(lo, hi + 1)
+        buddy = np.where(idx % 2 == 0, idx + 1, idx - 1)
+        pair = full[np.minimum(buddy, z.nr_blocks - 1)] & (buddy < z.nr_blocks)
+        head9 = full[idx] & ((idx % 2 == 0) | ~pair)  # first page: a buddy of order >= 9
+        return self.tz.valid[idx] & self._movable[idx] & ~head9
+
+    def _next_target(self, b: int, b_low: int) -> int:
+        hi = b
+        while hi >= b_low:
+            lo = max(b_low, hi - 1023)
+            ok = np.flatnonzero(self._target_blocks(lo, hi))
+            if len(ok):
+                return lo + int(ok[-1])
+            hi = lo - 1
+        return -1
+
+    def isolate_freepages(self, cc: CompactControl) -> None:
+        """isolate_freepages() for MIGRATE_SYNC (fast_isolate_freepages() returns at once for
+        order <= 0); see the module docstring."""
+        z = self.zone
+        self._acc[W_ISOLATE_FREE] += 1
+        isolate_start_pfn = cc.free_pfn
+        block_start = z.pageblock_start(isolate_start_pfn)
+        block_end = min(block_start + PB, z.zone_end_pfn)
+        low_pfn = z.pageblock_end_pfn(cc.migrate_pfn)
+        stride = 1  # MIGRATE_SYNC
+        while block_start >= low_pfn:
+            b = block_start >> PAGEBLOCK_ORDER
+            if not self._target_blocks(b, b)[0]:
+                j = self._next_target(b - 1, low_pfn >> PAGEBLOCK_ORDER)
+                if j < 0:
+                    block_start = low_pfn - PB
+                    isolate_start_pfn = block_start
+                    break
+                block_start = j * PB
+                block_end = block_start + PB
+                isolate_start_pfn = block_start
+            isolate_start_pfn, nr = self._isolate_freepages_block(
+                cc, isolate_start_pfn, block_end, stride
+            )
+            if isolate_start_pfn == block_end and block_start - PB < z.compact_cached_free_pfn:
+                z.compact_cached_free_pfn = block_start - PB  # update_pageblock_skip()
+            if cc.nr_freepages >= cc.nr_migratepages:
+                if isolate_start_pfn >= block_end:
+                    isolate_start_pfn = block_start - PB
+                break
+            if isolate_start_pfn < block_end:
+                break
+            stride = 1 if nr else min(COMPACT_CLUSTER_MAX, stride << 1)
+            block_end = block_start
+            block_start -= PB
+            isolate_start_pfn = block_start
+        cc.free_pfn = isolate_start_pfn
+
+    def _isolate_freepages_block(
+        self, cc: CompactControl, start: int, end: int, stride: int
+    ) -> tuple[int, int]:
+        """isolate_freepages_block(strict=false) of [start, end) with `stride`; returns the pfn
+        where the scan stopped and the pages isolated."""
+        z = self.zone
+        bstart = start & ~(PB - 1)
+        size = _buddy_head_sizes(z.state[bstart : bstart + PB] == FREE)[
+            start - bstart : end - bstart
+        ]
+        comp = self.tz.compound[start:end]
+        jump = np.maximum(np.maximum(size, comp), 1)
+        n = end - start
+        if stride == 1:
+            diff = np.zeros(n + 1, dtype=np.int64)
+            heads = np.flatnonzero(jump > 1)
+            diff[heads + 1] += 1
+            diff[np.minimum(heads + jump[heads], n)] -= 1
+            visited = np.flatnonzero(np.cumsum(diff[:n]) == 0)
+        else:
+            vis = []
+            p = 0
+            while p < n:
+                vis.append(p)
+                p += int(jump[p]) - 1 + stride
+            visited = np.array(vis, dtype=np.int64)
+        bh = visited[size[visited] > 0]
+        need = cc.nr_migratepages - cc.nr_freepages
+        cum = np.cumsum(size[bh])
+        k = int(np.searchsorted(cum, need)) if need > 0 else 0
+        # __isolate_free_page(): zone_watermark_ok(zone, 0, min + (1 << order)) as if the
+        # page were allocated; the first buddy that would take NR_FREE_PAGES to the min
+        # watermark fails, and the scan stops at it
+        low = np.flatnonzero(z.nr_free - cum <= z.wmark_min)
+        f = int(low[0]) if len(low) else len(bh)
+        if k < len(bh) and k < f:  # enough after buddy k: stop right after it
+            bh = bh[: k + 1]
+            stop = int(bh[-1] + size[bh[-1]])
+            scanned = int(jump[visited[visited <= bh[-1]]].sum())
+        elif f < len(bh):  # the watermark check failed at buddy f
+            stop = int(bh[f])
+            scanned = int(jump[visited[visited < stop]].sum()) + 1
+            bh = bh[:f]
+        else:
+            stop = n
+            scanned = int(jump[visited].sum())
+        cc.total_free_scanned += scanned
+        self._acc[W_FREE_SCANNED] += scanned
+        nr = int(size[bh].sum())
+        if nr:
+            pfns = (np.repeat(bh, size[bh]) + _ramp(size[bh])) + start
+            z.state[pfns] = ISOLATED_FREE
+            z._account(pfns, -1, bstart >> PAGEBLOCK_ORDER)
+            self.lists.add(bh + start, size[bh])  # list_add_tail(&page->lru, &freelist[order])
+            cc.nr_freepages += nr
+            self.vmstat["compact_isolated"] += nr
+            self._acc[W_FREE_ISOLATED] += nr
+        return start + min(stop, n), nr
+
+    # -- migrate_pages with compaction_alloc ---------------------------------------------------
+    def _alloc(self, cc: CompactControl, order: int, count: int) -> np.ndarray:
+        """compaction_alloc() for `count` folios of `order` (stops at the first NULL): the
+        first pfn of each target handed out; isolate_freepages() once more when the lists
+        cannot serve."""
+        out = self.lists.take(order, count)
+        if len(out) < count:
+            self.isolate_freepages(cc)
+            out = np.concatenate([out, self.lists.take(order, count - len(out))])
+        got = len(out) << order
+        cc.nr_freepages -= got
+        cc.nr_migratepages -= got
+        return out
+
+    def migrate_pages(self, cc: CompactControl) -> int:
+        """migrate_pages(&cc->migratepages, compaction_alloc, ..., MIGRATE_SYNC) by folio, the
+        list walked from its head (the last isolated folio first). A folio of order k takes a
+        target of order k from cc->freepages[k..] (split if larger). Without one, a large
+        folio is split and its pages retried after the list (try_split_folio); one that cannot
+        be split (a dirty page-cache folio with private data), or a base page without a
+        target, ends the call with -ENOMEM: the folios that got targets still move, the rest
+        go back to the LRU (and compact_zone() gives up on the zone: COMPACT_CONTENDED)."""
+        z = self.zone
+        src = cc.migratepages[0] if len(cc.migratepages) == 1 else np.concatenate(cc.migratepages)
+        src = src[::-1]
+        cc.migratepages = []
+        busy = self.tz.busy[src]
+        busy_pages = src[busy]
+        src = src[~busy]
+        fo = self.tz.folio_order[src].astype(np.int64)
+        head = src & ~((1 << fo) - 1)
+        first = np.concatenate(([True], head[1:] != head[:-1]))[: len(src)]
+        heads, orders = head[first], fo[first]
+        ok: list[tuple[np.ndarray, np.ndarray, int]] = []  # (source heads, targets, pages)
+        retry: list[int] = []
+        failed_pages = 0
+        spans = _runs(orders)
+        pos = 0
+        enomem = False
+        while pos < len(spans) and not enomem:
+            a, b, k = spans[pos]
+            pos += 1
+            starts = self._alloc(cc, k, b - a)
+            served = len(starts)
+            if served:
+                ok.append((heads[a : a + served], starts, 1 << k))
+            if served < b - a:  # compaction_alloc() returned NULL for folio a + served
+                h = int(heads[a + served])
+                if k > 0 and not self.tz.unsplittable[h]:
+                    self.split_folios += 1
+                    retry.extend(range(h, h + (1 << k)))
+                    rest = [(a + served + 1, b, k)] if a + served + 1 < b else []
+                    spans[pos:pos] = rest
+                else:
+                    failed_pages += 1 << k
+                    enomem = True
+            if pos == len(spans) and retry and not enomem:
+                r = np.array(retry, dtype=np.int64)
+                retry = []
+                heads = np.concatenate([heads, r])
+                spans.append((len(heads) - len(r), len(heads), 0))
+        if ok:
+            moved = np.concatenate([(h[:, None] + np.arange(u)).ravel() for h, _, u in ok])
+            dst = np.concatenate([(d[:, None] + np.arange(u)).ravel() for _, d, u in ok])
+        else:
+            moved = dst = np.zeros(0, dtype=np.int64)
+        back = np.setdiff1d(src, moved, assume_unique=True)
+        if len(busy_pages):
+            back = np.concatenate([back, busy_pages])
+            failed_pages += len(busy_pages)
+        m = len(moved)
+        if m:
+            z.move_content(moved, dst)
+            z.state[dst] = LRU
+            z.pcp_free(moved, int(moved[0]) >> PAGEBLOCK_ORDER)
+        if len(back):
+            z.state[back] = LRU  # putback_movable_pages
+            self._mark(M_MIGRATE_FAIL, len(back))
+        cc.nr_migratepages = 0
+        cc.freepages = [self.lists.pfns()] if self.lists.nr else []
+        self.vmstat["pgmigrate_success"] += m
+        self.vmstat["pgmigrate_fail"] += failed_pages
+        self._log_call(m)
+        if enomem:
+            self.enomem += 1
+        return len(back) if enomem else 0
+
+
+def _runs(orders: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, end, order) of the runs of equal folio order in list order."""
+    if len(orders) == 0:
+        return []
+    cut = np.flatnonzero(orders[1:] != orders[:-1]) + 1
+    starts = np.concatenate(([0], cut))
+    ends = np.concatenate((cut, [len(orders)]))
+    return [(int(a), int(b), int(orders[a])) for a, b in zip(starts, ends, strict=True)]
+
+
+class FreeLists:
+    """cc->freepages[order]: the isolated free blocks by order, FIFO (list_add_tail when
+    isolated); a larger block taken for a smaller request is split as compaction_alloc()
+    does, the rest going to the head of the lower lists (list_add). Each list is a Python list
+    read from a moving index (the tail part) and a stack of blocks put at its head."""
+
+    def __init__(self) -> None:
+        n = MAX_PAGE_ORDER + 1
+        self.main: list[list[int]] = [[] for _ in range(n)]
+        self.pos = [0] * n
+        self.front: list[list[int]] = [[] for _ in range(n)]  # last element = list head
+        self.nr = 0
+
+    def _len(self, o: int) -> int:
+        return len(self.front[o]) + len(self.main[o]) - self.pos[o]
+
+    def _pop(self, o: int, t: int) -> list[int]:
+        """The first `t` blocks of list `o`, head first."""
+        out = []
+        f = self.front[o]
+        while f and len(out) < t:
+            out.append(f.pop())
+        k = t - len(out)
+        if k:
+            p = self.pos[o]
+            out += self.main[o][p : p + k]
+            self.pos[o] = p + k
+            if self.pos[o] > 4096 and self.pos[o] * 2 > len(self.main[o]):
+                del self.main[o][: self.pos[o]]
+                self.pos[o] = 0
+        return out
+
+    def add(self, pfns: np.ndarray, sizes: np.ndarray) -> None:
+        """Blocks at `pfns` of `sizes` pages (powers of two), appended at the list tails."""
+        orders = np.log2(sizes).astype(np.int64)
+        if len(set(orders.tolist())) == 1:
+            self.main[int(orders[0])].extend(pfns.tolist())
+        else:
+            for p, o in zip(pfns.tolist(), orders.tolist(), strict=True):
+                self.main[o].append(p)
+        self.nr += int(sizes.sum())
+
+    def take(self, order: int, count: int) -> np.ndarray:
+        """Up to `count` targets of `order` (their first pfns), smallest order first; a
+        block of a larger order is split and used from its start."""
+        out: list[np.ndarray] = []
+        need = count
+        unit = 1 << order
+        while need > 0:
+            j = next((o for o in range(order, MAX_PAGE_ORDER + 1) if self._len(o)), -1)
+            if j < 0:
+                break
+            if j == order:
+                t = min(need, self._len(j))
+                out.append(np.array(self._pop(j, t), dtype=np.int64))
+                self.nr -= t * unit
+                need -= t
+                continue
+            pfn = self._pop(j, 1)[0]
+            size = 1 << j
+            t = min(need, size // unit)
+            out.append(pfn + np.arange(t, dtype=np.int64) * unit)
+            self.nr -= size
+            # the rest of the block, [pfn + t*unit, pfn + size), back as aligned blocks
+            lo, hi = pfn + t * unit, pfn + size
+            while lo < hi:
+                o = min((lo & -lo).bit_length() - 1, (hi - lo).bit_length() - 1)
+                self.front[o].append(lo)
+                self.nr += 1 << o
+                lo += 1 << o
+            need -= t
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def pfns(self) -> np.ndarray:
+        """Every free page still on the lists."""
+        parts = [
+            np.arange(p, p + (1 << o))
+            for o in range(MAX_PAGE_ORDER + 1)
+            for p in self.front[o] + self.main[o][self.pos[o] :]
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _ramp(sizes: np.ndarray) -> np.ndarray:
+    """0..s-1 for each s of `sizes`, concatenated."""
+    total = int(sizes.sum())
+    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.arange(total, dtype=np.int64) - starts
+
+
+def _buddy_head_sizes(free: np.ndarray) -> np.ndarray:
+    """Per pfn of one pageblock's free mask: the size of the maximal aligned free buddy block
+    that starts there (0 elsewhere); a wholly free pageblock has no head below order 9."""
+    n = len(free)
+    out = np.zeros(n, dtype=np.int64)
+    if free.all():
+        return out
+    taken = np.zeros(n, dtype=bool)
+    for order in range(PAGEBLOCK_ORDER - 1, -1, -1):
+        s = 1 << order
+        grp = free.reshape(-1, s).all(1) & ~taken.reshape(-1, s).any(1)
+        idx = np.flatnonzero(grp) * s
+        out[idx] = s
+        taken.reshape(-1, s)[grp] = True
+    return out
+
+
+@dataclass
+class NodeCompaction:
+    """What compact_node() did: /proc/vmstat deltas summed over the zones, and per zone the
+    work log of its migrate_pages() calls (for costing) and its counters."""
+
+    vmstat: dict[str, int]
+    zones: dict[str, dict[str, int]] = field(default_factory=dict)
+    logs: dict[str, CompactionLog] = field(default_factory=dict)
+
+    @property
+    def call_pages(self) -> np.ndarray:
+        """Pages migrated by each migrate_pages() call, in call order over the zones."""
+        parts = [lg.pages for lg in self.logs.values()]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def compact_node(snap: S.Snapshot, *, unevictable_allowed: bool | None = None) -> NodeCompaction:
+    """compact_node() for every node of `snap`: compact_zone() of each populated zone with
+    order -1, MIGRATE_SYNC, whole zone, skip hints ignored, no capture; returns the counters.
+    `unevictable_allowed` defaults to the snapshot's compact_unevictable_allowed (1 if not
+    recorded, the kernel default)."""
+    if unevictable_allowed is None:
+        unevictable_allowed = (
+            snap.meta.get("settings", {}).get("compact_unevictable_allowed", "1") != "0"
+        )
+    total = dict.fromkeys(VMSTAT_KEYS, 0)
+    out = NodeCompaction(total)
+    for zi in snap.zones:
+        tz = zone_from_snapshot(snap, zi, unevictable_allowed=unevictable_allowed)
+        comp = TwinCompactor(tz)
+        comp.compact_memory()
+        tz.zone.drain_pages()
+        out.zones[tz.name] = dict(comp.vmstat)
+        out.logs[tz.name] = comp.log()
+        for k, v in comp.vmstat.items():
+            total[k] += v
+    return out
+
+
+def predict_cost(nc: NodeCompaction, platform) -> dict[str, float]:
+    """Seconds the compacting task spends, costing every zone's log on `platform`
+    (``experiments.compaction.cost_log``, CPU copy, idle machine): ``seconds`` in all, of which
+    ``scan_seconds`` the two scanners' per-pfn costs and ``other_seconds`` the rest (isolation,
+    buddy frees, migrate_pages: unmap, flush, copy, move)."""
+    from migsim.experiments.compaction import cost_log
+
+    c = platform.compaction
+    total = scan = 0.0
+    for lg in nc.logs.values():
+        total += cost_log(lg, platform, dma=False, busy=False).timeline.wall_s
+        counts = lg.work.sum(0) + lg.tail
+        scan += 1e-6 * (
+            counts[W_MIGRATE_SCANNED] * c.migrate_scan_pfn_us
+            + counts[W_FREE_SCANNED] * c.free_scan_pfn_us
+        )
+    return {"seconds": total, "scan_seconds": float(scan), "other_seconds": float(total - scan)}
+
+
+def predict_seconds(nc: NodeCompaction, platform) -> float:
+    """predict_cost()'s total, seconds."""
+    return predict_cost(nc, platform)["seconds"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The twin run on this machine (root): fragment, snapshot, compact for real, predict.
+# ----------------------------------------------------------------------------------------------
+
+TRACEFS = Path("/sys/kernel/tracing")
+MIGRATE_EVENT = TRACEFS / "events" / "migrate" / "mm_migrate_pages"
+ALLOC_KEYS = ("pgalloc_dma", "pgalloc_dma32", "pgalloc_normal", "pgalloc_movable")
+TWIN_OVERHEAD = 512 << 20  # bytes the twin holds besides the region (buffers, snapshot, zones)
+
+
+def memory_limit(size: int) -> int:
+    """Bytes a twin run of a `size` region may hold at most: the region plus TWIN_OVERHEAD."""
+    return size + TWIN_OVERHEAD
+
+
+class TraceGuard:
+    """Enable mm_migrate_pages (include/trace/events/migrate.h) around the real compaction and
+    restore the event's enable flag and the ring buffer size, also on error. Unavailable
+    (tracefs not mounted, no event): ``available`` is False and nothing is touched."""
+
+    def __init__(self) -> None:
+        self.available = (MIGRATE_EVENT / "enable").exists()
+        self._saved: list[tuple[Path, str]] = []
+
+    def _set(self, path: Path, value: str) -> None:
+        text = path.read_text()
+        m = re.search(r"expanded: (\d+)", text)
+        self._saved.append((path, m.group(1) if m else text.split()[0]))
+        path.write_text(value)
+
+    def __enter__(self) -> TraceGuard:
+        if self.available:
+            try:
+                self._set(TRACEFS / "buffer_size_kb", "16384")
+                (TRACEFS / "trace").write_text("")
+                self._set(MIGRATE_EVENT / "enable", "1")
+            except BaseException:
+                self.restore()
+                raise
+        return self
+
+    def restore(self) -> None:
+        for path, value in reversed(self._saved):
+            path.write_text(value)
+        self._saved.clear()
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+    def pages_per_call(self) -> list[int]:
+        """nr_succeeded of every mm_migrate_pages event with reason=compaction, in order; the
+        ring buffer is cleared afterwards."""
+        if not self.available:
+            return []
+        text = (TRACEFS / "trace").read_text()
+        (TRACEFS / "trace").write_text("")
+        return [
+            int(m.group(1))
+            for m in re.finditer(r"mm_migrate_pages: nr_succeeded=(\d+).*reason=compaction", text)
+        ]
+
+
+def twin_run(
+    size: int,
+    ratio: float,
+    seed: int,
+    platform,
+    *,
+    pattern: str = "even",
+    raw_dir: str | None = None,
+) -> dict:
+    """One twin run (root; call inside the probe's settings and interrupt guards): settle,
+    fragment a `size` region as the compaction probe does, read the snapshot files, run the
+    real compact_memory (tracing mm_migrate_pages where tracefs is mounted), then predict the
+    same compaction from the snapshot. Returns {"measured", "predicted", "calls", "snapshot"}."""
+    from migsim.host import probe
+
+    probe.trigger_compaction()  # settle what other tasks left
+    reader = S.RawReader()  # buffers allocated and faulted in before the region
+    with probe.AnonRegion(size) as region:
+        region.madvise(probe.MADV_HUGEPAGE)
+        region.touch()
+        region.madvise_pages(probe._first_page_mask(region.nr_pages), probe.MADV_COLD)
+        region.madvise(probe.MADV_NOHUGEPAGE)
+        mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
+        freed = region.pfns()[mask.ravel()]  # in the order MADV_DONTNEED frees them
+        region.madvise_pages(mask, probe.MADV_DONTNEED)
+        with TraceGuard() as trace:
+            a0 = probe.read_vmstat(ALLOC_KEYS)
+            reader.read()
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            v0 = probe.read_vmstat(VMSTAT_KEYS + ALLOC_KEYS)
+            wall = probe.trigger_compaction()
+            v1 = probe.read_vmstat(VMSTAT_KEYS)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            calls = trace.pages_per_call()
+    snap = reader.build(raw_dir, freed=freed)
+    t0 = time.perf_counter()
+    nc = compact_node(snap)
+    predict_s = time.perf_counter() - t0
+    measured = {k: v1[k] - v0[k] for k in VMSTAT_KEYS}
+    drift = sum(v0[k] - a0[k] for k in ALLOC_KEYS)
+    measured["seconds"] = wall
+    predicted = dict(nc.vmstat)
+    predicted.update(predict_cost(nc, platform))
+    return {
+        "measured": measured,
+        "predicted": predicted,
+        "calls": {"measured": calls, "predicted": nc.call_pages.tolist()},
+        "snapshot": {
+            "read_s": snap.meta["read_s"],
+            "build_s": snap.meta["build_s"],
+            "predict_s": predict_s,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "pcp_pfns": int(snap.meta.get("pcp_pfns", 0)),
+        },
+        "seed": seed,
+        "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+        # pages allocated on the machine while the snapshot was read (by other tasks: the
+        # twin allocates nothing then): memory the snapshot may show in a state it left
+        "drift_pages": drift,
+    }
+
+
+def host_twin(
+    size: int | str = "2G",
+    ratio: float = 0.5,
+    runs: int = 5,
+    seed: int = 1,
+    platform=None,
+    pattern: str = "even",
+    progress=None,
+) -> dict:
+    """`migsim host twin`: `runs` twin runs (seeds seed, seed+1, ...) under the probe's
+    settings guard (THP madvise, compaction_proactiveness 0, restored also on error or
+    signal). Adds ``seconds_fitted`` to each run's prediction: the platform's seconds scaled by
+    the geometric mean of measured/predicted seconds of the *other* runs (a one-parameter host
+    fit of the compaction costs, leave one out)."""
+    from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
+    from migsim.host import probe
+
+    nbytes = probe.parse_size(size, name="--size")
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"--free-ratio: must be in (0, 1), got {ratio}")
+    if runs < 1:
+        raise ValueError(f"--runs: must be >= 1, got {runs}")
+    nbytes = probe.check_size_cap(nbytes, name="--size")
+    probe.check_compaction_available()
+    S.check_available()
+    plat = platform or load_platform(DEFAULT_PLATFORM)
+    out = {
+        "size": nbytes,
+        "free_ratio": ratio,
+        "pattern": pattern,
+        "memory_limit_bytes": memory_limit(nbytes),
+        "platform": plat.name,
+        "kernel": probe.host_platform_name(),
+        "runs": [],
+    }
+    guard = probe.SettingsGuard()
+    with probe.interrupt_guard(), probe.probe_settings(guard):
+        for i in range(runs):
+            r = twin_run(nbytes, ratio, seed + i, plat, pattern=pattern)
+            out["runs"].append(r)
+            if progress:
+                m, p = r["measured"], r["predicted"]
+                progress(
+                    f"run {i}: pgmigrate_success {m['pgmigrate_success']} (predicted "
+                    f"{p['pgmigrate_success']}), {m['seconds'] * 1e3:.1f} ms"
+                )
+    add_fitted_seconds(out["runs"])
+    return out
+
+
+def add_fitted_seconds(runs: list[dict]) -> None:
+    """Leave-one-out host fit of the cost parameters (calibrate_host.fit_twin_costs) on the
+    *other* runs, to the measured wall time (``seconds_fitted``: one common scale;
+    ``seconds_fitted_split``: the scanners' and the other costs scaled apart) and to the
+    compacting task's CPU time (``cpu_seconds_fitted``, ``cpu_seconds_fitted_split``)."""
+    from migsim.calibrate.host import fit_twin_costs
+
+    for target in ("seconds", "cpu_seconds"):
+        rows = [
+            (
+                r["predicted"]["scan_seconds"],
+                r["predicted"]["other_seconds"],
+                r["measured"]["seconds"] if target == "seconds" else r["cpu_seconds"],
+            )
+            for r in runs
+        ]
+        for i, r in enumerate(runs):
+            train = rows[:i] + rows[i + 1 :]
+            if not train:
+                continue
+            for split, key in ((False, f"{target}_fitted"), (True, f"{target}_fitted_split")):
+                a, b = fit_twin_costs(train, split=split)
+                r["predicted"][key] = a * rows[i][0] + b * rows[i][1]
+
+
+def predict_from(snap: S.Snapshot, platform=None) -> dict:
+    """`migsim host predict`: the compaction of a snapshot, predicted (no root needed)."""
+    from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
+
+    plat = platform or load_platform(DEFAULT_PLATFORM)
+    nc = compact_node(snap)
+    return {
+        "predicted": dict(nc.vmstat),
+        **predict_cost(nc, plat),
+        "zones": nc.zones,
+        "migrate_calls": len(nc.call_pages),
+        "platform": plat.name,
+    }

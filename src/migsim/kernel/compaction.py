@@ -1,0 +1,896 @@
+"""Direct compaction, modelled on mm/compaction.c (v6.3 and later) and the allocation slow path.
+
+The control flow follows the kernel function by function so the two can be read side by
+side: ``alloc_pages_node`` -> ``__alloc_pages_direct_compact`` (async priority, then
+sync-light) -> ``try_to_compact_pages`` (deferral) -> ``compact_zone_order`` (capture control)
+-> ``compact_zone``: the migration scanner (``isolate_migratepages`` /
+``isolate_migratepages_block``: COMPACT_CLUSTER_MAX pages, then the ``finish_pageblock``
+pass), ``migrate_pages`` with ``compaction_alloc`` as the target allocator fed by the free
+scanner (``isolate_freepages``), the capture check right after migrate_pages() and *before*
+the drain of the per-CPU lists (``check_drain``), the cached scanner positions, skip bits and
+deferral counters that persist in the zone between calls.
+
+Every page really moves: the source's content tag is copied to the target frame, the source
+goes to the per-CPU list and from there (free_pcppages_bulk, drain) to the buddy allocator,
+where the capture can happen. So *when* a block is captured, and hence how many pages a run
+migrates, comes out of the mechanism.
+
+Cost is not computed here page by page: each migrate_pages() call is logged with the
+compaction work done since the previous call (pfns scanned by each scanner, pages isolated,
+pages freed into the buddy lists, slow-path entries) and :func:`cost_log` costs all calls of
+a run at once, migrating "through the same code" as the throughput experiment
+(``migsim.kernel.migrate.cost_batches``).
+
+Simplifications (the kernel does more): fast_find_migrateblock() and fast_isolate_freepages()
+are not modelled (with an even fragmentation their free-list searches find nothing suitable;
+the linear scanners do the work); the async free scanner's COMPACT_CLUSTER_MAX stride probe is
+not modelled and free buddy blocks are isolated page by page (this changes which free frames
+become targets, not how many pages migrate); migration of an isolated anonymous page never
+fails except for lack of a target; no direct reclaim, no kcompactd, no lock contention.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from migsim.kernel.zone import (
+    FREE,
+    ISOLATED_FREE,
+    ISOLATED_LRU,
+    LRU,
+    MIGRATE_MOVABLE,
+    CaptureControl,
+    Zone,
+)
+from migsim.units import COMPACT_CLUSTER_MAX, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
+
+# migrate modes
+MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT, MIGRATE_SYNC = 0, 1, 2
+# compact priorities (enum compact_priority)
+COMPACT_PRIO_SYNC_FULL, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_ASYNC = 0, 1, 2
+MIN_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_FULL
+# enum compact_result (ordered as in the kernel)
+(
+    COMPACT_NOT_SUITABLE_ZONE,
+    COMPACT_SKIPPED,
+    COMPACT_DEFERRED,
+    COMPACT_NO_SUITABLE_PAGE,
+    COMPACT_CONTINUE,
+    COMPACT_COMPLETE,
+    COMPACT_PARTIAL_SKIPPED,
+    COMPACT_CONTENDED,
+    COMPACT_SUCCESS,
+) = range(9)
+RESULT_NAMES = (
+    "not_suitable_zone",
+    "skipped",
+    "deferred",
+    "no_suitable_page",
+    "continue",
+    "complete",
+    "partial_skipped",
+    "contended",
+    "success",
+)
+ISOLATE_ABORT, ISOLATE_NONE, ISOLATE_SUCCESS = 0, 1, 2
+BLOCK_MASK = ~(PAGEBLOCK_NR_PAGES - 1)  # pageblock_start_pfn(pfn) = pfn & BLOCK_MASK
+COMPACT_MAX_DEFER_SHIFT = 6
+PAGE_ALLOC_COSTLY_ORDER = 3
+EXTFRAG_THRESHOLD = 500  # sysctl_extfrag_threshold
+# pageblocks looked at per vectorised step where a scanner steps over blocks it would not scan
+# (model chunking only, no kernel counterpart: the result does not depend on them)
+MIGRATE_SKIP_WINDOW_BLOCKS = 4096  # isolate_migratepages() over skipped/unsuitable blocks
+FREE_SKIP_WINDOW_BLOCKS = 256  # isolate_freepages() over unsuitable target blocks
+
+# Work counters logged per migrate_pages() call (columns of CompactionLog.work)
+W_MIGRATE_SCANNED = 0  # pfns examined by the migration scanner
+W_FREE_SCANNED = 1  # pfns examined by the free scanner
+W_ISOLATED = 2  # pages isolated from the LRU for migration
+W_FREE_ISOLATED = 3  # free pages isolated as migration targets
+W_BUDDY_FREED = 4  # pages moved from the pcp lists into the buddy lists (bulk free, drain)
+W_SLOWPATH = 5  # direct-compaction attempts (__alloc_pages_direct_compact)
+W_FREELIST = 6  # get_page_from_freelist() calls of the allocation (fast path and retries)
+W_ALLOC = 7  # allocations handed out (prep_new_page of the order-`order` block)
+W_ALLOC_PAGES = 8  # base pages of those blocks (post_alloc_hook, prep_compound_page)
+W_COMPACT_ZONE = 9  # compact_zone() runs past compaction_suitable() (lru_add_drain, set-up)
+W_DRAIN = 10  # check_drain flushes (lru_add_drain_cpu_zone -> drain_local_pages)
+W_ISOLATE_FREE = 11  # isolate_freepages() calls (compaction_alloc found cc->freepages empty)
+NR_WORK = 12
+WORK_NAMES = (
+    "migrate_scanned",
+    "free_scanned",
+    "isolated",
+    "free_isolated",
+    "buddy_freed",
+    "slowpath",
+    "freelist",
+    "alloc",
+    "alloc_pages",
+    "compact_zone",
+    "drain",
+    "isolate_free",
+)
+# capture contexts of the allocating code: task_capc() (mm/page_alloc.c) returns the capture
+# control only when !(current->flags & PF_KTHREAD), so a kernel thread never captures
+CAPTURE_CONTEXTS = ("task", "kthread")
+
+# Marks (CompactionLog.marks): the events between migrate_pages() calls that the kernel's
+# tracepoints report, each with the call it precedes and the work done since the previous call,
+# so that a costed run gives each one a simulated time (migsim.formats.trace). The slow-path entry and
+# exit of each allocation (allocation latency) and migration failures are always marked; the
+# rest only with Compactor(trace=True): a few per allocation, one per scanned block.
+(
+    M_ALLOC_ENTER,  # __alloc_pages_slowpath entry (fast path failed): order
+    M_ALLOC_EXIT,  # the slow path returns: order, page found (0/1)
+    M_MIGRATE_FAIL,  # migrate_pages() call k could not migrate a0 pages
+    M_TRY,  # trace_mm_compaction_try_to_compact_pages: order, prio
+    M_DEFERRED,  # trace_mm_compaction_deferred: order, considered, defer_shift, order_failed
+    M_DEFER_COMPACTION,  # trace_mm_compaction_defer_compaction: the same fields
+    M_DEFER_RESET,  # trace_mm_compaction_defer_reset: the same fields
+    M_SUITABLE,  # trace_mm_compaction_suitable: order, ret
+    M_BEGIN,  # trace_mm_compaction_begin: migrate_pfn, free_pfn, migrate mode, order
+    M_END,  # trace_mm_compaction_end: migrate_pfn, free_pfn, migrate mode, status
+    M_FINISHED,  # trace_mm_compaction_finished: order, ret, migrate_pfn
+    M_ISO_MIGRATE,  # trace_mm_compaction_isolate_migratepages: start, end, scanned, taken
+    M_ISO_FREE,  # trace_mm_compaction_isolate_freepages: start, end, scanned, taken
+) = range(13)
+# columns of CompactionLog.marks: kind, call index, the NR_WORK work counters, 4 arguments
+MARK_CALL, MARK_WORK, MARK_ARGS = 1, 2, 2 + NR_WORK
+NR_MARK_COLS = MARK_ARGS + 4
+
+VMSTAT_KEYS = (
+    "pgmigrate_success",
+    "pgmigrate_fail",
+    "compact_stall",
+    "compact_success",
+    "compact_fail",
+    "compact_migrate_scanned",
+    "compact_free_scanned",
+    "compact_isolated",
+)
+
+
+@dataclass
+class CompactControl:
+    """struct compact_control for one compact_zone() run."""
+
+    order: int
+    mode: int = MIGRATE_ASYNC
+    migratetype: int = MIGRATE_MOVABLE
+    direct_compaction: bool = True
+    whole_zone: bool = False
+    ignore_skip_hint: bool = False
+    ignore_block_suitable: bool = False
+    migrate_pfn: int = 0
+    free_pfn: int = 0
+    finish_pageblock: bool = False
+    contended: bool = False
+    nr_migratepages: int = 0
+    migratepages: list[np.ndarray] = field(default_factory=list)
+    freepages: list[np.ndarray] = field(default_factory=list)  # FIFO chunks
+    nr_freepages: int = 0
+    total_migrate_scanned: int = 0
+    total_free_scanned: int = 0
+
+
+@dataclass
+class CompactionLog:
+    """What a run did, for costing: one row per migrate_pages() call.
+
+    ``pages[k]``: pages migrated by call k; ``work[k]``: compaction work done before call k
+    (and after call k-1); ``tail``: work after the last call; ``marks``: (nmarks,
+    NR_MARK_COLS) int64, the M_* events in order (kind, the call they precede, the work done
+    since the previous call, arguments).
+    """
+
+    pages: np.ndarray
+    work: np.ndarray  # (ncalls, NR_WORK) int64
+    tail: np.ndarray  # (NR_WORK,) int64
+    marks: np.ndarray = field(default_factory=lambda: np.zeros((0, NR_MARK_COLS), np.int64))
+
+
+class Compactor:
+    """Runs the allocation slow path and compaction on one zone, from one CPU.
+
+    ``cluster_max`` is COMPACT_CLUSTER_MAX (pages isolated per migrate_pages() call outside a
+    finish_pageblock pass). Counters are in ``vmstat`` (as /proc/vmstat) and
+    ``alloc_success``/``alloc_fail``.
+    """
+
+    def __init__(
+        self,
+        zone: Zone,
+        *,
+        cluster_max: int = COMPACT_CLUSTER_MAX,
+        trace: bool = False,
+        capture: str = "task",
+    ):
+        if cluster_max < 1:
+            raise ValueError(f"cluster_max: must be >= 1, got {cluster_max}")
+        if capture not in CAPTURE_CONTEXTS:
+            raise ValueError(
+                f"capture: must be one of {', '.join(CAPTURE_CONTEXTS)}, got {capture!r}"
+            )
+        self.zone = zone
+        self.cluster_max = int(cluster_max)
+        self.capture = capture
+        self.vmstat = dict.fromkeys(VMSTAT_KEYS, 0)
+        self.alloc_success = 0
+        self.alloc_fail = 0
+        self.allocated: list[int] = []  # pfns of the blocks handed out by alloc_pages_node
+        # where compaction_capture() took the block: inside migrate_pages() (a
+        # free_pcppages_bulk), or in the drain at the end of the block -- then the loop went
+        # round once more and migrated a batch from the next pageblock first
+        self.capture_in_migrate = 0
+        self.capture_in_drain = 0
+        self.batches_after_capture = 0  # migrate_pages() calls made after a drain capture
+        self.pages_after_capture = 0
+        self._acc = [0] * NR_WORK
+        # the log as flat int64 arrays (a list of lists costs ~250 bytes a call, 12 MB at
+        # full scale): pages per call, NR_WORK counters per call, NR_MARK_COLS per mark
+        self._calls_pages = array("q")
+        self._calls_work = array("q")
+        self._buddy_frees_seen = zone.buddy_frees
+        self.trace = bool(trace)  # mark every tracepoint event, not only the slow path
+        self._marks = array("q")
+
+    # -- the work log -----------------------------------------------------------------------
+    def _sync_buddy(self) -> None:
+        now = self.zone.buddy_frees
+        self._acc[W_BUDDY_FREED] += now - self._buddy_frees_seen
+        self._buddy_frees_seen = now
+
+    def _log_call(self, nr_pages: int) -> None:
+        self._sync_buddy()
+        self._calls_pages.append(nr_pages)
+        self._calls_work.extend(self._acc)
+        self._acc = [0] * NR_WORK
+
+    def _mark(self, kind: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0) -> None:
+        """Mark an event at this point of the work log (before the next migrate_pages())."""
+        self._sync_buddy()
+        self._marks.extend((kind, len(self._calls_pages), *self._acc, a0, a1, a2, a3))
+
+    def log(self) -> CompactionLog:
+        """The calls logged so far and the work since the last one."""
+        self._sync_buddy()
+        work = np.array(self._calls_work, dtype=np.int64).reshape(-1, NR_WORK)
+        return CompactionLog(
+            pages=np.array(self._calls_pages, dtype=np.int64),
+            work=work,
+            tail=np.array(self._acc, dtype=np.int64),
+            marks=np.array(self._marks, dtype=np.int64).reshape(-1, NR_MARK_COLS),
+        )
+
+    @property
+    def migrate_calls(self) -> int:
+        return len(self._calls_pages)
+
+    # -- the allocation loop ----------------------------------------------------------------
+    def alloc_pages_node(self, order: int) -> int | None:
+        """alloc_pages_node(nid, GFP_KERNEL | __GFP_THISNODE, order): the fast path, then
+        direct compaction at async priority and once more at sync-light priority (costly
+        orders give up after that, smaller ones try the full-sync priority too; direct reclaim
+        is not modelled). Returns the pfn or None."""
+        if not 0 <= order <= MAX_PAGE_ORDER:
+            raise ValueError(f"order: must be in 0..{MAX_PAGE_ORDER}, got {order}")
+        page = self.get_page_from_freelist(order, self.zone.wmark_low)
+        if page is not None:
+            self._prep_new_page(order)
+        prios = [COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT]
+        if order <= PAGE_ALLOC_COSTLY_ORDER:
+            # should_compact_retry(): non-costly orders escalate to the full-sync priority,
+            # which ignores the skip hints (simplified: one more attempt, no retry loop)
+            prios.append(COMPACT_PRIO_SYNC_FULL)
+        if page is None:
+            self._mark(M_ALLOC_ENTER, order)
+            for prio in prios:
+                page = self.__alloc_pages_direct_compact(order, prio)
+                if page is not None:
+                    self._prep_new_page(order)
+                    break
+            self._mark(M_ALLOC_EXIT, order, int(page is not None))
+        if page is None:
+            self.alloc_fail += 1
+        else:
+            self.alloc_success += 1
+            self.allocated.append(page)
+        return page
+
+    def _prep_new_page(self, order: int) -> None:
+        """prep_new_page() of the block handed out, inside the allocation (before it returns):
+        post_alloc_hook() (under init_on_alloc the zeroing of every base page) and
+        prep_compound_page(); counted for costing."""
+        self._acc[W_ALLOC] += 1
+        self._acc[W_ALLOC_PAGES] += 1 << order
+
+    def get_page_from_freelist(self, order: int, mark: int) -> int | None:
+        """Watermark check and rmqueue() from the buddy lists (no high-order pcp lists)."""
+        self._acc[W_FREELIST] += 1
+        if not self.zone.zone_watermark_ok(order, mark):
+            return None
+        return self.zone.alloc_block(order)
+
+    def __alloc_pages_direct_compact(self, order: int, prio: int) -> int | None:
+        self._acc[W_SLOWPATH] += 1
+        result, page = self.try_to_compact_pages(order, prio)
+        if result == COMPACT_SKIPPED:
+            return None
+        self.vmstat["compact_stall"] += 1
+        if page is None:
+            page = self.get_page_from_freelist(order, self.zone.wmark_min)
+        if page is not None:
+            self.compaction_defer_reset(order, True)
+            self.vmstat["compact_success"] += 1
+            return page
+        self.vmstat["compact_fail"] += 1
+        return None
+
+    # -- deferral (defer_compaction & co) ---------------------------------------------------
+    def defer_compaction(self, order: int) -> None:
+        z = self.zone
+        z.compact_considered = 0
+        z.compact_defer_shift = min(z.compact_defer_shift + 1, COMPACT_MAX_DEFER_SHIFT)
+        z.compact_order_failed = min(z.compact_order_failed, order)
+        if self.trace:
+            self._mark_defer(M_DEFER_COMPACTION, order)
+
+    def _mark_defer(self, kind: int, order: int) -> None:
+        z = self.zone
+        self._mark(kind, order, z.compact_considered, z.compact_defer_shift, z.compact_order_failed)
+
+    def compaction_deferred(self, order: int) -> bool:
+        z = self.zone
+        if order < z.compact_order_failed:
+            return False
+        limit = 1 << z.compact_defer_shift
+        z.compact_considered += 1
+        if z.compact_considered >= limit:
+            z.compact_considered = limit
+            return False
+        if self.trace:
+            self._mark_defer(M_DEFERRED, order)
+        return True
+
+    def compaction_defer_reset(self, order: int, alloc_success: bool) -> None:
+        z = self.zone
+        if alloc_success:
+            z.compact_considered = 0
+            z.compact_defer_shift = 0
+        if order >= z.compact_order_failed:
+            z.compact_order_failed = order + 1
+        if self.trace:
+            self._mark_defer(M_DEFER_RESET, order)
+
+    def compaction_restarting(self, order: int) -> bool:
+        z = self.zone
+        if order < z.compact_order_failed:
+            return False
+        return (
+            z.compact_defer_shift == COMPACT_MAX_DEFER_SHIFT
+            and z.compact_considered >= 1 << z.compact_defer_shift
+        )
+
+    def try_to_compact_pages(self, order: int, prio: int) -> tuple[int, int | None]:
+        """try_to_compact_pages() for the one zone of the node."""
+        if self.trace:
+            self._mark(M_TRY, order, prio)
+        if prio > MIN_COMPACT_PRIORITY and self.compaction_deferred(order):
+            return COMPACT_DEFERRED, None
+        status, page = self.compact_zone_order(order, prio)
+        if status == COMPACT_SUCCESS:
+            self.compaction_defer_reset(order, False)
+        elif prio != COMPACT_PRIO_ASYNC and status in (COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED):
+            self.defer_compaction(order)
+        return status, page
+
+    def compact_zone_order(self, order: int, prio: int) -> tuple[int, int | None]:
+        mode = {COMPACT_PRIO_ASYNC: MIGRATE_ASYNC, COMPACT_PRIO_SYNC_LIGHT: MIGRATE_SYNC_LIGHT}
+        cc = CompactControl(
+            order=order,
+            mode=mode.get(prio, MIGRATE_SYNC),
+            whole_zone=prio == MIN_COMPACT_PRIORITY,
+            ignore_skip_hint=prio == MIN_COMPACT_PRIORITY,
+            ignore_block_suitable=prio == MIN_COMPACT_PRIORITY,
+        )
+        capc = CaptureControl(order=order, migratetype=cc.migratetype)
+        # current->capture_control; task_capc() ignores it in a kernel thread (PF_KTHREAD),
+        # so there the freed block is only found on the free lists (compact_finished, then
+        # get_page_from_freelist in __alloc_pages_direct_compact)
+        self.zone.capture_control = capc if self.capture == "task" else None
+        try:
+            ret = self.compact_zone(cc, capc)
+        finally:
+            self.zone.capture_control = None
+        if capc.page is not None:
+            ret = COMPACT_SUCCESS
+        return ret, capc.page
+
+    # -- /proc/sys/vm/compact_memory --------------------------------------------------------
+    def compact_memory(self) -> int:
+        """compact_node(): whole-zone synchronous compaction (order -1, skip hints ignored),
+        as ``echo 1 > /proc/sys/vm/compact_memory``. Returns the compact_result."""
+        cc = CompactControl(
+            order=-1,
+            mode=MIGRATE_SYNC,
+            direct_compaction=False,
+            whole_zone=True,
+            ignore_skip_hint=True,
+        )
+        return self.compact_zone(cc, None)
+
+    # -- suitability ------------------------------------------------------------------------
+    def compaction_suitable(self, order: int) -> bool:
+        """__compaction_suitable() (order-0 watermark plus compact_gap) and, for costly
+        orders, the fragmentation index against sysctl_extfrag_threshold."""
+        z = self.zone
+        watermark = (z.wmark_low if order > PAGE_ALLOC_COSTLY_ORDER else z.wmark_min) + (2 << order)
+        if z.nr_free <= watermark:
+            return False
+        if order > PAGE_ALLOC_COSTLY_ORDER:
+            fragindex = self.fragmentation_index(order)
+            if 0 <= fragindex <= EXTFRAG_THRESHOLD:
+                return False
+        return True
+
+    def fragmentation_index(self, order: int) -> int:
+        """fragmentation_index() x 1000 of the zone. The free-block total is recounted only
+        when the pageblocks changed since the last count could move the index across
+        sysctl_extfrag_threshold (the answer is exact either way)."""
+        z = self.zone
+        if z.has_free_order(order):
+            return -1000
+        lo, hi = z.free_blocks_total_range()
+        wanted = 1000 + z.nr_free * 1000 // (1 << order)
+        if lo > 0:
+            f_lo, f_hi = 1000 - wanted // lo, 1000 - wanted // hi
+            if (0 <= f_lo <= EXTFRAG_THRESHOLD) == (0 <= f_hi <= EXTFRAG_THRESHOLD):
+                return f_hi
+        from migsim.kernel.fragment import fragmentation_index
+
+        return fragmentation_index(z.free_area_counts(), order)
+
+    # -- compact_zone -----------------------------------------------------------------------
+    def compact_zone(self, cc: CompactControl, capc: CaptureControl | None) -> int:
+        z = self.zone
+        start_pfn, end_pfn = z.zone_start_pfn, z.zone_end_pfn
+        sync = cc.mode != MIGRATE_ASYNC
+        if cc.order >= 0:
+            if z.zone_watermark_ok(cc.order, z.wmark_min):
+                return COMPACT_SUCCESS
+            suitable = self.compaction_suitable(cc.order)
+            if self.trace:
+                self._mark(M_SUITABLE, cc.order, COMPACT_CONTINUE if suitable else COMPACT_SKIPPED)
+            if not suitable:
+                return COMPACT_SKIPPED
+            if self.compaction_restarting(cc.order):
+                self.__reset_isolation_suitable()
+        if cc.whole_zone:
+            cc.migrate_pfn = start_pfn
+            cc.free_pfn = z.pageblock_start(end_pfn - 1)
+        else:
+            cc.migrate_pfn = z.compact_cached_migrate_pfn[int(sync)]
+            cc.free_pfn = z.compact_cached_free_pfn
+            if cc.free_pfn < start_pfn or cc.free_pfn >= end_pfn:
+                cc.free_pfn = z.pageblock_start(end_pfn - 1)
+                z.compact_cached_free_pfn = cc.free_pfn
+            if cc.migrate_pfn < start_pfn or cc.migrate_pfn >= end_pfn:
+                cc.migrate_pfn = start_pfn
+                z.compact_cached_migrate_pfn = [start_pfn, start_pfn]
+            if cc.migrate_pfn <= z.compact_init_migrate_pfn:
+                cc.whole_zone = True
+        if self.trace:
+            self._mark(M_BEGIN, cc.migrate_pfn, cc.free_pfn, cc.mode, cc.order)
+        last_migrated_pfn = 0
+        update_cached = (
+            not sync and z.compact_cached_migrate_pfn[0] == z.compact_cached_migrate_pfn[1]
+        )
+        # lru_add_drain(): its cost is counted per run; the LRU batches are not modelled
+        self._acc[W_COMPACT_ZONE] += 1
+        while True:
+            ret = self.compact_finished(cc)
+            if self.trace:
+                self._mark(M_FINISHED, cc.order, ret, cc.migrate_pfn)
+            if ret != COMPACT_CONTINUE:
+                break
+            iteration_start_pfn = cc.migrate_pfn
+            cc.finish_pageblock = (last_migrated_pfn & BLOCK_MASK) == (
+                iteration_start_pfn & BLOCK_MASK
+            )
+            isolated = self.isolate_migratepages(cc)
+            if isolated == ISOLATE_NONE:
+                if update_cached:
+                    z.compact_cached_migrate_pfn[1] = z.compact_cached_migrate_pfn[0]
+            else:
+                update_cached = False
+                last_migrated_pfn = max(start_pfn, (cc.migrate_pfn - 1) & BLOCK_MASK)
+                captured_before = capc is not None and capc.page is not None
+                if captured_before:
+                    self.batches_after_capture += 1
+                    self.pages_after_capture += cc.nr_migratepages
+                nr_failed = self.migrate_pages(cc)
+                if capc is not None and capc.page is not None and not captured_before:
+                    self.capture_in_migrate += 1
+                if nr_failed and not self.compact_scanners_met(cc):  # -ENOMEM, no target left
+                    ret = COMPACT_CONTENDED
+                    break
+                # v6.3+: stop if a page has been captured -- before the drain below
+                if capc is not None and capc.page is not None:
+                    ret = COMPACT_SUCCESS
+                    break
+            # check_drain: has the migration scanner moved away from the cc->order aligned
+            # block it migrated from? Then flush the freed pages so that they can merge.
+            if cc.order > 0 and last_migrated_pfn:
+                current_block_start = cc.migrate_pfn & ~((1 << cc.order) - 1)
+                if last_migrated_pfn < current_block_start:
+                    had = capc is not None and capc.page is not None
+                    z.drain_pages()  # lru_add_drain_cpu_zone -> drain_local_pages
+                    self._acc[W_DRAIN] += 1
+                    if capc is not None and capc.page is not None and not had:
+                        self.capture_in_drain += 1
+                    last_migrated_pfn = 0
+        # out: release the unused targets and move the cached free pfn back to them
+        if cc.nr_freepages > 0:
+            free = np.concatenate(cc.freepages)
+            cc.freepages, cc.nr_freepages = [], 0
+            z.pcp_free(free)  # release_free_list(): __free_pages() of each page
+            free_pfn = z.pageblock_start(int(free.max()))
+            if free_pfn > z.compact_cached_free_pfn:
+                z.compact_cached_free_pfn = free_pfn
+        self.vmstat["compact_migrate_scanned"] += cc.total_migrate_scanned
+        self.vmstat["compact_free_scanned"] += cc.total_free_scanned
+        if self.trace:
+            self._mark(M_END, cc.migrate_pfn, cc.free_pfn, cc.mode, ret)
+        return ret
+
+    def compact_scanners_met(self, cc: CompactControl) -> bool:
+        return (cc.free_pfn >> PAGEBLOCK_ORDER) <= (cc.migrate_pfn >> PAGEBLOCK_ORDER)
+
+    def reset_cached_positions(self) -> None:
+        z = self.zone
+        z.compact_cached_migrate_pfn = [z.zone_start_pfn, z.zone_start_pfn]
+        z.compact_cached_free_pfn = z.pageblock_start(z.zone_end_pfn - 1)
+
+    def __reset_isolation_suitable(self) -> None:
+        """Clear the skip bits and restart the scanners at the first pageblock with LRU pages
+        and the last with free pages (the kernel samples each block; here exact)."""
+        z = self.zone
+        z.compact_blockskip_flush = False
+        z.skip[:] = False
+        view = z.state.reshape(z.nr_blocks, PAGEBLOCK_NR_PAGES)
+        src = np.flatnonzero((view == LRU).any(1))
+        dst = np.flatnonzero(z.nr_free_pb > 0)
+        if len(src) and len(dst) and src[0] < dst[-1]:
+            m, f = int(src[0]) * PAGEBLOCK_NR_PAGES, int(dst[-1]) * PAGEBLOCK_NR_PAGES
+            z.compact_init_migrate_pfn = m
+            z.compact_cached_migrate_pfn = [m, m]
+            z.compact_init_free_pfn = f
+            z.compact_cached_free_pfn = f
+        else:
+            self.reset_cached_positions()
+
+    def compact_finished(self, cc: CompactControl) -> int:
+        """compact_finished() / __compact_finished()."""
+        z = self.zone
+        if self.compact_scanners_met(cc):
+            self.reset_cached_positions()
+            if cc.direct_compaction:
+                z.compact_blockskip_flush = True
+            return COMPACT_COMPLETE if cc.whole_zone else COMPACT_PARTIAL_SKIPPED
+        if cc.order < 0:  # is_via_compact_memory
+            return COMPACT_CONTINUE
+        if cc.migrate_pfn & (PAGEBLOCK_NR_PAGES - 1):  # always finish a pageblock
+            return COMPACT_CONTINUE
+        # direct compactor: is a suitable page free? (free_area[order..MAX] or a fallback)
+        if z.has_free_order(cc.order):
+            return COMPACT_SUCCESS
+        if cc.contended:
+            return COMPACT_CONTENDED
+        return COMPACT_CONTINUE
+
+    # -- the migration scanner --------------------------------------------------------------
+    def _suitable_source(self, cc: CompactControl, blocks: np.ndarray) -> np.ndarray:
+        """suitable_migration_source(): async direct compaction only takes blocks of the
+        requested (movable) migratetype."""
+        if cc.mode != MIGRATE_ASYNC or not cc.direct_compaction:
+            return np.ones(len(blocks), dtype=bool)
+        return self.zone.migratetype[blocks] == cc.migratetype
+
+    def isolate_migratepages(self, cc: CompactControl) -> int:
+        """Isolate the pages of the first suitable pageblock from cc->migrate_pfn up, without
+        crossing the free scanner (fast_find_migrateblock() not modelled)."""
+        z = self.zone
+        low_pfn = cc.migrate_pfn
+        block_end = z.pageblock_end_pfn(low_pfn)
+        while block_end <= cc.free_pfn:
+            b = (block_end - 1) >> PAGEBLOCK_ORDER
+            aligned = not (low_pfn & (PAGEBLOCK_NR_PAGES - 1)) or low_pfn == z.zone_start_pfn
+            if aligned and self._source_ok(cc, b):
+                pass  # the common case: the next pageblock is a suitable source
+            elif aligned:
+                # skip runs of skipped/unsuitable pageblocks at once (vectorised)
+                nb_max = (cc.free_pfn >> PAGEBLOCK_ORDER) - b  # blocks that fit below free_pfn
+                if nb_max <= 0:
+                    break
+                window = min(nb_max, MIGRATE_SKIP_WINDOW_BLOCKS)
+                j = self._next_source_block(cc, b, window)
+                if j < 0:  # none in the window: move past it
+                    b_next = b + window
+                    cc.migrate_pfn = low_pfn = b_next * PAGEBLOCK_NR_PAGES
+                    block_end = low_pfn + PAGEBLOCK_NR_PAGES
+                    continue
+                if j > b:
+                    cc.migrate_pfn = low_pfn = j * PAGEBLOCK_NR_PAGES
+                    block_end = low_pfn + PAGEBLOCK_NR_PAGES
+                    continue
+            elif not self._suitable_source(cc, np.array([b]))[0]:
+                self.update_cached_migrate(cc, block_end)
+                cc.migrate_pfn = low_pfn = block_end
+                block_end += PAGEBLOCK_NR_PAGES
+                continue
+            self.isolate_migratepages_block(cc, low_pfn, block_end)
+            break
+        return ISOLATE_SUCCESS if cc.nr_migratepages else ISOLATE_NONE
+
+    def _source_ok(self, cc: CompactControl, b: int) -> bool:
+        """Would the migration scanner scan pageblock b (skip bit, source suitability)?"""
+        z = self.zone
+        if not cc.ignore_skip_hint and z.skip[b]:
+            return False
+        if cc.mode != MIGRATE_ASYNC or not cc.direct_compaction:
+            return True
+        return int(z.migratetype[b]) == cc.migratetype
+
+    def _next_source_block(self, cc: CompactControl, b: int, window: int) -> int:
+        """First pageblock >= b (within `window`) that the migration scanner would scan: not
+        marked skip (unless ignored) and a suitable source. Unsuitable blocks passed on the
+        way update the cached migrate pfn as the kernel does for each."""
+        z = self.zone
+        blocks = np.arange(b, b + window)
+        ok_skip = np.ones(window, dtype=bool) if cc.ignore_skip_hint else ~z.skip[b : b + window]
+        ok_src = self._suitable_source(cc, blocks)
+        cand = np.flatnonzero(ok_skip & ok_src)
+        last = int(cand[0]) if len(cand) else window
+        unsuitable = np.flatnonzero(ok_skip[:last] & ~ok_src[:last])
+        if len(unsuitable):
+            self.update_cached_migrate(cc, (b + int(unsuitable[-1]) + 1) * PAGEBLOCK_NR_PAGES)
+        return b + int(cand[0]) if len(cand) else -1
+
+    def update_cached_migrate(self, cc: CompactControl, pfn: int) -> None:
+        """Record where async and sync compaction should restart: pageblock_end_pfn(pfn)
+        (for a pageblock-aligned pfn that is the end of the *next* block, as in the kernel)."""
+        z = self.zone
+        pfn = z.pageblock_end_pfn(pfn)
+        if pfn > z.compact_cached_migrate_pfn[0]:
+            z.compact_cached_migrate_pfn[0] = pfn
+        if cc.mode != MIGRATE_ASYNC and pfn > z.compact_cached_migrate_pfn[1]:
+            z.compact_cached_migrate_pfn[1] = pfn
+
+    def isolate_migratepages_block(self, cc: CompactControl, low_pfn: int, end_pfn: int) -> None:
+        """Isolate movable LRU pages of [low_pfn, end_pfn) (one pageblock) onto
+        cc->migratepages: COMPACT_CLUSTER_MAX of them, or all in a finish_pageblock pass.
+        Free pages are stepped over; in async direct compaction a page that cannot be
+        isolated aborts its cc->order aligned block (skip_on_failure)."""
+        z = self.zone
+        start_pfn = low_pfn
+        b = low_pfn >> PAGEBLOCK_ORDER
+        valid_page = not (low_pfn & (PAGEBLOCK_NR_PAGES - 1)) or low_pfn == z.zone_start_pfn
+        if valid_page and not cc.ignore_skip_hint and z.skip[b]:
+            low_pfn = end_pfn
+            nr_isolated = 0
+            isolated: list[np.ndarray] = []
+        else:
+            seg = z.state[low_pfn:end_pfn]
+            lru = seg == LRU
+            need = (
+                end_pfn - low_pfn
+                if cc.finish_pageblock
+                else max(self.cluster_max - cc.nr_migratepages, 1)
+            )
+            skip_on_failure = cc.direct_compaction and cc.mode == MIGRATE_ASYNC
+            isolated = []
+            nr_isolated = 0
+            pos, n = 0, len(seg)
+            while pos < n:
+                if skip_on_failure:
+                    size = 1 << min(max(cc.order, 0), PAGEBLOCK_ORDER)
+                    sub_end = min(n, ((low_pfn + pos) // size + 1) * size - low_pfn)
+                else:
+                    sub_end = n
+                lidx = lru[pos:sub_end].nonzero()[0]
+                # a frame neither free nor LRU (count_nonzero: the states above FREE)
+                if skip_on_failure and np.count_nonzero(seg[pos:sub_end]) > len(lidx):
+                    bad = (seg[pos:sub_end] > LRU).nonzero()[0]
+                    first_bad = int(bad[0])
+                    lidx = lidx[lidx < first_bad]
+                else:
+                    first_bad = sub_end - pos
+                want = need - nr_isolated
+                if len(lidx) >= want:  # COMPACT_CLUSTER_MAX reached: migrate now
+                    take = lidx[:want] + (start_pfn + pos)  # pfns
+                    isolated.append(take)
+                    nr_isolated += want
+                    pos = int(take[-1]) + 1 - start_pfn
+                    break
+                if first_bad < sub_end - pos:  # isolation failed in this order block
+                    isolated, nr_isolated = [], 0  # putback_movable_pages
+                    pos = sub_end
+                    continue
+                if len(lidx):
+                    isolated.append(lidx + (start_pfn + pos))
+                    nr_isolated += len(lidx)
+                pos = sub_end
+                if skip_on_failure and nr_isolated:
+                    break  # isolated a whole order block: migrate it now
+            low_pfn = low_pfn + pos
+            if nr_isolated and valid_page and not cc.ignore_skip_hint:
+                z.skip[b] = True  # test_and_set_skip() under the LRU lock
+        if low_pfn == end_pfn and (not nr_isolated or cc.finish_pageblock):
+            if valid_page and not cc.ignore_skip_hint and not nr_isolated:
+                z.skip[b] = True
+            self.update_cached_migrate(cc, low_pfn)
+        scanned = low_pfn - start_pfn
+        cc.total_migrate_scanned += scanned
+        self._acc[W_MIGRATE_SCANNED] += scanned
+        if nr_isolated:
+            pfns = np.concatenate(isolated) if len(isolated) > 1 else isolated[0]
+            z.state[pfns] = ISOLATED_LRU
+            cc.migratepages.append(pfns)
+            cc.nr_migratepages += nr_isolated
+            self.vmstat["compact_isolated"] += nr_isolated
+            self._acc[W_ISOLATED] += nr_isolated
+        cc.migrate_pfn = low_pfn
+        if self.trace:
+            self._mark(M_ISO_MIGRATE, start_pfn, low_pfn, scanned, nr_isolated)
+
+    # -- the free scanner -------------------------------------------------------------------
+    def isolate_freepages(self, cc: CompactControl) -> None:
+        """Isolate free pages from pageblocks below cc->free_pfn, down to the migration
+        scanner's block, until there are as many as pages to migrate."""
+        z = self.zone
+        self._acc[W_ISOLATE_FREE] += 1
+        isolate_start_pfn = cc.free_pfn
+        block_start = z.pageblock_start(isolate_start_pfn)
+        block_end = min(block_start + PAGEBLOCK_NR_PAGES, z.zone_end_pfn)
+        low_pfn = z.pageblock_end_pfn(cc.migrate_pfn)
+        while block_start >= low_pfn:
+            b = block_start >> PAGEBLOCK_ORDER
+            j = b if self._target_ok(cc, b) else self._next_target_block(cc, b, low_pfn >> 9)
+            if j < 0:
+                block_start = (low_pfn >> PAGEBLOCK_ORDER) * PAGEBLOCK_NR_PAGES - PAGEBLOCK_NR_PAGES
+                isolate_start_pfn = block_start
+                break
+            if j < b:
+                block_start = j * PAGEBLOCK_NR_PAGES
+                block_end = block_start + PAGEBLOCK_NR_PAGES
+                isolate_start_pfn = block_start
+            isolate_start_pfn = self.isolate_freepages_block(cc, isolate_start_pfn, block_end)
+            if isolate_start_pfn == block_end:  # update_pageblock_skip()
+                if not cc.ignore_skip_hint:
+                    z.skip[block_start >> PAGEBLOCK_ORDER] = True
+                if block_start - PAGEBLOCK_NR_PAGES < z.compact_cached_free_pfn:
+                    z.compact_cached_free_pfn = block_start - PAGEBLOCK_NR_PAGES
+            if cc.nr_freepages >= cc.nr_migratepages:
+                if isolate_start_pfn >= block_end:
+                    isolate_start_pfn = block_start - PAGEBLOCK_NR_PAGES
+                break
+            if isolate_start_pfn < block_end:
+                break
+            block_end = block_start
+            block_start -= PAGEBLOCK_NR_PAGES
+            isolate_start_pfn = block_start
+        cc.free_pfn = isolate_start_pfn
+
+    def _target_ok(self, cc: CompactControl, b: int) -> bool:
+        z = self.zone
+        if int(z.nr_free_pb[b]) == PAGEBLOCK_NR_PAGES:
+            return False
+        if not cc.ignore_block_suitable and int(z.migratetype[b]) != MIGRATE_MOVABLE:
+            return False
+        return cc.ignore_skip_hint or not z.skip[b]
+
+    def _next_target_block(self, cc: CompactControl, b: int, b_low: int) -> int:
+        """Highest pageblock in [b_low, b] that suits the free scanner: movable (unless
+        ignored), not marked skip (unless ignored), not itself a free block of pageblock order
+        (suitable_migration_target, isolation_suitable)."""
+        z = self.zone
+        hi = b
+        while hi >= b_low:
+            lo = max(b_low, hi - FREE_SKIP_WINDOW_BLOCKS + 1)
+            ok = z.nr_free_pb[lo : hi + 1] < PAGEBLOCK_NR_PAGES
+            if not cc.ignore_block_suitable:
+                ok &= z.migratetype[lo : hi + 1] == MIGRATE_MOVABLE
+            if not cc.ignore_skip_hint:
+                ok &= ~z.skip[lo : hi + 1]
+            idx = np.flatnonzero(ok)
+            if len(idx):
+                return lo + int(idx[-1])
+            hi = lo - 1
+        return -1
+
+    def isolate_freepages_block(self, cc: CompactControl, start_pfn: int, end_pfn: int) -> int:
+        """Isolate free pages of [start_pfn, end_pfn) in ascending order until enough; returns
+        the pfn where the scan stopped."""
+        z = self.zone
+        seg = z.state[start_pfn:end_pfn]
+        free = (seg == FREE).nonzero()[0]
+        need = cc.nr_migratepages - cc.nr_freepages
+        if need <= 0:
+            need = 1
+        if len(free) >= need:
+            take = free[:need]
+            stop = start_pfn + int(take[-1]) + 1
+        else:
+            take = free
+            stop = end_pfn
+        scanned = stop - start_pfn
+        cc.total_free_scanned += scanned
+        self._acc[W_FREE_SCANNED] += scanned
+        if len(take):
+            pfns = take + start_pfn
+            k = len(pfns)
+            z.state[pfns] = ISOLATED_FREE
+            z._account_block(start_pfn >> PAGEBLOCK_ORDER, -k)
+            cc.freepages.append(pfns)
+            cc.nr_freepages += k
+            self.vmstat["compact_isolated"] += k
+            self._acc[W_FREE_ISOLATED] += k
+        if self.trace:
+            self._mark(M_ISO_FREE, start_pfn, stop, scanned, len(take))
+        return stop
+
+    def compaction_alloc(self, cc: CompactControl, n: int) -> np.ndarray:
+        """Targets for `n` pages, in the order compaction_alloc() hands them out (the head of
+        cc->freepages); isolate_freepages() refills the list when it is empty. May return
+        fewer than `n` when the free scanner meets the migration scanner."""
+        out: list[np.ndarray] = []
+        got = 0
+        while got < n:
+            if cc.nr_freepages == 0:
+                self.isolate_freepages(cc)
+                if cc.nr_freepages == 0:
+                    break
+            head = cc.freepages[0]
+            t = min(n - got, len(head))
+            out.append(head[:t])
+            if t == len(head):
+                cc.freepages.pop(0)
+            else:
+                cc.freepages[0] = head[t:]
+            cc.nr_freepages -= t
+            got += t
+        if len(out) == 1:  # the common case: one chunk of the free list serves the call
+            return out[0]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    # -- migrate_pages ----------------------------------------------------------------------
+    def migrate_pages(self, cc: CompactControl) -> int:
+        """migrate_pages(&cc->migratepages, compaction_alloc, ...): allocate a target for
+        every folio (unmap phase), copy the contents, free the sources to the per-CPU list
+        (move phase; free_pcppages_bulk may hand them on to the buddy allocator and a capture
+        may happen there). The list is walked from its head: the last isolated page first.
+        Returns the number of pages that could not be migrated (put back on the LRU)."""
+        z = self.zone
+        src = cc.migratepages[0] if len(cc.migratepages) == 1 else np.concatenate(cc.migratepages)
+        src = src[::-1]
+        cc.migratepages, n = [], cc.nr_migratepages
+        dst = self.compaction_alloc(cc, n)
+        m = len(dst)
+        ok = src[:m]
+        failed = src[m:]
+        if m:
+            z.move_content(ok, dst)
+            z.state[dst] = LRU
+            # folio_put(src) -> free_unref_page_commit (the sources lie in one pageblock)
+            z.pcp_free(ok, int(ok[0]) >> PAGEBLOCK_ORDER)
+        if len(failed):
+            z.state[failed] = LRU  # putback_movable_pages
+            self._mark(M_MIGRATE_FAIL, len(failed))
+        cc.nr_migratepages = 0
+        self.vmstat["pgmigrate_success"] += m
+        self.vmstat["pgmigrate_fail"] += len(failed)
+        self._log_call(m)
+        return len(failed)

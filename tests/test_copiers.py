@@ -185,3 +185,22 @@ def test_a_compaction_call_costs_more_cpu_with_16_channels_than_with_1(platform,
     per_chan = (d.chan_request_us + d.sgt_map_us + d.issue_us + d.terminate_us) * 1e-6
     np.testing.assert_allclose(sixteen.sys_s - one.sys_s, 15 * per_chan, rtol=1e-9)
     assert np.all(sixteen.wait_s < one.wait_s)  # while the engines finish sooner
+
+
+def test_a_compaction_run_costs_15_channels_setup_more_cpu_per_call_with_16_than_1(platform):
+    # the whole compaction costing (cost_log over a real run's migrate_pages() calls): each
+    # call that offloads pays dcbm's per-channel request, tables, issue and terminate (v4)
+    from migsim.experiments.compaction import simulate
+
+    sim = simulate(platform, node_bytes=128 << 20, allocations=6, pattern="random", seed=3)
+    one, sixteen = (sim.result(platform, mode="dma", channels=k) for k in (1, 16))
+    d = platform.dma
+    per_chan = (d.chan_request_us + d.sgt_map_us + d.issue_us + d.terminate_us) * 1e-6
+    calls = sim.log.pages[sim.log.pages > 0]
+    # a call of n folios uses min(16, n) channels
+    extra = float(np.sum(np.minimum(16, calls) - 1)) * per_chan
+    assert extra > 0
+    got = sixteen.cost.timeline.sys_s - one.cost.timeline.sys_s
+    assert got == pytest.approx(extra, rel=1e-6)
+    assert sixteen.row()["rfc"] == "v4"
+    assert sim.result(platform, mode="dma", rfc="v6").row()["rfc"] == "v6"

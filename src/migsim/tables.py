@@ -228,6 +228,7 @@ COMPACTION_RUNS = Schema(
         # beyond the row contract: what the engine reports besides
         _c("order", I32, "", "allocation order"),
         _c("fail_rate", F64, "fraction", "injected DMA descriptor failure probability"),
+        _c("rfc", S, "", "version of the batch-copy series whose dcbm code costed the run"),
         _c("wall_s", F64, "s", "wall time of the allocation loop"),
         _c("sys_s", F64, "s", "CPU time in the kernel"),
         _c("user_s", F64, "s", "CPU time in user mode (the CPU hog)"),
@@ -481,6 +482,7 @@ PUBLISHED_SETUPS: dict[str, dict[str, object]] = {
         "free_ratio": 0.5,
         "pattern": "even",
         "min_batch_bytes": 0,
+        "rfc": "v4",  # the published compaction table ran v4's dcbm
     },
 }
 

@@ -336,6 +336,7 @@ class CompactionResult:
     alloc_latency_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
     log: CompactionLog | None = None
     zone_pfns: tuple[int, int] = (0, 0)  # zone_start_pfn, zone_end_pfn
+    rfc: str = "v4"  # version of the batch-copy series whose dcbm costed the run
 
     @property
     def wall_ms(self) -> float:
@@ -379,6 +380,7 @@ class CompactionResult:
             {
                 "order": self.order,
                 "fail_rate": self.fail_rate,
+                "rfc": self.rfc,
                 "wall_s": t.wall_s,
                 "sys_s": t.sys_s,
                 "user_s": t.user_s,
@@ -517,6 +519,7 @@ class Simulation:
             cost=cost,
             alloc_latency_us=alloc_latency_us(self.log, cost),
             log=self.log,
+            rfc=rfc,
             **{**shared, "vmstat": dict(self.vmstat), "seed": seed},
         )
 

@@ -626,7 +626,7 @@ class Compactor:
                     cc.migrate_pfn = low_pfn = j * PAGEBLOCK_NR_PAGES
                     block_end = low_pfn + PAGEBLOCK_NR_PAGES
                     continue
-            elif not self._suitable_source(cc, np.array([b]))[0]:
+            elif not self._suitable_source_block(cc, b):
                 self.update_cached_migrate(cc, block_end)
                 cc.migrate_pfn = low_pfn = block_end
                 block_end += PAGEBLOCK_NR_PAGES
@@ -637,12 +637,15 @@ class Compactor:
 
     def _source_ok(self, cc: CompactControl, b: int) -> bool:
         """Would the migration scanner scan pageblock b (skip bit, source suitability)?"""
-        z = self.zone
-        if not cc.ignore_skip_hint and z.skip[b]:
+        if not cc.ignore_skip_hint and self.zone.skip[b]:
             return False
+        return self._suitable_source_block(cc, b)
+
+    def _suitable_source_block(self, cc: CompactControl, b: int) -> bool:
+        """suitable_migration_source() of one pageblock (plain integers)."""
         if cc.mode != MIGRATE_ASYNC or not cc.direct_compaction:
             return True
-        return int(z.migratetype[b]) == cc.migratetype
+        return int(self.zone.migratetype[b]) == cc.migratetype
 
     def _next_source_block(self, cc: CompactControl, b: int, window: int) -> int:
         """First pageblock >= b (within `window`) that the migration scanner would scan: not
@@ -673,24 +676,56 @@ class Compactor:
         """Isolate movable LRU pages of [low_pfn, end_pfn) (one pageblock) onto
         cc->migratepages: COMPACT_CLUSTER_MAX of them, or all in a finish_pageblock pass.
         Free pages are stepped over; in async direct compaction a page that cannot be
-        isolated aborts its cc->order aligned block (skip_on_failure)."""
+        isolated aborts its cc->order aligned block (skip_on_failure).
+
+        The scan of a pageblock is kept for the next batch from it (the finish_pageblock
+        pass after a COMPACT_CLUSTER_MAX batch): when the batch stops inside the block and the
+        rest of the block holds only free and LRU frames, the LRU pfns of the rest are
+        cached (Zone.mscan_*) until a free count of the block changes (Zone._account_block);
+        so the block's frames are compared once, not once per batch."""
         z = self.zone
         start_pfn = low_pfn
         b = low_pfn >> PAGEBLOCK_ORDER
         valid_page = not (low_pfn & (PAGEBLOCK_NR_PAGES - 1)) or low_pfn == z.zone_start_pfn
+        need = (
+            end_pfn - low_pfn
+            if cc.finish_pageblock
+            else max(self.cluster_max - cc.nr_migratepages, 1)
+        )
+        skip_on_failure = cc.direct_compaction and cc.mode == MIGRATE_ASYNC
         if valid_page and not cc.ignore_skip_hint and z.skip[b]:
             low_pfn = end_pfn
             nr_isolated = 0
             isolated: list[np.ndarray] = []
+        elif b == z.mscan_block and low_pfn == z.mscan_pfn:
+            # the rest of the block as the previous batch left it: free and LRU frames only,
+            # so nothing fails; take the LRU pages of the first cc->order block holding any
+            # (skip_on_failure) or of the rest, up to `need`
+            rest = z.mscan_lru
+            if skip_on_failure and len(rest) and cc.order < PAGEBLOCK_ORDER:
+                size = 1 << max(cc.order, 0)
+                sub_end = min(end_pfn, (int(rest[0]) // size + 1) * size)
+                cand = rest[: int(np.searchsorted(rest, sub_end))]
+            else:
+                sub_end = end_pfn
+                cand = rest
+            if len(cand) >= need:
+                isolated = [cand[:need]]
+                nr_isolated = need
+                low_pfn = int(cand[need - 1]) + 1
+            else:  # all of them (none: the rest is free), up to the order block's end
+                isolated = [cand] if len(cand) else []
+                nr_isolated = len(cand)
+                low_pfn = sub_end
+            if low_pfn < end_pfn:
+                z.mscan_pfn, z.mscan_lru = low_pfn, rest[nr_isolated:]
+            else:
+                z.mscan_block = -1
+            if nr_isolated and valid_page and not cc.ignore_skip_hint:
+                z.skip[b] = True
         else:
             seg = z.state[low_pfn:end_pfn]
             lru = seg == LRU
-            need = (
-                end_pfn - low_pfn
-                if cc.finish_pageblock
-                else max(self.cluster_max - cc.nr_migratepages, 1)
-            )
-            skip_on_failure = cc.direct_compaction and cc.mode == MIGRATE_ASYNC
             isolated = []
             nr_isolated = 0
             pos, n = 0, len(seg)
@@ -702,7 +737,10 @@ class Compactor:
                     sub_end = n
                 lidx = lru[pos:sub_end].nonzero()[0]
                 # a frame neither free nor LRU (count_nonzero: the states above FREE)
-                if skip_on_failure and np.count_nonzero(seg[pos:sub_end]) > len(lidx):
+                clean = None
+                if skip_on_failure:
+                    clean = int(np.count_nonzero(seg[pos:sub_end])) == len(lidx)
+                if clean is False:
                     bad = (seg[pos:sub_end] > LRU).nonzero()[0]
                     first_bad = int(bad[0])
                     lidx = lidx[lidx < first_bad]
@@ -713,7 +751,15 @@ class Compactor:
                     take = lidx[:want] + (start_pfn + pos)  # pfns
                     isolated.append(take)
                     nr_isolated += want
-                    pos = int(take[-1]) + 1 - start_pfn
+                    stop = int(take[-1]) + 1
+                    if sub_end == n and stop < end_pfn:
+                        # keep the rest of the block's scan for the next batch from it
+                        if clean is None:
+                            clean = int(np.count_nonzero(seg[pos:])) == len(lidx)
+                        if clean:
+                            z.mscan_block, z.mscan_pfn = b, stop
+                            z.mscan_lru = lidx[want:] + (start_pfn + pos)
+                    pos = stop - start_pfn
                     break
                 if first_bad < sub_end - pos:  # isolation failed in this order block
                     isolated, nr_isolated = [], 0  # putback_movable_pages
@@ -813,33 +859,43 @@ class Compactor:
 
     def isolate_freepages_block(self, cc: CompactControl, start_pfn: int, end_pfn: int) -> int:
         """Isolate free pages of [start_pfn, end_pfn) in ascending order until enough; returns
-        the pfn where the scan stopped."""
+        the pfn where the scan stopped.
+
+        The free pfns of the block that the scan did not take are cached (Zone.fscan_*) for
+        the next scan of the same block (the next batch's targets, or a rescan from the
+        block's start by the next compact_zone() run) until a free count of the block changes
+        otherwise (Zone._account_block)."""
         z = self.zone
-        seg = z.state[start_pfn:end_pfn]
-        free = (seg == FREE).nonzero()[0]
+        b = start_pfn >> PAGEBLOCK_ORDER
+        if b == z.fscan_block and z.fscan_from <= start_pfn <= z.fscan_pfn:
+            free = z.fscan_free  # absolute pfns, none free in [fscan_from, fscan_pfn)
+        else:
+            seg = z.state[start_pfn:end_pfn]
+            free = (seg == FREE).nonzero()[0] + start_pfn
+            z.fscan_from = start_pfn
         need = cc.nr_migratepages - cc.nr_freepages
         if need <= 0:
             need = 1
         if len(free) >= need:
             take = free[:need]
-            stop = start_pfn + int(take[-1]) + 1
+            stop = int(take[-1]) + 1
         else:
             take = free
             stop = end_pfn
         scanned = stop - start_pfn
         cc.total_free_scanned += scanned
         self._acc[W_FREE_SCANNED] += scanned
-        if len(take):
-            pfns = take + start_pfn
-            k = len(pfns)
-            z.state[pfns] = ISOLATED_FREE
-            z._account_block(start_pfn >> PAGEBLOCK_ORDER, -k)
-            cc.freepages.append(pfns)
+        if k := len(take):
+            z.state[take] = ISOLATED_FREE
+            z._account_block(b, -k)
+            cc.freepages.append(take)
             cc.nr_freepages += k
             self.vmstat["compact_isolated"] += k
             self._acc[W_FREE_ISOLATED] += k
+        # the cache is set after the accounting above (which drops the block's cache)
+        z.fscan_block, z.fscan_pfn, z.fscan_free = b, stop, free[k:]
         if self.trace:
-            self._mark(M_ISO_FREE, start_pfn, stop, scanned, len(take))
+            self._mark(M_ISO_FREE, start_pfn, stop, scanned, k)
         return stop
 
     def compaction_alloc(self, cc: CompactControl, n: int) -> np.ndarray:

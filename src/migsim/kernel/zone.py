@@ -49,6 +49,9 @@ PCP_BATCH_SCALE_MAX = 5  # CONFIG_PCP_BATCH_SCALE_MAX
 # pageblocks recounted per step (a (k, 512) mask and its tables stay a few MB); the one step
 # size of every chunked recount, so that a loop cannot stride by one size and slice another
 RECOUNT_CHUNK_BLOCKS = 8192
+# queued folio_copy() pages applied at once (Zone.flush_moves; model batching only, the
+# content tags do not depend on it)
+MOVE_FLUSH_PAGES = 1 << 16
 
 
 def _build_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +278,26 @@ class Zone:
         # content tag of a frame = pfn + 1 + tag_delta[pfn] where the frame holds a page (a
         # page that never moved from where it was first written keeps delta 0: the zeroed
         # array is never touched there, so a 65M-frame zone does not pay 262 MB for tags)
-        self.tag_delta = np.zeros(self.nr_pages, dtype=np.int32) if tag_delta is None else tag_delta
+        self._tag_delta = (
+            np.zeros(self.nr_pages, dtype=np.int32) if tag_delta is None else tag_delta
+        )
+        # folio_copy()s not yet applied to _tag_delta: (src, dst) pairs in call order, applied
+        # in bulk (one gather/scatter per MOVE_FLUSH_PAGES pages instead of four numpy calls
+        # per migrate_pages() call); _moves_lo is the lowest pageblock holding a queued target
+        self._moves: list[tuple[np.ndarray, np.ndarray]] = []
+        self._moves_pages = 0
+        self._moves_lo = self.nr_blocks
+        # the scanners' caches (migsim.kernel.compaction): the pageblock each one keeps the
+        # LRU / free frames of; any change of a pageblock's free count drops the cache of that
+        # block (see _account_block), so a cache only lives while nothing but its scanner
+        # touched the block
+        self.mscan_block = -1
+        self.mscan_pfn = 0  # the migration scanner's cache: LRU pfns of [mscan_pfn, block end)
+        self.mscan_lru = np.zeros(0, dtype=np.int64)
+        self.fscan_block = -1
+        self.fscan_from = 0  # the free scanner's cache: free pfns of [fscan_pfn, block end),
+        self.fscan_pfn = 0  # and none in [fscan_from, fscan_pfn)
+        self.fscan_free = np.zeros(0, dtype=np.int64)
         self.migratetype = np.full(self.nr_blocks, MIGRATE_MOVABLE, dtype=np.uint8)
         self.skip = np.zeros(self.nr_blocks, dtype=bool)  # PB_migrate_skip
         self.nr_free_pb = np.full(self.nr_blocks, PAGEBLOCK_NR_PAGES, dtype=np.int16)
@@ -333,6 +355,7 @@ class Zone:
             self._account_block(block, delta * n)
             return
         self.nr_free += delta * n
+        self.drop_scan_caches()  # several pageblocks: the rare path
         ub, cnt = np.unique(pfns >> PAGEBLOCK_ORDER, return_counts=True)
         before = self.nr_free_pb[ub]
         after = before + delta * cnt
@@ -352,6 +375,8 @@ class Zone:
     def _account_block(self, block: int, change: int) -> None:
         """Add `change` free pages (negative: taken) to pageblock `block`, in plain integers."""
         self.nr_free += change
+        if block == self.mscan_block or block == self.fscan_block:
+            self.drop_scan_caches(block)
         before = int(self.nr_free_pb[block])
         after = before + change
         self.nr_free_pb[block] = after
@@ -361,6 +386,13 @@ class Zone:
             buddy = block ^ 1  # the other pageblock of the aligned pair (an order-10 block)
             if buddy < self.nr_blocks and int(self.nr_free_pb[buddy]) == PAGEBLOCK_NR_PAGES:
                 self._nr_pairs += 1 if after == PAGEBLOCK_NR_PAGES else -1
+
+    def drop_scan_caches(self, block: int = -1) -> None:
+        """Forget the scanners' cached frames of `block` (-1: of every block)."""
+        if block < 0 or block == self.mscan_block:
+            self.mscan_block = -1
+        if block < 0 or block == self.fscan_block:
+            self.fscan_block = -1
 
     def _mark_dirty(self, block: int) -> None:
         if not self._dirty[block]:
@@ -496,7 +528,9 @@ class Zone:
                 if not (order_is_block and b == cb)
             ]
             seg = self.state[start : start + size]
-            if size <= PAGEBLOCK_NR_PAGES:  # the block lies in one pageblock
+            if order_is_block:  # its free frames are the pageblock's free count
+                self._account_block(cb, -int(self.nr_free_pb[cb]))
+            elif size < PAGEBLOCK_NR_PAGES:  # the block lies in one pageblock
                 self._account_block(start >> PAGEBLOCK_ORDER, -int(np.count_nonzero(seg == FREE)))
             else:
                 self._account(np.flatnonzero(seg == FREE) + start, -1)
@@ -623,6 +657,34 @@ class Zone:
             for lo in range(0, self.nr_pages, step)
         )
 
+    @property
+    def tag_delta(self) -> np.ndarray:
+        """Content tag offset of every frame (int32; tag = pfn + 1 + delta), moves applied."""
+        if self._moves:
+            self.flush_moves()
+        return self._tag_delta
+
+    @tag_delta.setter
+    def tag_delta(self, value: np.ndarray) -> None:
+        self._moves, self._moves_pages, self._moves_lo = [], 0, self.nr_blocks
+        self._tag_delta = value
+
+    def flush_moves(self) -> None:
+        """Apply the queued folio_copy()s to the content tags, in call order."""
+        moves, d = self._moves, self._tag_delta
+        self._moves, self._moves_pages, self._moves_lo = [], 0, self.nr_blocks
+        if len(moves) == 1:
+            src, dst = moves[0]
+        elif moves:
+            # one gather/scatter for all: no queued source is a queued target (move_content
+            # flushes before a move from a pageblock at or above _moves_lo), and no frame is
+            # a target twice (a target stays mapped until the queue is applied)
+            src = np.concatenate([m[0] for m in moves])
+            dst = np.concatenate([m[1] for m in moves])
+        else:
+            return
+        d[dst] = d[src] + (src - dst)  # int64, stored as int32 (the same value mod 2^32)
+
     def content_tag(self, pfns: np.ndarray) -> np.ndarray:
         """Content tag of the pages at `pfns` (0 where the frame holds no page)."""
         pfns = np.asarray(pfns, dtype=np.int64)
@@ -641,9 +703,18 @@ class Zone:
         self.tag_delta[pfns] = (np.asarray(tags, dtype=np.int64) - pfns - 1).astype(np.int32)
 
     def move_content(self, src: np.ndarray, dst: np.ndarray) -> None:
-        """Copy the content of the pages at `src` to the frames `dst` (folio_copy)."""
-        d = self.tag_delta
-        d[dst] = d[src] + (src - dst)  # int64, stored as int32 (the same value mod 2^32)
+        """Copy the content of the pages at `src` to the frames `dst` (folio_copy); queued
+        and applied in bulk (flush_moves) before the tags are read or a queued target could
+        be a source."""
+        if not len(src):
+            return
+        if (int(src.max()) >> PAGEBLOCK_ORDER) >= self._moves_lo:
+            self.flush_moves()  # a source may be a queued target: apply the queue first
+        self._moves.append((src, dst))
+        self._moves_lo = min(self._moves_lo, int(dst.min()) >> PAGEBLOCK_ORDER)
+        self._moves_pages += len(src)
+        if self._moves_pages >= MOVE_FLUSH_PAGES:
+            self.flush_moves()
 
     def recount(self) -> None:
         """Rebuild the free-page accounting from the frame states (after bulk changes of
@@ -664,6 +735,7 @@ class Zone:
         self._lo_counts[:] = 0
         self._lo_total[:] = 0
         self._lo_sum = 0
+        self.drop_scan_caches()
         self._dirty = bytearray(b"\x01") * self.nr_blocks  # recount every pageblock next time
         self._nr_dirty = self.nr_blocks
         if on_pcp:

@@ -30,7 +30,7 @@ OUT = ROOT / "results" / "benchmarks" / "compaction.json"
 GB = 1 << 30
 
 HEADLINE = (
-    "from migsim.experiments.compaction import run_compaction\n"
+    "from migsim.studies.compaction import run_compaction\n"
     "from migsim.cost.platform import DEFAULT_PLATFORM, load_platform\n"
     "r = run_compaction(load_platform(DEFAULT_PLATFORM), mode='baseline')\n"
     "assert r.alloc_success == 16384\n"
@@ -41,7 +41,7 @@ def child(node_gb: float, allocations: int) -> None:
     """One scaling point, in its own process: print a JSON line with the phase times."""
     t0 = time.perf_counter()
     from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
-    from migsim.experiments.compaction import simulate
+    from migsim.studies.compaction import simulate
 
     platform = load_platform(DEFAULT_PLATFORM)
     t1 = time.perf_counter()

@@ -37,7 +37,7 @@ import json, sys, time
 import numpy as np
 variant, trace_path = sys.argv[1], sys.argv[2]
 import migsim.kernel.compaction as c
-import migsim.experiments.compaction as e
+import migsim.studies.compaction as e
 if variant == "off":
     c.Compactor._mark = lambda self, *a: None
     e.alloc_latency_us = lambda log, cost: np.zeros(0)
@@ -52,7 +52,7 @@ row, summary = res.row(), res.summary()
 t1 = time.perf_counter()
 events = None
 if variant == "trace":
-    from migsim.pipeline_kernel import write_trace
+    from migsim.studies.kernel_formats import write_trace
     events, _ = write_trace(res, trace_path, 10**8)
 t2 = time.perf_counter()
 assert res.alloc_success == 16384

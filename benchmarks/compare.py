@@ -25,7 +25,7 @@ from harness import compare_args, ratio_report, side_by_side, worktrees  # noqa:
 
 PY = sys.executable
 FULL_SCALE = (
-    "from migsim.experiments.compaction import run_compaction\n"
+    "from migsim.studies.compaction import run_compaction\n"
     "from migsim.cost.platform import DEFAULT_PLATFORM, load_platform\n"
     "r = run_compaction(load_platform(DEFAULT_PLATFORM), mode='baseline')\n"
     "assert r.alloc_success == 16384\n"

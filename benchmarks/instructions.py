@@ -24,7 +24,7 @@ from harness import commit_of, worktrees  # noqa: E402
 
 CHILD = (
     "import sys\n"
-    "from migsim.experiments.compaction import simulate\n"
+    "from migsim.studies.compaction import simulate\n"
     "from migsim.kernel.fragment import FragmentConfig, fragment\n"
     "from migsim.cost.platform import DEFAULT_PLATFORM, load_platform\n"
     "from migsim.units import parse_size\n"

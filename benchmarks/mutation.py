@@ -62,7 +62,7 @@ CORE = (
     "cost/timeline.py",
     "kernel/fragment.py",
     "cost/platform.py",
-    "experiments/compaction.py",
+    "studies/compaction.py",
 )
 # The tests that may kill a mutant; per mutant mutmut runs the subset that called its function.
 TESTS = (
@@ -93,7 +93,7 @@ PRELOAD = (
     *(f"migsim.{m[:-3].replace('/', '.')}" for m in CORE),
     "migsim.calibrate.throughput",
     "migsim.calibrate.compaction",
-    "migsim.experiments.throughput",
+    "migsim.studies.throughput",
     "migsim.cli",
 )
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "survived", 33: "survived"}

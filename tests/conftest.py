@@ -132,7 +132,7 @@ class FullScale:
 
     fragmented: dict  # fragment.metrics() of the node before the run
     fragmented_check: str | None  # zone.check()'s failure on the fragmented node, or None
-    sim: object  # experiments.compaction.Simulation of the run
+    sim: object  # studies.compaction.Simulation of the run
     zone: Zone  # the zone after the run (the same object, compacted)
 
 
@@ -147,8 +147,8 @@ def _check_error(zone: Zone) -> str | None:
 @pytest.fixture(scope="session")
 def full_scale(platform) -> FullScale:
     """One full-scale simulation shared by every test that reads it (~2 s, ~0.6 GB)."""
-    from migsim.experiments.compaction import simulate
     from migsim.kernel.fragment import FragmentConfig, fragment, metrics
+    from migsim.studies.compaction import simulate
 
     zone = fragment(FragmentConfig(), node_cpus=platform.compaction.node_cpus_count)
     before, err = metrics(zone), _check_error(zone)

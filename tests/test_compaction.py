@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from migsim.cost.copiers import cpu_copy_seconds
-from migsim.experiments.compaction import cost_log
 from migsim.kernel.compaction import (
     COMPACT_DEFERRED,
     COMPACT_PRIO_SYNC_LIGHT,
@@ -18,6 +17,7 @@ from migsim.kernel.compaction import (
 )
 from migsim.kernel.fragment import FragmentConfig, fragment, metrics
 from migsim.kernel.zone import ALLOCATED, FREE, ISOLATED_FREE, ISOLATED_LRU, KERNEL, LRU, Zone
+from migsim.studies.compaction import cost_log
 
 MB = 1 << 20
 
@@ -290,7 +290,7 @@ def test_small_batch_cache_effect_is_invisible_to_a_1gib_batch(platform):
     """The L2 term is 0 for the throughput table's 262144-folio batches in both modes, so
     stage 1 cannot observe it; for a COMPACT_CLUSTER_MAX batch the offloaded copy keeps more
     of the folios' state in L2 than the vanilla copy that streams 8 KiB per folio."""
-    from migsim.experiments.compaction import l2_refill_s, poisson_cdf
+    from migsim.studies.compaction import l2_refill_s, poisson_cdf
 
     big = np.array([262144])
     for cpu_copy in (True, False):

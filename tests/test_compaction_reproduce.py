@@ -9,7 +9,7 @@ from compaction_tolerance import check, check_names
 
 from migsim.calibrate.compaction import FREE, fit_compaction
 from migsim.cli.compaction import REFERENCE_COMPACTION
-from migsim.experiments.compaction import MODES, mode_rows, simulate
+from migsim.studies.compaction import MODES, mode_rows, simulate
 
 pytestmark = pytest.mark.slow
 

@@ -509,8 +509,8 @@ def test_costing_of_a_logged_run_by_hand(round_platform):
     scanned, 32 + 32 isolated, one slow path = 58.12 us; before call 1: 100 + 200 pfns, 32 +
     32, 16 buddy frees = 57 us; after the last call (tail): 48 buddy frees (the drain) and a
     slow path = 17 us. Each call: folio work 32 x 1.25 = 40 us, flush 5 us, copy 32 us = 77 us."""
-    from migsim.experiments.compaction import cost_log
     from migsim.kernel.compaction import NR_WORK, CompactionLog
+    from migsim.studies.compaction import cost_log
 
     off = {
         f"compaction__{k}": 0.0 for k in round_platform.compaction.as_dict() if k.endswith("_us")
@@ -598,7 +598,7 @@ def test_saved_platform_keeps_unit_and_meaning(platform, tmp_path):
 def test_a_compaction_run_is_quiet_unless_asked(platform, capsys):
     """run_compaction() prints no progress unless progress=True (a library call in a
     pipeline job writes nothing on its own)."""
-    from migsim.experiments.compaction import run_compaction
+    from migsim.studies.compaction import run_compaction
 
     r = run_compaction(platform, mode="baseline", node_bytes=64 << 20, allocations=2)
     assert r.alloc_success == 2

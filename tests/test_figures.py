@@ -1,4 +1,4 @@
-"""migsim.figures: the chart builders (pure DataFrame -> chart) and the saved files."""
+"""migsim.output.figures: the chart builders (pure DataFrame -> chart) and the saved files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from pipeline_util import PNG_SIGNATURE, ink_fraction
 from test_tables import REF_CP, REF_TP, cp_row, tp_row
 
-from migsim import figures, tables
-from migsim.tables import COMPACTION_RUNS, THROUGHPUT_RUNS
+from migsim.output import figures, tables
+from migsim.output.tables import COMPACTION_RUNS, THROUGHPUT_RUNS
 
 FOLIOS = ["4K", "16K", "2M"]
 

@@ -12,8 +12,8 @@ from migsim.calibrate.intervals import (
     result_interval,
 )
 from migsim.cli import main
-from migsim.experiments.throughput import run_throughput
-from migsim.series import read_table, simulate_cell
+from migsim.studies.series import read_table, simulate_cell
+from migsim.studies.throughput import run_throughput
 
 KEYS = {"rfc", "table", "mode", "channels_or_threads", "folio_size", "folios", "simulated_gbps"}
 KEYS |= {"lo", "hi", "published_gbps", "fitted"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migsim.experiments.compaction import MODES, mode_rows
+from migsim.studies.compaction import MODES, mode_rows
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from migsim import limits, pipeline
-from migsim.experiments.compaction import run_compaction
-from migsim.experiments.throughput import run_throughput
+from migsim.studies.compaction import run_compaction
+from migsim.studies.throughput import run_throughput
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 from pipeline_util import copy_workflow, smoke_run, snakemake
 
-from migsim.experiments.compaction import simulate
 from migsim.formats import mmtests
-from migsim.pipeline_kernel import summarise_alloc_latency, write_trace
-from migsim.tables import ALLOC_LATENCY_SUMMARY, COMPACTION_RUNS, TRACE_EVENTS
+from migsim.output.tables import ALLOC_LATENCY_SUMMARY, COMPACTION_RUNS, TRACE_EVENTS
+from migsim.studies.compaction import simulate
+from migsim.studies.kernel_formats import summarise_alloc_latency, write_trace
 
 
 def two_runs() -> list[mmtests.RunStats]:

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 
 from migsim.cost.platform import DEFAULT_PLATFORM
-from migsim.experiments.compaction import MODES, run_compaction, simulate
 from migsim.kernel.fragment import FragmentConfig, fragment, save_state
+from migsim.output.tables import COMPACTION_RUNS
 from migsim.pipeline import COMPACTION_CONTROL_FLOW, cell_seed, simulate_compaction_modes
-from migsim.tables import COMPACTION_RUNS
+from migsim.studies.compaction import MODES, run_compaction, simulate
 
 MB = 1 << 20
 CONTROL = {

@@ -130,7 +130,7 @@ def test_editing_engine_code_reruns_the_simulations(work):
 
 
 def test_editing_figure_code_redraws_only_the_figures(work):
-    with edited(work / "src" / "migsim" / "figures.py"):
+    with edited(work / "src" / "migsim" / "output" / "figures.py"):
         jobs = plan(work, *SMOKE_ARGS)
     assert sim_jobs(jobs) == {}
     mine = rules(jobs) - {"all", "index"}

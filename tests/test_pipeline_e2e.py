@@ -15,8 +15,9 @@ import pytest
 from pipeline_util import SMOKE_ARGS, copy_workflow, load_config, smoke_run, snakemake
 from test_figures import check_figure_files
 
-from migsim import __version__, pipeline, tables
+from migsim import __version__, pipeline
 from migsim.cost.platform import load_platform
+from migsim.output import tables
 from migsim.units import parse_size
 
 pytestmark = pytest.mark.slow
@@ -61,7 +62,7 @@ def test_one_run_file_per_job_each_matching_its_schema(work, config):
 
 
 def test_throughput_summary_agrees_with_the_engine(work, config):
-    from migsim.experiments.throughput import run_throughput
+    from migsim.studies.throughput import run_throughput
 
     tp = config["throughput"]
     platform = load_platform(work / config["platform"])
@@ -91,8 +92,8 @@ def test_throughput_summary_agrees_with_the_engine(work, config):
 
 
 def test_compaction_summary_agrees_with_the_engine(work, config):
-    from migsim.experiments import compaction
     from migsim.kernel import fragment
+    from migsim.studies import compaction
 
     platform = load_platform(work / config["platform"])
     fr, cp = config["fragmentation"], config["compaction"]

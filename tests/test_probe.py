@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 
 from migsim.host import probe
+from migsim.output.tables import write_parquet
 from migsim.pipeline import config_hash
-from migsim.tables import write_parquet
 from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES
 
 

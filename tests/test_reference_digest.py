@@ -27,10 +27,10 @@ import sys
 import numpy as np
 import pytest
 
-from migsim.experiments.compaction import RUN_COUNTERS
 from migsim.kernel.compaction import Compactor
 from migsim.kernel.fragment import FragmentConfig, fragment
 from migsim.kernel.zone import KERNEL, LRU, MIGRATE_UNMOVABLE, Zone
+from migsim.studies.compaction import RUN_COUNTERS
 
 MB = 1 << 20
 TAG_CHUNK = 1 << 22  # frames hashed per step (a 250 GB zone's tags would be 0.5 GB at once)
@@ -190,7 +190,7 @@ def test_the_digest_sees_one_moved_tag_and_one_log_row():
 
 def _regenerate() -> None:
     from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
-    from migsim.experiments.compaction import simulate
+    from migsim.studies.compaction import simulate
 
     digests, summaries = {}, {}
     for name in sorted(SCENARIOS):

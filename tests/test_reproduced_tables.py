@@ -25,8 +25,9 @@ import yaml
 from compaction_tolerance import check, check_names
 from pipeline_util import in_ci
 
-from migsim import pipeline, tables
+from migsim import pipeline
 from migsim.cost.platform import load_platform
+from migsim.output import tables
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = ROOT / "results" / "summary"

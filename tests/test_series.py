@@ -8,7 +8,7 @@ import pytest
 from migsim.calibrate.throughput import mt_fit_cells
 from migsim.cli import main
 from migsim.cost.copiers import MtCopier, thread_ccds
-from migsim.series import read_series, read_table, simulate_cell
+from migsim.studies.series import read_series, read_table, simulate_cell
 
 
 def _mape(platform, cells):
@@ -74,7 +74,7 @@ def test_series_page_lists_every_published_number(tmp_path, platform):
 
     from migsim.cost.platform import DEFAULT_PLATFORM
     from migsim.pipeline import series_page
-    from migsim.series import REFERENCE_DIR
+    from migsim.studies.series import REFERENCE_DIR
 
     out = tmp_path / "published"
     series_page(

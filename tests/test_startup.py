@@ -19,10 +19,10 @@ import pytest
 import migsim
 from migsim.cli import compaction as cli_compaction
 from migsim.cli import probe as cli_probe
-from migsim.experiments import compaction
 from migsim.host import probe
 from migsim.kernel import compaction as engine
 from migsim.kernel import fragment
+from migsim.studies import compaction
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("numpy", "polars", "pyarrow", "scipy", "yaml", "altair", "vl_convert", "rich")

@@ -1,4 +1,4 @@
-"""migsim.tables: Parquet schemas and metadata, Polars aggregation, Markdown tables.
+"""migsim.output.tables: Parquet schemas and metadata, Polars aggregation, Markdown tables.
 
 Expected values are worked out by hand from small inputs (means and sample standard
 deviations of 2-3 numbers), never produced by the code under test."""
@@ -13,8 +13,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from migsim import __version__, tables
-from migsim.tables import (
+from migsim import __version__
+from migsim.output import tables
+from migsim.output.tables import (
     COMPACTION_RUNS,
     COMPACTION_SUMMARY,
     THROUGHPUT_RUNS,
@@ -459,5 +460,5 @@ def test_published_values_only_for_the_published_setup():
 def test_results_readme_documents_the_current_schemas():
     readme = (ROOT / "results" / "README.md").read_text()
     assert tables.describe_schemas().strip() in readme, (
-        "results/README.md is out of date: paste migsim.tables.describe_schemas() into it"
+        "results/README.md is out of date: paste migsim.output.tables.describe_schemas() into it"
     )

@@ -7,7 +7,7 @@ import yaml
 from migsim.calibrate.throughput import FREE, MT_FREE, fit_throughput, read_reference
 from migsim.cli.throughput import REFERENCE_THROUGHPUT, reproduce_rows
 from migsim.cost.platform import DEFAULT_PLATFORM
-from migsim.experiments.throughput import run_throughput
+from migsim.studies.throughput import run_throughput
 
 CELLS = read_reference(REFERENCE_THROUGHPUT)
 

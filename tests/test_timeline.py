@@ -160,7 +160,7 @@ def test_a_compaction_wake_up_from_its_parts(platform, msi_here):
     MSI here), and, only on an idle CPU, the C1 exit (1 us) and the switch from idle (2 us)."""
     from types import SimpleNamespace
 
-    from migsim.experiments.compaction import wake_up
+    from migsim.studies.compaction import wake_up
 
     q = platform.replace(
         dma__irq_wakeup_us=15.0, dma__desc_irq_us=0.5, sched__c1_exit_us=1.0,

@@ -12,7 +12,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from migsim.experiments.compaction import simulate
 from migsim.formats.trace import (
     TRACE_EVENTS,
     format_lines,
@@ -24,7 +23,8 @@ from migsim.formats.trace import (
 from migsim.kernel.compaction import M_ALLOC_ENTER, Compactor
 from migsim.kernel.fragment import FragmentConfig, fragment
 from migsim.kernel.vmstat import alloc_latency_us, mark_times, vmstat_from_log
-from migsim.tables import COMPACTION_RUNS
+from migsim.output.tables import COMPACTION_RUNS
+from migsim.studies.compaction import simulate
 
 # ---- regexes written from the kernel headers (TP_printk of each event), not from trace.py
 # include/trace/events/compaction.h, include/trace/events/mmflags.h, include/trace/events/migrate.h

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from migsim.experiments.throughput import run_throughput
 from migsim.kernel.vmstat import move_pages_vmstat, percentiles
+from migsim.studies.throughput import run_throughput
 from migsim.units import parse_size
 
 # names as mm/vmstat.c prints them in /proc/vmstat

@@ -11,9 +11,9 @@ import pytest
 from whatif_expect import EXPECTED, check, tokens
 
 from migsim.cost.platform import DEFAULT_PLATFORM
-from migsim.experiments import whatif as w
+from migsim.output.tables import read_metadata
 from migsim.pipeline_whatif import run_study
-from migsim.tables import read_metadata
+from migsim.studies import common as w
 from migsim.tables_whatif import SCHEMAS
 
 # A small node that keeps the published layout (50% freed evenly in every 2 MB region, the

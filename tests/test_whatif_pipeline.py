@@ -15,9 +15,9 @@ from pipeline_util import copy_workflow, load_config, smoke_run, snakemake
 from test_figures import check_figure_files
 from whatif_expect import EXPECTED, check
 
+from migsim.output.tables import read_metadata
 from migsim.pipeline_whatif import STUDIES, enabled_studies
 from migsim.report_whatif import study_files
-from migsim.tables import read_metadata
 from migsim.tables_whatif import SCHEMAS, TITLES
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-from migsim.tables import ALLOC_LATENCY_SUMMARY, COMPACTION_MODES
+from migsim.output.tables import ALLOC_LATENCY_SUMMARY, COMPACTION_MODES
 
 MODE_COLOURS = ("#000000", "#4c78a8", "#e45756", "#f58518")
 
@@ -15,7 +15,7 @@ MODE_COLOURS = ("#000000", "#4c78a8", "#e45756", "#f58518")
 def alloc_latency_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     """CDF of the per-allocation latency (slow-path entry to page returned), one line per
     mode, log latency axis, with the p50 and p99 of each mode marked."""
-    from migsim.figures import _empty
+    from migsim.output.figures import _empty
 
     s = ALLOC_LATENCY_SUMMARY.conform(summary)
     title = "Order-9 allocation latency (slow-path entry to page returned)"

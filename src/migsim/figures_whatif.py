@@ -1,5 +1,5 @@
 """Altair figures of the what-if studies: pure builders, summary DataFrame -> chart, one per
-study (``BUILDERS``). Saved with ``migsim.figures.save_chart`` (offline HTML, SVG, PNG).
+study (``BUILDERS``). Saved with ``migsim.output.figures.save_chart`` (offline HTML, SVG, PNG).
 Every axis title carries its unit; sizes are labelled 4K..1G.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 import altair as alt
 import polars as pl
 
-from migsim.figures import BASELINE_COLOUR, PALETTE, _empty
+from migsim.output.figures import BASELINE_COLOUR, PALETTE, _empty
 from migsim.tables_whatif import CLUSTER_MAX, ENGINE_CLASS, FRAGMENTATION, HYBRID, LATENCY, TITLES
 from migsim.units import format_size
 

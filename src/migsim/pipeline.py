@@ -24,16 +24,16 @@ from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
 
 if TYPE_CHECKING:  # the engine is imported inside the job functions, not by the Snakefile
     from migsim.cost.platform import Platform
-    from migsim.tables import Schema
+    from migsim.output.tables import Schema
 
 PAGEBLOCK_BYTES = PAGEBLOCK_NR_PAGES * PAGE_SIZE  # 2 MiB: one order-9 allocation
 
 # Entry modules of each simulation job: their migsim imports are followed to list the source
 # files a job depends on (see engine_sources).
 ENGINE_ROOTS = {
-    "fragment": ("fragment", "platform"),
-    "throughput": ("experiments.throughput", "tables"),
-    "compaction": ("experiments.compaction", "fragment", "tables"),
+    "fragment": ("kernel.fragment", "cost.platform"),
+    "throughput": ("studies.throughput", "output.tables"),
+    "compaction": ("studies.compaction", "kernel.fragment", "output.tables"),
 }
 
 FIGURES = ("throughput", "speedup", "parity", "compaction")
@@ -244,7 +244,7 @@ def resolve_path(path: str | os.PathLike, basedir: str | os.PathLike) -> str:
 
 def engine_sources(*roots: str) -> list[str]:
     """The migsim source files a simulation job depends on (Snakemake does not track imported
-    packages): the modules `roots` (dotted names below migsim, e.g. ``experiments.throughput``)
+    packages): the modules `roots` (dotted names below migsim, e.g. ``studies.throughput``)
     and every migsim module they import, directly or not, plus this module (the job functions).
     Modules that do not exist (yet) are skipped."""
     pkg = Path(__file__).resolve().parent
@@ -264,7 +264,7 @@ def all_engine_sources() -> list[str]:
     """Every migsim module except the presentation ones (figures*, report*, cli*): the
     conservative dependency list for a rule that does not name its entry modules."""
     pkg = Path(__file__).resolve().parent
-    skip = ("figures", "report", "cli")
+    skip = ("output", "figures", "report", "cli")
     return sorted(
         str(f) for f in pkg.rglob("*.py") if not f.relative_to(pkg).as_posix().startswith(skip)
     )
@@ -427,7 +427,7 @@ def _write_runs(
 ) -> None:
     """One simulation job's rows as its Parquet file, with the job's parameter hash, its seed
     and the digest of the platform it ran on in the metadata."""
-    from migsim.tables import write_parquet
+    from migsim.output.tables import write_parquet
 
     write_parquet(
         schema.frame(rows),
@@ -443,8 +443,8 @@ def simulate_throughput_row(platform_path: str, params: Mapping, out_path: str) 
     """One throughput row: every folio size, `trials` trials each, into one Parquet file."""
     from migsim.calibrate.intervals import result_interval
     from migsim.cost.platform import load_platform
-    from migsim.experiments.throughput import run_throughput
-    from migsim.tables import THROUGHPUT_RUNS
+    from migsim.output.tables import THROUGHPUT_RUNS
+    from migsim.studies.throughput import run_throughput
 
     platform = load_platform(platform_path)
     rows: list[dict] = []
@@ -505,7 +505,7 @@ COMPACTION_CONTROL_FLOW = ("cluster_max", "node_bytes", "allocations", "free_rat
 def simulate_from_state(platform, params: Mapping, state_path: str, *, trace: bool = False):
     """The page-level run of a compaction job's control-flow parameters from the saved state
     (`trace`: with every tracepoint event marked)."""
-    from migsim.experiments.compaction import simulate
+    from migsim.studies.compaction import simulate
 
     flow = {k: params[k] for k in COMPACTION_CONTROL_FLOW}
     return simulate(platform, **flow, seed=params["seed"], state=state_path, trace=trace)
@@ -533,7 +533,7 @@ def simulate_compaction_modes(
     and costed for every mode and run that shares it (the rows are those of a run_compaction()
     per mode and run from the state: tests/test_one_simulation.py)."""
     from migsim.cost.platform import load_platform
-    from migsim.tables import COMPACTION_RUNS
+    from migsim.output.tables import COMPACTION_RUNS
 
     platform = load_platform(platform_path)
     sims: dict[tuple, Any] = {}
@@ -558,7 +558,7 @@ def aggregate(
 ) -> None:
     """Aggregate the run files of one experiment (throughput or compaction) with its published
     table into its summary Parquet."""
-    from migsim import tables as t
+    from migsim.output import tables as t
 
     runs_schema, summary_schema, load_reference, summarise = {
         "throughput": (
@@ -591,7 +591,7 @@ def write_tables(kind: str, summary_path: str, outputs: Mapping[str, str]) -> No
     `outputs` has keys md, html, vs_md, vs_html."""
     import polars as pl
 
-    from migsim import tables
+    from migsim.output import tables
 
     summary = pl.read_parquet(summary_path)
     build = {"throughput": tables.throughput_table, "compaction": tables.compaction_table}[kind]
@@ -607,7 +607,7 @@ def draw_figure(name: str, summary_path: str, out_stem: str, bundle: str | None 
     the prebuilt script the HTML inlines, see figures.write_javascript_bundle)."""
     import polars as pl
 
-    from migsim import figures
+    from migsim.output import figures
 
     summary = pl.read_parquet(summary_path)
     figures.save_chart(figures.BUILDERS[name](summary), out_stem, bundle=bundle)
@@ -615,7 +615,7 @@ def draw_figure(name: str, summary_path: str, out_stem: str, bundle: str | None 
 
 def series_reference_files(basedir: str | os.PathLike) -> list[str]:
     """The reference CSVs the series page reads (config/reference beside the workflow)."""
-    from migsim.series import TABLES
+    from migsim.studies.series import TABLES
 
     ref = Path(basedir) / "config" / "reference"
     return [str(ref / name) for name, _ in TABLES.values()]
@@ -626,10 +626,10 @@ def series_page(platform_path: str, reference_dir: str, out_csv: str, out_md: st
     a Markdown table and a figure (HTML, SVG, PNG at `out_fig` without suffix)."""
     import polars as pl
 
-    from migsim import figures
     from migsim.atomic import atomic_write_text
     from migsim.cost.platform import load_platform
-    from migsim.series import SERIES_COLUMNS, series_markdown, series_rows
+    from migsim.output import figures
+    from migsim.studies.series import SERIES_COLUMNS, series_markdown, series_rows
 
     rows = series_rows(load_platform(platform_path), Path(reference_dir))
     df = pl.DataFrame(rows).select(SERIES_COLUMNS)

@@ -95,9 +95,9 @@ def check_whatif_config(config: Mapping) -> None:
 def run_study(platform_path: str, params: Mapping, out_path: str) -> None:
     """Run one study and write its summary Parquet (schema, metadata, atomic)."""
     from migsim.cost.platform import load_platform
-    from migsim.experiments import whatif
+    from migsim.output.tables import write_parquet
     from migsim.pipeline import config_hash
-    from migsim.tables import write_parquet
+    from migsim.studies import common as whatif
     from migsim.tables_whatif import SCHEMAS
 
     study = params["study"]

@@ -59,7 +59,7 @@ def _table_fragment(page: str) -> str:
 
 def _headline(summaries: Sequence[str]) -> list[str]:
     """One-line findings computed from the summaries (MAPE, worst cell)."""
-    from migsim.tables import throughput_mape
+    from migsim.output.tables import throughput_mape
 
     lines = []
     for path in summaries:
@@ -95,7 +95,7 @@ def build_index(
 ) -> str:
     """The HTML text of results/index.html (paths in it are relative to `out_dir`);
     `whatif`: the what-if studies' output files (a section of their own)."""
-    from migsim.tables import read_metadata
+    from migsim.output.tables import read_metadata
 
     esc = html.escape
     parts = [

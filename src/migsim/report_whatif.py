@@ -112,10 +112,10 @@ def render_study(
     script the HTML figure inlines (figures.write_javascript_bundle)."""
     import polars as pl
 
-    from migsim.experiments.whatif import FINDINGS
-    from migsim.figures import save_chart
     from migsim.figures_whatif import BUILDERS
-    from migsim.tables import table_page
+    from migsim.output.figures import save_chart
+    from migsim.output.tables import table_page
+    from migsim.studies.common import FINDINGS
     from migsim.tables_whatif import SCHEMAS, TABLES, markdown
 
     df = SCHEMAS[study].conform(pl.read_parquet(summary_path))

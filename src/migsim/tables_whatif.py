@@ -1,7 +1,7 @@
 """The what-if studies' tables: the Parquet schema of each study's summary (the frame its
 ``study_*`` function returns, column by column with unit and meaning) and its Markdown table.
 
-Files are written with ``migsim.tables.write_parquet`` (atomic, sorted, with metadata), so a
+Files are written with ``migsim.output.tables.write_parquet`` (atomic, sorted, with metadata), so a
 what-if summary carries the same metadata as the published experiments' summaries.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from migsim.tables import Column, Schema, Table
+from migsim.output.tables import Column, Schema, Table
 from migsim.units import format_size
 
 S, I32, I64, F64 = pl.String, pl.Int32, pl.Int64, pl.Float64

@@ -10,7 +10,7 @@ rule aggregate_throughput:
     input:
         runs=expand(f"{RESULTS}/runs/throughput/{{row}}.parquet", row=THROUGHPUT_ROWS),
         reference=REFERENCE["throughput"],
-        code=[mp.module_source("tables"), mp.module_source("pipeline")],
+        code=[mp.module_source("output.tables"), mp.module_source("pipeline")],
     output:
         summary=f"{RESULTS}/summary/throughput.parquet",
     log:
@@ -29,7 +29,7 @@ rule aggregate_compaction:
             f"{RESULTS}/runs/compaction/{{mode}}.parquet", mode=COMPACTION_MODES
         ),
         reference=REFERENCE["compaction"],
-        code=[mp.module_source("tables"), mp.module_source("pipeline")],
+        code=[mp.module_source("output.tables"), mp.module_source("pipeline")],
     output:
         summary=f"{RESULTS}/summary/compaction.parquet",
     log:

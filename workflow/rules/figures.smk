@@ -23,7 +23,7 @@ localrules:
 rule figure_throughput:
     input:
         summary=rules.aggregate_throughput.output.summary,
-        code=mp.module_source("figures"),
+        code=mp.module_source("output.figures"),
         bundle=rules.vega_bundle.output.bundle,
     output:
         html=f"{RESULTS}/figures/throughput.html",
@@ -45,7 +45,7 @@ rule figure_throughput:
 rule figure_speedup:
     input:
         summary=rules.aggregate_throughput.output.summary,
-        code=mp.module_source("figures"),
+        code=mp.module_source("output.figures"),
         bundle=rules.vega_bundle.output.bundle,
     output:
         html=f"{RESULTS}/figures/speedup.html",
@@ -67,7 +67,7 @@ rule figure_speedup:
 rule figure_parity:
     input:
         summary=rules.aggregate_throughput.output.summary,
-        code=mp.module_source("figures"),
+        code=mp.module_source("output.figures"),
         bundle=rules.vega_bundle.output.bundle,
     output:
         html=f"{RESULTS}/figures/parity.html",
@@ -89,7 +89,7 @@ rule figure_parity:
 rule figure_compaction:
     input:
         summary=rules.aggregate_compaction.output.summary,
-        code=mp.module_source("figures"),
+        code=mp.module_source("output.figures"),
         bundle=rules.vega_bundle.output.bundle,
     output:
         html=f"{RESULTS}/figures/compaction.html",

@@ -12,7 +12,7 @@ HOST_COMPACTION = mh.probe_params(HOST_CFG, "compaction")
 HOST_CALIBRATION_RATIO = float(HOST_CFG.get("calibration_ratio", 0.5))
 HOST_TWIN = mh.twin_params(HOST_CFG)
 HOST_DIR = f"{RESULTS}/host"
-HOST_ENGINE = mp.engine_sources("host", "calibrate_host")
+HOST_ENGINE = mp.engine_sources("host.pipeline", "calibrate.host")
 
 
 # the probes measure the machine that runs snakemake, and the fit and comparison belong to
@@ -92,7 +92,7 @@ rule host_compare:
     input:
         compaction=rules.host_simulate.output.compaction,
         probe=rules.host_probe_compaction.output.runs,
-        code=[mp.module_source("host.pipeline"), mp.module_source("figures")],
+        code=[mp.module_source("host.pipeline"), mp.module_source("output.figures")],
     output:
         md=f"{HOST_DIR}/prediction.md",
         json=f"{HOST_DIR}/prediction.json",
@@ -132,7 +132,7 @@ rule host_twin_run:
 rule host_twin_report:
     input:
         twin=rules.host_twin_run.output.twin,
-        code=[mp.module_source("host.pipeline"), mp.module_source("figures")],
+        code=[mp.module_source("host.pipeline"), mp.module_source("output.figures")],
     output:
         md=f"{HOST_DIR}/twin.md",
         parity_html=f"{HOST_DIR}/figures/twin_parity.html",

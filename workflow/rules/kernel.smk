@@ -17,7 +17,12 @@ rule kernel_formats:
         ),
         code=[
             mp.module_source(m)
-            for m in ("pipeline_kernel", "formats.mmtests", "figures_kernel", "tables")
+            for m in (
+                "studies.kernel_formats",
+                "formats.mmtests",
+                "figures_kernel",
+                "output.tables",
+            )
         ],
     output:
         summary=f"{RESULTS}/summary/alloc_latency.parquet",
@@ -68,7 +73,7 @@ rule compare_trace:
         sim=f"{RESULTS}/traces/compaction-baseline.parquet",
         code=[
             mp.module_source(m)
-            for m in ("pipeline_kernel", "formats.mmtests", "figures_kernel")
+            for m in ("studies.kernel_formats", "formats.mmtests", "figures_kernel")
         ],
     output:
         txt=f"{RESULTS}/compare/trace.txt",

@@ -9,7 +9,7 @@ localrules:
 rule tables_throughput:
     input:
         summary=rules.aggregate_throughput.output.summary,
-        code=mp.module_source("tables"),
+        code=mp.module_source("output.tables"),
     output:
         md=f"{RESULTS}/tables/throughput.md",
         html=report(
@@ -36,7 +36,7 @@ rule tables_throughput:
 rule tables_compaction:
     input:
         summary=rules.aggregate_compaction.output.summary,
-        code=mp.module_source("tables"),
+        code=mp.module_source("output.tables"),
     output:
         md=f"{RESULTS}/tables/compaction.md",
         html=report(

@@ -7,19 +7,17 @@ import migsim.pipeline_whatif as mpw
 # (the whatif section is checked with the rest of the configuration, common.smk)
 WHATIF = mpw.enabled_studies(config) if config.get("whatif") else []
 # The study jobs rerun when the engine code they import changes (Snakemake does not track it).
-WHATIF_ENGINE = mp.engine_sources(
-    "experiments.whatif", "pipeline_whatif", "tables_whatif"
-)
+WHATIF_ENGINE = mp.engine_sources("studies.common", "pipeline_whatif", "tables_whatif")
 WHATIF_PRESENTATION = [
     mp.module_source(m)
     for m in (
-        "figures",
+        "output.figures",
         "figures_whatif",
-        "tables",
+        "output.tables",
         "tables_whatif",
         "report",
         "report_whatif",
-        "experiments/whatif",
+        "studies.common",
     )
 ]
 

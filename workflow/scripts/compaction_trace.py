@@ -1,7 +1,7 @@
-"""Snakemake adapter of rule compaction_trace: migsim.pipeline_kernel.trace_mode."""
+"""Snakemake adapter of rule compaction_trace: migsim.studies.kernel_formats.trace_mode."""
 
 from migsim.pipeline import job_log
-from migsim.pipeline_kernel import trace_mode
+from migsim.studies.kernel_formats import trace_mode
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)
 

@@ -1,9 +1,9 @@
-"""Snakemake adapter of rule compare_trace: migsim.pipeline_kernel.compare_outputs."""
+"""Snakemake adapter of rule compare_trace: migsim.studies.kernel_formats.compare_outputs."""
 
 from pathlib import Path
 
 from migsim.pipeline import job_log
-from migsim.pipeline_kernel import compare_outputs
+from migsim.studies.kernel_formats import compare_outputs
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)
 

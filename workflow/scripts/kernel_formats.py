@@ -1,9 +1,9 @@
-"""Snakemake adapter of rule kernel_formats: migsim.pipeline_kernel.kernel_outputs."""
+"""Snakemake adapter of rule kernel_formats: migsim.studies.kernel_formats.kernel_outputs."""
 
 from pathlib import Path
 
 from migsim.pipeline import job_log
-from migsim.pipeline_kernel import kernel_outputs
+from migsim.studies.kernel_formats import kernel_outputs
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)
 

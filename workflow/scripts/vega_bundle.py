@@ -1,6 +1,6 @@
-"""Snakemake adapter of rule vega_bundle: migsim.figures.write_javascript_bundle."""
+"""Snakemake adapter of rule vega_bundle: migsim.output.figures.write_javascript_bundle."""
 
-from migsim.figures import write_javascript_bundle
+from migsim.output.figures import write_javascript_bundle
 from migsim.pipeline import job_log
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)

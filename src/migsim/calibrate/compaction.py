@@ -17,7 +17,7 @@ from the kernel code and the hardware, never from the dma / busy rows, which are
 
 The DMA channel count of the published compaction runs is not stated; dcbm's default
 nr_dma_chan is 1 and the reply gives no other value, so the predictions use 1
-(``experiments.compaction.DEFAULT_CHANNELS``).
+(``studies.compaction.DEFAULT_CHANNELS``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import polars as pl
 
 from migsim.atomic import atomic_write_text
 from migsim.cost.platform import Platform, save_platform
-from migsim.experiments.compaction import DEFAULT_CHANNELS, MODES, CompactionResult, simulate
+from migsim.studies.compaction import DEFAULT_CHANNELS, MODES, CompactionResult, simulate
 
 # Priors: values the baseline row cannot determine, with the reason for each value.
 STAGE2_PRIORS: dict[str, dict[str, float]] = {
@@ -344,7 +344,7 @@ def _refit(platform: Platform, log, base: dict, wall_target_s: float) -> Platfor
     """FREE refitted on the baseline row in closed form, on `log`: the tick from the row's
     irq + softirq share (the baseline never sleeps, so that share is the tick's share of the
     CPU), then isolate_lru_folio_us from the wall time, which is linear in it."""
-    from migsim.experiments.compaction import cost_log
+    from migsim.studies.compaction import cost_log
 
     share = max(100.0 - base["user_pct"] - base["sys_pct"] - base["idle_pct"], 0.0) / 100.0
     p = platform.replace(sched__tick_irq_us=share / platform.sched.tick_hz * 1e6)
@@ -359,7 +359,7 @@ def _refit(platform: Platform, log, base: dict, wall_target_s: float) -> Platfor
 
 
 def _rows(platform: Platform, log, channels: int, rfc: str = "v4") -> dict[str, dict[str, float]]:
-    from migsim.experiments.compaction import cost_log, mode_parts
+    from migsim.studies.compaction import cost_log, mode_parts
 
     out = {}
     for mode in MODES:
@@ -396,8 +396,8 @@ def prediction_spread(
     each side apart (a linearised propagation, not a Monte Carlo). The runs are costed on
     every THIN-th migrate_pages() call of `sim` and applied as relative changes (walls, hog
     iterations) or point changes (percentages) to the full run's nominal values."""
-    from migsim.experiments.compaction import mode_parts
     from migsim.kernel.compaction import CompactionLog
+    from migsim.studies.compaction import mode_parts
 
     ref = read_compaction_reference(reference_csv_path)
     base = ref.filter(pl.col("mode") == "baseline").row(0, named=True)

@@ -10,7 +10,7 @@ and replaces what the probes measure here:
   flush, per pfn scanned, per page isolated, per target isolated, per page freed to the buddy
   lists) from the compaction probe's rows at *one* fragmentation ratio (``calibration_ratio``,
   0.5 by default): the engine's own whole-zone compaction (``Compactor.compact_memory`` on a
-  node holding the probe's region, costed by ``experiments.compaction.cost_log``) is fitted
+  node holding the probe's region, costed by ``studies.compaction.cost_log``) is fitted
   to the measured median rate, pages per second of the compacting task's CPU time. One
   observable, one degree of freedom: the costs are scaled by a common factor, their relative
   sizes stay the published machine's; the run-to-run spread at that ratio gives
@@ -205,9 +205,9 @@ COMPACTION_FREE: list[tuple[str, float, float]] = [
 
 
 def simulator_available() -> bool:
-    """True when the engine's compaction simulator (migsim.experiments.compaction) exists."""
+    """True when the engine's compaction simulator (migsim.studies.compaction) exists."""
     try:
-        from migsim.experiments.compaction import cost_log  # noqa: F401
+        from migsim.studies.compaction import cost_log  # noqa: F401
     except ImportError:
         return False
     return True
@@ -243,8 +243,8 @@ def simulate_compact_memory(
     """One simulated run of the measured setup, as a HOST_COMPACTION_RUNS row
     (source=simulated); with `noise`, every cost is scaled by the run's lognormal factor
     (platform noise.trial_sd_frac, drawn from `seed`)."""
-    from migsim.experiments.compaction import cost_log
     from migsim.host.probe import COMPACTION_VMSTAT, host_compaction_row
+    from migsim.studies.compaction import cost_log
 
     log, vm, calls, node_bytes = _compact_memory_log(
         int(size), float(ratio), pattern, int(seed), int(platform.compaction.node_cpus_count)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import polars as pl
 
 from migsim.cost.platform import Platform
-from migsim.experiments.throughput import run_throughput
+from migsim.studies.throughput import run_throughput
 from migsim.units import parse_size
 
 # (section, key, lower bound, upper bound, start value)
@@ -228,7 +228,7 @@ def fit_mt(platform: Platform, cells) -> tuple[Platform, dict[str, float]]:
     `platform` unchanged; returns the platform and the standard errors."""
     from scipy.optimize import least_squares  # scipy only inside a fit (~0.5 s import)
 
-    from migsim.series import simulate_cell
+    from migsim.studies.series import simulate_cell
 
     quiet = platform.replace(noise__trial_sd_frac=0.0)
     pub = np.log([c.gbps for c in cells])

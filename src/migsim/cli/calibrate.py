@@ -68,7 +68,7 @@ def cmd_calibrate(args) -> int:
         read_reference,
         stage1_header,
     )
-    from migsim.series import read_series
+    from migsim.studies.series import read_series
 
     cells = read_table("--reference", args.reference, read_reference)
     read_table("--compaction-reference", args.compaction_reference, read_compaction_reference)

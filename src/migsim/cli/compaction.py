@@ -129,7 +129,7 @@ def check_compaction_args(args, platform) -> None:
 
 
 def cmd_compaction(args) -> int:
-    from migsim.experiments.compaction import run_compaction
+    from migsim.studies.compaction import run_compaction
 
     platform = load_platform(args.platform)
     check_compaction_args(args, platform)
@@ -144,7 +144,7 @@ def cmd_compaction(args) -> int:
         capture=args.capture,
     )  # fmt: skip
     if args.trace is not None:
-        from migsim.pipeline_kernel import write_trace
+        from migsim.studies.kernel_formats import write_trace
 
         events, total = write_trace(res, args.trace, args.trace_max_events)
         if total > events:
@@ -199,8 +199,8 @@ def cmd_compaction(args) -> int:
 
 def cmd_reproduce(args) -> int:
     from migsim.calibrate.compaction import read_compaction_reference
-    from migsim.experiments.compaction import reproduce_results
-    from migsim.tables import offload_saving_per_page_us, per_page_us
+    from migsim.output.tables import offload_saving_per_page_us, per_page_us
+    from migsim.studies.compaction import reproduce_results
 
     platform = load_platform(args.platform)
     check_platform_count(args.channels, "--channels", limits.CHANNELS,

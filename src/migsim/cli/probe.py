@@ -85,8 +85,8 @@ def _write(df, out: Path | None, schema, params: dict, seed: int) -> None:
     if out is None:
         return
     from migsim.host.probe import host_platform_name
+    from migsim.output.tables import write_parquet
     from migsim.pipeline import config_hash
-    from migsim.tables import write_parquet
 
     extra = {"probe_parameters": json.dumps(params, sort_keys=True), "host": host_platform_name()}
     write_parquet(df, out, schema, config_hash=config_hash(params), seed=seed, extra=extra)

@@ -138,7 +138,7 @@ def check_throughput_args(args, platform) -> None:
 
 
 def cmd_throughput(args) -> int:
-    from migsim.experiments.throughput import run_throughput
+    from migsim.studies.throughput import run_throughput
 
     platform = load_platform(args.platform)
     check_throughput_args(args, platform)
@@ -199,7 +199,7 @@ def reproduce_rows(
 ) -> list[dict]:
     """Simulate every published cell; one dict per cell with the published value beside it."""
     from migsim.calibrate.throughput import read_reference
-    from migsim.experiments.throughput import run_throughput
+    from migsim.studies.throughput import run_throughput
 
     rows = []
     for c in read_table("--reference", reference, read_reference):
@@ -257,7 +257,7 @@ def cmd_reproduce_all(args) -> int:
     platform = load_platform(args.platform)
     if not args.reference_dir.is_dir():
         raise ValueError(f"--reference-dir: no such directory {args.reference_dir}")
-    from migsim.series import series_rows
+    from migsim.studies.series import series_rows
 
     rows = series_rows(platform, args.reference_dir, args.trials, args.seed)
     if args.json:

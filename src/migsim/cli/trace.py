@@ -108,7 +108,7 @@ def _existing(path: Path, flag: str) -> Path:
 
 def cmd_import(args) -> int:
     from migsim.formats.trace import TRACE_EVENTS, read_trace, summarise_events, vmstat_from_events
-    from migsim.tables import write_parquet
+    from migsim.output.tables import write_parquet
 
     imp = read_trace(_existing(args.file, "FILE"))
     if args.out is not None:
@@ -140,7 +140,7 @@ def cmd_import(args) -> int:
 def cmd_compare(args) -> int:
     from migsim.atomic import atomic_write_text
     from migsim.formats.mmtests import format_markdown, format_text, report_rows
-    from migsim.pipeline_kernel import compare, compare_figure
+    from migsim.studies.kernel_formats import compare, compare_figure
 
     for f in args.files:
         _existing(f, "FILE")

@@ -142,8 +142,8 @@ def format_text(runs: Sequence[RunStats], title: str = "") -> str:
 
 
 def to_table(runs: Sequence[RunStats], title: str = ""):
-    """The report as a migsim.tables.Table (value and percent per run): its Markdown and HTML."""
-    from migsim.tables import Table
+    """The report as a migsim.output.tables.Table (value and percent per run): its Markdown and HTML."""
+    from migsim.output.tables import Table
 
     rows = []
     for r in report_rows(runs):

@@ -52,7 +52,7 @@ from migsim.kernel.compaction import (
     CompactionLog,
 )
 from migsim.kernel.vmstat import mark_times, percentiles, run_clock
-from migsim.tables import TRACE_EVENTS
+from migsim.output.tables import TRACE_EVENTS
 from migsim.units import PAGEBLOCK_NR_PAGES
 
 SIM_TASK, SIM_PID, SIM_CPU = "insmod", 1000, 0  # the test module's loop, pinned to CPU 0

@@ -17,7 +17,7 @@ import polars as pl
 
 from migsim.cost.platform import atomic_write_text
 from migsim.host import probe
-from migsim.tables import read_metadata, write_parquet
+from migsim.output.tables import read_metadata, write_parquet
 
 MEASURED_COLOUR = "#e45756"
 SIMULATED_COLOUR = "#4c78a8"
@@ -267,7 +267,7 @@ def compare(
 ) -> None:
     """Prediction table (Markdown, JSON) and the figure (HTML, SVG, PNG) from the comparison
     Parquet file."""
-    from migsim.figures import save_chart
+    from migsim.output.figures import save_chart
 
     df = pl.read_parquet(comparison_path)
     table = prediction_table(df, calibration_ratio)
@@ -495,7 +495,7 @@ def twin_calls_chart(doc: dict) -> alt.Chart | alt.FacetChart:
 
 def twin_report(twin_json: str, out_md: str, parity_stem: str, calls_stem: str) -> None:
     """Markdown table and the two figures (HTML, SVG, PNG) of a host twin JSON file."""
-    from migsim.figures import save_chart
+    from migsim.output.figures import save_chart
 
     doc = json.loads(Path(twin_json).read_text())
     atomic_write_text(out_md, twin_markdown(doc))

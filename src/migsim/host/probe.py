@@ -71,11 +71,11 @@ import polars as pl
 
 from migsim.kernel import compaction
 from migsim.kernel.fragment import PATTERNS
-from migsim.tables import COMPACTION_RUNS, MOVE_PAGES_VMSTAT, THROUGHPUT_RUNS, Column, Schema
+from migsim.output.tables import COMPACTION_RUNS, MOVE_PAGES_VMSTAT, THROUGHPUT_RUNS, Column, Schema
 from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
 
 # --------------------------------------------------------------------------------------------
-# Row schemas: the run contracts of migsim.tables plus `source` and a few measured-only columns
+# Row schemas: the run contracts of migsim.output.tables plus `source` and a few measured-only columns
 # (null in simulated rows), so that simulated and measured rows share one file and one query.
 # --------------------------------------------------------------------------------------------
 

@@ -627,10 +627,10 @@ def compact_node(snap: S.Snapshot, *, unevictable_allowed: bool | None = None) -
 
 def predict_cost(nc: NodeCompaction, platform) -> dict[str, float]:
     """Seconds the compacting task spends, costing every zone's log on `platform`
-    (``experiments.compaction.cost_log``, CPU copy, idle machine): ``seconds`` in all, of which
+    (``studies.compaction.cost_log``, CPU copy, idle machine): ``seconds`` in all, of which
     ``scan_seconds`` the two scanners' per-pfn costs and ``other_seconds`` the rest (isolation,
     buddy frees, migrate_pages: unmap, flush, copy, move)."""
-    from migsim.experiments.compaction import cost_log
+    from migsim.studies.compaction import cost_log
 
     c = platform.compaction
     total = scan = 0.0

@@ -50,7 +50,7 @@ from typing import Any
 import polars as pl
 
 from migsim.cost.platform import Platform
-from migsim.experiments.throughput import run_throughput
+from migsim.studies.throughput import run_throughput
 from migsim.units import COMPACT_CLUSTER_MAX, HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
 
 LOADS = ("idle", "busy")
@@ -166,7 +166,7 @@ class CompactionSetup:
 
     def simulation(self, platform: Platform, cluster_max: int, free_ratio: float, pattern: str):
         """The page-level run of one (cluster_max, free_ratio, pattern), simulated once."""
-        from migsim.experiments.compaction import simulate
+        from migsim.studies.compaction import simulate
 
         key = (int(cluster_max), float(free_ratio), str(pattern))
         if key not in self._sims:

@@ -2,7 +2,7 @@
 ``save_chart`` that writes a chart as offline HTML (Vega bundle inlined), SVG and PNG through
 vl-convert.
 
-Builders take the summary Parquet frames of ``migsim.tables`` (THROUGHPUT_SUMMARY,
+Builders take the summary Parquet frames of ``migsim.output.tables`` (THROUGHPUT_SUMMARY,
 COMPACTION_SUMMARY); folio sizes are ordered by size and labelled 4K..2M; every axis title
 carries its unit.
 """
@@ -19,7 +19,7 @@ import altair as alt
 import polars as pl
 
 from migsim.atomic import atomic_write_bytes, atomic_write_text
-from migsim.tables import (
+from migsim.output.tables import (
     COMPACTION_METRICS,
     COMPACTION_SUMMARY,
     THROUGHPUT_SUMMARY,
@@ -487,7 +487,7 @@ def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
 
 
 def series_chart(rows: pl.DataFrame) -> alt.LayerChart | alt.Chart:
-    """Every published throughput number of the series (migsim.series.series_rows) against
+    """Every published throughput number of the series (migsim.studies.series.series_rows) against
     its simulation, log-log: the simulated mean with its 90% prediction interval, colour by
     table, filled where the cell was fitted and hollow where it is a prediction."""
     if rows.height == 0:

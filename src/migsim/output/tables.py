@@ -2,7 +2,7 @@
 
 This module is the one place that defines the column layout of every Parquet file the pipeline
 writes (``SCHEMAS``): run files (one row per throughput trial or compaction run, exactly the row
-contracts of ``migsim.experiments``) and summaries (mean, sd, n, the published value where one
+contracts of ``migsim.studies``) and summaries (mean, sd, n, the published value where one
 exists and the relative error). Files are written atomically (temporary name, then
 ``os.replace``), sorted explicitly, with key/value metadata: migsim version, configuration hash,
 seed, schema name. No timestamp goes into the data or the metadata, so the same configuration

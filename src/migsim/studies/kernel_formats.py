@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from migsim.formats import mmtests
-from migsim.tables import (
+from migsim.output.tables import (
     ALLOC_LATENCY_PERCENTILES,
     ALLOC_LATENCY_SUMMARY,
     COMPACTION_MODES,
@@ -70,8 +70,8 @@ def kernel_outputs(run_paths: Sequence[str], outputs: Mapping[str, str], *, seed
     latency table and mmtests report (md, html; the report also as text), latency figure.
     `outputs` keys: summary, latency_md, latency_html, mmtests_txt, mmtests_md, mmtests_html,
     figure (a stem: .html, .svg, .png)."""
-    from migsim.figures import save_chart
     from migsim.figures_kernel import alloc_latency_chart
+    from migsim.output.figures import save_chart
 
     runs = read_runs(run_paths, COMPACTION_RUNS)
     summary = summarise_alloc_latency(runs)
@@ -109,9 +109,9 @@ def compare(paths: Sequence[str | Path], names: Sequence[str] | None = None,
 
 def compare_figure(paths: Sequence[str | Path], names: Sequence[str], stem: str | Path) -> None:
     """Traces side by side (figures_kernel.compare_chart) as HTML, SVG and PNG at `stem`."""
-    from migsim.figures import save_chart
     from migsim.figures_kernel import compare_chart
     from migsim.formats.trace import call_table
+    from migsim.output.figures import save_chart
 
     series, calls = [], []
     for p, name in zip(paths, names, strict=True):

@@ -94,7 +94,7 @@ def read_series(ref_dir: Path = REFERENCE_DIR) -> list[SeriesCell]:
 
 def simulate_cell(platform: Platform, cell: SeriesCell, *, trials: int = 5, seed: int = 1):
     """run_throughput for the published run `cell`, with its version's driver code."""
-    from migsim.experiments.throughput import run_throughput
+    from migsim.studies.throughput import run_throughput
 
     k = cell.channels_or_threads
     return run_throughput(

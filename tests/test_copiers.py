@@ -190,7 +190,7 @@ def test_a_compaction_call_costs_more_cpu_with_16_channels_than_with_1(platform,
 def test_a_compaction_run_costs_15_channels_setup_more_cpu_per_call_with_16_than_1(platform):
     # the whole compaction costing (cost_log over a real run's migrate_pages() calls): each
     # call that offloads pays dcbm's per-channel request, tables, issue and terminate (v4)
-    from migsim.experiments.compaction import simulate
+    from migsim.studies.compaction import simulate
 
     sim = simulate(platform, node_bytes=128 << 20, allocations=6, pattern="random", seed=3)
     one, sixteen = (sim.result(platform, mode="dma", channels=k) for k in (1, 16))

@@ -227,6 +227,9 @@ def cmd_reproduce(args) -> int:
     by_mode = {r["mode"]: r for r in sim}
     parts = {r.mode: _parts_per_page(r) for r in results}
     per_alloc = {r.mode: r.pages_migrated / max(r.alloc_success, 1) for r in results}
+    busy = ("busy-baseline", "busy-dma")
+    hog_rate = {"simulated": {m: _hog_per_user_s(by_mode[m]) for m in busy},
+                "published": {m: _hog_per_user_s(pub[m]) for m in busy}}  # fmt: skip
     if args.json:
 
         def per_page(rows):
@@ -236,6 +239,7 @@ def cmd_reproduce(args) -> int:
             "platform": platform.name, "channels": args.channels, "capture": args.capture,
             "modes": sim, "published": published,
             "pages_per_allocation": per_alloc,
+            "hog_iterations_per_user_s": hog_rate,
             "per_page_us": {"simulated": per_page(sim), "published": per_page(published)},
             "parts_per_page_us": parts,
             "sensitivity": spread["sensitivity"],
@@ -265,6 +269,11 @@ def cmd_reproduce(args) -> int:
     pb, pd = pub["busy-baseline"]["hog_iterations"], pub["busy-dma"]["hog_iterations"]
     print(f"hog iterations, busy-dma over busy-baseline: {100 * (d / b - 1):+.1f}% simulated, "
           f"{100 * (pd / pb - 1):+.1f}% published")  # fmt: skip
+    hs, hp = hog_rate["simulated"], hog_rate["published"]
+    print(f"hog iterations per second of user time, busy-baseline / busy-dma: "
+          f"{hs['busy-baseline'] / 1e9:.3f}e9 / {hs['busy-dma'] / 1e9:.3f}e9 simulated, "
+          f"{hp['busy-baseline'] / 1e9:.3f}e9 / {hp['busy-dma'] / 1e9:.3f}e9 published "
+          f"({100 * (hp['busy-dma'] / hp['busy-baseline'] - 1):+.1f}%)")  # fmt: skip
     print(f"pages migrated per allocation: {per_alloc['baseline']:.1f} simulated, "
           f"{pub['baseline']['pages_migrated'] / 16384:.1f} published (baseline)")  # fmt: skip
     print("\nper migrated page, us: simulated / published")
@@ -301,6 +310,13 @@ def _fmt_range(metric: str, v: list[float]) -> str:
     if metric == "hog_iterations":
         return f"[{v[0] / 1e9:.1f}e9, {v[1] / 1e9:.1f}e9]"
     return f"[{v[0]:.0f}, {v[1]:.0f}]"
+
+
+def _hog_per_user_s(row: dict) -> float:
+    """Hog iterations per second of user time of a busy row (its only user task is the hog):
+    constant in the model (sched.hog_clock_ghz x hog_iters_per_cycle); in the published rows
+    the check that the iterations follow the hog's CPU time."""
+    return row["hog_iterations"] / (row["user_pct"] / 100 * row["wall_ms"] / 1e3)
 
 
 def _with_missing_share(row: dict) -> dict:

@@ -21,12 +21,26 @@ pages freed into the buddy lists, slow-path entries) and :func:`cost_log` costs 
 a run at once, migrating "through the same code" as the throughput experiment
 (``migsim.kernel.migrate.cost_batches``).
 
-Simplifications (the kernel does more): fast_find_migrateblock() and fast_isolate_freepages()
-are not modelled (with an even fragmentation their free-list searches find nothing suitable;
-the linear scanners do the work); the async free scanner's COMPACT_CLUSTER_MAX stride probe is
-not modelled and free buddy blocks are isolated page by page (this changes which free frames
-become targets, not how many pages migrate); migration of an isolated anonymous page never
-fails except for lack of a target; no direct reclaim, no kcompactd, no lock contention.
+Simplifications (the kernel does more): fast_find_migrateblock(), fast_isolate_freepages()
+and the async free scanner's stride (isolate_freepages() starts each call at stride
+COMPACT_CLUSTER_MAX, back to 1 after a pageblock that gave pages) are not run: the free
+scanner is the stride-1 linear scan, and free buddy blocks are isolated page by page. What
+they would do depends on state the model does not have. The stride marks a target pageblock
+skip once sampled to its end (16 of its 256 free pages taken under the even pattern), so the
+free scanner uses ~2 pageblocks per call and the rest come back only when the skip bits are
+cleared (kswapd's reset_isolation_suitable() in kswapd_try_to_sleep, not modelled, or
+compaction_restarting() after the deferrals): a 64 MB zone then fails its allocations once the
+scanners meet (at full scale alone it leaves the pages migrated as they
+are and cuts the free pfns scanned from 14.1M to 8.9M). fast_isolate_freepages() walks each
+free list from its tail, the lowest pfns when the node was freed in ascending order
+(__free_one_page adds at the head), so it finds nothing in the top quarter; while
+compact_init_free_pfn is still 0 after boot (only __reset_isolation_suitable() sets it) each
+failed search moves cc->free_pfn to the middle of the scan space. Together with the stride
+that reading gives 331 pages per allocation at full scale against the published 278.5-282,
+so the published machine was not in that state (an earlier reset, another free-list order,
+kcompactd); a trace of a real run (mm_compaction_fast_isolate_freepages) would settle it.
+Migration of an isolated anonymous page never fails except for lack of a target; no direct
+reclaim, no kswapd, no kcompactd, no lock contention.
 """
 
 from __future__ import annotations

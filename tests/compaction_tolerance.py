@@ -62,6 +62,11 @@ KNOWN_GAPS = {"sys_pct[dma]", "hog_gain", "cpu_saved_per_page[idle]", "cpu_saved
 _GAP = pytest.mark.xfail(
     strict=True, reason="DMA saves less CPU per 4K page in the model than in the published rows"
 )
+_HOG_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="hog gain +13.1% against +6.0%: the offload saves the model less kernel CPU, and the "
+    "published busy-dma run has 3.8% fewer hog iterations per second of user time",
+)
 
 
 def check_names(*, with_irq: bool = True) -> list:
@@ -69,7 +74,7 @@ def check_names(*, with_irq: bool = True) -> list:
     the by-construction checks marked ``change_detector``. `with_irq=False` leaves out the
     irq + softirq checks (for tables that hold the published columns only)."""
     names = [
-        pytest.param(n, marks=_GAP) if n in KNOWN_GAPS else n
+        pytest.param(n, marks=_HOG_GAP if n == "hog_gain" else _GAP) if n in KNOWN_GAPS else n
         for n in PREDICTIONS
         if with_irq or not n.startswith("irq_softirq")
     ]

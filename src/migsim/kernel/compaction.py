@@ -250,6 +250,7 @@ class Compactor:
         self._buddy_frees_seen = zone.buddy_frees
         self.trace = bool(trace)  # mark every tracepoint event, not only the slow path
         self._marks = array("q")
+        self._log_shared = False  # log() handed out views of the three arrays above
 
     # -- the work log -----------------------------------------------------------------------
     def _sync_buddy(self) -> None:
@@ -257,8 +258,18 @@ class Compactor:
         self._acc[W_BUDDY_FREED] += now - self._buddy_frees_seen
         self._buddy_frees_seen = now
 
+    def _unshare_log(self) -> None:
+        """Copy the log arrays before they grow: log() handed out views of them (an exported
+        buffer cannot be resized), which keep what was logged up to then."""
+        self._calls_pages = array("q", self._calls_pages)
+        self._calls_work = array("q", self._calls_work)
+        self._marks = array("q", self._marks)
+        self._log_shared = False
+
     def _log_call(self, nr_pages: int) -> None:
         self._sync_buddy()
+        if self._log_shared:
+            self._unshare_log()
         self._calls_pages.append(nr_pages)
         self._calls_work.extend(self._acc)
         self._acc = [0] * NR_WORK
@@ -266,17 +277,23 @@ class Compactor:
     def _mark(self, kind: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0) -> None:
         """Mark an event at this point of the work log (before the next migrate_pages())."""
         self._sync_buddy()
+        if self._log_shared:
+            self._unshare_log()
         self._marks.extend((kind, len(self._calls_pages), *self._acc, a0, a1, a2, a3))
 
     def log(self) -> CompactionLog:
         """The calls logged so far and the work since the last one."""
         self._sync_buddy()
-        work = np.array(self._calls_work, dtype=np.int64).reshape(-1, NR_WORK)
+        self._log_shared = True  # views, not copies: at full scale the log is ~10 MB
+
+        def view(buf: array) -> np.ndarray:
+            return np.frombuffer(buf, dtype=np.int64) if len(buf) else np.zeros(0, np.int64)
+
         return CompactionLog(
-            pages=np.array(self._calls_pages, dtype=np.int64),
-            work=work,
+            pages=view(self._calls_pages),
+            work=view(self._calls_work).reshape(-1, NR_WORK),
             tail=np.array(self._acc, dtype=np.int64),
-            marks=np.array(self._marks, dtype=np.int64).reshape(-1, NR_MARK_COLS),
+            marks=view(self._marks).reshape(-1, NR_MARK_COLS),
         )
 
     @property
@@ -749,11 +766,12 @@ class Compactor:
                     sub_end = min(n, ((low_pfn + pos) // size + 1) * size - low_pfn)
                 else:
                     sub_end = n
-                lidx = lru[pos:sub_end].nonzero()[0]
+                whole = pos == 0 and sub_end == n
+                lidx = (lru if whole else lru[pos:sub_end]).nonzero()[0]
                 # a frame neither free nor LRU (count_nonzero: the states above FREE)
                 clean = None
                 if skip_on_failure:
-                    clean = int(np.count_nonzero(seg[pos:sub_end])) == len(lidx)
+                    clean = int(np.count_nonzero(seg if whole else seg[pos:sub_end])) == len(lidx)
                 if clean is False:
                     bad = (seg[pos:sub_end] > LRU).nonzero()[0]
                     first_bad = int(bad[0])
@@ -762,17 +780,21 @@ class Compactor:
                     first_bad = sub_end - pos
                 want = need - nr_isolated
                 if len(lidx) >= want:  # COMPACT_CLUSTER_MAX reached: migrate now
-                    take = lidx[:want] + (start_pfn + pos)  # pfns
-                    isolated.append(take)
-                    nr_isolated += want
-                    stop = int(take[-1]) + 1
+                    stop = int(lidx[want - 1]) + 1 + start_pfn + pos
                     if sub_end == n and stop < end_pfn:
                         # keep the rest of the block's scan for the next batch from it
                         if clean is None:
                             clean = int(np.count_nonzero(seg[pos:])) == len(lidx)
-                        if clean:
-                            z.mscan_block, z.mscan_pfn = b, stop
-                            z.mscan_lru = lidx[want:] + (start_pfn + pos)
+                    else:
+                        clean = False
+                    if clean:
+                        pfns = lidx + (start_pfn + pos)
+                        take = pfns[:want]
+                        z.mscan_block, z.mscan_pfn, z.mscan_lru = b, stop, pfns[want:]
+                    else:
+                        take = lidx[:want] + (start_pfn + pos)
+                    isolated.append(take)
+                    nr_isolated += want
                     pos = stop - start_pfn
                     break
                 if first_bad < sub_end - pos:  # isolation failed in this order block
@@ -925,10 +947,11 @@ class Compactor:
                     break
             head = cc.freepages[0]
             t = min(n - got, len(head))
-            out.append(head[:t])
             if t == len(head):
+                out.append(head)
                 cc.freepages.pop(0)
             else:
+                out.append(head[:t])
                 cc.freepages[0] = head[t:]
             cc.nr_freepages -= t
             got += t
@@ -952,10 +975,11 @@ class Compactor:
         ok = src[:m]
         failed = src[m:]
         if m:
-            z.move_content(ok, dst)
+            src_block = int(ok[0]) >> PAGEBLOCK_ORDER  # the sources lie in one pageblock
+            z.move_content(ok, dst, src_block)
             z.state[dst] = LRU
-            # folio_put(src) -> free_unref_page_commit (the sources lie in one pageblock)
-            z.pcp_free(ok, int(ok[0]) >> PAGEBLOCK_ORDER)
+            # folio_put(src) -> free_unref_page_commit
+            z.pcp_free(ok, src_block)
         if len(failed):
             z.state[failed] = LRU  # putback_movable_pages
             self._mark(M_MIGRATE_FAIL, len(failed))

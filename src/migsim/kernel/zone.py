@@ -304,7 +304,8 @@ class Zone:
         self.nr_free = self.nr_pages  # NR_FREE_PAGES (buddy only)
         self._nr_full = self.nr_blocks  # pageblocks entirely free
         self._nr_pairs = self.nr_blocks // 2  # aligned pageblock pairs entirely free (order 10)
-        self._lo_counts = np.zeros((self.nr_blocks, 9), dtype=np.int32)  # orders 0..8 per block
+        # free blocks of order 0..8 per pageblock (at most 256 each: int16)
+        self._lo_counts = np.zeros((self.nr_blocks, 9), dtype=np.int16)
         self._lo_total = np.zeros(9, dtype=np.int64)
         self._lo_sum = 0  # int(self._lo_total.sum()), kept as a plain integer
         # pageblocks changed since the last exact recount of their order-0..8 counts: one flag
@@ -424,8 +425,8 @@ class Zone:
         self._nr_dirty = 0
         for lo in range(0, len(blocks), RECOUNT_CHUNK_BLOCKS):
             part = blocks[lo : lo + RECOUNT_CHUNK_BLOCKS]
-            new = buddy_block_counts(self.block_free_mask(part))[:, :9].astype(np.int32)
-            self._lo_total += (new - self._lo_counts[part]).sum(0)
+            new = buddy_block_counts(self.block_free_mask(part))[:, :9].astype(np.int16)
+            self._lo_total += (new - self._lo_counts[part]).sum(0, dtype=np.int64)
             self._lo_sum = int(self._lo_total.sum())
             self._lo_counts[part] = new
 
@@ -702,13 +703,14 @@ class Zone:
         pfns = np.asarray(pfns, dtype=np.int64)
         self.tag_delta[pfns] = (np.asarray(tags, dtype=np.int64) - pfns - 1).astype(np.int32)
 
-    def move_content(self, src: np.ndarray, dst: np.ndarray) -> None:
+    def move_content(self, src: np.ndarray, dst: np.ndarray, src_block: int = -1) -> None:
         """Copy the content of the pages at `src` to the frames `dst` (folio_copy); queued
         and applied in bulk (flush_moves) before the tags are read or a queued target could
-        be a source."""
+        be a source. `src_block`: the pageblock all of `src` lie in, if the caller knows it."""
         if not len(src):
             return
-        if (int(src.max()) >> PAGEBLOCK_ORDER) >= self._moves_lo:
+        top = src_block if src_block >= 0 else int(src.max()) >> PAGEBLOCK_ORDER
+        if top >= self._moves_lo:
             self.flush_moves()  # a source may be a queued target: apply the queue first
         self._moves.append((src, dst))
         self._moves_lo = min(self._moves_lo, int(dst.min()) >> PAGEBLOCK_ORDER)

@@ -139,3 +139,23 @@ def test_busy_buffer_pages_fail_and_the_run_goes_on():
     f[PB : PB + 8] = (1 << S.KPF_LRU) | (1 << S.KPF_PRIVATE)
     v = twin.compact_node(snapshot(f)).vmstat
     assert v["pgmigrate_success"] == 256 and v["pgmigrate_fail"] == 8
+
+
+def test_misses_applies_both_tolerances():
+    m = dict.fromkeys(twin.TOLERANCE, 5000)
+    p = {**m, "pgmigrate_success": 5999}
+    assert twin.misses(m, p) == []  # within 1,000 pages, though 20% off
+    p["compact_isolated"] = 6001
+    assert twin.misses(m, p) == ["compact_isolated measured 5,000 predicted 6,001 (+20.0%)"]
+
+
+def test_drift_rule_reads_the_two_predictions_only():
+    last = dict.fromkeys(twin.TOLERANCE, 100_000)
+    assert twin.drift_reasons({**last, "compact_isolated": 104_999}, last) == []
+    bad = twin.drift_reasons({**last, "compact_free_scanned": 94_000}, last)
+    assert bad == [
+        "compact_free_scanned 94,000 from the first snapshot, 100,000 from the second (-6.0%)"
+    ]
+    small = dict.fromkeys(twin.TOLERANCE, 2_000)
+    assert twin.drift_reasons({**small, "pgmigrate_success": 2_300}, small) == []  # 300 pages
+    assert twin.drift_reasons({**small, "pgmigrate_success": 2_301}, small) != []

@@ -375,6 +375,11 @@ def twin_markdown(doc: dict) -> str:
         f"Region {doc.get('size', 0) / 2**30:.1f} GiB, free ratio {doc.get('free_ratio')}, "
         f"{len(runs)} runs; kernel {doc.get('kernel', '')}.",
         "",
+        f"{len(doc.get('discarded', []))} further run(s) discarded by the drift rule (the "
+        "predictions from two snapshots read back to back before the trigger differed by more "
+        f"than {doc.get('drift_rule', {}).get('rel', 0) * 100:.0f}% in a counter):",
+        *[f"- seed {d['seed']}: {'; '.join(d['drift'])}" for d in doc.get("discarded", [])],
+        "",
         "| counter | " + " | ".join(f"run {r}" for r in runs) + " |",
         "|:---|" + "---:|" * len(runs),
     ]

@@ -45,6 +45,7 @@ between the snapshot and the real compaction: what they change is not in the sna
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import time
@@ -59,7 +60,6 @@ from migsim.kernel.compaction import (
     VMSTAT_KEYS,
     W_FREE_ISOLATED,
     W_FREE_SCANNED,
-    W_ISOLATE_FREE,
     W_ISOLATED,
     W_MIGRATE_SCANNED,
     CompactControl,
@@ -67,7 +67,7 @@ from migsim.kernel.compaction import (
     Compactor,
 )
 from migsim.kernel.zone import FREE, ISOLATED_FREE, ISOLATED_LRU, KERNEL, LRU, Zone
-from migsim.units import COMPACT_CLUSTER_MAX, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
+from migsim.units import MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
 
 PB = PAGEBLOCK_NR_PAGES
 ALIGN = 1 << MAX_PAGE_ORDER  # zone base alignment: keeps order-10 buddy pairs aligned
@@ -264,8 +264,10 @@ class TwinCompactor(Compactor):
         )
 
     # -- free scanner ----------------------------------------------------------------------
-    def _target_blocks(self, lo: int, hi: int) -> np.ndarray:
-        """suitable_migration_target() and pageblock_pfn_to_page() for pageblocks [lo, hi]."""
+    def _target_mask(self, cc: CompactControl, lo: int, hi: int) -> np.ndarray:
+        """suitable_migration_target() and pageblock_pfn_to_page() for pageblocks [lo, hi]:
+        a valid MOVABLE pageblock whose first page is no free buddy of order >= 9 (the upper
+        half of a free order-10 block is scanned, its first page being no buddy head)."""
         z = self.zone
         full = z.nr_free_pb == PB
         idx = np.arange(lo, hi + 1)
@@ -274,59 +276,15 @@ class TwinCompactor(Compactor):
         head9 = full[idx] & ((idx % 2 == 0) | ~pair)  # first page: a buddy of order >= 9
         return self.tz.valid[idx] & self._movable[idx] & ~head9
 
-    def _next_target(self, b: int, b_low: int) -> int:
-        hi = b
-        while hi >= b_low:
-            lo = max(b_low, hi - 1023)
-            ok = np.flatnonzero(self._target_blocks(lo, hi))
-            if len(ok):
-                return lo + int(ok[-1])
-            hi = lo - 1
-        return -1
+    def _target_ok(self, cc: CompactControl, b: int) -> bool:
+        return bool(self._target_mask(cc, b, b)[0])
 
-    def isolate_freepages(self, cc: CompactControl) -> None:
-        """isolate_freepages() for MIGRATE_SYNC (fast_isolate_freepages() returns at once for
-        order <= 0); see the module docstring."""
-        z = self.zone
-        self._acc[W_ISOLATE_FREE] += 1
-        isolate_start_pfn = cc.free_pfn
-        block_start = z.pageblock_start(isolate_start_pfn)
-        block_end = min(block_start + PB, z.zone_end_pfn)
-        low_pfn = z.pageblock_end_pfn(cc.migrate_pfn)
-        stride = 1  # MIGRATE_SYNC
-        while block_start >= low_pfn:
-            b = block_start >> PAGEBLOCK_ORDER
-            if not self._target_blocks(b, b)[0]:
-                j = self._next_target(b - 1, low_pfn >> PAGEBLOCK_ORDER)
-                if j < 0:
-                    block_start = low_pfn - PB
-                    isolate_start_pfn = block_start
-                    break
-                block_start = j * PB
-                block_end = block_start + PB
-                isolate_start_pfn = block_start
-            isolate_start_pfn, nr = self._isolate_freepages_block(
-                cc, isolate_start_pfn, block_end, stride
-            )
-            if isolate_start_pfn == block_end and block_start - PB < z.compact_cached_free_pfn:
-                z.compact_cached_free_pfn = block_start - PB  # update_pageblock_skip()
-            if cc.nr_freepages >= cc.nr_migratepages:
-                if isolate_start_pfn >= block_end:
-                    isolate_start_pfn = block_start - PB
-                break
-            if isolate_start_pfn < block_end:
-                break
-            stride = 1 if nr else min(COMPACT_CLUSTER_MAX, stride << 1)
-            block_end = block_start
-            block_start -= PB
-            isolate_start_pfn = block_start
-        cc.free_pfn = isolate_start_pfn
-
-    def _isolate_freepages_block(
-        self, cc: CompactControl, start: int, end: int, stride: int
-    ) -> tuple[int, int]:
-        """isolate_freepages_block(strict=false) of [start, end) with `stride`; returns the pfn
-        where the scan stopped and the pages isolated."""
+    def isolate_freepages_block(
+        self, cc: CompactControl, start: int, end: int, stride: int = 1
+    ) -> int:
+        """isolate_freepages_block(strict=false) of [start, end) with `stride` (the base
+        Compactor's isolate_freepages() loop calls it); returns the pfn where the scan
+        stopped."""
         z = self.zone
         bstart = start & ~(PB - 1)
         size = _buddy_head_sizes(z.state[bstart : bstart + PB] == FREE)[
@@ -379,7 +337,7 @@ class TwinCompactor(Compactor):
             cc.nr_freepages += nr
             self.vmstat["compact_isolated"] += nr
             self._acc[W_FREE_ISOLATED] += nr
-        return start + min(stop, n), nr
+        return start + min(stop, n)
 
     # -- migrate_pages with compaction_alloc ---------------------------------------------------
     def _alloc(self, cc: CompactControl, order: int, count: int) -> np.ndarray:
@@ -711,6 +669,52 @@ class TraceGuard:
         ]
 
 
+# What a twin run is held to (the issue's tolerances): per counter, the relative error allowed
+# and the absolute one that applies when it is larger (small counts)
+TOLERANCE = {
+    "pgmigrate_success": (0.15, 1000),
+    "compact_migrate_scanned": (0.15, 1000),
+    "compact_free_scanned": (0.15, 1000),
+    "compact_isolated": (0.20, 0),
+}
+# The drift rule (fixed before any run was judged by it): a run is discarded when the
+# predictions from two snapshots read back to back just before the trigger differ, in any
+# counter of TOLERANCE, by more than DRIFT_REL of the later one's value (and by more than
+# DRIFT_ABS pages): memory then moves, within one read time, by amounts that change what the
+# compaction does, so the snapshot cannot stand for the state the scanners will find.
+# DRIFT_REL is a third of the smallest tolerance.
+DRIFT_REL = 0.05
+DRIFT_ABS = 300
+MAX_ATTEMPTS_PER_RUN = 3  # host_twin() gives up after runs * this many attempts
+
+
+def misses(measured: dict, predicted: dict) -> list[str]:
+    """The counters of TOLERANCE for which `predicted` is off `measured` by more than allowed
+    (empty: the run is predicted)."""
+    out = []
+    for key, (rel, absolute) in TOLERANCE.items():
+        m, p = measured[key], predicted[key]
+        if abs(p - m) > max(rel * m, absolute):
+            out.append(
+                f"{key} measured {m:,} predicted {p:,} ({(p / m - 1) * 100 if m else 0:+.1f}%)"
+            )
+    return out
+
+
+def drift_reasons(first: dict, last: dict) -> list[str]:
+    """Why two predictions of back-to-back snapshots (`first` read before `last`) show drift
+    (empty: none over the DRIFT_REL / DRIFT_ABS threshold)."""
+    out = []
+    for key in TOLERANCE:
+        a, b = first[key], last[key]
+        if abs(a - b) > max(DRIFT_REL * b, DRIFT_ABS):
+            out.append(
+                f"{key} {a:,} from the first snapshot, {b:,} from the second "
+                f"({(a / b - 1) * 100 if b else 0:+.1f}%)"
+            )
+    return out
+
+
 def twin_run(
     size: int,
     ratio: float,
@@ -721,13 +725,18 @@ def twin_run(
     raw_dir: str | None = None,
 ) -> dict:
     """One twin run (root; call inside the probe's settings and interrupt guards): settle,
-    fragment a `size` region as the compaction probe does, read the snapshot files, run the
-    real compact_memory (tracing mm_migrate_pages where tracefs is mounted), then predict the
-    same compaction from the snapshot. Returns {"measured", "predicted", "calls", "snapshot"}."""
+    fragment a `size` region as the compaction probe does, write back dirty page cache
+    (``sync``), read the snapshot files twice back to back, run the real compact_memory right
+    after the second read (tracing mm_migrate_pages where tracefs is mounted), then predict
+    the same compaction from both snapshots. The prediction is the second's; ``drift`` lists
+    where the two differ by more than the drift rule allows (DRIFT_REL): such a run is to be
+    discarded, not judged. Returns {"measured", "predicted", "predicted_first", "drift",
+    "calls", "snapshot", ...}."""
     from migsim.host import probe
 
     probe.trigger_compaction()  # settle what other tasks left
-    reader = S.RawReader()  # buffers allocated and faulted in before the region
+    # buffers allocated and faulted in before the region: the reads allocate nothing
+    first, reader = S.RawReader(), S.RawReader()
     with probe.AnonRegion(size) as region:
         region.madvise(probe.MADV_HUGEPAGE)
         region.touch()
@@ -736,11 +745,16 @@ def twin_run(
         mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
         freed = region.pfns()[mask.ravel()]  # in the order MADV_DONTNEED frees them
         region.madvise_pages(mask, probe.MADV_DONTNEED)
+        # dirty page-cache folios with buffers cannot be split (twin: `unsplittable`): write
+        # them back now, so that fewer of the folios around the region stop a zone
+        os.sync()
         with TraceGuard() as trace:
             a0 = probe.read_vmstat(ALLOC_KEYS)
-            reader.read()
+            first.read()
+            reader.read()  # the snapshot: the last thing before the trigger
             r0 = resource.getrusage(resource.RUSAGE_SELF)
             v0 = probe.read_vmstat(VMSTAT_KEYS + ALLOC_KEYS)
+            load = os.getloadavg()
             wall = probe.trigger_compaction()
             v1 = probe.read_vmstat(VMSTAT_KEYS)
             r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -749,6 +763,7 @@ def twin_run(
     t0 = time.perf_counter()
     nc = compact_node(snap)
     predict_s = time.perf_counter() - t0
+    first_pred = dict(compact_node(first.build(freed=freed)).vmstat)
     measured = {k: v1[k] - v0[k] for k in VMSTAT_KEYS}
     drift = sum(v0[k] - a0[k] for k in ALLOC_KEYS)
     measured["seconds"] = wall
@@ -757,18 +772,22 @@ def twin_run(
     return {
         "measured": measured,
         "predicted": predicted,
+        "predicted_first": first_pred,
+        "drift": drift_reasons(first_pred, predicted),
         "calls": {"measured": calls, "predicted": nc.call_pages.tolist()},
         "snapshot": {
             "read_s": snap.meta["read_s"],
+            "first_read_s": first.read_s,
             "build_s": snap.meta["build_s"],
             "predict_s": predict_s,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "pcp_pfns": int(snap.meta.get("pcp_pfns", 0)),
         },
         "seed": seed,
+        "loadavg": list(load),  # 1, 5, 15 minutes, just before the trigger
         "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
-        # pages allocated on the machine while the snapshot was read (by other tasks: the
-        # twin allocates nothing then): memory the snapshot may show in a state it left
+        # pages allocated on the machine while the snapshots were read (by other tasks: the
+        # twin allocates nothing then)
         "drift_pages": drift,
     }
 
@@ -782,11 +801,12 @@ def host_twin(
     pattern: str = "even",
     progress=None,
 ) -> dict:
-    """`migsim host twin`: `runs` twin runs (seeds seed, seed+1, ...) under the probe's
-    settings guard (THP madvise, compaction_proactiveness 0, restored also on error or
-    signal). Adds ``seconds_fitted`` to each run's prediction: the platform's seconds scaled by
-    the geometric mean of measured/predicted seconds of the *other* runs (a one-parameter host
-    fit of the compaction costs, leave one out)."""
+    """`migsim host twin`: `runs` accepted twin runs (seeds seed, seed+1, ... one per attempt)
+    under the probe's settings guard (THP madvise, compaction_proactiveness 0, restored also
+    on error or signal). A run whose two snapshots show drift (``drift_reasons``) is
+    discarded: it goes to ``discarded`` with its reason, and another attempt is made, at most
+    runs * MAX_ATTEMPTS_PER_RUN in all. Adds the leave-one-out host fit of the cost
+    parameters to each accepted run's prediction (``add_fitted_seconds``)."""
     from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
     from migsim.host import probe
 
@@ -806,19 +826,31 @@ def host_twin(
         "memory_limit_bytes": memory_limit(nbytes),
         "platform": plat.name,
         "kernel": probe.host_platform_name(),
+        "drift_rule": {"rel": DRIFT_REL, "abs": DRIFT_ABS},
         "runs": [],
+        "discarded": [],
     }
     guard = probe.SettingsGuard()
     with probe.interrupt_guard(), probe.probe_settings(guard):
-        for i in range(runs):
-            r = twin_run(nbytes, ratio, seed + i, plat, pattern=pattern)
-            out["runs"].append(r)
+        attempt = 0
+        while len(out["runs"]) < runs and attempt < runs * MAX_ATTEMPTS_PER_RUN:
+            r = twin_run(nbytes, ratio, seed + attempt, plat, pattern=pattern)
+            attempt += 1
+            m, p = r["measured"], r["predicted"]
+            if r["drift"]:
+                out["discarded"].append(r)
+                msg = f"DISCARDED (drift: {'; '.join(r['drift'])})"
+            else:
+                out["runs"].append(r)
+                bad = misses(m, p)
+                msg = "ok" if not bad else f"MISS {'; '.join(bad)}"
             if progress:
-                m, p = r["measured"], r["predicted"]
                 progress(
-                    f"run {i}: pgmigrate_success {m['pgmigrate_success']} (predicted "
-                    f"{p['pgmigrate_success']}), {m['seconds'] * 1e3:.1f} ms"
+                    f"seed {r['seed']}: pgmigrate_success {m['pgmigrate_success']} (predicted "
+                    f"{p['pgmigrate_success']}), {m['seconds'] * 1e3:.1f} ms, load "
+                    f"{r['loadavg'][0]:.1f}: {msg}"
                 )
+    out["attempts"] = attempt
     add_fitted_seconds(out["runs"])
     return out
 

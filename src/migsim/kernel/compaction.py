@@ -830,14 +830,20 @@ class Compactor:
 
     # -- the free scanner -------------------------------------------------------------------
     def isolate_freepages(self, cc: CompactControl) -> None:
-        """Isolate free pages from pageblocks below cc->free_pfn, down to the migration
-        scanner's block, until there are as many as pages to migrate."""
+        """isolate_freepages(): isolate free pages from pageblocks below cc->free_pfn, down to
+        the migration scanner's block, until there are as many as pages to migrate. Which
+        pageblocks are targets is ``_target_ok`` / ``_next_target_block``
+        (suitable_migration_target, isolation_suitable), what a block gives is
+        ``isolate_freepages_block``; the stride starts at COMPACT_CLUSTER_MAX for
+        MIGRATE_ASYNC and at 1 otherwise, is 1 again after a block that gave pages and doubles
+        (up to COMPACT_CLUSTER_MAX) after one that gave none."""
         z = self.zone
         self._acc[W_ISOLATE_FREE] += 1
         isolate_start_pfn = cc.free_pfn
         block_start = z.pageblock_start(isolate_start_pfn)
         block_end = min(block_start + PAGEBLOCK_NR_PAGES, z.zone_end_pfn)
         low_pfn = z.pageblock_end_pfn(cc.migrate_pfn)
+        stride = COMPACT_CLUSTER_MAX if cc.mode == MIGRATE_ASYNC else 1
         while block_start >= low_pfn:
             b = block_start >> PAGEBLOCK_ORDER
             j = b if self._target_ok(cc, b) else self._next_target_block(cc, b, low_pfn >> 9)
@@ -849,7 +855,10 @@ class Compactor:
                 block_start = j * PAGEBLOCK_NR_PAGES
                 block_end = block_start + PAGEBLOCK_NR_PAGES
                 isolate_start_pfn = block_start
-            isolate_start_pfn = self.isolate_freepages_block(cc, isolate_start_pfn, block_end)
+            before = cc.nr_freepages
+            isolate_start_pfn = self.isolate_freepages_block(
+                cc, isolate_start_pfn, block_end, stride
+            )
             if isolate_start_pfn == block_end:  # update_pageblock_skip()
                 if not cc.ignore_skip_hint:
                     z.skip[block_start >> PAGEBLOCK_ORDER] = True
@@ -861,6 +870,7 @@ class Compactor:
                 break
             if isolate_start_pfn < block_end:
                 break
+            stride = 1 if cc.nr_freepages > before else min(COMPACT_CLUSTER_MAX, stride << 1)
             block_end = block_start
             block_start -= PAGEBLOCK_NR_PAGES
             isolate_start_pfn = block_start
@@ -874,28 +884,37 @@ class Compactor:
             return False
         return cc.ignore_skip_hint or not z.skip[b]
 
-    def _next_target_block(self, cc: CompactControl, b: int, b_low: int) -> int:
-        """Highest pageblock in [b_low, b] that suits the free scanner: movable (unless
+    def _target_mask(self, cc: CompactControl, lo: int, hi: int) -> np.ndarray:
+        """Per pageblock of [lo, hi]: does it suit the free scanner? Movable (unless
         ignored), not marked skip (unless ignored), not itself a free block of pageblock order
         (suitable_migration_target, isolation_suitable)."""
         z = self.zone
+        ok = z.nr_free_pb[lo : hi + 1] < PAGEBLOCK_NR_PAGES
+        if not cc.ignore_block_suitable:
+            ok &= z.migratetype[lo : hi + 1] == MIGRATE_MOVABLE
+        if not cc.ignore_skip_hint:
+            ok &= ~z.skip[lo : hi + 1]
+        return ok
+
+    def _next_target_block(self, cc: CompactControl, b: int, b_low: int) -> int:
+        """Highest pageblock in [b_low, b] that suits the free scanner (``_target_mask``), or
+        -1; looked at FREE_SKIP_WINDOW_BLOCKS at a time."""
         hi = b
         while hi >= b_low:
             lo = max(b_low, hi - FREE_SKIP_WINDOW_BLOCKS + 1)
-            ok = z.nr_free_pb[lo : hi + 1] < PAGEBLOCK_NR_PAGES
-            if not cc.ignore_block_suitable:
-                ok &= z.migratetype[lo : hi + 1] == MIGRATE_MOVABLE
-            if not cc.ignore_skip_hint:
-                ok &= ~z.skip[lo : hi + 1]
-            idx = np.flatnonzero(ok)
+            idx = np.flatnonzero(self._target_mask(cc, lo, hi))
             if len(idx):
                 return lo + int(idx[-1])
             hi = lo - 1
         return -1
 
-    def isolate_freepages_block(self, cc: CompactControl, start_pfn: int, end_pfn: int) -> int:
+    def isolate_freepages_block(
+        self, cc: CompactControl, start_pfn: int, end_pfn: int, stride: int = 1
+    ) -> int:
         """Isolate free pages of [start_pfn, end_pfn) in ascending order until enough; returns
-        the pfn where the scan stopped.
+        the pfn where the scan stopped. Simplified: every pfn is looked at (`stride` is not
+        applied) and free pages are isolated one by one (the host twin's subclass follows
+        the kernel's stride and whole-buddy isolation).
 
         The free pfns of the block that the scan did not take are cached (Zone.fscan_*) for
         the next scan of the same block (the next batch's targets, or a rescan from the

@@ -159,3 +159,16 @@ def test_drift_rule_reads_the_two_predictions_only():
     small = dict.fromkeys(twin.TOLERANCE, 2_000)
     assert twin.drift_reasons({**small, "pgmigrate_success": 2_300}, small) == []  # 300 pages
     assert twin.drift_reasons({**small, "pgmigrate_success": 2_301}, small) != []
+
+
+def test_twin_bad_input_names_the_flag_and_the_range():
+    import pytest
+
+    from migsim.limits import LimitError
+
+    with pytest.raises(LimitError, match=r"^--free-ratio: must be .*\(0, 1\), got 1.5$"):
+        twin.host_twin("64M", 1.5, 1)
+    with pytest.raises(LimitError, match=r"^--runs: must be a whole number >= 1, got 0$"):
+        twin.host_twin("64M", 0.5, 0)
+    with pytest.raises(LimitError, match=r"^--size: must be a size from 2M"):
+        twin.host_twin("1M", 0.5, 1)

@@ -140,6 +140,10 @@ LATENCY_SCALE = Limit("factor on the DMA latency parameters", 0.0, 1.0, lo_open=
 KNEE_PCT = Limit("share of the best throughput, %", 0.0, 100.0, lo_open=True)
 MIN_BATCH_BYTES = Limit("smallest batch offloaded to DMA, bytes", 0, None, integer=True)
 REPEATS = Limit("repetitions of every probe cell", 1, None, integer=True)
+TWIN_RUNS = Limit("host twin runs kept (each with its own snapshots)", 1, None, integer=True)
+# the host twin's region: one pageblock up; what fits this machine is checked apart
+# (migsim.host.probe.check_size_cap: at most a quarter of MemAvailable)
+TWIN_SIZE = SizeLimit("region a host twin run fragments", PAGEBLOCK_NR_PAGES * PAGE_SIZE, 1 << 46)
 # a pageblock-aligned node from two pageblocks up to 64T (MAX_PHYSMEM_BITS = 46 with 4-level
 # paging on x86_64); what fits this machine's memory is checked apart (check_memory)
 NODE_BYTES = SizeLimit("NUMA node size", 2 * PAGEBLOCK_NR_PAGES * PAGE_SIZE, 1 << 46,
@@ -246,6 +250,9 @@ SCHEMA_KEYS: dict[str, Limit] = {
     "host.repeats": REPEATS,
     "host.seed": SEED,
     "host.calibration_ratio": OPEN_FRACTION,
+    "host.twin.free_ratio": OPEN_FRACTION,
+    "host.twin.runs": TWIN_RUNS,
+    "host.twin.seed": SEED,
     "whatif.allocations": ALLOCATIONS,
     "whatif.cluster_max.cluster_max[]": CLUSTER_MAX,
     "whatif.cluster_max.channels[]": CHANNELS,
@@ -268,6 +275,7 @@ SIZE_KEYS: dict[str, SizeLimit] = {
     "whatif.node_bytes": NODE_BYTES,
     "whatif.engine_class.total_bytes": TOTAL_BYTES,
     "whatif.latency.total_bytes": TOTAL_BYTES,
+    "host.twin.size": TWIN_SIZE,
 }
 # Lists of DMA channel counts the platform narrows (dma.max_channels_count).
 CHANNEL_KEYS = tuple(k for k, v in SCHEMA_KEYS.items() if v is CHANNELS)

@@ -45,7 +45,6 @@ between the snapshot and the real compaction: what they change is not in the sna
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import resource
@@ -720,29 +719,6 @@ def drift_reasons(first: dict, last: dict) -> list[str]:
     return out
 
 
-TWIN_NICE = -20  # the reading and compacting task's nice value during a twin run
-
-
-@contextlib.contextmanager
-def high_priority(nice: int = TWIN_NICE):
-    """Run the block at `nice` (root: CAP_SYS_NICE) and restore the task's nice value after,
-    also on error; yields the nice value in force. On a loaded machine the snapshot reads and
-    the compaction (which runs in the writing task: compact_nodes()) then get most of a CPU,
-    so less of the other tasks' memory churn falls between the snapshot and the scanners'
-    passage, and the wall time is mostly CPU time. Where the nice value cannot be lowered
-    (EPERM) the block runs at the task's own."""
-    old = os.getpriority(os.PRIO_PROCESS, 0)
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-    except OSError:
-        yield old
-        return
-    try:
-        yield nice
-    finally:
-        os.setpriority(os.PRIO_PROCESS, 0, old)
-
-
 def twin_run(
     size: int,
     ratio: float,
@@ -776,7 +752,7 @@ def twin_run(
         # dirty page-cache folios with buffers cannot be split (twin: `unsplittable`): write
         # them back now, so that fewer of the folios around the region stop a zone
         os.sync()
-        with TraceGuard() as trace, high_priority() as nice:
+        with TraceGuard() as trace, S.high_priority() as nice:
             a0 = probe.read_vmstat(ALLOC_KEYS)
             first.read()
             reader.read()  # the snapshot: the last thing before the trigger
@@ -812,7 +788,7 @@ def twin_run(
             "pcp_pfns": int(snap.meta.get("pcp_pfns", 0)),
         },
         "seed": seed,
-        "nice": nice,  # of the reading and compacting task (high_priority)
+        "nice": nice,  # of the reading and compacting task (snapshot.high_priority)
         "loadavg": list(load),  # 1, 5, 15 minutes, just before the trigger
         "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
         # pages allocated on the machine while the snapshots were read (by other tasks: the

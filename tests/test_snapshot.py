@@ -163,3 +163,25 @@ def test_without_root_snapshot_and_twin_exit_3_with_the_reason(tmp_path, capsys,
     assert cli.main(["host", "twin", "--size", "64M", "--runs", "1"]) == 3
     assert "root" in capsys.readouterr().err
     assert not (tmp_path / "s.npz").exists()
+
+
+def test_kpagecount_is_read_only_where_pages_are_mapped(tmp_path):
+    """read_mapped_counts(): the COUNT_UNIT ranges holding a KPF_MMAP page are read from the
+    file, every other pfn is 0 (a map count there would be a page mapped after kpageflags
+    was read)."""
+    from migsim.host import snapshot as S
+
+    u = S.COUNT_UNIT
+    n = 5 * u + 7  # a partial last unit
+    count = np.arange(1, n + 1, dtype="<u8")
+    (tmp_path / "kpagecount").write_bytes(count.tobytes())
+    flags = np.zeros(n, dtype="<u8")
+    mmap = np.uint64(1 << S.KPF_MMAP)
+    flags[[u + 3, 2 * u, 5 * u + 6]] = mmap  # units 1, 2 (one run) and the last one
+    out = np.full(n + 10, 99, dtype="<u8")
+    assert S.read_mapped_counts(tmp_path / "kpagecount", flags, out) == 2 * u + 7
+    want = np.zeros(n, dtype="<u8")
+    want[u : 3 * u] = count[u : 3 * u]
+    want[5 * u :] = count[5 * u :]
+    assert (out[:n] == want).all()
+    assert (out[n:] == 99).all()  # nothing written past the flags

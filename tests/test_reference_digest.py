@@ -162,6 +162,9 @@ def full_scale_counters(sim) -> dict:
     return {**sim.vmstat, **{k: getattr(sim, k) for k in RUN_COUNTERS}}
 
 
+# Change detectors, not model tests: a digest pins what the code did when it was stored, right
+# or wrong (test_the_digest_sees_one_moved_tag_and_one_log_row tests the digest itself).
+@pytest.mark.change_detector
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_small_reference_runs_are_unchanged(name):
     counters, log, zone = SCENARIOS[name]()
@@ -169,6 +172,7 @@ def test_small_reference_runs_are_unchanged(name):
     assert run_digest(counters, log, zone) == DIGESTS[name], (name, summary(counters, log))
 
 
+@pytest.mark.change_detector
 @pytest.mark.slow
 def test_full_scale_reference_run_is_unchanged(full_scale):
     sim = full_scale.sim

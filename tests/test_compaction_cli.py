@@ -103,17 +103,15 @@ def test_reproduce_compaction_json_and_text(capsys):
     assert d["offload_saving_us"]["published"]["idle"] == pytest.approx(
         16708e3 * 0.994 / 4563506 - 18887e3 * 0.7665 / 4622952, rel=1e-9
     )
-    # the simulated decomposition is the simulated mode rows' own numbers per page
+    # (per_page_us itself is checked by hand in test_per_page_us_by_hand)
     sim = {r["mode"]: r for r in d["per_page_us"]["simulated"]}
+    assert [r["mode"] for r in d["per_page_us"]["simulated"]] == [m["mode"] for m in d["modes"]]
     for r in d["modes"]:
-        p = sim[r["mode"]]
-        per_page = r["wall_ms"] * 1e3 / r["pages_migrated"]
-        assert p["wall_us"] == pytest.approx(per_page, rel=1e-9)
-        assert p["sys_us"] == pytest.approx(per_page * r["sys_pct"] / 100, rel=1e-9)
         assert {"irq_pct", "softirq_pct"} <= set(r)
     # the missing share of a published row is its irq + softirq: baseline 100 - 99.40 - 0.29
     assert pub["baseline"]["irq_softirq_us"] == pytest.approx(16708e3 * 0.0031 / 4563506)
-    # alone on its CPU the compacting task's kernel time is exactly the sum of the named parts
+    # alone on its CPU the compacting task's kernel time (the timeline's sys share) is exactly
+    # the sum of the named parts (the costing's per-function work): two accountings agree
     parts = d["parts_per_page_us"]
     for mode in ("baseline", "dma"):
         named = {k: v for k, v in parts[mode].items() if k != "total kernel CPU of compaction"}

@@ -165,7 +165,8 @@ def test_hybrid_study_brackets(platform):
     for load in w.LOADS:
         cells = df.filter(pl.col("load") == load).sort("min_batch_bytes")
         assert cells["min_batch_bytes"][0] == 0
-        assert cells["wall_ms"][0] == cells["all_dma_wall_ms"][0]
+        # T = 0 offloads every (order-0) page; T above every batch runs as the CPU baseline
+        assert cells["dma_copies"][0] == cells["pages_migrated"][0] > 0
         assert cells["wall_ms"][-1] == cells["baseline_wall_ms"][-1]
         assert cells["dma_copies"][-1] == 0
         # offloaded folios never grow with T
@@ -237,8 +238,11 @@ def test_fragmentation_study_counts(platform):
     )
     assert df.height == 4
     assert (df["alloc_success"] + df["alloc_fail"] == df["allocations"]).all()
+    # no pageblock starts free (every 2 MB region keeps 512 x (1 - ratio) used pages, evenly
+    # or at random), so each order-9 block handed out was emptied by migrating all of them
     ok = df.filter(pl.col("alloc_success") > 0)
-    assert (ok["pages_per_alloc"] == ok["pages_migrated"] / ok["alloc_success"]).all()
+    assert ok.height == 4
+    assert (ok["pages_per_alloc"] >= 512 * (1 - ok["free_ratio"])).all()
     even = df.filter(pl.col("pattern") == "even").sort("free_ratio")
     # fewer used pages per block to move out when more of it is free
     assert even["pages_per_alloc"][0] > even["pages_per_alloc"][1]

@@ -117,12 +117,12 @@ def test_probe_copy_rows_and_parquet(tmp_path):
     df = probe.probe_copy(sizes=("4K", "64K", "2M"), working_set="32M", repeats=2, seed=4)
     assert df.height == 3 * 2 * 2
     assert set(df["source"]) == {"measured"} and set(df["experiment"]) == {"copy"}
-    assert (df["total_bytes"] == df["nr_folios"] * df["folio_bytes"]).all()
-    assert (df["total_bytes"] == 16 << 20).all()
-    assert (df["nr_pages"] * PAGE_SIZE == df["total_bytes"]).all()
-    assert (df["copy_s"] == df["wall_s"]).all()
-    gbps = df["total_bytes"] / df["wall_s"] / 1e9
-    assert np.allclose(gbps.to_numpy(), df["throughput_gbps"].to_numpy())
+    # half the 32M working set is copied (from one half to the other): 16 MiB in 4096 4K,
+    # 256 64K or 8 2M folios, 4096 base pages (the rows' rate, bytes over wall time, and
+    # copy_s = wall_s are how the probe defines them, so they are not asserted)
+    assert (df["total_bytes"] == 16 << 20).all() and (df["nr_pages"] == 4096).all()
+    folios = dict(zip(df["folio_bytes"], df["nr_folios"], strict=True))
+    assert folios == {4096: 4096, 65536: 256, 2 << 20: 8}
     # the rate itself depends on the machine and its load: not asserted (the copies ran:
     # every row took time)
     assert (df["wall_s"] > 0).all()
@@ -179,7 +179,6 @@ def test_probe_compaction_rows_and_parquet(tmp_path):
     assert (df["probe_pages_live"] == size // PAGE_SIZE // 2).all()
     # compaction ran and migrated pages; our own moved pages are part of pgmigrate_success
     assert (df["wall_ms"] > 0).all()
-    assert (df["pages_migrated"] == df["pgmigrate_success"]).all()
     assert (df["pgmigrate_success"] >= df["probe_pages_migrated"]).all()
     # the kernel places the region: a repetition can migrate nothing (seen once while other
     # jobs ran: its blocks lay where the scanners never got, e.g. above their meeting point),
@@ -187,7 +186,6 @@ def test_probe_compaction_rows_and_parquet(tmp_path):
     assert df["pgmigrate_success"].sum() > 0
     assert (df["compact_migrate_scanned"] > 0).all()
     assert (df["probe_block_frac"] > 0).all()
-    assert ((df["user_pct"] + df["sys_pct"] + df["idle_pct"] - 100).abs() < 1e-9).all()
     out = tmp_path / "k.parquet"
     write_parquet(df, out, probe.HOST_COMPACTION_RUNS, config_hash="x", seed=9)
     probe.HOST_COMPACTION_RUNS.check_file(out)

@@ -604,3 +604,214 @@ def test_a_compaction_run_is_quiet_unless_asked(platform, capsys):
     assert r.alloc_success == 2
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
+
+
+# ------------------------------------------- survivors of the second mutation run (issue 18)
+
+
+@pytest.mark.parametrize(
+    "copier", [CpuCopier(), DmaCopier(channels=2), DmaCopier(channels=2, rfc="v6"), MtCopier(4)]
+)
+def test_the_trial_factor_scales_every_copy_cost(round_platform, copier):
+    """A trial's noise factor multiplies every cost of the copy step (cost_batches' `scale`):
+    at 2.0 each of the CPU, wait, wall, other-CPU, interrupt and wake-up times doubles."""
+    n, b = np.array([32, 224]), np.array([32, 224]) * float(PAGE)
+    one = copier.copy_batches(n, b, round_platform, np.random.default_rng(0), 1.0)
+    two = copier.copy_batches(n, b, round_platform, np.random.default_rng(0), 2.0)
+    for key in ("cpu_s", "wait_s", "wall_s", "other_cpu_s", "irq_s", "wake_s"):
+        np.testing.assert_allclose(getattr(two, key), 2 * getattr(one, key), rtol=1e-12)
+    assert one.wall_s.min() > 0
+
+
+def test_mtcopier_names_the_placements_it_accepts():
+    with pytest.raises(
+        ValueError, match=r"^placement: must be one of spread, fill-ccd; got 'pack'$"
+    ):
+        MtCopier(placement="pack")
+
+
+def test_timeline_row_percentages_by_hand(round_platform):
+    """10 + 20 + 30 ms of work around sleeps of 4 and 6 ms, alone, no tick and no irq time
+    accounting: 70 ms, of which 60 system (85.71%) and 10 idle (14.29%)."""
+    from migsim.cost.timeline import run_timeline
+
+    p = round_platform.replace(sched__tick_irq_us=0.0, sched__irq_time_accounting_switch=0)
+    t = run_timeline(np.array([0.010, 0.020, 0.030]), np.array([0.004, 0.006]), p, busy=False)
+    d = t.as_dict()
+    assert d["wall_s"] == pytest.approx(0.070, rel=1e-12)
+    assert d["sys_pct"] == pytest.approx(600 / 7, rel=1e-12)
+    assert d["idle_pct"] == pytest.approx(100 / 7, rel=1e-12)
+    assert (d["user_pct"], d["irq_pct"], d["softirq_pct"]) == (0.0, 0.0, 0.0)
+
+
+def test_defer_marks_carry_the_fields_of_the_kernel_trace_event(round_platform):
+    """defer_compaction() (mm/compaction.c) resets compact_considered, raises
+    compact_defer_shift and lowers compact_order_failed to the order; the
+    mm_compaction_defer_compaction event prints order, considered, defer_shift, order_failed:
+    order 9 from order_failed 11 gives (9, 0, 1, 9), then order 3 gives (3, 0, 2, 3)."""
+    from migsim.kernel.compaction import M_DEFER_COMPACTION, MARK_ARGS, Compactor
+    from migsim.kernel.zone import Zone
+
+    z = Zone(8 * 512)
+    z.compact_order_failed = 11
+    c = Compactor(z, trace=True)
+    c.defer_compaction(9)
+    c.defer_compaction(3)
+    marks = c.log().marks
+    rows = marks[marks[:, 0] == M_DEFER_COMPACTION][:, MARK_ARGS:]
+    assert rows.tolist() == [[9, 0, 1, 9], [3, 0, 2, 3]]
+
+
+def _restart_zone():
+    """16 pageblocks: 0 unmovable kernel memory; 1 with 32 pages in use and 480 free; 2-5 every
+    other page free; 6 with its first 100 pages free; 7-15 in use."""
+    from migsim.kernel.zone import FREE, KERNEL, LRU, MIGRATE_UNMOVABLE, Zone
+
+    z = Zone(16 * 512)
+    z.state[:] = LRU
+    z.state[:512] = KERNEL
+    z.migratetype[0] = MIGRATE_UNMOVABLE
+    z.state[512 + 32 : 1024] = FREE
+    for b in range(2, 6):
+        z.state[b * 512 : (b + 1) * 512 : 2] = FREE
+    z.state[6 * 512 : 6 * 512 + 100] = FREE
+    z.recount()
+    # a finished compaction left every skip bit set and the scanners past each other
+    z.skip[:] = True
+    z.compact_cached_migrate_pfn = [10 * 512, 10 * 512]
+    z.compact_cached_free_pfn = 12 * 512
+    return z
+
+
+def test_compaction_restart_clears_the_skip_bits_and_restarts_the_scanners():
+    """compaction_restarting() (defer shift at COMPACT_MAX_DEFER_SHIFT and as many attempts
+    considered): compact_zone() calls __reset_isolation_suitable(), which clears every skip
+    bit and restarts the migration scanner at the first pageblock with pages to move (block
+    1, pfn 512) and the free scanner at the last one with free pages (block 6, pfn 3072). The
+    order-9 allocation then moves block 1's 32 pages to block 6, captures block 1 (pfn 512),
+    and, as the capture comes in the drain, one batch of 32 from block 2 first: 64 pages
+    migrated, 64 free pfns scanned (block 6's first 64, all free). Without the restart every
+    block is skipped and the allocation fails."""
+    from migsim.kernel.compaction import COMPACT_MAX_DEFER_SHIFT, Compactor
+
+    z = _restart_zone()
+    z.compact_defer_shift = COMPACT_MAX_DEFER_SHIFT
+    z.compact_considered = 1 << COMPACT_MAX_DEFER_SHIFT
+    z.compact_order_failed = 0
+    c = Compactor(z)
+    assert c.alloc_pages_node(9) == 512
+    assert (z.compact_init_migrate_pfn, z.compact_init_free_pfn) == (512, 3072)
+    assert c.vmstat["pgmigrate_success"] == 64 and c.vmstat["compact_free_scanned"] == 64
+    assert not z.skip[3:].any()  # cleared; only the blocks scanned since are marked again
+    z.check()
+    stale = Compactor(_restart_zone())
+    assert stale.alloc_pages_node(9) is None
+    assert stale.vmstat["pgmigrate_success"] == 0 and stale.zone.skip.all()
+
+
+def test_compact_memory_run_of_a_64m_node_by_hand(round_platform):
+    """echo 1 > compact_memory on 64 MiB fragmented evenly at 50%: 31 movable pageblocks (the
+    last is the kernel's), 256 order-0 free pages each. The migration scanner empties blocks
+    0-14 (15 x 256 = 3840 pages) into the free halves of blocks 30 down to 15, where the
+    scanners meet: 15 free pageblocks (7 order-10 pairs and one order-9 block) and block 15's
+    256 free pages, unusable index 256 / 7936. The offloaded copy sleeps, the CPU copy
+    never."""
+    from migsim.experiments.compaction import run_compact_memory
+
+    rows = {
+        m: run_compact_memory(round_platform, node_bytes=64 << 20, mode=m)
+        for m in ("baseline", "dma")
+    }
+    r = rows["baseline"]
+    assert (r["mode"], r["node_bytes"]) == ("baseline", 64 << 20)
+    assert r["buddyinfo_before"] == [31 * 256] + [0] * 10
+    assert r["unusable_index_9_before"] == 1.0
+    assert r["pages_migrated"] == r["pgmigrate_success"] == 15 * 256
+    assert r["buddyinfo_after"] == [256] + [0] * 8 + [1, 7]
+    assert r["unusable_index_9_after"] == pytest.approx(256 / 7936, rel=1e-12)
+    assert r["idle_s"] == 0.0 and rows["dma"]["idle_s"] > 0
+    assert rows["dma"]["pages_migrated"] == 15 * 256
+    clustered = run_compact_memory(round_platform, node_bytes=64 << 20, pattern="clustered")
+    assert clustered["buddyinfo_before"][4] == 31 * 16  # runs of 16 free pages, 16 per block
+
+
+def test_a_costing_has_its_own_seed_and_defaults_to_the_runs(round_platform):
+    """Simulation.result(seed=s) seeds the costing (noise, DMA failures) and is the row's
+    seed; without one the run's own seed is used. Same seed, same numbers."""
+    from migsim.experiments.compaction import simulate
+
+    sim = simulate(round_platform, node_bytes=64 << 20, allocations=4, seed=7)
+
+    def row(**kw):
+        return sim.result(round_platform.replace(noise__trial_sd_frac=0.05), mode="dma",
+                          fail_rate=0.1, noise=True, **kw).row()  # fmt: skip
+
+    a, b, other, own = row(seed=5), row(seed=5), row(seed=6), row()
+    assert a["seed"] == 5 and own["seed"] == 7
+    assert a["wall_ms"] == b["wall_ms"] and a["dma_fallbacks"] == b["dma_fallbacks"]
+    assert other["wall_ms"] != a["wall_ms"] and own["wall_ms"] != a["wall_ms"]
+    assert own["wall_ms"] == row(seed=7)["wall_ms"]
+
+
+def _small_simulate(monkeypatch):
+    """Make the full-scale reproduction functions simulate 64 MiB (4 allocations) instead of
+    250 GB, recording what they asked for."""
+    import migsim.experiments.compaction as ec
+
+    asked = []
+    real = ec.simulate
+
+    def small(platform, **kw):
+        asked.append(kw)
+        return real(platform, node_bytes=64 << 20, allocations=4, **kw)
+
+    monkeypatch.setattr(ec, "simulate", small)
+    return ec, asked
+
+
+def test_reproduce_compaction_passes_seed_channels_and_version(round_platform, monkeypatch):
+    """One row per published mode in the published order, from one simulation with the given
+    seed; the dma rows costed with the given channels and dcbm version (v6 holds its channels
+    from enable time: less kernel time per call than v4), the CPU rows with none; by default
+    dcbm's one channel (nr_dma_chan) and v4."""
+    ec, asked = _small_simulate(monkeypatch)
+    rows = ec.reproduce_compaction(round_platform, seed=3, channels=2, rfc="v6")
+    assert asked == [{"seed": 3, "progress": False}]
+    assert [r["mode"] for r in rows] == list(ec.MODES)
+    assert [r["channels"] for r in rows] == [None, 2, None, 2]
+    assert {r["seed"] for r in rows} == {3}
+    v4 = {r["mode"]: r for r in ec.reproduce_compaction(round_platform, seed=3, channels=2)}
+    v6 = {r["mode"]: r for r in rows}
+    assert v6["dma"]["sys_s"] < v4["dma"]["sys_s"]
+    assert v6["baseline"]["wall_ms"] == v4["baseline"]["wall_ms"]
+    default = ec.mode_rows(ec.simulate(round_platform, seed=3), round_platform)
+    assert [r["channels"] for r in default] == [None, 1, None, 1]
+    again = ec.reproduce_compaction(round_platform, seed=3)
+    assert [r["channels"] for r in again] == [None, 1, None, 1]
+    assert again[1]["sys_s"] == default[1]["sys_s"]
+
+
+def test_reproduce_results_passes_seed_capture_and_version(round_platform, monkeypatch):
+    ec, asked = _small_simulate(monkeypatch)
+    sim, results = ec.reproduce_results(
+        round_platform, seed=4, channels=2, capture="kthread", rfc="v6"
+    )
+    assert asked == [{"seed": 4, "progress": False, "capture": "kthread"}]
+    assert [r.mode for r in results] == list(ec.MODES)
+    assert [r.channels for r in results] == [None, 2, None, 2]
+    assert sim.capture_in_drain + sim.capture_in_migrate == 0  # a kthread never captures
+    v4 = ec.reproduce_results(round_platform, seed=4, channels=2, capture="kthread")[1]
+    assert results[1].cost.timeline.sys_s < v4[1].cost.timeline.sys_s
+
+
+def test_set_content_is_read_back_by_content_tag():
+    """Zone.set_content() records the tag a page carries; content_tag() reads it back (the
+    zone stores it as the offset from pfn + 1, so an untouched page reads pfn + 1); a free
+    frame holds no content (0)."""
+    from migsim.kernel.zone import FREE, LRU, Zone
+
+    z = Zone(2 * 512)
+    z.state[:] = LRU
+    z.state[9] = FREE
+    z.set_content(np.array([5, 700]), np.array([100, 3]))
+    assert z.content_tag(np.array([5, 700, 6, 9])).tolist() == [100, 3, 7, 0]

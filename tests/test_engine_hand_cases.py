@@ -716,7 +716,7 @@ def test_compact_memory_run_of_a_64m_node_by_hand(round_platform):
     scanners meet: 15 free pageblocks (7 order-10 pairs and one order-9 block) and block 15's
     256 free pages, unusable index 256 / 7936. The offloaded copy sleeps, the CPU copy
     never."""
-    from migsim.experiments.compaction import run_compact_memory
+    from migsim.studies.compaction import run_compact_memory
 
     rows = {
         m: run_compact_memory(round_platform, node_bytes=64 << 20, mode=m)
@@ -738,7 +738,7 @@ def test_compact_memory_run_of_a_64m_node_by_hand(round_platform):
 def test_a_costing_has_its_own_seed_and_defaults_to_the_runs(round_platform):
     """Simulation.result(seed=s) seeds the costing (noise, DMA failures) and is the row's
     seed; without one the run's own seed is used. Same seed, same numbers."""
-    from migsim.experiments.compaction import simulate
+    from migsim.studies.compaction import simulate
 
     sim = simulate(round_platform, node_bytes=64 << 20, allocations=4, seed=7)
 
@@ -756,7 +756,7 @@ def test_a_costing_has_its_own_seed_and_defaults_to_the_runs(round_platform):
 def _small_simulate(monkeypatch):
     """Make the full-scale reproduction functions simulate 64 MiB (4 allocations) instead of
     250 GB, recording what they asked for."""
-    import migsim.experiments.compaction as ec
+    import migsim.studies.compaction as ec
 
     asked = []
     real = ec.simulate

@@ -21,13 +21,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import compare_args, ratio_report, side_by_side, worktrees  # noqa: E402
+from harness import LAYOUT_PRELUDE, compare_args, ratio_report, side_by_side, worktrees  # noqa: E402
 
 PY = sys.executable
-FULL_SCALE = (
-    "from migsim.studies.compaction import run_compaction\n"
-    "from migsim.cost.platform import DEFAULT_PLATFORM, load_platform\n"
-    "r = run_compaction(load_platform(DEFAULT_PLATFORM), mode='baseline')\n"
+FULL_SCALE = LAYOUT_PRELUDE + (
+    "r = study.run_compaction(platform.load_platform(platform.DEFAULT_PLATFORM), mode='baseline')\n"
     "assert r.alloc_success == 16384\n"
 )
 COMMANDS = {

@@ -23,6 +23,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "results" / "benchmarks"
+# Prelude of a child script that runs in either commit's tree: binds `study` (the compaction
+# study: run_compaction, simulate), `platform` and `fragment_mod` from whichever module layout
+# the commit has (migsim.studies / migsim.experiments; layer packages or the flat modules of
+# the commits before "Lay the engine out in layer packages")
+LAYOUT_PRELUDE = (
+    "import importlib\n"
+    "def _first(*names):\n"
+    "    for name in names:\n"
+    "        try:\n"
+    "            return importlib.import_module(name)\n"
+    "        except ModuleNotFoundError:\n"
+    "            pass\n"
+    "    raise ModuleNotFoundError(names)\n"
+    "study = _first('migsim.studies.compaction', 'migsim.experiments.compaction')\n"
+    "platform = _first('migsim.cost.platform', 'migsim.platform')\n"
+    "fragment_mod = _first('migsim.kernel.fragment', 'migsim.fragment')\n"
+)
 
 
 @dataclass

@@ -20,18 +20,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import commit_of, worktrees  # noqa: E402
+from harness import LAYOUT_PRELUDE, commit_of, worktrees  # noqa: E402
 
-CHILD = (
+CHILD = LAYOUT_PRELUDE + (
     "import sys\n"
-    "from migsim.studies.compaction import simulate\n"
-    "from migsim.kernel.fragment import FragmentConfig, fragment\n"
-    "from migsim.cost.platform import DEFAULT_PLATFORM, load_platform\n"
     "from migsim.units import parse_size\n"
-    "p = load_platform(DEFAULT_PLATFORM)\n"
-    "z = fragment(FragmentConfig(node_bytes=parse_size(sys.argv[1])), node_cpus=64)\n"
+    "p = platform.load_platform(platform.DEFAULT_PLATFORM)\n"
+    "cfg = fragment_mod.FragmentConfig(node_bytes=parse_size(sys.argv[1]))\n"
+    "z = fragment_mod.fragment(cfg, node_cpus=64)\n"
     "if int(sys.argv[2]):\n"
-    "    simulate(p, state=z, allocations=int(sys.argv[2]))\n"
+    "    study.simulate(p, state=z, allocations=int(sys.argv[2]))\n"
 )
 
 

@@ -89,6 +89,8 @@ RESULT_NAMES = (
     "contended",
     "success",
 )
+# the migrate mode of each compact priority (compact_zone_order; the rest: MIGRATE_SYNC)
+PRIO_MIGRATE_MODE = {COMPACT_PRIO_ASYNC: MIGRATE_ASYNC, COMPACT_PRIO_SYNC_LIGHT: MIGRATE_SYNC_LIGHT}
 ISOLATE_ABORT, ISOLATE_NONE, ISOLATE_SUCCESS = 0, 1, 2
 BLOCK_MASK = ~(PAGEBLOCK_NR_PAGES - 1)  # pageblock_start_pfn(pfn) = pfn & BLOCK_MASK
 COMPACT_MAX_DEFER_SHIFT = 6
@@ -167,7 +169,7 @@ VMSTAT_KEYS = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class CompactControl:
     """struct compact_control for one compact_zone() run."""
 
@@ -419,10 +421,9 @@ class Compactor:
         return status, page
 
     def compact_zone_order(self, order: int, prio: int) -> tuple[int, int | None]:
-        mode = {COMPACT_PRIO_ASYNC: MIGRATE_ASYNC, COMPACT_PRIO_SYNC_LIGHT: MIGRATE_SYNC_LIGHT}
         cc = CompactControl(
             order=order,
-            mode=mode.get(prio, MIGRATE_SYNC),
+            mode=PRIO_MIGRATE_MODE.get(prio, MIGRATE_SYNC),
             whole_zone=prio == MIN_COMPACT_PRIORITY,
             ignore_skip_hint=prio == MIN_COMPACT_PRIORITY,
             ignore_block_suitable=prio == MIN_COMPACT_PRIORITY,

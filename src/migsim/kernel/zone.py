@@ -163,9 +163,14 @@ class PerCpuPages:
         hand to the buddy allocator, in order."""
         if block == -2:
             block = _block_of(pfns)
-        out: list[list[Part]] = []
         cap = self.batch << PCP_BATCH_SCALE_MAX
         pos, n = 0, len(pfns)
+        if 0 < n < self.high - self.count:  # the common case: the list stays below high
+            self._chunks.append((pfns, block))
+            self.count += n
+            self.free_count = min(self.free_count + n, cap)
+            return []
+        out: list[list[Part]] = []
         while pos < n:
             room = max(self.high - self.count, 1)  # frees until count >= high
             take = min(room, n - pos)
@@ -210,7 +215,7 @@ class PerCpuPages:
         return np.concatenate(parts)
 
 
-@dataclass
+@dataclass(slots=True)
 class CaptureControl:
     """struct capture_control: a compacting task's claim on the next free page of ``order``
     that forms by merging in the buddy allocator (compaction_capture)."""

@@ -21,7 +21,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import LAYOUT_PRELUDE, compare_args, ratio_report, side_by_side, worktrees  # noqa: E402
+from harness import (  # noqa: E402
+    LAYOUT_PRELUDE,
+    compare_args,
+    ratio_report,
+    resolve,
+    side_by_side,
+    worktrees,
+)
 
 PY = sys.executable
 FULL_SCALE = LAYOUT_PRELUDE + (
@@ -56,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         ap.error("--runs: must be >= 1")
     kinds = list(COMMANDS) if args.what == "all" else [args.what]
-    revs = {"base": args.base, "head": args.head}
-    with worktrees(args.base, args.head) as (base_tree, head_tree):
+    revs = {"base": resolve(args.base), "head": resolve(args.head)}
+    with worktrees(revs["base"], revs["head"]) as (base_tree, head_tree):
         trees = {"base": base_tree, "head": head_tree}
         for kind in kinds:
             prepare = empty_results if kind == "pipeline" else None

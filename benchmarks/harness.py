@@ -126,6 +126,16 @@ def worktrees(*revs: str) -> Iterator[list[Path]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def resolve(rev: str) -> str:
+    """The commit `rev` names now (a branch that moves during a long comparison does not
+    change what was measured, or what is printed for it)."""
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
 def commit_of(rev: str) -> str:
     """Short hash and subject of `rev`."""
     out = subprocess.run(

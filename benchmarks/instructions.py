@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import LAYOUT_PRELUDE, commit_of, worktrees  # noqa: E402
+from harness import LAYOUT_PRELUDE, commit_of, resolve, worktrees  # noqa: E402
 
 CHILD = LAYOUT_PRELUDE + (
     "import sys\n"
@@ -57,12 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind is not installed: nothing measured", file=sys.stderr)
         return 3
     loops = {}
-    with worktrees(args.base, args.head) as (base_tree, head_tree):
+    revs = {"base": resolve(args.base), "head": resolve(args.head)}
+    with worktrees(revs["base"], revs["head"]) as (base_tree, head_tree):
         for label, tree in (("base", base_tree), ("head", head_tree)):
             full = instructions(tree, args.node, args.allocations)
             setup = instructions(tree, args.node, 0)
             loops[label] = full - setup
-            print(f"{label}: {commit_of(getattr(args, label))}")
+            print(f"{label}: {commit_of(revs[label])}")
             print(f"  {loops[label] / 1e6:.1f} M instructions in the loop "
                   f"({loops[label] / args.allocations / 1e3:.0f} k per allocation)")  # fmt: skip
     print(f"head/base: {loops['head'] / loops['base']:.3f} ({args.allocations} allocations, "

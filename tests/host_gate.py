@@ -13,9 +13,25 @@ Everywhere else they are skipped with the reason (``-ra`` prints it in the summa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import re
 
 ENV_OPT_IN = "MIGSIM_HOST_TESTS"
+HOST_LOCK = "/tmp/host.lock"
+
+
+@contextlib.contextmanager
+def host_lock(path: str = HOST_LOCK):
+    """Hold the host lock (flock on `path`): one process at a time touches the real kernel."""
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 _SELECTS_HOST = re.compile(r"(?<!not )\bhost\b")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -11,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import host_gate
 import pytest
 
 from migsim.formats.trace import parse_trace, vmstat_from_events
@@ -129,12 +129,8 @@ def test_probe_trace_needs_a_command():
 @pytest.fixture
 def host_lock():
     """Hold /tmp/host.lock: one process at a time touches the real kernel."""
-    with open("/tmp/host.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with host_gate.host_lock():
+        yield
 
 
 def tracefs_state():

@@ -29,12 +29,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import host_gate
 import pytest
 
 from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
 from migsim.host import probe, twin
 
 pytestmark = [pytest.mark.host, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _host_lock():
+    """Hold the host lock for the module (taken before the per-test settings check)."""
+    with host_gate.host_lock():
+        yield
+
 
 SIZE = 1 << 30
 RATIO = 0.5

@@ -15,15 +15,51 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import re
+from pathlib import Path
 
 ENV_OPT_IN = "MIGSIM_HOST_TESTS"
 HOST_LOCK = "/tmp/host.lock"
 
 
+def _ancestors() -> list[int]:
+    """This process and its ancestors (pids), from /proc/<pid>/stat."""
+    out, pid = [], os.getpid()
+    while pid > 1:
+        out.append(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return out
+
+
+def lock_held_by_ancestor(path: str = HOST_LOCK) -> bool:
+    """Whether the flock on `path` is held by this process or an ancestor (``flock LOCK
+    pytest ...``): taking it again through a new open file would wait for ever."""
+    try:
+        ino = os.stat(path).st_ino
+        locks = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return False
+    holders = {
+        int(f[4])
+        for f in (line.split() for line in locks)
+        if len(f) > 5 and f[1] == "FLOCK" and f[5].endswith(f":{ino}")
+    }
+    return bool(holders & set(_ancestors()))
+
+
 @contextlib.contextmanager
 def host_lock(path: str = HOST_LOCK):
-    """Hold the host lock (flock on `path`): one process at a time touches the real kernel."""
+    """Hold the host lock (flock on `path`): one process at a time touches the real kernel.
+    Where an ancestor already holds it (the tests run under ``flock /tmp/host.lock``) it is
+    not taken again: that would deadlock."""
+    if lock_held_by_ancestor(path):
+        yield
+        return
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

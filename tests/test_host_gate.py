@@ -85,3 +85,17 @@ def test_missing_slurm_plugin_skips_with_reason_outside_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must run the Slurm test"):
         test_slurm._skip_or_fail_without_slurm()
+
+
+def test_host_lock_is_not_taken_again_under_an_ancestors_flock(tmp_path):
+    """Under ``flock LOCK pytest`` the lock is held by an ancestor: host_lock() must not wait
+    for it (a second open file's flock would wait for ever)."""
+    from host_gate import host_lock, lock_held_by_ancestor
+
+    path = str(tmp_path / "host.lock")
+    assert not lock_held_by_ancestor(path)  # no such file yet
+    with host_lock(path):
+        assert lock_held_by_ancestor(path)
+        with host_lock(path):  # returns at once; a deadlock here would hang the test
+            pass
+    assert not lock_held_by_ancestor(path)

@@ -815,3 +815,144 @@ def test_set_content_is_read_back_by_content_tag():
     z.state[9] = FREE
     z.set_content(np.array([5, 700]), np.array([100, 3]))
     assert z.content_tag(np.array([5, 700, 6, 9])).tolist() == [100, 3, 7, 0]
+
+
+# ------------------------------------------- survivors of the third mutation run (issue 18)
+
+
+def test_saved_platform_starts_with_its_header(platform, tmp_path):
+    from migsim.cost.platform import load_platform, save_platform
+
+    path = tmp_path / "p.yaml"
+    save_platform(platform, path, header="# fitted by test")
+    assert path.read_text().startswith("# fitted by test\nname: ")
+    assert load_platform(path).as_dict() == platform.as_dict()
+
+
+def test_an_empty_timeline_has_no_percentages(round_platform):
+    """No work and no sleep: a zero wall time, and 0% in every column (no division by 0)."""
+    from migsim.cost.timeline import run_timeline
+
+    t = run_timeline(np.array([0.0]), np.array([]), round_platform, busy=False)
+    assert t.wall_s == 0.0
+    assert (t.user_pct, t.sys_pct, t.idle_pct, t.irq_pct, t.softirq_pct) == (0.0,) * 5
+
+
+def test_reserved_kernel_memory_is_0_8_percent_in_whole_pageblocks():
+    """0.8% of a 250 GiB node is 2 GiB, 1024 pageblocks; 0.8% of 64 MiB (0.5 MiB) rounds up
+    to one 2 MiB pageblock."""
+    from migsim.kernel.fragment import default_reserved_bytes
+
+    assert default_reserved_bytes(250 << 30) == 1024 * (2 << 20)
+    assert default_reserved_bytes(64 << 20) == 2 << 20
+    assert default_reserved_bytes(1000 * (2 << 20)) == 8 * (2 << 20)  # 16 MiB exactly
+
+
+def test_a_dma_wake_up_scales_with_the_trial_factor(platform):
+    """test_timeline's wake-up with every time doubled (the trial factor 2): the copier's wait
+    is 2 x (100 us of engine + the lumped 15 us), the engine part 200 us, the last interrupt
+    2 x 0.5 and the IPI 2 x 1.5 us; the idle CPU's C1 exit is the state's own 1 us (C2 needs
+    800 us) plus the switch from idle 2 x 2 us."""
+    from types import SimpleNamespace
+
+    from migsim.studies.compaction import wake_up
+
+    q = platform.replace(
+        dma__irq_wakeup_us=15.0, dma__desc_irq_us=0.5, sched__c1_exit_us=1.0,
+        sched__c2_exit_us=400.0, sched__ctx_switch_us=2.0, sched__wakeup_ipi_us=1.5,
+        sched__msi_on_cpu_switch=0,
+    )  # fmt: skip
+    bc = SimpleNamespace(copy_wait_s=np.array([0.0, 230e-6]), copy_irq_s=np.array([0.0, 32e-6]))
+    wait, idle_only, here = wake_up(bc, q, scale=2.0)
+    assert wait * 1e6 == pytest.approx([0.0, 200.0 + 1.0 + 3.0 + 1.0 + 4.0])
+    assert idle_only * 1e6 == pytest.approx([0.0, 5.0])
+    assert here * 1e6 == pytest.approx([0.0, 3.0])
+
+
+@pytest.fixture(scope="module")
+def small_sim(round_platform):
+    """A 64 MiB node fragmented evenly at 50%, 8 order-9 allocations from a task."""
+    from migsim.studies.compaction import simulate
+
+    return simulate(round_platform, node_bytes=64 << 20, allocations=8, seed=7)
+
+
+def test_the_costing_scales_with_the_trial_factor_and_uses_its_generator(round_platform, small_sim):
+    """cost_log(scale=2) doubles every kernel function's time; with DMA failures the costing
+    draws them from the generator it is given (the same seed, the same fallbacks). The
+    allocation fast path is get_page_from_freelist, one per allocation here (every allocation
+    of a task captures its block)."""
+    from migsim.kernel.compaction import W_FREELIST
+    from migsim.studies.compaction import cost_log
+
+    log = small_sim.log
+    one = cost_log(log, round_platform, dma=False, busy=False)
+    two = cost_log(log, round_platform, dma=False, busy=False, scale=2.0)
+    assert one.work_s.keys() == two.work_s.keys()
+    for name, sec in one.work_s.items():
+        assert two.work_s[name] == pytest.approx(2 * sec, rel=1e-12), name
+    freelist = int(log.work[:, W_FREELIST].sum() + log.tail[W_FREELIST])
+    assert freelist == small_sim.alloc_success == 8
+    assert one.work_s["get_page_from_freelist"] == pytest.approx(
+        8 * round_platform.compaction.freelist_us * US, rel=1e-12
+    )
+
+    def failing(seed):
+        return cost_log(log, round_platform, dma=True, busy=False, fail_rate=0.5,
+                        rng=np.random.default_rng(seed))  # fmt: skip
+
+    a, b = failing(1), failing(1)
+    assert a.dma_fallbacks == b.dma_fallbacks > 0
+
+
+def test_a_result_costs_offload_without_failures_by_default(round_platform, small_sim):
+    """Simulation.result(): no DMA failures unless asked (every migrated page offloaded, no
+    fallback), a threshold above every batch keeps every copy on the CPU; the row reports the
+    sleeps (none on the CPU copy) and where each block was captured (a task captures every
+    block it compacted for)."""
+    dma = small_sim.result(round_platform, mode="dma").row()
+    assert dma["dma_fallbacks"] == 0 and dma["dma_copies"] == dma["pages_migrated"] > 0
+    assert dma["sleep_s"] > 0
+    never = small_sim.result(round_platform, mode="dma", min_batch_bytes=1 << 40).row()
+    assert never["dma_copies"] == 0 and never["sleep_s"] == 0.0
+    base = small_sim.result(round_platform, mode="baseline").row()
+    assert base["sleep_s"] == 0.0
+    assert base["capture_in_drain"] + base["capture_in_migrate"] == base["alloc_success"] == 8
+
+
+def test_the_fragmented_layout_before_the_run_is_reported(round_platform, small_sim):
+    """The run keeps the metrics of the node it started from: 31 movable pageblocks with 256
+    order-0 free pages each (the last pageblock is the kernel's); a random layout depends on
+    the seed."""
+    from migsim.studies.compaction import simulate
+
+    assert small_sim.fragmentation["buddyinfo"] == [31 * 256] + [0] * 10
+    kw = dict(node_bytes=64 << 20, allocations=1, pattern="random")
+    a, b = (simulate(round_platform, seed=s, **kw).fragmentation for s in (1, 2))
+    assert a["free_pages"] == b["free_pages"] == 31 * 256  # half of every region, any seed
+    assert a["buddyinfo"] != b["buddyinfo"]
+
+
+def test_run_compaction_passes_order_threshold_and_progress(round_platform):
+    """run_compaction(): the requested order, the offload threshold and, with progress on,
+    the same allocations (a progress bar changes nothing the run does)."""
+    from migsim.studies.compaction import run_compaction
+
+    kw = dict(mode="dma", node_bytes=64 << 20, allocations=4)
+    small = run_compaction(round_platform, order=3, **kw).row()
+    assert small["order"] == 3 and small["alloc_success"] == 4
+    never = run_compaction(round_platform, min_batch_bytes=1 << 40, **kw).row()
+    assert never["dma_copies"] == 0 and never["pages_migrated"] > 0
+    quiet = run_compaction(round_platform, **kw).row()
+    shown = run_compaction(round_platform, progress=True, **kw).row()
+    assert shown["alloc_success"] == 4 and shown["wall_ms"] == quiet["wall_ms"]
+
+
+def test_a_run_too_big_for_the_node_names_the_numbers(round_platform):
+    from migsim.studies.compaction import run_compaction
+
+    msg = r"^allocations: 40 x 2M = 80M is more memory than the 64M node$"
+    with pytest.raises(ValueError, match=msg):
+        run_compaction(round_platform, mode="baseline", node_bytes=64 << 20, allocations=40)
+    with pytest.raises(ValueError, match=r"^allocations: "):
+        run_compaction(round_platform, mode="baseline", node_bytes=64 << 20, allocations=0)

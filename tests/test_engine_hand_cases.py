@@ -927,15 +927,17 @@ def test_the_fragmented_layout_before_the_run_is_reported(round_platform, small_
     from migsim.studies.compaction import simulate
 
     assert small_sim.fragmentation["buddyinfo"] == [31 * 256] + [0] * 10
+    assert small_sim.fragmentation["movable_blocks"] == 31
     kw = dict(node_bytes=64 << 20, allocations=1, pattern="random")
     a, b = (simulate(round_platform, seed=s, **kw).fragmentation for s in (1, 2))
     assert a["free_pages"] == b["free_pages"] == 31 * 256  # half of every region, any seed
     assert a["buddyinfo"] != b["buddyinfo"]
 
 
-def test_run_compaction_passes_order_threshold_and_progress(round_platform):
-    """run_compaction(): the requested order, the offload threshold and, with progress on,
-    the same allocations (a progress bar changes nothing the run does)."""
+def test_run_compaction_passes_order_threshold_and_progress(round_platform, capsys, monkeypatch):
+    """run_compaction(): the requested order, the offload threshold and, with progress on, a
+    bar of the alloc_pages_node() calls on a terminal (FORCE_COLOR makes rich draw it into
+    the captured output), ending at 4/4, and the same run (a bar changes nothing it does)."""
     from migsim.studies.compaction import run_compaction
 
     kw = dict(mode="dma", node_bytes=64 << 20, allocations=4)
@@ -944,7 +946,11 @@ def test_run_compaction_passes_order_threshold_and_progress(round_platform):
     never = run_compaction(round_platform, min_batch_bytes=1 << 40, **kw).row()
     assert never["dma_copies"] == 0 and never["pages_migrated"] > 0
     quiet = run_compaction(round_platform, **kw).row()
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("FORCE_COLOR", "1")
     shown = run_compaction(round_platform, progress=True, **kw).row()
+    bar = capsys.readouterr().out
+    assert "alloc_pages_node" in bar and "4/4" in bar
     assert shown["alloc_success"] == 4 and shown["wall_ms"] == quiet["wall_ms"]
 
 

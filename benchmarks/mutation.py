@@ -43,6 +43,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -409,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
             cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     seconds = time.monotonic() - t0
+    # CPU time of every process of the run (mutmut, its fork server, the mutants), all waited
+    # for: the load-independent cost; on an idle machine with --max-children cores the run
+    # cannot take less than this divided by them
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = usage.ru_utime + usage.ru_stime
     if proc.returncode != 0:
         tail = (work / "mutmut.log").read_text()[-3000:]
         print(f"mutmut failed (exit {proc.returncode}); log {work / 'mutmut.log'}:\n{tail}")
@@ -419,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         "generated": len(names),
         "tested": len(chosen),
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
+        "mutants_per_second": round(len(chosen) / seconds, 3),
         "max_children": args.max_children,
         "loadavg_start": [round(x, 2) for x in load0],
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],

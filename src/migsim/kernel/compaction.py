@@ -669,7 +669,7 @@ class Compactor:
 
     def _source_ok(self, cc: CompactControl, b: int) -> bool:
         """Would the migration scanner scan pageblock b (skip bit, source suitability)?"""
-        if not cc.ignore_skip_hint and self.zone.skip[b]:
+        if not cc.ignore_skip_hint and self.zone.skip_b[b]:
             return False
         return self._suitable_source_block(cc, b)
 
@@ -677,7 +677,7 @@ class Compactor:
         """suitable_migration_source() of one pageblock (plain integers)."""
         if cc.mode != MIGRATE_ASYNC or not cc.direct_compaction:
             return True
-        return int(self.zone.migratetype[b]) == cc.migratetype
+        return self.zone.migratetype_b[b] == cc.migratetype
 
     def _next_source_block(self, cc: CompactControl, b: int, window: int) -> int:
         """First pageblock >= b (within `window`) that the migration scanner would scan: not
@@ -725,7 +725,7 @@ class Compactor:
             else max(self.cluster_max - cc.nr_migratepages, 1)
         )
         skip_on_failure = cc.direct_compaction and cc.mode == MIGRATE_ASYNC
-        if valid_page and not cc.ignore_skip_hint and z.skip[b]:
+        if valid_page and not cc.ignore_skip_hint and z.skip_b[b]:
             low_pfn = end_pfn
             nr_isolated = 0
             isolated: list[np.ndarray] = []
@@ -754,7 +754,7 @@ class Compactor:
             else:
                 z.mscan_block = -1
             if nr_isolated and valid_page and not cc.ignore_skip_hint:
-                z.skip[b] = True
+                z.skip_b[b] = 1
         else:
             seg = z.state[low_pfn:end_pfn]
             lru = seg == LRU
@@ -810,10 +810,10 @@ class Compactor:
                     break  # isolated a whole order block: migrate it now
             low_pfn = low_pfn + pos
             if nr_isolated and valid_page and not cc.ignore_skip_hint:
-                z.skip[b] = True  # test_and_set_skip() under the LRU lock
+                z.skip_b[b] = 1  # test_and_set_skip() under the LRU lock
         if low_pfn == end_pfn and (not nr_isolated or cc.finish_pageblock):
             if valid_page and not cc.ignore_skip_hint and not nr_isolated:
-                z.skip[b] = True
+                z.skip_b[b] = 1
             self.update_cached_migrate(cc, low_pfn)
         scanned = low_pfn - start_pfn
         cc.total_migrate_scanned += scanned
@@ -862,7 +862,7 @@ class Compactor:
             )
             if isolate_start_pfn == block_end:  # update_pageblock_skip()
                 if not cc.ignore_skip_hint:
-                    z.skip[block_start >> PAGEBLOCK_ORDER] = True
+                    z.skip_b[block_start >> PAGEBLOCK_ORDER] = 1
                 if block_start - PAGEBLOCK_NR_PAGES < z.compact_cached_free_pfn:
                     z.compact_cached_free_pfn = block_start - PAGEBLOCK_NR_PAGES
             if cc.nr_freepages >= cc.nr_migratepages:
@@ -879,11 +879,11 @@ class Compactor:
 
     def _target_ok(self, cc: CompactControl, b: int) -> bool:
         z = self.zone
-        if int(z.nr_free_pb[b]) == PAGEBLOCK_NR_PAGES:
+        if z.nr_free_pb_a[b] == PAGEBLOCK_NR_PAGES:
             return False
-        if not cc.ignore_block_suitable and int(z.migratetype[b]) != MIGRATE_MOVABLE:
+        if not cc.ignore_block_suitable and z.migratetype_b[b] != MIGRATE_MOVABLE:
             return False
-        return cc.ignore_skip_hint or not z.skip[b]
+        return cc.ignore_skip_hint or not z.skip_b[b]
 
     def _target_mask(self, cc: CompactControl, lo: int, hi: int) -> np.ndarray:
         """Per pageblock of [lo, hi]: does it suit the free scanner? Movable (unless
@@ -992,19 +992,19 @@ class Compactor:
         cc.migratepages, n = [], cc.nr_migratepages
         dst = self.compaction_alloc(cc, n)
         m = len(dst)
-        ok = src[:m]
-        failed = src[m:]
+        ok = src if m == n else src[:m]
+        nr_failed = n - m
         if m:
             src_block = int(ok[0]) >> PAGEBLOCK_ORDER  # the sources lie in one pageblock
             z.move_content(ok, dst, src_block)
             z.state[dst] = LRU
             # folio_put(src) -> free_unref_page_commit
             z.pcp_free(ok, src_block)
-        if len(failed):
-            z.state[failed] = LRU  # putback_movable_pages
-            self._mark(M_MIGRATE_FAIL, len(failed))
+        if nr_failed:
+            z.state[src[m:]] = LRU  # putback_movable_pages
+            self._mark(M_MIGRATE_FAIL, nr_failed)
         cc.nr_migratepages = 0
         self.vmstat["pgmigrate_success"] += m
-        self.vmstat["pgmigrate_fail"] += len(failed)
+        self.vmstat["pgmigrate_fail"] += nr_failed
         self._log_call(m)
-        return len(failed)
+        return nr_failed

@@ -19,6 +19,7 @@ no lowmem reserves.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from dataclasses import dataclass
 
@@ -303,9 +304,16 @@ class Zone:
         self.fscan_from = 0  # the free scanner's cache: free pfns of [fscan_pfn, block end),
         self.fscan_pfn = 0  # and none in [fscan_from, fscan_pfn)
         self.fscan_free = np.zeros(0, dtype=np.int64)
-        self.migratetype = np.full(self.nr_blocks, MIGRATE_MOVABLE, dtype=np.uint8)
-        self.skip = np.zeros(self.nr_blocks, dtype=bool)  # PB_migrate_skip
-        self.nr_free_pb = np.full(self.nr_blocks, PAGEBLOCK_NR_PAGES, dtype=np.int16)
+        # per pageblock: numpy arrays for the vectorised code, each a view of a Python buffer
+        # (bytearray / array) that the scanners read and write one block at a time in plain
+        # integers (a numpy scalar access costs ~10x more); both name the same memory, so
+        # write them in place only, never rebind them
+        self.migratetype_b = bytearray([MIGRATE_MOVABLE]) * self.nr_blocks
+        self.migratetype = np.frombuffer(self.migratetype_b, dtype=np.uint8)
+        self.skip_b = bytearray(self.nr_blocks)
+        self.skip = np.frombuffer(self.skip_b, dtype=bool)  # PB_migrate_skip
+        self.nr_free_pb_a = array("h", [PAGEBLOCK_NR_PAGES]) * self.nr_blocks
+        self.nr_free_pb = np.frombuffer(self.nr_free_pb_a, dtype=np.int16)
         self.nr_free = self.nr_pages  # NR_FREE_PAGES (buddy only)
         self._nr_full = self.nr_blocks  # pageblocks entirely free
         self._nr_pairs = self.nr_blocks // 2  # aligned pageblock pairs entirely free (order 10)
@@ -383,14 +391,15 @@ class Zone:
         self.nr_free += change
         if block == self.mscan_block or block == self.fscan_block:
             self.drop_scan_caches(block)
-        before = int(self.nr_free_pb[block])
+        nfp = self.nr_free_pb_a
+        before = nfp[block]
         after = before + change
-        self.nr_free_pb[block] = after
+        nfp[block] = after
         self._mark_dirty(block)
         if (before == PAGEBLOCK_NR_PAGES) != (after == PAGEBLOCK_NR_PAGES):
             self._nr_full += 1 if after == PAGEBLOCK_NR_PAGES else -1
             buddy = block ^ 1  # the other pageblock of the aligned pair (an order-10 block)
-            if buddy < self.nr_blocks and int(self.nr_free_pb[buddy]) == PAGEBLOCK_NR_PAGES:
+            if buddy < self.nr_blocks and nfp[buddy] == PAGEBLOCK_NR_PAGES:
                 self._nr_pairs += 1 if after == PAGEBLOCK_NR_PAGES else -1
 
     def drop_scan_caches(self, block: int = -1) -> None:
@@ -535,7 +544,7 @@ class Zone:
             ]
             seg = self.state[start : start + size]
             if order_is_block:  # its free frames are the pageblock's free count
-                self._account_block(cb, -int(self.nr_free_pb[cb]))
+                self._account_block(cb, -self.nr_free_pb_a[cb])
             elif size < PAGEBLOCK_NR_PAGES:  # the block lies in one pageblock
                 self._account_block(start >> PAGEBLOCK_ORDER, -int(np.count_nonzero(seg == FREE)))
             else:
@@ -560,7 +569,7 @@ class Zone:
             for p, b in parts:  # each part lies in one pageblock: plain integers
                 k = freed.get(b, 0) + len(p)
                 freed[b] = k
-                if int(self.nr_free_pb[b]) + k == size:
+                if self.nr_free_pb_a[b] + k == size:
                     return b * size, size
             return None
         pfns = np.concatenate([p for p, _ in parts])
@@ -631,8 +640,8 @@ class Zone:
         """free_unref_page() of order-0 `pfns` in order (`block`: their common pageblock if
         known); returns pages that free_pcppages_bulk() moved into the buddy lists meanwhile
         (a capture may happen there)."""
-        if not isinstance(pfns, np.ndarray) or pfns.dtype != np.int64:
-            pfns = np.asarray(pfns, dtype=np.int64)
+        if block < 0 and (not isinstance(pfns, np.ndarray) or pfns.dtype != np.int64):
+            pfns = np.asarray(pfns, dtype=np.int64)  # (callers that know the block pass int64)
         self.state[pfns] = PCP
         moved = 0
         for bulk in self.pcp.add(pfns, block):

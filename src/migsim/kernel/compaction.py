@@ -269,7 +269,9 @@ class Compactor:
         self._log_shared = False
 
     def _log_call(self, nr_pages: int) -> None:
-        self._sync_buddy()
+        now = self.zone.buddy_frees  # _sync_buddy(), inline: once per migrate_pages() call
+        self._acc[W_BUDDY_FREED] += now - self._buddy_frees_seen
+        self._buddy_frees_seen = now
         if self._log_shared:
             self._unshare_log()
         self._calls_pages.append(nr_pages)
@@ -769,10 +771,10 @@ class Compactor:
                     sub_end = n
                 whole = pos == 0 and sub_end == n
                 lidx = (lru if whole else lru[pos:sub_end]).nonzero()[0]
-                # a frame neither free nor LRU (count_nonzero: the states above FREE)
+                # clean: no frame is neither free nor LRU (a state above LRU) in the order block
                 clean = None
-                if skip_on_failure:
-                    clean = int(np.count_nonzero(seg if whole else seg[pos:sub_end])) == len(lidx)
+                if skip_on_failure:  # (the ufunc's reduce: no Python wrapper per call)
+                    clean = int(np.maximum.reduce(seg if whole else seg[pos:sub_end])) <= LRU
                 if clean is False:
                     bad = (seg[pos:sub_end] > LRU).nonzero()[0]
                     first_bad = int(bad[0])
@@ -785,7 +787,7 @@ class Compactor:
                     if sub_end == n and stop < end_pfn:
                         # keep the rest of the block's scan for the next batch from it
                         if clean is None:
-                            clean = int(np.count_nonzero(seg[pos:])) == len(lidx)
+                            clean = int(np.maximum.reduce(seg[pos:])) <= LRU
                     else:
                         clean = False
                     if clean:

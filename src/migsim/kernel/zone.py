@@ -564,14 +564,18 @@ class Zone:
     def _find_capture(self, parts: list[Part], order: int) -> tuple[int, int] | None:
         """Earliest aligned 2^order group that these frees complete, or None."""
         size = 1 << order
-        if order == PAGEBLOCK_ORDER and all(b >= 0 for _, b in parts):
+        if order == PAGEBLOCK_ORDER:
             freed: dict[int, int] = {}
+            nfp = self.nr_free_pb_a
             for p, b in parts:  # each part lies in one pageblock: plain integers
+                if b < 0:
+                    break  # a part over several pageblocks: the general count below
                 k = freed.get(b, 0) + len(p)
                 freed[b] = k
-                if self.nr_free_pb_a[b] + k == size:
+                if nfp[b] + k == size:
                     return b * size, size
-            return None
+            else:
+                return None
         pfns = np.concatenate([p for p, _ in parts])
         groups = pfns >> order
         ug, cnt = np.unique(groups, return_counts=True)
@@ -723,11 +727,11 @@ class Zone:
         be a source. `src_block`: the pageblock all of `src` lie in, if the caller knows it."""
         if not len(src):
             return
-        top = src_block if src_block >= 0 else int(src.max()) >> PAGEBLOCK_ORDER
+        top = src_block if src_block >= 0 else int(np.maximum.reduce(src)) >> PAGEBLOCK_ORDER
         if top >= self._moves_lo:
             self.flush_moves()  # a source may be a queued target: apply the queue first
         self._moves.append((src, dst))
-        self._moves_lo = min(self._moves_lo, int(dst.min()) >> PAGEBLOCK_ORDER)
+        self._moves_lo = min(self._moves_lo, int(np.minimum.reduce(dst)) >> PAGEBLOCK_ORDER)
         self._moves_pages += len(src)
         if self._moves_pages >= MOVE_FLUSH_PAGES:
             self.flush_moves()

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,10 +48,17 @@ class Measurement:
     command: list[str]
     wall_s: list[float]
     peak_rss_mb: list[float]
+    # CPU seconds (user + system) of each run, from wait4: on a shared machine they move far
+    # less with the load than the wall time does (waiting for a CPU is not counted)
+    cpu_s: list[float] = field(default_factory=list)
 
     @property
     def median_wall_s(self) -> float:
         return statistics.median(self.wall_s)
+
+    @property
+    def median_cpu_s(self) -> float:
+        return statistics.median(self.cpu_s) if self.cpu_s else float("nan")
 
     @property
     def median_rss_mb(self) -> float:
@@ -59,8 +66,8 @@ class Measurement:
 
 
 def measure(name: str, command: list[str], runs: int = 5) -> Measurement:
-    """Run `command` `runs` times; wall seconds and peak RSS (MiB) of each run."""
-    walls, rss = [], []
+    """Run `command` `runs` times; wall seconds, CPU seconds and peak RSS (MiB) of each run."""
+    walls, rss, cpu = [], [], []
     for _ in range(runs):
         t0 = time.perf_counter()
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=ROOT)
@@ -70,7 +77,8 @@ def measure(name: str, command: list[str], runs: int = 5) -> Measurement:
         if proc.returncode != 0:
             raise SystemExit(f"{name}: {' '.join(command)} exited {proc.returncode}")
         rss.append(usage.ru_maxrss / 1024.0)  # Linux reports KiB
-    return Measurement(name, command, walls, rss)
+        cpu.append(usage.ru_utime + usage.ru_stime)
+    return Measurement(name, command, walls, rss, cpu)
 
 
 def python(*args: str) -> list[str]:
@@ -145,9 +153,10 @@ def commit_of(rev: str) -> str:
     return out.stdout.strip()[:90]
 
 
-def run_in(tree: Path, command: list[str], prepare=None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one run of `command` with `tree`'s engine (its src
-    on PYTHONPATH, cwd the tree); `prepare(tree)` runs first, untimed."""
+def run_in(tree: Path, command: list[str], prepare=None) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system, the child's processes
+    included) of one run of `command` with `tree`'s engine (its src on PYTHONPATH, cwd the
+    tree); `prepare(tree)` runs first, untimed."""
     if prepare is not None:
         prepare(tree)
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
@@ -162,7 +171,7 @@ def run_in(tree: Path, command: list[str], prepare=None) -> tuple[float, float]:
             err.seek(0)
             text = err.read().decode(errors="replace")
             raise SystemExit(f"{' '.join(command)} failed in {tree}:\n{text[-3000:]}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
 def side_by_side(
@@ -172,17 +181,18 @@ def side_by_side(
     out = {label: Measurement(name, command, [], []) for label in trees}
     for _ in range(runs):
         for label, tree in trees.items():
-            wall, rss = run_in(tree, command, prepare)
+            wall, rss, cpu = run_in(tree, command, prepare)
             out[label].wall_s.append(wall)
             out[label].peak_rss_mb.append(rss)
+            out[label].cpu_s.append(cpu)
     return out
 
 
 def ratio_report(
     title: str, revs: dict[str, str], rows: list[dict[str, Measurement]], out_name: str
 ) -> dict:
-    """Print median wall time and peak RSS of each command for base and head, and the ratio
-    head / base; write them (with every run and the load average) as JSON."""
+    """Print median wall time, CPU time and peak RSS of each command for base and head, and
+    the ratios head / base; write them (with every run and the load average) as JSON."""
     base, head = revs
     runs = len(rows[0][base].wall_s) if rows else 0
     print(f"{title}: median of {runs} whole-process runs, alternating between the commits")
@@ -191,19 +201,22 @@ def ratio_report(
     load = os.getloadavg()
     print(f"  machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} "
           f"{load[2]:.1f} (absolute times inflate with load; read the ratios)")  # fmt: skip
-    print(
-        f"{'command':<34}{'base s':>9}{'head s':>9}{'head/base':>11}{'base MiB':>10}{'head MiB':>10}"
-    )
+    print(f"{'command':<34}{'base s':>9}{'head s':>9}{'head/base':>11}"
+          f"{'base cpu s':>12}{'head cpu s':>12}{'cpu h/b':>9}{'base MiB':>10}{'head MiB':>10}")  # fmt: skip
     doc_rows = []
     for row in rows:
         b, h = row[base], row[head]
         ratio = h.median_wall_s / b.median_wall_s
+        cpu_ratio = h.median_cpu_s / b.median_cpu_s
         print(f"{b.name:<34}{b.median_wall_s:9.3f}{h.median_wall_s:9.3f}{ratio:11.2f}"
+              f"{b.median_cpu_s:12.3f}{h.median_cpu_s:12.3f}{cpu_ratio:9.2f}"
               f"{b.median_rss_mb:10.0f}{h.median_rss_mb:10.0f}")  # fmt: skip
         doc_rows.append(
             {"name": b.name, "command": b.command, "ratio_head_to_base": ratio,
+             "cpu_ratio_head_to_base": cpu_ratio,
              **{label: {**asdict(m), "median_wall_s": m.median_wall_s,
-                        "median_rss_mb": m.median_rss_mb} for label, m in row.items()}}
+                        "median_cpu_s": m.median_cpu_s, "median_rss_mb": m.median_rss_mb}
+                for label, m in row.items()}}
         )  # fmt: skip
     doc = {
         "title": title,

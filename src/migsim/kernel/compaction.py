@@ -609,7 +609,8 @@ class Compactor:
     def compact_finished(self, cc: CompactControl) -> int:
         """compact_finished() / __compact_finished()."""
         z = self.zone
-        if self.compact_scanners_met(cc):
+        if (cc.free_pfn >> PAGEBLOCK_ORDER) <= (cc.migrate_pfn >> PAGEBLOCK_ORDER):
+            # compact_scanners_met()
             self.reset_cached_positions()
             if cc.direct_compaction:
                 z.compact_blockskip_flush = True
@@ -638,7 +639,7 @@ class Compactor:
         crossing the free scanner (fast_find_migrateblock() not modelled)."""
         z = self.zone
         low_pfn = cc.migrate_pfn
-        block_end = z.pageblock_end_pfn(low_pfn)
+        block_end = (low_pfn + PAGEBLOCK_NR_PAGES) & BLOCK_MASK  # pageblock_end_pfn()
         while block_end <= cc.free_pfn:
             b = (block_end - 1) >> PAGEBLOCK_ORDER
             aligned = not (low_pfn & (PAGEBLOCK_NR_PAGES - 1)) or low_pfn == z.zone_start_pfn
@@ -700,7 +701,7 @@ class Compactor:
         """Record where async and sync compaction should restart: pageblock_end_pfn(pfn)
         (for a pageblock-aligned pfn that is the end of the *next* block, as in the kernel)."""
         z = self.zone
-        pfn = z.pageblock_end_pfn(pfn)
+        pfn = (pfn + PAGEBLOCK_NR_PAGES) & BLOCK_MASK  # pageblock_end_pfn()
         if pfn > z.compact_cached_migrate_pfn[0]:
             z.compact_cached_migrate_pfn[0] = pfn
         if cc.mode != MIGRATE_ASYNC and pfn > z.compact_cached_migrate_pfn[1]:
@@ -843,9 +844,9 @@ class Compactor:
         z = self.zone
         self._acc[W_ISOLATE_FREE] += 1
         isolate_start_pfn = cc.free_pfn
-        block_start = z.pageblock_start(isolate_start_pfn)
+        block_start = isolate_start_pfn & BLOCK_MASK  # pageblock_start_pfn()
         block_end = min(block_start + PAGEBLOCK_NR_PAGES, z.zone_end_pfn)
-        low_pfn = z.pageblock_end_pfn(cc.migrate_pfn)
+        low_pfn = (cc.migrate_pfn + PAGEBLOCK_NR_PAGES) & BLOCK_MASK  # pageblock_end_pfn()
         stride = COMPACT_CLUSTER_MAX if cc.mode == MIGRATE_ASYNC else 1
         while block_start >= low_pfn:
             b = block_start >> PAGEBLOCK_ORDER

@@ -395,7 +395,9 @@ class Zone:
         before = nfp[block]
         after = before + change
         nfp[block] = after
-        self._mark_dirty(block)
+        if not self._dirty[block]:  # _mark_dirty(), inline
+            self._dirty[block] = 1
+            self._nr_dirty += 1
         if (before == PAGEBLOCK_NR_PAGES) != (after == PAGEBLOCK_NR_PAGES):
             self._nr_full += 1 if after == PAGEBLOCK_NR_PAGES else -1
             buddy = block ^ 1  # the other pageblock of the aligned pair (an order-10 block)

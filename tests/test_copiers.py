@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from dcbm_split import segments
 
 from migsim.cost.copiers import CpuCopier, DmaCopier, MtCopier, make_copier
 
@@ -24,18 +25,23 @@ def test_cpu_copier_never_waits(quiet_platform, rng):
 @pytest.mark.parametrize("size_pages", [1, 4, 16, 64, 256, 512])
 def test_each_channel_adds_its_setup_cpu_and_never_a_longer_wait(quiet_platform, rng, size_pages):
     # dcbm v4 requests, maps, issues, terminates and releases every channel on its own: one
-    # more channel costs the migrating CPU exactly that per-channel work, and the engines
-    # never take longer
+    # more channel costs the migrating CPU exactly that per-channel work plus the preparation
+    # of the descriptors the new split adds (folios_copy_dma gives channel i
+    # n*(i+1)/ch - n*i/ch folios, each channel's table merges into 64 KiB segments), and the
+    # engines never take longer
     n = np.array([4096])
     b = n * size_pages * 4096.0
     d = quiet_platform.dma
     per_chan = (d.chan_request_us + d.sgt_map_us + d.issue_us + d.terminate_us) * 1e-6
-    assert per_chan > 0
+    assert per_chan > 0 and d.max_seg_kb == 64
+    per_seg = max(16 // size_pages, 1)
     prev = None
     for ch in range(1, 17):
         c = DmaCopier(channels=ch).copy_batches(n, b, quiet_platform, rng)
         if prev is not None:
-            assert c.cpu_s[0] - prev.cpu_s[0] == pytest.approx(per_chan, rel=1e-9)
+            more = segments(4096, ch, per_seg) - segments(4096, ch - 1, per_seg)
+            more *= d.desc_prep_us * 1e-6
+            assert c.cpu_s[0] - prev.cpu_s[0] == pytest.approx(per_chan + more, rel=1e-9)
             assert c.wait_s[0] <= prev.wait_s[0] + 1e-12
         prev = c
 
@@ -58,11 +64,12 @@ def test_v6_holds_its_channels_and_uses_one_device_group(quiet_platform, rng):
 
 def test_ptdma_restarts_each_descriptor_from_its_interrupt(quiet_platform, rng):
     # one descriptor in flight per queue: n descriptors on one channel pay n-1 restarts, and
-    # every descriptor's completion interrupt costs CPU time reported apart (irq_s)
+    # every descriptor's completion interrupt costs CPU time reported apart (irq_s); 64 KiB
+    # folios fill a mapped segment each, so one descriptor per folio
     p = quiet_platform
     slow = p.replace(dma__desc_restart_us=p.dma.desc_restart_us + 1.0)
     n = np.array([1, 100])
-    b = n * 4096.0
+    b = n * 65536.0
     base = DmaCopier(channels=1).copy_batches(n, b, p, rng)
     more = DmaCopier(channels=1).copy_batches(n, b, slow, rng)
     np.testing.assert_allclose(more.wait_s - base.wait_s, [0.0, 99e-6], atol=1e-12)
@@ -183,7 +190,11 @@ def test_a_compaction_call_costs_more_cpu_with_16_channels_than_with_1(platform,
     )
     d = platform.dma
     per_chan = (d.chan_request_us + d.sgt_map_us + d.issue_us + d.terminate_us) * 1e-6
-    np.testing.assert_allclose(sixteen.sys_s - one.sys_s, 15 * per_chan, rtol=1e-9)
+    # and prepares one descriptor per mapped segment of each channel (16 4K pages to one)
+    descs = np.array([segments(n, 16, 16) - segments(n, 1, 16) for n in (32, 224)])
+    np.testing.assert_allclose(
+        sixteen.sys_s - one.sys_s, 15 * per_chan + descs * d.desc_prep_us * 1e-6, rtol=1e-9
+    )
     assert np.all(sixteen.wait_s < one.wait_s)  # while the engines finish sooner
 
 
@@ -197,8 +208,11 @@ def test_a_compaction_run_costs_15_channels_setup_more_cpu_per_call_with_16_than
     d = platform.dma
     per_chan = (d.chan_request_us + d.sgt_map_us + d.issue_us + d.terminate_us) * 1e-6
     calls = sim.log.pages[sim.log.pages > 0]
-    # a call of n folios uses min(16, n) channels
+    # a call of n folios uses min(16, n) channels, each with its own mapped segments
     extra = float(np.sum(np.minimum(16, calls) - 1)) * per_chan
+    extra += sum(segments(int(n), 16, 16) - segments(int(n), 1, 16) for n in calls) * (
+        d.desc_prep_us * 1e-6
+    )
     assert extra > 0
     got = sixteen.cost.timeline.sys_s - one.cost.timeline.sys_s
     assert got == pytest.approx(extra, rel=1e-6)

@@ -23,7 +23,7 @@ def test_throughput_json_has_lo_and_hi_around_the_mean(capsys):
     main(["throughput", "--mode", "dma", "--folio-size", "64K", "--channels", "4", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert out["lo"] < out["mean_gbps"] < out["hi"]
-    assert set(out["interval_sd_log"]) == {"fit", "priors", "noise", "misfit"}
+    assert set(out["interval_sd_log"]) == {"fit", "priors", "noise", "discrepancy"}
 
 
 def test_sampled_platform_costs_each_sample_as_its_own_platform(platform):
@@ -70,18 +70,18 @@ def _v4_intervals(platform):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 11 not met: 71% of the v4 cells lie inside the 90% interval (parameters "
-    "and noise, median width 10%); with the fit's misfit added 90% lie inside but the median "
-    "width is 24%",
+    reason="issue 11 not met: with the model discrepancy (REML from the fit residuals, the "
+    "published means' own noise taken out: 5.2%) 90% of the v4 cells lie inside the 90% "
+    "interval but the median width is 19.8%; without it 69% lie inside at a median width of 10%",
 )
 def test_published_v4_cells_inside_intervals_that_say_something(platform):
     res = _v4_intervals(platform)
     assert res[:, 0].mean() >= 0.8 and np.median(res[:, 1]) <= 0.15
 
 
-def test_v4_interval_width_is_informative(platform):
-    # the half of the criterion that holds: the median interval is no wider than 15%
-    assert np.median(_v4_intervals(platform)[:, 1]) <= 0.15
+def test_v4_intervals_hold_at_least_80_percent_of_the_cells(platform):
+    # the half of the criterion that holds: at least 80% of the published cells inside
+    assert _v4_intervals(platform)[:, 0].mean() >= 0.8
 
 
 def test_reproduce_all_lists_every_published_number(capsys):

@@ -76,22 +76,29 @@ def test_low_latency_engine_is_never_slower_in_throughput(platform, params):
 
 
 def test_latency_params_choice_matters_for_small_descriptors(quiet_platform):
-    """A 4K descriptor lies inside the ramp head and has no page stall: scaling ramp_kb alone
-    cannot speed it up; scaling the ramp rate saves exactly the head time it removes (one
-    channel: the descriptors run one after the other, the head rate capped by the engine)."""
+    """v4 copies 4K folios in 64 KiB mapped segments (16 folios each, one channel: the
+    segments run one after the other), each inside the calibrated ramp head, so all of it
+    moves at the head rate: scaling the ramp rate by 10 saves 16384 x 64 KiB x (1/r -
+    1/10r); scaling the head to a tenth leaves that much at the head rate and moves the rest
+    at the engine's rate."""
     kw = dict(
         latency_scales=[1.0, 0.1], channels=[1], folio_sizes=["4K"], trials=1, compaction=False
     )
-    head = w.study_engine_class(quiet_platform, latency_params=["ramp_kb"], **kw)
-    rate = w.study_engine_class(quiet_platform, latency_params=["ramp_gbps"], **kw)
-    assert head.filter(pl.col("latency_scale") == 0.1)["gain"][0] == pytest.approx(1.0)
-    before, after = rate.sort("latency_scale", descending=True)["wall_ms"].to_list()
     d = quiet_platform.dma
-    folios = (1 << 30) // 4096  # the study's 1 GiB, one batch
-    per_desc_s = [4096 / (min(r, d.engine_gbps) * 1e9) for r in (d.ramp_gbps, 10 * d.ramp_gbps)]
-    saved_ms = folios * (per_desc_s[0] - per_desc_s[1]) * 1e3
-    assert before - after == pytest.approx(saved_ms, rel=1e-9)
-    assert after < before
+    seg, segments = 65536.0, (1 << 30) // 65536  # the study's 1 GiB, one batch
+    assert d.max_seg_kb == 64 and d.ramp_kb * 1024 >= seg
+    r, eng = min(d.ramp_gbps, d.engine_gbps) * 1e9, d.engine_gbps * 1e9
+
+    def saved_ms(params: list[str], per_seg_after: float) -> float:
+        out = w.study_engine_class(quiet_platform, latency_params=params, **kw)
+        before, after = out.sort("latency_scale", descending=True)["wall_ms"].to_list()
+        assert before - after == pytest.approx(segments * (seg / r - per_seg_after) * 1e3, rel=1e-9)
+        return before - after
+
+    rate = saved_ms(["ramp_gbps"], seg / (min(10 * d.ramp_gbps, d.engine_gbps) * 1e9))
+    h = 0.1 * d.ramp_kb * 1024
+    head = saved_ms(["ramp_kb"], h / r + (seg - h) / eng)
+    assert rate > 0 and head > 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,16 +106,20 @@ class DcbmVersion:
 
     request_per_call: bool  # dma_request_chan_by_mask + dma_release_channel on every call
     sg_tables: bool  # setup_sg_tables per channel (v3/v4) or map_folios' array (v6)
+    # one descriptor per segment of the mapped sg table (v3/v4: dma_map_sgtable, then
+    # for_each_sgtable_dma_sg), which merges IOVA-contiguous entries (dma.max_seg_kb); else
+    # one descriptor per folio (v2 dma_map_page, v6 map_folios)
+    sg_segments: bool
     terminate: bool  # dmaengine_terminate_sync per channel in cleanup
     one_device: bool  # a batch uses one device group's channels only (v6)
     fallback: str  # "batch": an error fails every folio of the batch; "folio": only its own
 
 
 DCBM = {
-    "v2": DcbmVersion(True, False, False, False, "folio"),
-    "v3": DcbmVersion(True, True, True, False, "batch"),
-    "v4": DcbmVersion(True, True, True, False, "batch"),
-    "v6": DcbmVersion(False, True, False, True, "folio"),
+    "v2": DcbmVersion(True, False, False, False, False, "folio"),
+    "v3": DcbmVersion(True, True, True, True, False, "batch"),
+    "v4": DcbmVersion(True, True, True, True, False, "batch"),
+    "v6": DcbmVersion(False, True, False, False, True, "folio"),
 }
 
 
@@ -133,20 +137,27 @@ class DmaCopier:
 
     CPU of the migrating task, per batch: ``call_setup_us``; per channel requested
     ``chan_request_us`` (v2..v4; v6 holds its channels); per used channel ``sgt_map_us``
-    (v3, v4, v6), ``issue_us`` and ``terminate_us`` (v3, v4); per folio ``prep_us``. Then it
-    sleeps until the slowest channel completes (one wake-up: the channels get equal shares
-    and finish together, so the later ``wait_for_completion`` calls find them done).
+    (v3, v4, v6), ``issue_us`` and ``terminate_us`` (v3, v4); per folio ``prep_us``; per
+    descriptor ``desc_prep_us``. Then it sleeps until the slowest channel completes (one
+    wake-up: the channels get equal shares and finish together, so the later
+    ``wait_for_completion`` calls find them done).
+
+    Descriptors: v3/v4 prepare one per segment of the channel's mapped sg table
+    (``for_each_sgtable_dma_sg``). With the IOMMU translating, ``dma_map_sgtable`` ->
+    iommu_dma_map_sg maps the table into one IOVA range and __finalise_sg
+    (drivers/iommu/dma-iommu.c) concatenates page-aligned, contiguous entries while the
+    segment stays within the device's max_seg_size (``max_seg_kb``: PCI's default 64 KiB),
+    so 4K folios go 16 to a descriptor, 16K folios 4, 64K and larger one each. v2
+    (dma_map_page) and v6 (map_folios) prepare one descriptor per folio.
 
     Engine: a PTDMA device has one command queue and one channel (pt_dmaengine_register);
     the queue runs one descriptor at a time and the next one is started from the completion
     interrupt (pt_cmd_callback -> pt_dma_start_desc), so each descriptor after a channel's
     first waits ``desc_restart_us``, and every descriptor raises an interrupt whose handler
     costs ``desc_irq_us`` on the CPU the PTDMA MSI targets (``irq_s``, not the migrating
-    CPU's sys time). A descriptor's head (``ramp_kb``) moves at ``ramp_gbps`` with a stall
-    at each further 4 KiB page of the head (``page_stall_us``, see its meaning: the part the
-    driver code does not explain), the rest at the channel's share of its engine; channels
-    fill engines in order, ``chans_per_engine_count`` to an engine, and all engines share
-    the interconnect.
+    CPU's sys time). A descriptor's head (``ramp_kb``) moves at ``ramp_gbps``, the rest at
+    the channel's share of its engine; channels fill engines in order,
+    ``chans_per_engine_count`` to an engine, and all engines share the interconnect.
 
     Failures: a descriptor fails with probability `fail_rate`. ``fallback`` "batch" (the v3
     and v4 default) fails the whole batch before it is issued (v4 sees errors of prep and
@@ -156,9 +167,11 @@ class DmaCopier:
     offloaded (a `should_batch`-style policy).
 
     Simplifications: folios of a batch are taken as equal-sized for the split (the busiest
-    channel gets ceil(n/channels) folios and that share of the bytes); all descriptors are
-    prepared before the engines start (v4 issues after submitting every channel; v6 issues
-    each channel after its own submit, which starts the last channel no earlier).
+    channel gets ceil(n/channels) folios and that share of the bytes; a merged segment holds
+    whole folios, and a 4 GiB IOVA boundary, where __finalise_sg also cuts, is ignored); all
+    descriptors are prepared before the engines start (v4 issues after submitting every
+    channel; v6 issues each channel after its own submit, which starts the last channel no
+    earlier).
     """
 
     channels: int = 1
@@ -202,44 +215,65 @@ class DmaCopier:
             want = min(want, d.chans_per_device_count)
         return np.minimum(want, np.maximum(np.asarray(nr_folios, dtype=np.float64), 1.0))
 
+    def folios_per_desc(self, nr_folios: np.ndarray, nr_bytes: np.ndarray, platform: Platform):
+        """Folios one descriptor copies in each batch: as many whole folios as fit in one
+        mapped segment of dma.max_seg_kb for v3/v4 (at least one), else one."""
+        n = np.asarray(nr_folios, dtype=np.float64)
+        folio = np.where(n > 0, np.asarray(nr_bytes, dtype=np.float64) / np.maximum(n, 1.0), 0.0)
+        seg = platform.dma.max_seg_kb * 1024.0
+        if not self.driver.sg_segments:
+            return np.ones_like(n)
+        return np.maximum(np.floor(seg / np.maximum(folio, 1.0)), 1.0)
+
+    def descriptors(self, nr_folios: np.ndarray, nr_bytes: np.ndarray, platform: Platform):
+        """Descriptors of each batch over all its channels (folios_copy_dma splits the folios
+        as evenly as it can: n mod channels of them get one folio more), and of its busiest
+        channel."""
+        n = np.asarray(nr_folios, dtype=np.float64)
+        active = self.used_channels(n, platform)
+        k = self.folios_per_desc(n, nr_bytes, platform)
+        q = np.floor(n / active)
+        extra = n - q * active  # channels with q + 1 folios
+        busiest = np.ceil(np.ceil(n / active) / k)
+        total = extra * np.ceil((q + 1.0) / k) + (active - extra) * np.ceil(q / k)
+        return np.where(n > 0, total, 0.0), np.where(n > 0, busiest, 0.0)
+
     def engine_seconds(self, nr_folios: np.ndarray, nr_bytes: np.ndarray, platform: Platform):
         """Engine time of each batch (s): the busiest channel's descriptors one after the
         other, each after the first waiting for its restart from the completion interrupt,
-        the head of each (ramp_kb) at the latency-bound rate plus a stall at each further
-        4 KiB page of the head, the rest at the channel's share of its engine; never less
-        than the whole batch at the interconnect's bandwidth (which channels that finish
-        early leave to the others). Also returns the channels used."""
+        the head of each (ramp_kb) at the latency-bound rate, the rest at the channel's share
+        of its engine; never less than the whole batch at the interconnect's bandwidth (which
+        channels that finish early leave to the others). Also returns the channels used."""
         d = platform.dma
         n = np.asarray(nr_folios, dtype=np.float64)
         active = self.used_channels(n, platform)
-        per_chan = np.ceil(n / active)
-        desc_bytes = np.where(n > 0, nr_bytes / np.maximum(n, 1.0), 0.0)  # mean folio size
+        _, per_chan = self.descriptors(n, nr_bytes, platform)
+        chan_bytes = np.ceil(n / active) * np.where(n > 0, nr_bytes / np.maximum(n, 1.0), 0.0)
+        desc_bytes = chan_bytes / np.maximum(per_chan, 1.0)
         sharing = np.minimum(active, d.chans_per_engine_count)
         rate = d.engine_gbps * GB / sharing
         head = np.minimum(desc_bytes, d.ramp_kb * 1024.0)
-        # Simplification: the stall is charged per 4 KiB of the head beyond the first, as a
-        # continuous count (a head that ends inside a page pays that fraction of a stall)
-        stalls = np.maximum(head / PAGE_SIZE - 1.0, 0.0)
-        per_desc = (
-            head / np.minimum(d.ramp_gbps * GB, rate)
-            + stalls * d.page_stall_us * US
-            + (desc_bytes - head) / rate
-        )
+        per_desc = head / np.minimum(d.ramp_gbps * GB, rate) + (desc_bytes - head) / rate
         restarts = np.maximum(per_chan - 1.0, 0.0) * d.desc_restart_us * US
         chan_s = per_chan * per_desc + restarts
         return np.maximum(chan_s, nr_bytes / (d.fabric_gbps * GB)), active
 
-    def setup_seconds(self, nr_folios: np.ndarray, platform: Platform) -> np.ndarray:
+    def setup_seconds(
+        self, nr_folios: np.ndarray, platform: Platform, nr_bytes: np.ndarray | None = None
+    ) -> np.ndarray:
         """CPU seconds of the migrating task per batch for the driver's own work (requests,
-        tables, descriptors, issue, terminate, release): what offloading costs the CPU."""
+        tables, descriptors, issue, terminate, release): what offloading costs the CPU.
+        `nr_bytes` (default: 4 KiB folios) sets how many folios share a descriptor."""
         d, v = platform.dma, self.driver
         n = np.asarray(nr_folios, dtype=np.float64)
+        nr_bytes = n * PAGE_SIZE if nr_bytes is None else nr_bytes
         active = self.used_channels(n, platform)
+        descs, _ = self.descriptors(n, nr_bytes, platform)
         per_chan_us = d.issue_us + (d.chan_request_us if v.request_per_call else 0.0)
         per_chan_us += (d.sgt_map_us if v.sg_tables else 0.0) + (
             d.terminate_us if v.terminate else 0.0
         )
-        us = n * d.prep_us + active * per_chan_us + d.call_setup_us
+        us = n * d.prep_us + descs * d.desc_prep_us + active * per_chan_us + d.call_setup_us
         return np.where(n > 0, us * US, 0.0)
 
     def copy_batches(self, nr_folios, nr_bytes, platform, rng, scale=1.0) -> CopyCost:
@@ -248,13 +282,13 @@ class DmaCopier:
         nr_bytes = np.asarray(nr_bytes, dtype=np.float64)
         offload = (nr_bytes >= self.min_batch_bytes) & (nr_folios > 0)
         engine_s, active = self.engine_seconds(nr_folios, nr_bytes, platform)
-        prep_s = self.setup_seconds(nr_folios, platform)
+        prep_s = self.setup_seconds(nr_folios, platform, nr_bytes)
         wait_s = engine_s + d.irq_wakeup_us * US
         if self.fail_rate > 0:
             failed = rng.binomial(nr_folios, self.fail_rate)
         else:
             failed = np.zeros_like(nr_folios)
-        irq_s = nr_folios * d.desc_irq_us * US
+        irq_s = self.descriptors(nr_folios, nr_bytes, platform)[0] * d.desc_irq_us * US
         if self.fallback_mode == "batch":
             # v4: a failed prep/submit aborts the batch before it is issued (cleanup_dma_work
             # terminates the channels): the engine never runs, every folio falls back

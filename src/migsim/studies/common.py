@@ -57,16 +57,16 @@ LOADS = ("idle", "busy")
 COPIES = ("baseline", "dma")
 # The DMA parameters that a "low-latency" engine class scales down (the default): the
 # latency-bound rate of the head of every descriptor (a rate: divided by the scale, since the
-# head moves one round trip at a time), the stall at each further page of the head, and the
-# per-call costs (channel setup on the CPU, completion interrupt and wake-up). Streaming
-# bandwidths, the head size and the per-descriptor CPU preparation (dma_map_page, prep,
-# submit) stay those of the calibrated machine.
-# Note: a descriptor smaller than the head (a 4K page: the calibrated head is about 100 KiB)
-# moves entirely at ramp_gbps with no page stall, so scaling ramp_kb instead would not speed
-# small folios up.
-LATENCY_PARAMS = ("ramp_gbps", "page_stall_us", "call_setup_us", "irq_wakeup_us")
+# head moves one round trip at a time), the restart of each further descriptor from the
+# completion interrupt, and the per-call costs (channel setup on the CPU, completion
+# interrupt and wake-up). Streaming bandwidths, the head size and the per-folio CPU
+# preparation (sg entries and IOMMU mapping) stay those of the calibrated machine.
+# Note: a descriptor smaller than the head (a 64 KiB segment: the calibrated head is about
+# 100 KiB) moves entirely at ramp_gbps, so scaling ramp_kb instead would not speed small
+# folios up.
+LATENCY_PARAMS = ("ramp_gbps", "desc_restart_us", "call_setup_us", "irq_wakeup_us")
 SCALABLE_PARAMS = (
-    "ramp_kb", "ramp_gbps", "page_stall_us", "call_setup_us", "irq_wakeup_us", "prep_us",
+    "ramp_kb", "ramp_gbps", "desc_restart_us", "call_setup_us", "irq_wakeup_us", "prep_us",
 )  # fmt: skip
 FOLIO_SIZES = ("4K", "16K", "64K", "256K", "1M", "2M")
 

@@ -208,9 +208,15 @@ class Snapshot:
         if self.pcp_pfns is not None:
             arrays["pcp_pfns"] = self.pcp_pfns
         import io
+        import zipfile
 
+        # what np.savez_compressed writes (np.load reads it), at the fastest deflate level:
+        # the per-pfn arrays are long runs and compress well at level 1 too
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for name, arr in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod

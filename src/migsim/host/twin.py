@@ -151,8 +151,8 @@ def zone_from_snapshot(
     # kernel fails only the folios whose buffers hold a reference (b_count, checked by
     # __buffer_migrate_folio(check_refs): ext4 keeps its superblock and group-descriptor
     # buffers referenced while mounted, jbd2 the buffers of its transactions), which no /proc
-    # file exports; on the 6.18 test VM 27,450 pages matched this rule while 33-35 pages
-    # failed in every real run
+    # file exports; on the 6.18 test VM (ext4) 27,450 pages matched this rule, while real
+    # runs failed 33-35 pages (13 of 15 runs; 72 and 97 in the other two)
     busy = (
         np.isin(kind, (S.LRU_FILE, S.UNEVICTABLE))
         & ((pf & S.PF_ANON) == 0)

@@ -47,6 +47,21 @@ def test_buddy_counts_match_the_definition():
     assert got[-1][6] == 1 and got[-1][7] == 1
 
 
+def test_chunk_tables_match_the_definition_for_every_mask():
+    """The 16-frame lookup tables (built with bit operations) against the definition, for
+    all 65536 masks: maximal free aligned groups of 1, 2, 4 and 8 frames, and all 16 free."""
+    from migsim.kernel.zone import _COUNT16, _FULL16
+
+    x = np.arange(1 << 16, dtype=np.uint32)
+    free = ((x[:, None] >> np.arange(16, dtype=np.uint32)) & 1).astype(bool)
+    for order in range(4):
+        size = 1 << order
+        groups = free.reshape(-1, 16 // size, size).all(2)
+        parents = free.reshape(-1, 8 // size, 2 * size).all(2).repeat(2, axis=1)
+        assert np.array_equal(_COUNT16[order], (groups & ~parents).sum(1)), order
+    assert np.array_equal(_FULL16, free.all(1))
+
+
 def test_fresh_zone_is_order10_blocks():
     z = Zone(8 * 512)
     counts = z.free_area_counts()

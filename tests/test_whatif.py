@@ -12,17 +12,27 @@ from whatif_expect import EXPECTED, check, tokens
 
 from migsim.cost.platform import DEFAULT_PLATFORM
 from migsim.output.tables import read_metadata
-from migsim.pipeline_whatif import run_study
-from migsim.studies import common as w
-from migsim.tables_whatif import SCHEMAS
+from migsim.studies import (
+    check_config,
+    cluster_max,
+    common,
+    enabled,
+    engine_class,
+    fragmentation,
+    hybrid,
+    latency,
+    registry,
+    run_study,
+    study_params,
+)
 
 # A small node that keeps the published layout (50% freed evenly in every 2 MB region, the
 # same share of the node allocated: 16384 allocations of 2 MB on a 250 GB node is 12.8%).
 SMALL = dict(node_bytes=2 * 2**30, allocations=128)
 
 
-def small_setup(**kw) -> w.CompactionSetup:
-    return w.CompactionSetup(**{**SMALL, "seed": 3, **kw})
+def small_setup(**kw) -> common.CompactionSetup:
+    return common.CompactionSetup(**{**SMALL, "seed": 3, **kw})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -31,27 +41,29 @@ def small_setup(**kw) -> w.CompactionSetup:
 
 
 def test_low_latency_engine_scales_only_the_named_parameters(platform):
-    fast = w.low_latency_engine(platform, 0.25)
+    fast = engine_class.low_latency_engine(platform, 0.25)
     for sec, params in platform.as_dict().items():
         for key, value in params.items():
             got = fast.as_dict()[sec][key]
-            if sec == "dma" and key in w.LATENCY_PARAMS:
+            if sec == "dma" and key in engine_class.LATENCY_PARAMS:
                 # times are multiplied by the scale, rates (GB/s) divided by it
                 want = value / 0.25 if key.endswith("_gbps") else value * 0.25
                 assert got == pytest.approx(want, rel=1e-12), key
             else:
                 assert got == value, f"{sec}.{key}"
-    rate = w.low_latency_engine(platform, 0.5, ["ramp_gbps"])
+    rate = engine_class.low_latency_engine(platform, 0.5, ["ramp_gbps"])
     assert rate.dma.ramp_gbps == pytest.approx(platform.dma.ramp_gbps * 2, rel=1e-12)
     with pytest.raises(ValueError, match="latency_scale"):
-        w.low_latency_engine(platform, 0.0)
+        engine_class.low_latency_engine(platform, 0.0)
     with pytest.raises(ValueError, match="latency_params"):
-        w.low_latency_engine(platform, 0.5, ["engine_gbps"])
+        engine_class.low_latency_engine(platform, 0.5, ["engine_gbps"])
 
 
-@pytest.mark.parametrize("params", [w.LATENCY_PARAMS, ("ramp_kb", "ramp_gbps", "irq_wakeup_us")])
+@pytest.mark.parametrize(
+    "params", [engine_class.LATENCY_PARAMS, ("ramp_kb", "ramp_gbps", "irq_wakeup_us")]
+)
 def test_low_latency_engine_is_never_slower_in_throughput(platform, params):
-    df = w.study_engine_class(
+    df = engine_class.study_engine_class(
         platform,
         latency_scales=[1.0, 0.5, 0.25, 0.1],
         latency_params=params,
@@ -90,7 +102,7 @@ def test_latency_params_choice_matters_for_small_descriptors(quiet_platform):
     r, eng = min(d.ramp_gbps, d.engine_gbps) * 1e9, d.engine_gbps * 1e9
 
     def saved_ms(params: list[str], per_seg_after: float) -> float:
-        out = w.study_engine_class(quiet_platform, latency_params=params, **kw)
+        out = engine_class.study_engine_class(quiet_platform, latency_params=params, **kw)
         before, after = out.sort("latency_scale", descending=True)["wall_ms"].to_list()
         assert before - after == pytest.approx(segments * (seg / r - per_seg_after) * 1e3, rel=1e-9)
         return before - after
@@ -107,9 +119,9 @@ def test_latency_params_choice_matters_for_small_descriptors(quiet_platform):
 
 
 def test_first_folio_grows_with_the_batch_limit_and_total_does_not(platform):
-    df = w.study_latency(
+    df = latency.study_latency(
         platform,
-        batch_limits=w.power_of_two_limits(512, 16384),
+        batch_limits=latency.power_of_two_limits(512, 16384),
         folio_sizes=["4K", "64K", "2M"],
         channels=[1, 16],
         total_bytes=64 << 20,
@@ -129,11 +141,11 @@ def test_first_folio_grows_with_the_batch_limit_and_total_does_not(platform):
 
 def test_latency_rejects_bad_arguments(platform):
     with pytest.raises(ValueError, match="batch_limits"):
-        w.study_latency(platform, batch_limits=[0, 512])
+        latency.study_latency(platform, batch_limits=[0, 512])
     with pytest.raises(ValueError, match="knee_pct"):
-        w.study_latency(platform, knee_pct=0)
+        latency.study_latency(platform, knee_pct=0)
     with pytest.raises(ValueError, match="channels"):
-        w.study_latency(platform, channels=[17])
+        latency.study_latency(platform, channels=[17])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +156,7 @@ _SAME = ("wall_ms", "user_pct", "sys_pct", "idle_pct", "pages_migrated", "migrat
 _SAME += ("alloc_success", "alloc_fail", "hog_iterations", "pgmigrate_success")
 
 
-@pytest.mark.parametrize("load", w.LOADS)
+@pytest.mark.parametrize("load", common.LOADS)
 def test_hybrid_with_t_above_every_batch_equals_baseline(platform, load):
     setup = small_setup()
     base = setup.run(platform, copy="baseline", load=load)
@@ -154,7 +166,7 @@ def test_hybrid_with_t_above_every_batch_equals_baseline(platform, load):
     assert not never["dma_copies"]
 
 
-@pytest.mark.parametrize("load", w.LOADS)
+@pytest.mark.parametrize("load", common.LOADS)
 def test_hybrid_with_t_zero_offloads_every_page(platform, load):
     """T = 0: every batch is offloaded, so every migrated (order-0) page is a DMA copy, and
     the run migrates the same pages as the CPU baseline (the copier does not change what
@@ -168,8 +180,10 @@ def test_hybrid_with_t_zero_offloads_every_page(platform, load):
 
 
 def test_hybrid_study_brackets(platform):
-    df = w.study_hybrid(platform, thresholds=[0, 64 << 10, 256 << 10, 1 << 40], setup=small_setup())
-    for load in w.LOADS:
+    df = hybrid.study_hybrid(
+        platform, thresholds=[0, 64 << 10, 256 << 10, 1 << 40], setup=small_setup()
+    )
+    for load in common.LOADS:
         cells = df.filter(pl.col("load") == load).sort("min_batch_bytes")
         assert cells["min_batch_bytes"][0] == 0
         # T = 0 offloads every (order-0) page; T above every batch runs as the CPU baseline
@@ -192,7 +206,7 @@ def test_isolating_a_whole_pageblock_takes_the_fewest_migrate_pages_calls(platfo
     (Calls are *not* monotone in between: a larger batch leaves more freed pages on the
     per-CPU lists, so the capture moves from migrate_pages() to the drain and one more batch
     is taken from the next pageblock; see the what-if findings.)"""
-    df = w.study_cluster_max(
+    df = cluster_max.study_cluster_max(
         platform,
         cluster_max=[8, 32, 64, 128, 192, 256, 512],
         loads=["idle"],
@@ -212,7 +226,7 @@ def test_isolating_a_whole_pageblock_takes_the_fewest_migrate_pages_calls(platfo
 def test_even_layout_needs_two_calls_per_block_below_256(platform):
     """Even pattern at 50%: 256 used pages per pageblock, so COMPACT_CLUSTER_MAX = 32 costs two
     migrate_pages() calls per block (32, then the remaining 224) and 256 or more costs one."""
-    df = w.study_cluster_max(
+    df = cluster_max.study_cluster_max(
         platform, cluster_max=[32, 256, 512], loads=["idle"], setup=small_setup()
     )
     base = df.filter(pl.col("copy") == "baseline").sort("cluster_max")
@@ -222,7 +236,7 @@ def test_even_layout_needs_two_calls_per_block_below_256(platform):
 
 
 def test_low_latency_engine_is_never_slower_in_compaction(platform):
-    df = w.study_engine_class(
+    df = engine_class.study_engine_class(
         platform,
         latency_scales=[1.0, 0.25, 0.1],
         channels=[1],
@@ -240,7 +254,7 @@ def test_low_latency_engine_is_never_slower_in_compaction(platform):
 
 
 def test_fragmentation_study_counts(platform):
-    df = w.study_fragmentation(
+    df = fragmentation.study_fragmentation(
         platform, free_ratios=[0.25, 0.5], patterns=["even", "random"], setup=small_setup()
     )
     assert df.height == 4
@@ -257,9 +271,9 @@ def test_fragmentation_study_counts(platform):
 
 def test_compaction_setup_rejects_bad_scale():
     with pytest.raises(ValueError, match="allocations"):
-        w.CompactionSetup(node_bytes=2**30, allocations=512)
+        common.CompactionSetup(node_bytes=2**30, allocations=512)
     with pytest.raises(ValueError, match="node_bytes"):
-        w.CompactionSetup(node_bytes=3 * 2**20, allocations=1)
+        common.CompactionSetup(node_bytes=3 * 2**20, allocations=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,25 +328,27 @@ FINDINGS_CASES = {
 def test_findings_numbers_match_the_summary_parquet(tmp_path, study):
     """Run the study as the workflow does, read its Parquet back, and check every number of
     the findings paragraph against values computed here from the file's columns."""
-    params = {"study": study, "seed": 5, **FINDINGS_CASES[study]}
+    params = {"study": study, "module": f"migsim.studies.{study}", "seed": 5}
+    params |= FINDINGS_CASES[study]
     if study != "latency":
         params["setup"] = SMALL | {"free_ratio": 0.5, "pattern": "even"}
     out = tmp_path / f"{study}.parquet"
     run_study(str(DEFAULT_PLATFORM), params, str(out))
-    SCHEMAS[study].check_file(out)
+    registry()[study].schema.check_file(out)
     assert read_metadata(out)["study"] == study
     df = pl.read_parquet(out)
-    text = w.FINDINGS[study](df)
+    text = registry()[study].findings(df)
     assert len(tokens(text)) >= 8, text
     check(text, EXPECTED[study](df))
 
 
 def test_findings_check_catches_a_wrong_number(tmp_path):
     """The check is not vacuous: one altered value in the frame changes the expected list."""
-    params = {"study": "latency", "seed": 5, **FINDINGS_CASES["latency"]}
+    params = {"study": "latency", "module": "migsim.studies.latency", "seed": 5}
+    params |= FINDINGS_CASES["latency"]
     run_study(str(DEFAULT_PLATFORM), params, str(tmp_path / "l.parquet"))
     df = pl.read_parquet(tmp_path / "l.parquet")
-    text = w.findings_latency(df)
+    text = latency.findings_latency(df)
     bad = df.with_columns(pl.col("total_ms") * 1.01)
     with pytest.raises(AssertionError):
         check(text, EXPECTED["latency"](bad))
@@ -352,11 +368,9 @@ def _config():
 
 
 def test_default_config_gives_every_study_its_parameters():
-    from migsim.pipeline_whatif import STUDIES, check_whatif_config, enabled_studies, study_params
-
     config = _config()
-    check_whatif_config(config)
-    assert enabled_studies(config) == list(STUDIES)
+    check_config(config)
+    assert enabled(config) == list(registry())
     hybrid = study_params(config, "hybrid")
     assert 0 in hybrid["kwargs"]["thresholds"] and 2 << 20 in hybrid["kwargs"]["thresholds"]
     assert hybrid["setup"]["node_bytes"] * 4 == 250 * 2**30  # a quarter of the published node
@@ -373,8 +387,6 @@ def test_default_config_gives_every_study_its_parameters():
     ],
 )
 def test_bad_whatif_config_names_the_key(change, key):
-    from migsim.pipeline_whatif import check_whatif_config
-
     config = _config()
     for k, v in change.items():
         if isinstance(v, dict):
@@ -382,16 +394,15 @@ def test_bad_whatif_config_names_the_key(change, key):
         else:
             config["whatif"][k] = v
     with pytest.raises(ValueError, match=re.escape(key)):
-        check_whatif_config(config)
+        check_config(config)
     with pytest.raises(ValueError, match="study"):
-        from migsim.pipeline_whatif import study_params
-
         study_params(config, "nonsense")
 
 
 @pytest.mark.parametrize("study", ["latency", "hybrid"])
 def test_same_parameters_and_seed_give_identical_parquet(tmp_path, study):
-    params = {"study": study, "seed": 9, **FINDINGS_CASES[study]}
+    params = {"study": study, "module": f"migsim.studies.{study}", "seed": 9}
+    params |= FINDINGS_CASES[study]
     if study != "latency":
         params["setup"] = SMALL | {"free_ratio": 0.5, "pattern": "random"}
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"

@@ -10,7 +10,9 @@ import pytest
 from pipeline_util import smoke_run
 from test_browser import browser, open_offline  # noqa: F401 (browser is a fixture)
 
-from migsim.pipeline_whatif import STUDIES
+from migsim.studies import registry
+
+STUDIES = list(registry())
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -16,9 +16,12 @@ from test_figures import check_figure_files
 from whatif_expect import EXPECTED, check
 
 from migsim.output.tables import read_metadata
-from migsim.pipeline_whatif import STUDIES, enabled_studies
-from migsim.report_whatif import study_files
-from migsim.tables_whatif import SCHEMAS, TITLES
+from migsim.studies import enabled as enabled_studies
+from migsim.studies import registry, study_files
+
+STUDIES = registry()
+SCHEMAS = {name: s.schema for name, s in STUDIES.items()}
+TITLES = {name: s.title for name, s in STUDIES.items()}
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +59,8 @@ def test_figure_table_and_findings_of_every_study(work, config):
         assert md.startswith(f"## {TITLES[study]}") and "|" in md
         page = Path(files["table_html"]).read_text()
         assert "<table>" in page and "class='findings'" in page and "http" not in page
+        own = Path(files["page"]).read_text()
+        assert own.count("class='findings'") == 1 and "<svg" in own and "<table>" in own
         findings = Path(files["findings"]).read_text()
         heading, text = findings.split("\n\n", 1)
         assert heading == f"## {TITLES[study]}: findings"
@@ -83,6 +88,8 @@ def test_pages_link_every_study_output(work, config, page):
     assert all(t.is_file() for t in targets), [t for t in targets if not t.is_file()]
     for study in enabled_studies(config):
         assert f"id='whatif-{study}'" in text
+        section = text.split(f"id='whatif-{study}'", 1)[1].split("</section>", 1)[0]
+        assert section.count("class='findings'") == 1, f"{study}: findings twice on {page}"
         for key, file in study_files(str(work / "results"), study).items():
             assert (work / "results" / "whatif" / file.rsplit("/", 1)[1]).resolve() in targets, key
     assert not re.search(r"(src|href)=['\"]https?:", text)

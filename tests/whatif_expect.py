@@ -1,5 +1,5 @@
 """The numbers each what-if findings paragraph must state, in order, computed here from a
-summary Parquet's columns (independently of the templates in migsim.studies.common), and
+summary Parquet's columns (independently of the templates in the study modules, migsim/studies/), and
 the check that compares them with the numbers parsed from the text.
 
 Used by tests/test_whatif.py (small studies) and tests/test_whatif_pipeline.py (the files the

@@ -208,18 +208,22 @@ def validate_config(
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
+    from migsim import studies
     from migsim.limits import check_config_values, non_finite
-    from migsim.pipeline_whatif import check_whatif_config
 
     for key, value in non_finite(config):
         raise ConfigError(f"config: {key}: must be a finite number, got {value}")
+    try:  # the sections of the plug-in studies (the built-in ones are in the file)
+        schema = studies.config_schema(schema, config)
+    except ValueError as exc:
+        raise ConfigError(" ".join(str(exc).split())) from None
     err = best_match(Draft202012Validator(schema).iter_errors(config))
     if err is not None:
         raise ConfigError(explain_validation_error(err))
     try:
         check_config_values(config)
         check_config(config)
-        check_whatif_config(config)
+        studies.check_config(config)
         if basedir is not None:
             for kind, path in config["reference"].items():
                 if not Path(resolve_path(path, basedir)).is_file():

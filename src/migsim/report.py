@@ -154,9 +154,9 @@ def build_index(
         )
 
     if whatif:  # the what-if studies (issue 5): findings, figures, tables, links
-        from migsim.report_whatif import index_section
+        from migsim.output.pages import index_section
 
-        parts.append(index_section(whatif, out_dir))
+        parts.append(index_section(whatif, out_dir, config))
 
     parts.append("<h2>Data</h2><ul>")
     for s in summaries:

@@ -3,6 +3,7 @@
 import os
 
 import migsim.pipeline as mp
+import migsim.studies as ms
 from snakemake.exceptions import WorkflowError
 
 # Check the configuration before any job: one line naming the key and the allowed values
@@ -66,3 +67,17 @@ def summary_files():
 
 def default_targets():
     return [f"{RESULTS}/index.html", *summary_files(), *figure_files(), *table_files()]
+
+
+def study_file(name, key):
+    """One output of study `name` (migsim.studies.study_files: parquet, html, svg, png, md,
+    table_html, findings, page); `name` may be a wildcard."""
+    return ms.study_files(RESULTS, name)[key]
+
+
+def whatif_targets():
+    """Every output of the enabled studies (workflow/rules/whatif.smk) and their page."""
+    files = [f"{RESULTS}/whatif/index.html"] if WHATIF else []
+    for name in WHATIF:
+        files += list(ms.study_files(RESULTS, name).values())
+    return files

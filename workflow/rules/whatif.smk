@@ -1,77 +1,33 @@
-# What-if studies (issue 5): the questions the hardware experiment could not answer.
-# One job per study (its matrix inside) -> summary Parquet; one job per study -> figure
-# (offline HTML, SVG, PNG), Markdown and HTML table, findings paragraph; then
-# results/whatif/index.html. Studies are sections of `whatif:` in the config, on by default.
-import migsim.pipeline_whatif as mpw
+# The studies of migsim.studies (the what-if studies and any plug-in named by `study_modules`):
+# one job per study (its matrix inside) -> summary Parquet; one job per study -> its figure
+# (offline HTML, SVG, PNG), Markdown and HTML table, findings paragraph and own page; then
+# results/whatif/index.html. A study runs when its section of `whatif:` is there and does not
+# say `enabled: false`. Every rule here is generic over the registry.
 
-# (the whatif section is checked with the rest of the configuration, common.smk)
-WHATIF = mpw.enabled_studies(config) if config.get("whatif") else []
-# The study jobs rerun when the engine code they import changes (Snakemake does not track it).
-WHATIF_ENGINE = mp.engine_sources("studies.common", "pipeline_whatif", "tables_whatif")
-WHATIF_PRESENTATION = [
-    mp.module_source(m)
-    for m in (
-        "output.figures",
-        "figures_whatif",
-        "output.tables",
-        "tables_whatif",
-        "report",
-        "report_whatif",
-        "studies.common",
-    )
-]
-
-
-def whatif_outputs(study):
-    from migsim.report_whatif import study_files
-
-    return study_files(RESULTS, study)
-
-
-def whatif_report_outputs():
-    """Every rendered file of the enabled studies; figures and tables go into the report."""
-    from migsim.tables_whatif import TITLES
-
-    files = []
-    for study in WHATIF:
-        out = whatif_outputs(study)
-        for key, value in out.items():
-            if key == "parquet":
-                continue
-            if key in ("svg", "table_html"):
-                value = report(
-                    value,
-                    caption="../report/whatif.rst",
-                    category="What-if studies",
-                    subcategory=TITLES[study],
-                )
-            files.append(value)
-    return files
-
-
-def whatif_targets():
-    files = [f"{RESULTS}/whatif/index.html"] if WHATIF else []
-    for study in WHATIF:
-        files += list(whatif_outputs(study).values())
-    return files
+STUDIES = ms.registry(config)
+WHATIF = ms.enabled(config)
+# The study jobs rerun when the code they import changes (Snakemake does not track it).
+STUDY_ENGINE = {name: ms.job_sources(config, name) for name in WHATIF}
+STUDY_PRESENTATION = [mp.module_source(m) for m in ("output.figures", "output.pages")]
 
 
 localrules:
-    whatif_report,
+    whatif_render,
+    whatif_page,
 
 
 rule whatif_study:
     input:
         platform=PLATFORM,
-        engine=WHATIF_ENGINE,
+        engine=lambda wildcards: STUDY_ENGINE[wildcards.study],
     output:
-        summary=f"{RESULTS}/whatif/{{study}}.parquet",
+        summary=study_file("{study}", "parquet"),
     log:
         f"{RESULTS}/logs/whatif/{{study}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/whatif/{{study}}.tsv"
     wildcard_constraints:
-        study="|".join(mpw.STUDIES),
+        study="|".join(WHATIF) or "(?!)",
     # the longest jobs of the pipeline (each study simulates its own compaction runs): they
     # start right after the fragment/compaction chain, before the short throughput rows
     priority: 40
@@ -80,23 +36,56 @@ rule whatif_study:
         mem_mb=1000,
         runtime=10,
     params:
-        study=lambda wildcards: mpw.study_params(config, wildcards.study),
+        study=lambda wildcards: ms.study_params(config, wildcards.study),
     script:
         "../scripts/whatif_study.py"
 
 
-rule whatif_report:
+rule whatif_render:
     input:
-        summaries=expand(f"{RESULTS}/whatif/{{study}}.parquet", study=WHATIF),
-        code=WHATIF_PRESENTATION,
+        summary=study_file("{study}", "parquet"),
+        code=lambda wildcards: [*STUDY_ENGINE[wildcards.study], *STUDY_PRESENTATION],
         bundle=rules.vega_bundle.output.bundle,
     output:
-        *whatif_report_outputs(),
+        html=study_file("{study}", "html"),
+        svg=report(
+            study_file("{study}", "svg"),
+            caption="../report/study.rst",
+            category="Studies",
+            subcategory="{study}",
+        ),
+        png=study_file("{study}", "png"),
+        md=study_file("{study}", "md"),
+        table_html=report(
+            study_file("{study}", "table_html"),
+            caption="../report/study.rst",
+            category="Studies",
+            subcategory="{study}",
+        ),
+        findings=study_file("{study}", "findings"),
+        page=study_file("{study}", "page"),
+    log:
+        f"{RESULTS}/logs/whatif/{{study}}_render.log",
+    wildcard_constraints:
+        study="|".join(WHATIF) or "(?!)",
+    params:
+        study=lambda wildcards: STUDIES[wildcards.study].module,
+        caption=lambda wildcards: f"{STUDIES[wildcards.study].title}. {STUDIES[wildcards.study].caption}",
+    script:
+        "../scripts/whatif_render.py"
+
+
+rule whatif_page:
+    input:
+        files=[study_file(s, key) for s in WHATIF for key in ms.study_files("", s)],
+        code=STUDY_PRESENTATION,
+    output:
         page=f"{RESULTS}/whatif/index.html",
     log:
         f"{RESULTS}/logs/whatif/report.log",
     params:
         results=RESULTS,
         studies=WHATIF,
+        titles={s: STUDIES[s].title for s in WHATIF},
     script:
-        "../scripts/whatif_report.py"
+        "../scripts/whatif_page.py"

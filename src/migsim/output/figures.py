@@ -612,3 +612,27 @@ __all__ = [
     "speedup_heatmap",
     "throughput_chart",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by the what-if studies' figures
+# ---------------------------------------------------------------------------------------------
+
+WHATIF_W, WHATIF_H = 260, 200  # px: one panel of a what-if figure
+
+
+def series_colour(series: list[str], title: str) -> alt.Color:
+    """Colour of field ``series``: the baseline in black, the other series in the palette, in
+    the given order."""
+    others = [s for s in series if s != "baseline"]
+    domain = (["baseline"] if "baseline" in series else []) + others
+    rng = ([BASELINE_COLOUR] if "baseline" in series else []) + [
+        PALETTE[i % len(PALETTE)] for i in range(len(others))
+    ]
+    return alt.Color("series:N", scale=alt.Scale(domain=domain, range=rng), title=title)
+
+
+def series_order(df: pl.DataFrame) -> list[str]:
+    """The values of ``series`` ordered by channel count (the baseline, null channels, first)."""
+    keys = df.select("series", pl.col("channels").fill_null(0)).unique().sort("channels")
+    return list(dict.fromkeys(keys["series"].to_list()))

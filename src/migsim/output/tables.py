@@ -934,3 +934,31 @@ def describe_schemas() -> str:
 def metadata_json(path: str | os.PathLike) -> str:
     """The metadata of a Parquet file as sorted JSON (for logs)."""
     return json.dumps(read_metadata(path), sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels and numbers shared by every study's tables
+# ---------------------------------------------------------------------------------------------
+
+
+def number_text(v: float | None, digits: int = 1, signed: bool = False) -> str:
+    """`v` with `digits` decimals (thousands separated; `signed`: always with its sign), or a
+    dash for a missing value."""
+    if v is None:
+        return "–"
+    return f"{v:+.{digits}f}" if signed else f"{v:,.{digits}f}"
+
+
+def count_text(v: float | None) -> str:
+    """A count with thousands separated, or a dash for a missing value."""
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def copy_label(copy: str, channels: int | None) -> str:
+    """`baseline` or `DMA <n> ch`: the label of a copy back-end in tables and legends."""
+    return "baseline" if copy == "baseline" else f"DMA {channels} ch"
+
+
+def markdown(tables: Sequence[Table]) -> str:
+    """Markdown of several tables, one after the other."""
+    return "\n".join(t.markdown() for t in tables)

@@ -1,1 +1,257 @@
-"""Experiments: the published ones (throughput, compaction) and the what-if studies."""
+"""Studies: one module per question the simulator answers, and the registry that lists them.
+
+A study module declares everything about its study (see ``Study``): its section of the
+configuration (a JSON-schema fragment, checked against workflow/schemas/config.schema.yaml by
+tests/test_studies.py), the Parquet schema of its summary, how it runs (``run(platform,
+params) -> DataFrame``, on the engine in ``migsim.kernel`` and ``migsim.cost``), its tables, its
+figure and its findings paragraph. The workflow's rules, the what-if page and the index are
+generic over the registry.
+
+The published experiments (``throughput``, ``compaction``; their reproduction tables and
+figures) keep their own job split (one job per throughput row, one simulation costed for every
+compaction mode) and the rules of workflow/rules/{throughput,compaction,aggregate,figures,
+tables}.smk. Every other study (the what-if studies ``cluster_max``, ``engine_class``,
+``hybrid``, ``fragmentation``, ``latency`` and any plug-in) is one job of rule ``whatif_study``
+and is rendered by rule ``whatif_report``; its outputs are ``study_files(results, name)``.
+
+Adding a study: write a module that defines ``STUDY = Study(...)`` and name it in the
+configuration (``study_modules: [my_package.my_study]``, importable from the Python path of
+the workflow) or in the entry-point group ``migsim.studies`` of an installed distribution
+(``[project.entry-points."migsim.studies"] my_study = "my_package.my_study"``). Its
+configuration section is ``whatif.<name>`` (its schema fragment is merged into the workflow
+schema before the configuration is checked).
+
+This module imports nothing heavy: the study modules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from migsim.cost.platform import Platform
+    from migsim.output.tables import Schema, Table
+
+# The what-if studies shipped with migsim, in the order of the pages.
+BUILTIN = (
+    "migsim.studies.cluster_max",
+    "migsim.studies.engine_class",
+    "migsim.studies.hybrid",
+    "migsim.studies.fragmentation",
+    "migsim.studies.latency",
+)
+ENTRY_POINT_GROUP = "migsim.studies"
+CONFIG_KEY = "study_modules"  # configuration key: extra study modules by dotted name
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study: what it needs from the configuration, what it computes and how it shows it.
+
+    name: file stem of its outputs and key of its configuration section ``whatif.<name>``.
+    title: heading of its page and figure. config_schema: JSON schema of its section (the
+    ``enabled`` switch included). schema: Parquet schema of its summary. params(config):
+    everything its job depends on besides the platform and the code (JSON-serialisable;
+    Snakemake reruns the job when it changes). run(platform, params): the summary rows (a
+    DataFrame conforming to `schema`). tables(df), figure(df), findings(df): its Markdown /
+    HTML tables, its Altair chart and its answer as a paragraph (every number a value of df).
+    check(config): checks of its section the JSON schema cannot express (raise ValueError
+    naming the key); caption: the text beside its figure in ``snakemake --report``.
+    """
+
+    name: str
+    title: str
+    config_schema: Mapping[str, Any]
+    schema: Schema
+    params: Callable[[Mapping], dict]
+    run: Callable[[Platform, Mapping], pl.DataFrame]
+    tables: Callable[[pl.DataFrame], list[Table]]
+    figure: Callable[[pl.DataFrame], Any]
+    findings: Callable[[pl.DataFrame], str]
+    check: Callable[[Mapping], None] | None = None
+    caption: str = ""
+    module: str = field(default="", compare=False)
+
+    @property
+    def section(self) -> str:
+        """The configuration key of the study's section."""
+        return f"whatif.{self.name}"
+
+
+def load_study(module: str) -> Study:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(
+            f"config: {CONFIG_KEY}: cannot import study module {module!r}: {err}"
+        ) from None
+    study = getattr(mod, "STUDY", None)
+    if not isinstance(study, Study):
+        raise ValueError(
+            f"config: {CONFIG_KEY}: module {module!r} defines no STUDY = migsim.studies.Study(...)"
+        )
+    if not study.module:
+        object.__setattr__(study, "module", module)
+    return study
+
+
+def plugin_modules(config: Mapping | None = None) -> list[str]:
+    """The study modules besides the built-in ones: the entry points of group
+    ``migsim.studies`` of the installed distributions, then the configuration's
+    ``study_modules``."""
+    from importlib.metadata import entry_points
+
+    mods = [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    mods += [str(m) for m in (config or {}).get(CONFIG_KEY) or []]
+    return [m for m in dict.fromkeys(mods) if m not in BUILTIN]
+
+
+def registry(config: Mapping | None = None) -> dict[str, Study]:
+    """Every study by name: the built-in ones, then the plug-ins (see ``plugin_modules``).
+    Two studies of one name are an error naming both modules."""
+    out: dict[str, Study] = {}
+    for module in (*BUILTIN, *plugin_modules(config)):
+        study = load_study(module)
+        if study.name in out:
+            raise ValueError(
+                f"config: {CONFIG_KEY}: study {study.name!r} of {module} is already defined by "
+                f"{out[study.name].module}"
+            )
+        out[study.name] = study
+    return out
+
+
+def enabled(config: Mapping) -> list[str]:
+    """The studies switched on in the configuration (every study with a section that does not
+    say ``enabled: false``; none without a ``whatif`` section)."""
+    wi = config.get("whatif") or {}
+    if not wi:
+        return []
+    return [
+        name
+        for name in registry(config)
+        if name in wi and (wi.get(name) or {}).get("enabled", True)
+    ]
+
+
+def config_schema(schema: Mapping, config: Mapping | None = None) -> dict:
+    """The workflow schema with the section of every plug-in study merged into ``whatif``
+    (the built-in sections are in the file already: tests/test_studies.py)."""
+    import copy
+
+    out = copy.deepcopy(dict(schema))
+    props = out.get("properties", {}).get("whatif", {}).get("properties")
+    if props is None:
+        return out
+    for name, study in registry(config).items():
+        props.setdefault(name, dict(study.config_schema))
+    return out
+
+
+def study_params(config: Mapping, name: str) -> dict[str, Any]:
+    """The parameters of study `name`'s job: its section without ``enabled`` plus what its
+    module adds (``Study.params``), and the study's seed."""
+    from migsim.pipeline import cell_seed
+
+    studies = registry(config)
+    if name not in studies:
+        raise ValueError(f"study: must be one of {', '.join(studies)}; got {name!r}")
+    return {
+        "study": name,
+        "module": studies[name].module,
+        "seed": cell_seed(int(config["seed"]), "whatif"),
+        **studies[name].params(config),
+    }
+
+
+def section(config: Mapping, name: str) -> dict[str, Any]:
+    """The study's configuration section without its ``enabled`` switch."""
+    sec = dict((config.get("whatif") or {}).get(name) or {})
+    sec.pop("enabled", None)
+    return sec
+
+
+def check_config(config: Mapping) -> None:
+    """Checks the JSON schema cannot express, for every enabled study (ValueError naming the
+    key)."""
+    studies = registry(config)
+    for name in enabled(config):
+        study_params(config, name)  # sizes parse, names are known
+        if studies[name].check is not None:
+            studies[name].check(config)
+
+
+def study_files(results: str, name: str) -> dict[str, str]:
+    """Output paths of one study under `results`/whatif: summary (parquet), figure (html, svg,
+    png), table (md, table_html), findings paragraph (findings) and the study's own page
+    (page: figure, table and findings once)."""
+    d = f"{results}/whatif"
+    return {
+        "parquet": f"{d}/{name}.parquet",
+        "html": f"{d}/{name}.html",
+        "svg": f"{d}/{name}.svg",
+        "png": f"{d}/{name}.png",
+        "md": f"{d}/{name}_table.md",
+        "table_html": f"{d}/{name}_table.html",
+        "findings": f"{d}/{name}_findings.md",
+        "page": f"{d}/{name}_page.html",
+    }
+
+
+# Presentation modules a study module imports for its figure and page: editing them redraws
+# the figures but does not rerun the study's simulation.
+PRESENTATION = ("output/figures.py", "output/pages.py")
+
+
+def job_sources(config: Mapping | None, name: str) -> list[str]:
+    """The source files study `name`'s job depends on (Snakemake does not track imported
+    packages): its module (a plug-in's file too) and every migsim module it imports, directly
+    or not, except the presentation modules (``PRESENTATION``)."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    from migsim.pipeline import engine_sources
+
+    module = registry(config)[name].module
+    path = Path(sys.modules[module].__file__).resolve()
+    pkg = Path(__file__).resolve().parents[1]
+    if path.is_relative_to(pkg):
+        files = engine_sources(".".join(path.relative_to(pkg).with_suffix("").parts))
+    else:  # a plug-in: its file and the migsim modules it imports (absolute imports)
+        roots = []
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("migsim."):
+                mod = node.module.split(".", 1)[1]
+                roots += [mod, *(f"{mod}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                roots += [a.name[7:] for a in node.names if a.name.startswith("migsim.")]
+        files = [str(path), *engine_sources(*roots)]
+    skip = {str(pkg / p) for p in PRESENTATION}
+    return sorted(set(files) - skip)
+
+
+def run_study(platform_path: str, params: Mapping, out_path: str) -> None:
+    """Run one study job (``study_params``) and write its summary Parquet (schema, metadata,
+    atomic)."""
+    from migsim.cost.platform import load_platform
+    from migsim.output.tables import write_parquet
+    from migsim.pipeline import config_hash
+
+    name = params["study"]
+    study = load_study(params["module"])
+    platform = load_platform(platform_path)
+    df = study.run(platform, params)
+    write_parquet(
+        df,
+        out_path,
+        study.schema,
+        config_hash=config_hash(dict(params)),
+        seed=params["seed"],
+        extra={"platform_digest": platform.digest(), "study": name},
+    )

@@ -11,8 +11,8 @@ from migsim.calibrate.intervals import (
     log_gradient,
     result_interval,
 )
+from migsim.calibrate.series import read_table, simulate_cell
 from migsim.cli import main
-from migsim.studies.series import read_table, simulate_cell
 from migsim.studies.throughput import run_throughput
 
 KEYS = {"rfc", "table", "mode", "channels_or_threads", "folio_size", "folios", "simulated_gbps"}

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from migsim.calibrate.series import read_series, read_table, simulate_cell
 from migsim.calibrate.throughput import mt_fit_cells
 from migsim.cli import main
 from migsim.cost.copiers import MtCopier, thread_ccds
-from migsim.studies.series import read_series, read_table, simulate_cell
 
 
 def _mape(platform, cells):
@@ -72,9 +72,9 @@ def test_rfc_switch_rejects_unknown_versions(capsys):
 def test_series_page_lists_every_published_number(tmp_path, platform):
     import polars as pl
 
+    from migsim.calibrate.series import REFERENCE_DIR
     from migsim.cost.platform import DEFAULT_PLATFORM
     from migsim.pipeline import series_page
-    from migsim.studies.series import REFERENCE_DIR
 
     out = tmp_path / "published"
     series_page(

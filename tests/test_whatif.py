@@ -339,6 +339,8 @@ def test_findings_numbers_match_the_summary_parquet(tmp_path, study):
     df = pl.read_parquet(out)
     text = registry()[study].findings(df)
     assert len(tokens(text)) >= 8, text
+    # sentences a person writes: no "channel(s)", no difference stated as "at most 0.0"
+    assert "(s)" not in text and not re.search(r"at most 0(\.0+)?\b", text), text
     check(text, EXPECTED[study](df))
 
 

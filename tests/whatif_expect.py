@@ -181,9 +181,13 @@ def expected_cluster_max(df: pl.DataFrame) -> list:
                 out += [r0["idle_pct"], lo, r1["idle_pct"], hi]
     ref = "idle" if "idle" in _loads(df) else "busy"
     b = base.filter(pl.col("load") == ref).sort("cluster_max")
-    out += [lo, hi, b["migrate_calls"][0], b["migrate_calls"][-1]]
-    out += [b["pages_migrated"][0], b["pages_migrated"][-1]]
-    out += [b["pages_after_capture"][0], b["pages_after_capture"][-1]]
+    out += [lo, hi]
+    for col in ("migrate_calls", "pages_migrated"):  # "leaves the ... at a" when unchanged
+        a, z = b[col][0], b[col][-1]
+        out += [a] if a == z else [a, z]
+    after = (b["pages_after_capture"][0], b["pages_after_capture"][-1])
+    if after != (0, 0):  # else "none of them after the allocation's block was already free"
+        out += list(after)
     fast = b.sort(["wall_ms", "cluster_max"]).row(0, named=True)
     slow = b.sort(["wall_ms", "cluster_max"], descending=[True, False]).row(0, named=True)
     out += [fast["cluster_max"], fast["wall_ms"], slow["cluster_max"], slow["wall_ms"]]
@@ -203,12 +207,13 @@ def expected_fragmentation(df: pl.DataFrame) -> list:
         wall = c["wall_ms"].to_list()
         out.append(fr)
         if ppa:
-            out += _range(min(ppa), max(ppa), 1)
+            out += _range(min(ppa), max(ppa), 0)
             ppa_spread.append(max(ppa) - min(ppa))
         out += _range(min(succ), max(succ), 1) + _range(min(wall), max(wall), 1)
         wall_spread.append((max(wall) / min(wall) - 1) * 100)
     if df["pattern"].n_unique() > 1:
-        out += [max(ppa_spread, default=0.0), max(wall_spread)]
+        spread = max(ppa_spread, default=0.0)
+        out += ([] if round(spread) == 0 else [spread]) + [max(wall_spread)]
     ok = df.filter(pl.col("alloc_success") > 0).with_columns(
         (pl.col("pages_migrated") / pl.col("alloc_success")).alias("ppa")
     )

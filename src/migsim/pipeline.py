@@ -619,7 +619,7 @@ def draw_figure(name: str, summary_path: str, out_stem: str, bundle: str | None 
 
 def series_reference_files(basedir: str | os.PathLike) -> list[str]:
     """The reference CSVs the series page reads (config/reference beside the workflow)."""
-    from migsim.studies.series import TABLES
+    from migsim.calibrate.series import TABLES
 
     ref = Path(basedir) / "config" / "reference"
     return [str(ref / name) for name, _ in TABLES.values()]

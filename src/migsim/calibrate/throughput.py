@@ -234,7 +234,7 @@ def fit_mt(platform: Platform, cells) -> tuple[Platform, dict[str, float]]:
     `platform` unchanged; returns the platform and the standard errors."""
     from scipy.optimize import least_squares  # scipy only inside a fit (~0.5 s import)
 
-    from migsim.studies.series import simulate_cell
+    from migsim.calibrate.series import simulate_cell
 
     quiet = platform.replace(noise__trial_sd_frac=0.0)
     pub = np.log([c.gbps for c in cells])

@@ -227,6 +227,8 @@ def platform_arg(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+# exit code of a command whose measurement this machine cannot make (no root, no tracefs)
+EXIT_UNAVAILABLE = 3
 _ARG_PREFIX = re.compile(r"^argument (\S+?)(?:/\S+)?: (.*)$", re.DOTALL)
 _NUMBER_LIKE = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
 

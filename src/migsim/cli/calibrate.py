@@ -61,6 +61,7 @@ def cmd_calibrate(args) -> int:
         return cmd_calibrate_host(args)
     args.out = args.out or DEFAULT_PLATFORM
     from migsim.calibrate.compaction import calibrate_stage2, read_compaction_reference
+    from migsim.calibrate.series import read_series
     from migsim.calibrate.throughput import (
         fit_mt,
         fit_throughput,
@@ -68,7 +69,6 @@ def cmd_calibrate(args) -> int:
         read_reference,
         stage1_header,
     )
-    from migsim.studies.series import read_series
 
     cells = read_table("--reference", args.reference, read_reference)
     read_table("--compaction-reference", args.compaction_reference, read_compaction_reference)

@@ -11,9 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from migsim.cli.args import fraction, int_range, size_arg
-
-EXIT_UNAVAILABLE = 3
+from migsim.cli.args import EXIT_UNAVAILABLE, fraction, int_range, size_arg
 
 
 def register(sub, rsub) -> None:

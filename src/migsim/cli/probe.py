@@ -11,10 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from migsim.cli.args import fraction, int_range, list_of, size_arg
+from migsim.cli.args import EXIT_UNAVAILABLE, fraction, int_range, list_of, size_arg
 from migsim.units import format_size, parse_size
 
-EXIT_UNAVAILABLE = 3
 # the choices of migsim.host.probe and migsim.kernel.fragment, repeated here so that building the parser
 # does not import them (polars, pyarrow, numpy); tests/test_startup.py keeps them equal
 COPY_SIZES = ("4K", "8K", "16K", "32K", "64K", "128K", "256K", "512K", "1M", "2M")

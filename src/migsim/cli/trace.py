@@ -61,7 +61,7 @@ def register_probe(psub) -> None:
 
 def cmd_probe_trace(args) -> int:
     from migsim.atomic import atomic_write_text
-    from migsim.cli.probe import EXIT_UNAVAILABLE
+    from migsim.cli.args import EXIT_UNAVAILABLE
     from migsim.formats.trace import parse_trace, vmstat_from_events
     from migsim.host.tracefs import TraceUnavailable, capture
 

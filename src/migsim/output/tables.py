@@ -954,6 +954,11 @@ def count_text(v: float | None) -> str:
     return "–" if v is None else f"{v:,.0f}"
 
 
+def count_noun(n: int, noun: str) -> str:
+    """`1 channel`, `4 channels`: a count and its noun, plural unless the count is one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def copy_label(copy: str, channels: int | None) -> str:
     """`baseline` or `DMA <n> ch`: the label of a copy back-end in tables and legends."""
     return "baseline" if copy == "baseline" else f"DMA {channels} ch"

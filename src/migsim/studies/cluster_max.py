@@ -22,7 +22,7 @@ from migsim.cost.platform import Platform
 from migsim.output.figures import WHATIF_H as H
 from migsim.output.figures import WHATIF_W as W
 from migsim.output.figures import _empty, series_colour, series_order
-from migsim.output.tables import Schema, Table, copy_label, count_text, number_text
+from migsim.output.tables import Schema, Table, copy_label, count_noun, count_text, number_text
 from migsim.studies import Study, section
 from migsim.studies.common import (
     _RUN,
@@ -157,6 +157,11 @@ def study_cluster_max(
     return df.sort(["load", "copy", "channels", "cluster_max"], nulls_last=False)
 
 
+def _from_to(what: str, a: int, b: int) -> str:
+    """`changes the <what> from a to b`, or `leaves the <what> at a` when they are equal."""
+    return f"leaves the {what} at {a}" if a == b else f"changes the {what} from {a} to {b}"
+
+
 def findings_cluster_max(df: pl.DataFrame) -> str:
     """The study's answer as a paragraph; every number is a (rounded) value of `df`."""
     out = []
@@ -172,7 +177,7 @@ def findings_cluster_max(df: pl.DataFrame) -> str:
             r0, r1 = cells.row(0, named=True), cells.row(-1, named=True)
             s = (
                 f"On a{'n' if load == 'idle' else ''} {load} machine, DMA compaction with "
-                f"{ch} channel(s) is {_pct_word(r0['vs_baseline_pct'], 'slower', 'faster')} "
+                f"{count_noun(ch, 'channel')} is {_pct_word(r0['vs_baseline_pct'], 'slower', 'faster')} "
                 f"than the CPU copy at COMPACT_CLUSTER_MAX = {lo} ({r0['wall_ms']:.1f} ms "
                 f"against {r0['baseline_wall_ms']:.1f} ms)"
             )
@@ -212,15 +217,19 @@ def findings_cluster_max(df: pl.DataFrame) -> str:
         b0, b1 = b.row(0, named=True), b.row(-1, named=True)
         fast = b.sort(["wall_ms", "cluster_max"]).row(0, named=True)
         slow = b.sort(["wall_ms", "cluster_max"], descending=[True, False]).row(0, named=True)
+        after = (b0["pages_after_capture"], b1["pages_after_capture"])
+        late = (
+            "none of them after the allocation's block was already free"
+            if after == (0, 0)
+            else f"of which {after[0]} and {after[1]} after the allocation's block was "
+            "already free, captured only in the drain"
+        )
         out.append(
             f"With the CPU copy ({ref_load}), raising COMPACT_CLUSTER_MAX from {lo} to {hi} "
-            f"changes the migrate_pages() calls from {b0['migrate_calls']} to "
-            f"{b1['migrate_calls']} and the pages migrated from {b0['pages_migrated']} to "
-            f"{b1['pages_migrated']} (of which {b0['pages_after_capture']} and "
-            f"{b1['pages_after_capture']} after the allocation's block was already free, "
-            f"captured only in the drain); its wall time is lowest at {fast['cluster_max']} "
-            f"({fast['wall_ms']:.1f} ms) and highest at {slow['cluster_max']} "
-            f"({slow['wall_ms']:.1f} ms)."
+            f"{_from_to('migrate_pages() calls', b0['migrate_calls'], b1['migrate_calls'])} and "
+            f"{_from_to('pages migrated', b0['pages_migrated'], b1['pages_migrated'])} ({late}); "
+            f"its wall time is lowest at {fast['cluster_max']} ({fast['wall_ms']:.1f} ms) and "
+            f"highest at {slow['cluster_max']} ({slow['wall_ms']:.1f} ms)."
         )
     return " ".join(out)
 

@@ -23,7 +23,7 @@ from migsim.cost.platform import Platform
 from migsim.output.figures import BASELINE_COLOUR, PALETTE, _empty
 from migsim.output.figures import WHATIF_H as H
 from migsim.output.figures import WHATIF_W as W
-from migsim.output.tables import Schema, Table
+from migsim.output.tables import Schema, Table, count_noun
 from migsim.studies import Study, section
 from migsim.studies.common import (
     F64,
@@ -344,7 +344,7 @@ def findings_engine_class(df: pl.DataFrame) -> str:
         out.append(
             f"In move_pages() throughput, the engine with {_params_text(b['scaled_params'])} "
             f"scaled by {s:g} gains up to {b['gain']:.2f}x over the calibrated engine ({b['folio_size']} "
-            f"folios, {b['channels']} channel(s): {b['throughput_gbps']:.2f} GB/s against "
+            f"folios, {count_noun(b['channels'], 'channel')}: {b['throughput_gbps']:.2f} GB/s against "
             f"{cal['throughput_gbps']:.2f} GB/s), and at most {g['gain']:.2f}x for "
             f"{g['folio_size']} folios."
         )
@@ -360,22 +360,22 @@ def findings_engine_class(df: pl.DataFrame) -> str:
             parts.append(f"{r['wall_ms']:.1f} ms with {r['engine']}")
         base_ms = cells["baseline_wall_ms"][0]
         s = (
-            f"In compaction on a{'n' if load == 'idle' else ''} {load} machine with {ch0} "
-            f"channel(s), DMA takes {', '.join(parts)}, against {base_ms:.1f} ms for the "
+            f"In compaction on a{'n' if load == 'idle' else ''} {load} machine with "
+            f"{count_noun(ch0, 'channel')}, DMA takes {', '.join(parts)}, against {base_ms:.1f} ms for the "
             f"CPU copy."
         )
         best = cells.sort(["wall_ms", "latency_scale", "channels"], descending=[False, True, False])
         b = best.row(0, named=True)
         s += (
-            f" The fastest cell is {b['engine']} with {b['channels']} channel(s): "
-            f"{b['wall_ms']:.1f} ms, {b['speedup']:.3f}x the CPU copy's speed."
+            f" The fastest cell is {b['engine']} with {count_noun(b['channels'], 'channel')}: "
+            f"{b['wall_ms']:.1f} ms, {b['speedup']:.2f}x the CPU copy's speed."
         )
         firsts = cells.filter(pl.col("no_slower_first") == 1)
         for sc in sorted(cells["latency_scale"].unique().to_list(), reverse=True):
             f = firsts.filter(pl.col("latency_scale") == sc)
             label = engine_label(sc)
             if f.height:
-                s += f" {label.capitalize()} is no slower than it from {f['channels'][0]} channel(s)."
+                s += f" {label.capitalize()} is no slower than it from {count_noun(f['channels'][0], 'channel')}."
             else:
                 s += f" {label.capitalize()} is slower at every channel count."
         out.append(s)

@@ -164,7 +164,7 @@ def findings_fragmentation(df: pl.DataFrame) -> str:
         ppa = c["pages_per_alloc"].drop_nulls()
         text = f"at free ratio {fr:g}, "
         if ppa.len():
-            text += f"{_range(ppa.min(), ppa.max(), '.1f')} pages are migrated per allocation, "
+            text += f"{_range(ppa.min(), ppa.max(), '.0f')} pages are migrated per allocation, "
         else:
             text += "no allocation succeeds, "
         text += (
@@ -181,10 +181,12 @@ def findings_fragmentation(df: pl.DataFrame) -> str:
     )
     if len(patterns) > 1:
         ppa_spread, wall_spread = spread["ppa"].max() or 0.0, spread["wall"].max()
-        s = (
-            f"At the same free ratio the patterns differ by at most {ppa_spread:.1f} pages "
-            f"per allocation and {wall_spread:.1f}% in wall time"
+        pages = (
+            "migrate the same number of pages per allocation and differ"
+            if round(ppa_spread) == 0
+            else f"differ by at most {ppa_spread:.0f} pages per allocation and"
         )
+        s = f"At the same free ratio the patterns {pages} by at most {wall_spread:.1f}% in wall time"
         # wording only: a spread below one page and one percent counts as no difference
         if ppa_spread < 1.0 and wall_spread < 1.0:
             s += ": the number of pages left in a pageblock, not where they sit, sets the cost."
@@ -197,8 +199,8 @@ def findings_fragmentation(df: pl.DataFrame) -> str:
         r = w.row(0, named=True)
         out.append(
             f"The costliest cell is the {r['pattern']} pattern at free ratio "
-            f"{r['free_ratio']:g}: {r['pages_per_alloc']:.1f} pages and "
-            f"{r['wall_ms'] / r['alloc_success']:.3f} ms per successful allocation."
+            f"{r['free_ratio']:g}: {r['pages_per_alloc']:.0f} pages and "
+            f"{r['wall_ms'] / r['alloc_success']:.2f} ms per successful allocation."
         )
     return " ".join(out)
 

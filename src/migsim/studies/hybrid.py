@@ -23,7 +23,7 @@ from migsim.cost.platform import Platform
 from migsim.output.figures import BASELINE_COLOUR, _empty, series_colour, series_order
 from migsim.output.figures import WHATIF_H as H
 from migsim.output.figures import WHATIF_W as W
-from migsim.output.tables import Schema, Table, count_text, number_text
+from migsim.output.tables import Schema, Table, count_noun, count_text, number_text
 from migsim.studies import Study, section
 from migsim.studies.common import (
     _RUN,
@@ -183,7 +183,7 @@ def findings_hybrid(df: pl.DataFrame) -> str:
             cells = df.filter((pl.col("load") == load) & (pl.col("channels") == ch))
             b = cells.filter(pl.col("best") == 1).row(0, named=True)
             s = (
-                f"On a{'n' if load == 'idle' else ''} {load} machine with {ch} DMA channel(s), "
+                f"On a{'n' if load == 'idle' else ''} {load} machine with {count_noun(ch, 'DMA channel')}, "
                 f"the threshold that minimises compaction wall time is T = {b['threshold']}: "
                 f"{b['wall_ms']:.1f} ms, against {b['all_dma_wall_ms']:.1f} ms offloading "
                 f"every batch and {b['baseline_wall_ms']:.1f} ms for the CPU copy"

@@ -23,7 +23,7 @@ from migsim.cost.platform import Platform
 from migsim.output.figures import WHATIF_H as H
 from migsim.output.figures import WHATIF_W as W
 from migsim.output.figures import _empty, series_colour, series_order
-from migsim.output.tables import Schema, Table, copy_label
+from migsim.output.tables import Schema, Table, copy_label, count_noun
 from migsim.studies import Study, section
 from migsim.studies.common import (
     F64,
@@ -217,7 +217,7 @@ def _sd(xs: Iterable[float]) -> float | None:
 
 
 def _mode_label(mode: str, channels: int | None) -> str:
-    return "the CPU copy" if mode == "baseline" else f"DMA with {channels} channel(s)"
+    return "the CPU copy" if mode == "baseline" else f"DMA with {count_noun(channels, 'channel')}"
 
 
 def findings_latency(df: pl.DataFrame) -> str:
@@ -239,12 +239,12 @@ def findings_latency(df: pl.DataFrame) -> str:
         out.append(
             f"{fs} folios, {_mode_label(mode, ch)}: raising the batch limit from "
             f"{a['batch_limit_pages']} to {z['batch_limit_pages']} pages changes the total "
-            f"time from {a['total_ms']:.2f} ms to {z['total_ms']:.2f} ms "
+            f"time from {a['total_ms']:.1f} ms to {z['total_ms']:.1f} ms "
             f"({_pct_word(z['total_vs_smallest_pct'], 'more', 'less')}) and the first-folio "
-            f"time from {a['first_folio_us']:.1f} us to {z['first_folio_us']:.1f} us "
-            f"({z['first_folio_x']:.1f}x); {k['knee_pct']:g}% of the best throughput is "
+            f"time from {a['first_folio_us']:.0f} us to {z['first_folio_us']:.0f} us "
+            f"({z['first_folio_x']:.{2 if z['first_folio_x'] < 2 else 1}f}x); {k['knee_pct']:g}% of the best throughput is "
             f"reached at {k['batch_limit_pages']} pages ({k['throughput_gbps']:.2f} GB/s), "
-            f"with the first folio back after {k['first_folio_us']:.1f} us."
+            f"with the first folio back after {k['first_folio_us']:.0f} us."
         )
     return " ".join(out)
 

@@ -154,7 +154,7 @@ def build_index(
         )
 
     if whatif:  # the what-if studies (issue 5): findings, figures, tables, links
-        from migsim.output.pages import index_section
+        from migsim.output.study_pages import index_section
 
         parts.append(index_section(whatif, out_dir, config))
 

@@ -8,7 +8,9 @@ STUDIES = ms.registry(config)
 WHATIF = ms.enabled(config)
 # The study jobs rerun when the code they import changes (Snakemake does not track it).
 STUDY_ENGINE = {name: ms.job_sources(config, name) for name in WHATIF}
-STUDY_PRESENTATION = [mp.module_source(m) for m in ("output.figures", "output.pages")]
+STUDY_PRESENTATION = [
+    mp.module_source(m) for m in ("output.figures", "output.study_pages")
+]
 
 
 localrules:
@@ -31,6 +33,8 @@ rule whatif_study:
     # the longest jobs of the pipeline (each study simulates its own compaction runs): they
     # start right after the fragment/compaction chain, before the short throughput rows
     priority: 40
+    conda:
+        "../envs/migsim.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -68,6 +72,8 @@ rule whatif_render:
         f"{RESULTS}/logs/whatif/{{study}}_render.log",
     wildcard_constraints:
         study="|".join(WHATIF) or "(?!)",
+    conda:
+        "../envs/migsim.yaml"
     params:
         study=lambda wildcards: STUDIES[wildcards.study].module,
         caption=lambda wildcards: f"{STUDIES[wildcards.study].title}. {STUDIES[wildcards.study].caption}",
@@ -83,8 +89,9 @@ rule whatif_page:
         page=f"{RESULTS}/whatif/index.html",
     log:
         f"{RESULTS}/logs/whatif/report.log",
+    conda:
+        "../envs/migsim.yaml"
     params:
-        results=RESULTS,
         studies=WHATIF,
         titles={s: STUDIES[s].title for s in WHATIF},
     script:

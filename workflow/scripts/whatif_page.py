@@ -1,14 +1,17 @@
-"""Snakemake adapter of rule whatif_page: migsim.output.pages.write_page."""
+"""Snakemake adapter of rule whatif_page: migsim.output.study_pages.write_page."""
 
-from migsim.output.pages import write_page
+from pathlib import Path
+
+from migsim.output.study_pages import write_page
 from migsim.pipeline import job_log
 from migsim.studies import study_files
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)
 
 with job_log(smk.log[0], "results/whatif/index.html"):
+    results = str(Path(smk.output.page).parent.parent)  # the page is <results>/whatif/index.html
     write_page(
         smk.output.page,
-        {s: study_files(smk.params.results, s) for s in smk.params.studies},
+        {s: study_files(results, s) for s in smk.params.studies},
         dict(smk.params.titles),
     )

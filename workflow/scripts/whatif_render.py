@@ -1,6 +1,6 @@
-"""Snakemake adapter of rule whatif_render: migsim.output.pages.render_study."""
+"""Snakemake adapter of rule whatif_render: migsim.output.study_pages.render_study."""
 
-from migsim.output.pages import render_study
+from migsim.output.study_pages import render_study
 from migsim.pipeline import job_log
 from migsim.studies import load_study
 

@@ -205,7 +205,7 @@ def study_files(results: str, name: str) -> dict[str, str]:
 
 # Presentation modules a study module imports for its figure and page: editing them redraws
 # the figures but does not rerun the study's simulation.
-PRESENTATION = ("output/figures.py", "output/pages.py")
+PRESENTATION = ("output/figures.py", "output/study_pages.py")
 
 
 def job_sources(config: Mapping | None, name: str) -> list[str]:

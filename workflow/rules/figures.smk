@@ -8,6 +8,8 @@ rule vega_bundle:
         bundle=f"{RESULTS}/cache/vega-bundle.js",
     log:
         f"{RESULTS}/logs/figures/vega_bundle.log",
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/vega_bundle.py"
 
@@ -38,6 +40,8 @@ rule figure_throughput:
         f"{RESULTS}/logs/figures/throughput.log",
     params:
         name="throughput",
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/figure.py"
 
@@ -60,6 +64,8 @@ rule figure_speedup:
         f"{RESULTS}/logs/figures/speedup.log",
     params:
         name="speedup",
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/figure.py"
 
@@ -82,6 +88,8 @@ rule figure_parity:
         f"{RESULTS}/logs/figures/parity.log",
     params:
         name="parity",
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/figure.py"
 
@@ -104,5 +112,7 @@ rule figure_compaction:
         f"{RESULTS}/logs/figures/compaction.log",
     params:
         name="compaction",
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/figure.py"

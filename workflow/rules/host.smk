@@ -39,6 +39,8 @@ rule host_probe_copy:
     threads: 1024
     params:
         probe=HOST_COPY,
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/host_probe_copy.py"
 
@@ -51,6 +53,8 @@ rule host_probe_compaction:
     threads: 1024
     params:
         probe=HOST_COMPACTION,
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/host_probe_compaction.py"
 
@@ -67,6 +71,8 @@ rule host_fit:
         f"{HOST_DIR}/logs/fit.log",
     params:
         calibration_ratio=HOST_CALIBRATION_RATIO,
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/host_fit.py"
 
@@ -84,6 +90,8 @@ rule host_simulate:
         f"{HOST_DIR}/logs/simulate.log",
     params:
         probe=HOST_COMPACTION,
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/host_simulate.py"
 
@@ -103,6 +111,8 @@ rule host_compare:
         f"{HOST_DIR}/logs/compare.log",
     params:
         calibration_ratio=HOST_CALIBRATION_RATIO,
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/host_compare.py"
 
@@ -125,6 +135,8 @@ rule host_twin_run:
     threads: 1024
     params:
         twin=HOST_TWIN,
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/host_twin_run.py"
 
@@ -143,6 +155,8 @@ rule host_twin_report:
         calls_png=f"{HOST_DIR}/figures/twin_calls.png",
     log:
         f"{HOST_DIR}/logs/twin_report.log",
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/host_twin_report.py"
 

@@ -24,5 +24,7 @@ rule series_page:
         png=f"{RESULTS}/series/published.png",
     log:
         f"{RESULTS}/logs/series/published.log",
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/series.py"

@@ -29,6 +29,8 @@ rule tables_throughput:
         f"{RESULTS}/logs/tables/throughput.log",
     params:
         kind="throughput",
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/tables.py"
 
@@ -56,5 +58,7 @@ rule tables_compaction:
         f"{RESULTS}/logs/tables/compaction.log",
     params:
         kind="compaction",
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/tables.py"

@@ -918,10 +918,11 @@ def write_table(
     atomic_write_text(html_path, table_page(group[0].title, group))
 
 
-def describe_schemas() -> str:
-    """Markdown documentation of every schema (for results/README.md and the report)."""
+def describe_schemas(schemas: Iterable[Schema] | None = None) -> str:
+    """Markdown documentation of `schemas` (default: every schema of this module; for
+    results/README.md and the report)."""
     out = []
-    for s in SCHEMAS.values():
+    for s in SCHEMAS.values() if schemas is None else schemas:
         out.append(f"### {s.name}\n\n{s.doc} Sorted by {', '.join(s.sort_by)}.\n")
         out.append("| column | type | unit | meaning |\n|---|---|---|---|")
         for c in s.columns:

@@ -213,7 +213,8 @@ def expected_fragmentation(df: pl.DataFrame) -> list:
         wall_spread.append((max(wall) / min(wall) - 1) * 100)
     if df["pattern"].n_unique() > 1:
         spread = max(ppa_spread, default=0.0)
-        out += ([] if round(spread) == 0 else [spread]) + [max(wall_spread)]
+        wall = max(wall_spread)
+        out += ([] if round(spread) == 0 else [spread]) + ([] if round(wall, 1) == 0 else [wall])
     ok = df.filter(pl.col("alloc_success") > 0).with_columns(
         (pl.col("pages_migrated") / pl.col("alloc_success")).alias("ppa")
     )

@@ -181,12 +181,18 @@ def findings_fragmentation(df: pl.DataFrame) -> str:
     )
     if len(patterns) > 1:
         ppa_spread, wall_spread = spread["ppa"].max() or 0.0, spread["wall"].max()
+        same_pages, same_wall = round(ppa_spread) == 0, round(wall_spread, 1) == 0
         pages = (
-            "migrate the same number of pages per allocation and differ"
-            if round(ppa_spread) == 0
-            else f"differ by at most {ppa_spread:.0f} pages per allocation and"
+            "migrate the same number of pages per allocation"
+            if same_pages
+            else f"differ by at most {ppa_spread:.0f} pages per allocation"
         )
-        s = f"At the same free ratio the patterns {pages} by at most {wall_spread:.1f}% in wall time"
+        wall = (
+            "take the same wall time to within a tenth of a percent"
+            if same_wall
+            else f"{'differ' if same_pages else 'by'} at most {wall_spread:.1f}% in wall time"
+        )
+        s = f"At the same free ratio the patterns {pages} and {wall}"
         # wording only: a spread below one page and one percent counts as no difference
         if ppa_spread < 1.0 and wall_spread < 1.0:
             s += ": the number of pages left in a pageblock, not where they sit, sets the cost."

@@ -38,10 +38,10 @@ rule figure_throughput:
         png=f"{RESULTS}/figures/throughput.png",
     log:
         f"{RESULTS}/logs/figures/throughput.log",
-    params:
-        name="throughput",
     conda:
         "../envs/migsim.yaml"
+    params:
+        name="throughput",
     script:
         "../scripts/figure.py"
 
@@ -62,10 +62,10 @@ rule figure_speedup:
         png=f"{RESULTS}/figures/speedup.png",
     log:
         f"{RESULTS}/logs/figures/speedup.log",
-    params:
-        name="speedup",
     conda:
         "../envs/migsim.yaml"
+    params:
+        name="speedup",
     script:
         "../scripts/figure.py"
 
@@ -86,10 +86,10 @@ rule figure_parity:
         png=f"{RESULTS}/figures/parity.png",
     log:
         f"{RESULTS}/logs/figures/parity.log",
-    params:
-        name="parity",
     conda:
         "../envs/migsim.yaml"
+    params:
+        name="parity",
     script:
         "../scripts/figure.py"
 
@@ -110,9 +110,9 @@ rule figure_compaction:
         png=f"{RESULTS}/figures/compaction.png",
     log:
         f"{RESULTS}/logs/figures/compaction.log",
-    params:
-        name="compaction",
     conda:
         "../envs/migsim.yaml"
+    params:
+        name="compaction",
     script:
         "../scripts/figure.py"

@@ -34,13 +34,13 @@ rule host_probe_copy:
         runs=f"{HOST_DIR}/probe_copy.parquet",
     log:
         f"{HOST_DIR}/logs/probe_copy.log",
+    conda:
+        "../envs/migsim.yaml"
     # a measurement wants a quiet machine: ask for more cores than any machine has; Snakemake
     # caps a job's threads at --cores, so no other job runs beside it
     threads: 1024
     params:
         probe=HOST_COPY,
-    conda:
-        "../envs/migsim.yaml"
     script:
         "../scripts/host_probe_copy.py"
 
@@ -50,11 +50,11 @@ rule host_probe_compaction:
         runs=f"{HOST_DIR}/probe_compaction.parquet",
     log:
         f"{HOST_DIR}/logs/probe_compaction.log",
+    conda:
+        "../envs/migsim.yaml"
     threads: 1024
     params:
         probe=HOST_COMPACTION,
-    conda:
-        "../envs/migsim.yaml"
     script:
         "../scripts/host_probe_compaction.py"
 
@@ -69,10 +69,10 @@ rule host_fit:
         platform=f"{HOST_DIR}/platform.yaml",
     log:
         f"{HOST_DIR}/logs/fit.log",
-    params:
-        calibration_ratio=HOST_CALIBRATION_RATIO,
     conda:
         "../envs/migsim.yaml"
+    params:
+        calibration_ratio=HOST_CALIBRATION_RATIO,
     script:
         "../scripts/host_fit.py"
 
@@ -88,10 +88,10 @@ rule host_simulate:
         compaction=f"{HOST_DIR}/compaction.parquet",
     log:
         f"{HOST_DIR}/logs/simulate.log",
-    params:
-        probe=HOST_COMPACTION,
     conda:
         "../envs/migsim.yaml"
+    params:
+        probe=HOST_COMPACTION,
     script:
         "../scripts/host_simulate.py"
 
@@ -109,10 +109,10 @@ rule host_compare:
         png=f"{HOST_DIR}/figures/host_compaction.png",
     log:
         f"{HOST_DIR}/logs/compare.log",
-    params:
-        calibration_ratio=HOST_CALIBRATION_RATIO,
     conda:
         "../envs/migsim.yaml"
+    params:
+        calibration_ratio=HOST_CALIBRATION_RATIO,
     script:
         "../scripts/host_compare.py"
 
@@ -132,11 +132,11 @@ rule host_twin_run:
         twin=f"{HOST_DIR}/twin.json",
     log:
         f"{HOST_DIR}/logs/twin.log",
+    conda:
+        "../envs/migsim.yaml"
     threads: 1024
     params:
         twin=HOST_TWIN,
-    conda:
-        "../envs/migsim.yaml"
     script:
         "../scripts/host_twin_run.py"
 

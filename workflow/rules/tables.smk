@@ -27,10 +27,10 @@ rule tables_throughput:
         ),
     log:
         f"{RESULTS}/logs/tables/throughput.log",
-    params:
-        kind="throughput",
     conda:
         "../envs/migsim.yaml"
+    params:
+        kind="throughput",
     script:
         "../scripts/tables.py"
 
@@ -56,9 +56,9 @@ rule tables_compaction:
         ),
     log:
         f"{RESULTS}/logs/tables/compaction.log",
-    params:
-        kind="compaction",
     conda:
         "../envs/migsim.yaml"
+    params:
+        kind="compaction",
     script:
         "../scripts/tables.py"

@@ -37,24 +37,24 @@ def config(work) -> dict:
 
 
 def test_one_run_file_per_job_each_matching_its_schema(work, config):
-    runs = work / "results" / "runs"
-    rows = sorted(p.stem for p in (runs / "throughput").glob("*.parquet"))
+    runs = work / "results" / "runs"  # runs/<kind>/<row or mode>/<digest>.parquet
+    rows = sorted(p.parent.name for p in (runs / "throughput").glob("*/*.parquet"))
     assert rows == sorted(pipeline.throughput_rows(config))
     assert rows == ["baseline", "dma-1ch", "dma-4ch", "mt-2t"]  # smoke.yaml's matrix
-    modes = sorted(p.stem for p in (runs / "compaction").glob("*.parquet"))
+    modes = sorted(p.parent.name for p in (runs / "compaction").glob("*/*.parquet"))
     assert modes == sorted(config["compaction"]["modes"])
-    for p in (runs / "throughput").glob("*.parquet"):
+    for p in (runs / "throughput").glob("*/*.parquet"):
         tables.THROUGHPUT_RUNS.check_file(p)
         meta = tables.read_metadata(p)
         assert meta["migsim_version"] == __version__ and meta["seed"] == str(config["seed"])
         assert meta["config_hash"] == pipeline.config_hash(
-            pipeline.throughput_params(config, p.stem)
+            pipeline.throughput_params(config, p.parent.name)
         )
         df = pl.read_parquet(p)
         assert (
             df.height == len(config["throughput"]["folio_sizes"]) * config["throughput"]["trials"]
         )
-    for p in (runs / "compaction").glob("*.parquet"):
+    for p in (runs / "compaction").glob("*/*.parquet"):
         tables.COMPACTION_RUNS.check_file(p)
         assert pl.read_parquet(p).height == config["compaction"]["runs"]
     tables.THROUGHPUT_SUMMARY.check_file(work / "results" / "summary" / "throughput.parquet")
@@ -205,9 +205,13 @@ def test_index_links_every_figure_and_table(work):
 def test_every_job_has_a_log(work, config):
     logs = work / "results" / "logs"
     expected = [logs / "fragment.log", logs / "index.log"]
-    expected += [logs / "throughput" / f"{r}.log" for r in pipeline.throughput_rows(config)]
     expected += [logs / "compaction.log"]  # one job simulates once and costs every mode
     expected += [logs / "figures" / "vega_bundle.log"]
+    # a throughput job's log is named by its output's digest: one per row in a fresh run
+    for r in pipeline.throughput_rows(config):
+        found = sorted((logs / "throughput" / r).glob("*.log"))
+        assert len(found) == 1, (r, found)
+        expected += found
     expected += [logs / "aggregate" / f"{k}.log" for k in ("throughput", "compaction")]
     expected += [logs / "figures" / f"{n}.log" for n in FIGURES]
     expected += [logs / "tables" / f"{k}.log" for k in ("throughput", "compaction")]
@@ -229,7 +233,7 @@ def test_same_config_and_seed_give_identical_parquet(work, tmp_path):
         f"results/summary/{k}.parquet" for k in ("throughput", "compaction", "alloc_latency")
     ]
     snakemake(again, *targets, "--cores", "2", *SMOKE_ARGS)
-    files = sorted((work / "results").glob("runs/*/*.parquet"))
+    files = sorted((work / "results").glob("runs/*/*/*.parquet"))
     files += sorted((work / "results").glob("summary/*.parquet"))
     assert len(files) >= 10
     for f in files:

@@ -338,8 +338,76 @@ def job_log(path: str | os.PathLike, what: str, params: Any = None) -> Iterator[
         print(f"migsim {__version__}: {what}")
         if params is not None:
             print("params:", json.dumps(params, sort_keys=True, default=str))
-        yield
+        try:
+            yield
+        except BaseException:  # the traceback in the job's log too (Snakemake prints it again)
+            import traceback
+
+            traceback.print_exc(file=fh)
+            print("failed")
+            raise
         print("done")
+
+
+# ---------------------------------------------------------------------------------------------
+# Run files kept across reruns
+# ---------------------------------------------------------------------------------------------
+#
+# Snakemake deletes a job's outputs before it runs the job, so a rerun that fails would leave
+# neither the old result nor a new one. Every simulation output is therefore named by the
+# digest of all it depends on (its parameters, the engine source files it imports and the
+# platform file): a changed value, engine or platform writes a new file beside the old one,
+# and the old stays readable (and results/index.html, which lists the files it was built
+# from, keeps pointing at it) until the rerun succeeds and `snakemake prune` removes what the
+# current configuration no longer uses.
+
+
+def files_digest(paths: Sequence[str | os.PathLike]) -> str:
+    """Short hash of the contents of `paths` (order does not matter)."""
+    h = hashlib.sha256()
+    for p in sorted(str(p) for p in paths):
+        h.update(Path(p).name.encode() + b"\0" + Path(p).read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def output_digest(params: Any, code_digest: str) -> str:
+    """The digest that names one job's output: its parameters and its code and platform."""
+    return config_hash({"params": params, "code": code_digest})
+
+
+def run_file(results: str, kind: str, key: str, params: Any, code_digest: str) -> str:
+    """``<results>/runs/<kind>/<key>/<digest>.parquet`` of one simulation job."""
+    return f"{results}/runs/{kind}/{key}/{output_digest(params, code_digest)}.parquet"
+
+
+def state_file(results: str, params: Any, code_digest: str) -> str:
+    """``<results>/state/<digest>/fragmentation.npz``: the fragmented node."""
+    return f"{results}/state/{output_digest(params, code_digest)}/fragmentation.npz"
+
+
+def prune_results(results: str | os.PathLike, keep: Sequence[str | os.PathLike]) -> list[str]:
+    """Delete the run files and states under `results` that are not in `keep` (the current
+    configuration's), with their logs; returns what was removed, relative to `results`."""
+    results = Path(results)
+    keep_set = {Path(k).resolve() for k in keep}
+    removed = []
+    stale = [f for f in sorted(results.glob("runs/*/*/*.parquet")) if f.resolve() not in keep_set]
+    states = sorted(results.glob("state/*/fragmentation.npz"))
+    stale += [f for f in states if f.resolve() not in keep_set]
+    for f in stale:
+        rel = f.relative_to(results)
+        f.unlink()
+        if rel.parts[0] == "runs":  # runs/<kind>/<key>/<d>.parquet: logs/<kind>/<key>/<d>.log
+            kind, key, digest = rel.parts[1], rel.parts[2], f.stem
+            (results / "logs" / kind / key / f"{digest}.log").unlink(missing_ok=True)
+            bench = results / "logs" / "benchmarks" / kind / key / f"{digest}.tsv"
+            bench.unlink(missing_ok=True)
+        removed.append(str(rel))
+    dirs = [*results.glob("runs/*/*"), *results.glob("state/*"), *results.glob("logs/**/")]
+    for d in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+        if d.is_dir() and d != results / "logs" and not any(d.iterdir()):
+            d.rmdir()
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -652,9 +720,11 @@ def write_index(
     summaries: Sequence[str],
     config: Mapping,
     whatif: Sequence[str] = (),
+    runs: Sequence[str] = (),
 ) -> None:
     """results/index.html: every figure and table, readable offline (and the what-if
-    studies' section when `whatif` lists their output files)."""
+    studies' section when `whatif` lists their output files), and the run files it was built
+    from."""
     from migsim import report
 
     report.write_index(
@@ -664,4 +734,5 @@ def write_index(
         summaries=summaries,
         config=config,
         whatif=whatif,
+        runs=runs,
     )

@@ -38,6 +38,15 @@ CSS = (
 )
 
 
+def _plain(obj):
+    """Nested mappings and lists as plain dicts and lists (for yaml.safe_dump)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 def _rel(path: str | os.PathLike, start: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), start.resolve())).as_posix()
 
@@ -92,9 +101,11 @@ def build_index(
     summaries: Sequence[str],
     config: Mapping,
     whatif: Sequence[str] = (),
+    runs: Sequence[str] = (),
 ) -> str:
     """The HTML text of results/index.html (paths in it are relative to `out_dir`);
-    `whatif`: the what-if studies' output files (a section of their own)."""
+    `whatif`: the what-if studies' output files (a section of their own); `runs`: the run
+    files the summaries were built from (listed under Data)."""
     from migsim.output.tables import read_metadata
 
     esc = html.escape
@@ -166,12 +177,13 @@ def build_index(
             f"(schema {esc(m.get('schema', '?'))}, configuration hash "
             f"{esc(m.get('config_hash', '?'))}, seed {esc(m.get('seed', '?'))})</li>"
         )
-    parts.append(
-        "<li>Run files: runs/throughput/*.parquet, runs/compaction/*.parquet "
-        "(layout: README.md in this folder)</li></ul>"
-    )
+    parts.append("<li>Run files (layout: README.md in this folder):<ul class='runs'>")
+    for r in runs:
+        parts.append(f"<li><a href='{esc(_rel(r, out_dir))}'>{esc(_rel(r, out_dir))}</a></li>")
+    parts.append("</ul></li></ul>")
     parts.append("<h2>Configuration</h2>")
-    parts.append(f"<pre>{esc(yaml.safe_dump(dict(config), sort_keys=False))}</pre>")
+    # keys sorted: the same configuration gives the same page however --config ordered it
+    parts.append(f"<pre>{esc(yaml.safe_dump(_plain(config), sort_keys=True))}</pre>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 
@@ -184,6 +196,7 @@ def write_index(
     summaries: Sequence[str],
     config: Mapping,
     whatif: Sequence[str] = (),
+    runs: Sequence[str] = (),
 ) -> None:
     """Write results/index.html atomically."""
     out_path = Path(out_path)
@@ -194,5 +207,6 @@ def write_index(
         summaries=summaries,
         config=config,
         whatif=whatif,
+        runs=runs,
     )
     atomic_write_text(out_path, text)

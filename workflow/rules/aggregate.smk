@@ -8,7 +8,7 @@ localrules:
 
 rule aggregate_throughput:
     input:
-        runs=expand(f"{RESULTS}/runs/throughput/{{row}}.parquet", row=THROUGHPUT_ROWS),
+        runs=[throughput_run(row) for row in THROUGHPUT_ROWS],
         reference=REFERENCE["throughput"],
         code=[mp.module_source("output.tables"), mp.module_source("pipeline")],
     output:
@@ -25,9 +25,7 @@ rule aggregate_throughput:
 
 rule aggregate_compaction:
     input:
-        runs=expand(
-            f"{RESULTS}/runs/compaction/{{mode}}.parquet", mode=COMPACTION_MODES
-        ),
+        runs=[compaction_run(mode) for mode in COMPACTION_MODES],
         reference=REFERENCE["compaction"],
         code=[mp.module_source("output.tables"), mp.module_source("pipeline")],
     output:

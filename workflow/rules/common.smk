@@ -30,6 +30,12 @@ REFERENCE = {
 ENGINE_FOR = {
     stage: mp.engine_sources(*roots) for stage, roots in mp.ENGINE_ROOTS.items()
 }
+# The digest that names each simulation output: the contents of the engine files the stage
+# imports and of the platform file (with the job's parameters, migsim.pipeline.run_file).
+CODE_DIGEST = {
+    stage: mp.files_digest([*files, PLATFORM]) for stage, files in ENGINE_FOR.items()
+}
+STATE = mp.state_file(RESULTS, mp.fragmentation_params(config), CODE_DIGEST["fragment"])
 # Every engine module (for a rule that does not name its entry modules).
 ENGINE = mp.all_engine_sources()
 THROUGHPUT_ROWS = mp.throughput_rows(config)
@@ -46,6 +52,23 @@ TABLES = {
     "compaction": ["compaction", "compaction_vs_published"],
     "kernel": ["alloc_latency", "mmtests_compaction"],  # rule kernel_formats
 }
+
+
+def throughput_run(row):
+    params = mp.throughput_params(config, row)
+    return mp.run_file(RESULTS, "throughput", row, params, CODE_DIGEST["throughput"])
+
+
+def compaction_run(mode):
+    params = mp.compaction_params(config, mode)
+    return mp.run_file(RESULTS, "compaction", mode, params, CODE_DIGEST["compaction"])
+
+
+def run_files():
+    """The run files of the current configuration (what results/index.html lists)."""
+    return [throughput_run(r) for r in THROUGHPUT_ROWS] + [
+        compaction_run(m) for m in COMPACTION_MODES
+    ]
 
 
 def figure_files():

@@ -1,17 +1,17 @@
 # Stage 2b: direct compaction from the fragmented node: one job for every mode. The page-level
 # run does not depend on the mode (only its cost does), so it is simulated once and costed for
-# each mode and run (migsim.pipeline.simulate_compaction_modes); one Parquet file per mode.
+# each mode and run (migsim.pipeline.simulate_compaction_modes); one Parquet file per mode,
+# named by the digest of its parameters, code and platform (common.smk compaction_run), so a
+# failing rerun with a changed value leaves the previous files in place.
 
 
 rule compaction:
     input:
         platform=PLATFORM,
-        state=rules.fragment.output.state,
+        state=STATE,
         engine=ENGINE_FOR["compaction"],
     output:
-        runs=expand(
-            f"{RESULTS}/runs/compaction/{{mode}}.parquet", mode=COMPACTION_MODES
-        ),
+        runs=[compaction_run(mode) for mode in COMPACTION_MODES],
     log:
         f"{RESULTS}/logs/compaction.log",
     benchmark:

@@ -1,4 +1,5 @@
-# Stage 1: the fragmented NUMA node every compaction mode starts from.
+# Stage 1: the fragmented NUMA node every compaction mode starts from, named by the digest of
+# its parameters, code and platform (common.smk STATE; kept across a failing rerun).
 
 
 rule fragment:
@@ -6,7 +7,7 @@ rule fragment:
         platform=PLATFORM,
         engine=ENGINE_FOR["fragment"],
     output:
-        state=f"{RESULTS}/state/fragmentation.npz",
+        state=STATE,
     log:
         f"{RESULTS}/logs/fragment.log",
     benchmark:

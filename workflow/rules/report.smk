@@ -12,6 +12,7 @@ rule index:
         figures=figure_files(),
         tables=table_files(),
         summaries=summary_files(),
+        runs=run_files(),
         whatif=lambda wildcards: whatif_targets(),  # workflow/rules/whatif.smk
         code=mp.module_source("report"),
     output:
@@ -22,3 +23,15 @@ rule index:
         config=config,
     script:
         "../scripts/index.py"
+
+
+# `snakemake prune`: delete the run files and states that the current configuration no longer
+# uses (older results, kept so that a failing rerun never loses them; results/README.md).
+localrules:
+    prune,
+
+
+rule prune:
+    run:
+        for path in mp.prune_results(RESULTS, [*run_files(), STATE]):
+            print(f"removed results/{path}")

@@ -10,6 +10,7 @@ with job_log(smk.log[0], "results/index.html"):
         figures=list(smk.input.figures),
         tables=list(smk.input.tables),
         summaries=list(smk.input.summaries),
+        runs=list(smk.input.runs),
         config=smk.params.config,
         whatif=list(smk.input.whatif),
     )

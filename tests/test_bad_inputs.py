@@ -195,6 +195,13 @@ CLI_CASES: list[tuple[list[str], str]] = [
     (["probe", "compaction", "--ratios", "1.5"], "--ratios"),
     (["probe", "compaction", "--size", "x"], "--size"),
     (["probe", "compaction", "--node", "-1"], "--node"),
+    # the host twin and trace import (checked before anything is read or probed)
+    (["host", "twin", "--runs", "0"], "--runs"),
+    (["host", "twin", "--free-ratio", "1"], "--free-ratio"),
+    (["host", "twin", "--platform", "/nonexistent.yaml"], "--platform"),
+    (["host", "predict", "--from", "/nonexistent"], "--from"),
+    (["host", "predict", "--snapshot", "/nonexistent.npz"], "--snapshot"),
+    (["trace", "import", "/nonexistent.txt"], "/nonexistent.txt"),
     # sub-commands
     (["warp"], "warp"),
 ]  # fmt: skip

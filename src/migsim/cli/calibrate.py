@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from migsim.atomic import atomic_write_text
@@ -34,6 +38,11 @@ def register(sub, rsub) -> None:
         help=f"platform YAML to write (default {DEFAULT_PLATFORM.name}, or host.yaml with --host)",
     )
     c.add_argument("--name", default=None, help="platform name (default from the file name)")
+    c.add_argument(
+        "--check", action="store_true",
+        help="fit and compare with the files in place, byte for byte, without writing "
+        "(exit 1 and the first differing line of each file that would change)",
+    )  # fmt: skip
     h = c.add_argument_group(
         "host calibration",
         "--host probes this machine (copy bandwidth; compaction through "
@@ -58,8 +67,13 @@ def residual_paths(out: Path) -> tuple[Path, Path]:
 
 def cmd_calibrate(args) -> int:
     if args.host:
+        if args.check:
+            raise ValueError("--check: not with --host (a host's probes differ run to run)")
         return cmd_calibrate_host(args)
     args.out = args.out or DEFAULT_PLATFORM
+    if "numpy" not in sys.modules:  # one BLAS thread: the same reductions in the same order
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
     from migsim.calibrate.compaction import calibrate_stage2, read_compaction_reference
     from migsim.calibrate.series import read_series
     from migsim.calibrate.throughput import (
@@ -72,19 +86,42 @@ def cmd_calibrate(args) -> int:
 
     cells = read_table("--reference", args.reference, read_reference)
     read_table("--compaction-reference", args.compaction_reference, read_compaction_reference)
-    fit = fit_throughput(cells, args.name or args.out.stem)
-    # stage 1b: the multi-threaded copy's bandwidths on the v2 tables (mt_fit_cells)
-    mt_cells = mt_fit_cells(read_series(args.reference.parent))
-    fit.platform, _ = fit_mt(fit.platform, mt_cells)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # fit into a directory beside the target, then compare (--check) or move into place
+    with tempfile.TemporaryDirectory(prefix=".calibrate.", dir=args.out.parent) as tmp:
+        out = Path(tmp) / args.out.name
+        fit = fit_throughput(cells, args.name or args.out.stem)
+        # stage 1b: the multi-threaded copy's bandwidths on the v2 tables (mt_fit_cells)
+        mt_cells = mt_fit_cells(read_series(args.reference.parent))
+        fit.platform, _ = fit_mt(fit.platform, mt_cells)
+        stage1, stage2 = residual_paths(out)
+        atomic_write_text(stage1, fit.residuals.write_csv(float_precision=4))
+        calibrate_stage2(
+            fit.platform,
+            args.compaction_reference,
+            out,
+            stage2,
+            header=stage1_header(fit, args.reference.name),
+        )
+        pairs = [(new, args.out.parent / new.name) for new in (out, stage1, stage2)]
+        changed = [(new, old, _first_difference(new, old)) for new, old in pairs]
+        changed = [c for c in changed if c[2] is not None]
+        if args.check:
+            for _, old, diff in changed:
+                print(f"{old}: would change ({diff})")
+            if not changed:
+                print(f"{args.out} and its residual tables are what the fit writes")
+            return 1 if changed else 0
+        for _, old, diff in changed:
+            if old.exists() and _tracked_by_git(old):
+                print(
+                    f"migsim calibrate: warning: overwriting {old}, which git tracks ({diff}); "
+                    "`git diff` shows the change, `git checkout` restores it",
+                    file=sys.stderr,
+                )
+        for new, old in pairs:
+            os.replace(new, old)
     stage1, stage2 = residual_paths(args.out)
-    atomic_write_text(stage1, fit.residuals.write_csv(float_precision=4))
-    calibrate_stage2(
-        fit.platform,
-        args.compaction_reference,
-        args.out,
-        stage2,
-        header=stage1_header(fit, args.reference.name),
-    )
     print(
         f"fitted {args.out} (throughput MAPE {fit.mape_pct:.2f}%); "
         f"residuals in {stage1} and {stage2}"
@@ -94,6 +131,32 @@ def cmd_calibrate(args) -> int:
         "us of CPU (CPU copy minus descriptor preparation)"
     )
     return 0
+
+
+def _first_difference(new: Path, old: Path) -> str | None:
+    """None if the files are byte-identical, else where they first differ (for messages)."""
+    if not old.is_file():
+        return "new file"
+    a, b = new.read_bytes(), old.read_bytes()
+    if a == b:
+        return None
+    la, lb = a.decode(errors="replace").splitlines(), b.decode(errors="replace").splitlines()
+    for i, (x, y) in enumerate(zip(la, lb, strict=False), 1):
+        if x != y:
+            return f"line {i}: {y.strip()!r} -> {x.strip()!r}"
+    return f"{len(lb)} lines -> {len(la)} lines"
+
+
+def _tracked_by_git(path: Path) -> bool:
+    """Whether `path` is a file git tracks (a committed platform file)."""
+    try:
+        proc = subprocess.run(
+            ["git", "ls-files", "--error-unmatch", path.name],
+            cwd=path.parent, capture_output=True, timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
 
 
 def cmd_calibrate_host(args) -> int:

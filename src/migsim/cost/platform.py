@@ -257,15 +257,28 @@ def load_platform(path: str | os.PathLike) -> Platform:
         raise PlatformError(str(exc).replace("platform: ", f"platform: {path}: ", 1)) from None
 
 
+# Significant digits of a written real value: far below the standard errors of the fitted
+# ones (a few percent), and enough to keep the last bits of a fit, which vary with the machine's
+# BLAS and CPU, out of the file, so `migsim calibrate` writes the same file on any machine.
+WRITTEN_DIGITS = 6
+
+
+def written_value(value: float | int) -> float | int:
+    """A parameter value as save_platform writes it (integers as they are)."""
+    return value if isinstance(value, int) else float(f"{value:.{WRITTEN_DIGITS}g}")
+
+
 def save_platform(platform: Platform, path: str | os.PathLike, header: str = "") -> None:
-    """Write a platform YAML with unit and meaning beside every value (atomic rename)."""
+    """Write a platform YAML with unit and meaning beside every value (atomic rename); real
+    values rounded to WRITTEN_DIGITS significant digits."""
     import yaml
 
     path = Path(path)
     doc: dict[str, Any] = {"name": platform.name, **platform.meta, "parameters": {}}
+    values = platform.as_dict()
     for sec, params in SPEC.items():
         doc["parameters"][sec] = {
-            key: {"value": platform.as_dict()[sec][key], "unit": p.unit, "meaning": p.meaning}
+            key: {"value": written_value(values[sec][key]), "unit": p.unit, "meaning": p.meaning}
             for key, p in params.items()
         }
     text = (header + "\n" if header else "") + yaml.safe_dump(doc, sort_keys=False, width=100)

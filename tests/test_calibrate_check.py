@@ -1,0 +1,25 @@
+"""`migsim calibrate --check`: fit and compare with the files in place, without writing.
+(That the committed platform file is reproduced byte for byte is checked by running the
+README's `migsim calibrate` as `--check`, tests/test_readme_commands.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from migsim.cli import main
+from migsim.cost.platform import WRITTEN_DIGITS, written_value
+
+@pytest.mark.slow
+def test_check_reports_what_would_change_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "fit.yaml"
+    assert main(["calibrate", "--check", "--out", str(out), "--name", "t"]) == 1
+    text = capsys.readouterr().out
+    assert text.count("would change (new file)") == 3  # the platform and its two tables
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left
+
+
+def test_written_values_are_rounded():
+    assert written_value(0.3197594019781594) == 0.319759
+    assert written_value(96.82988671313394) == 96.8299
+    assert written_value(16) == 16
+    assert len(repr(written_value(1 / 3)).rstrip("0").split(".")[1]) == WRITTEN_DIGITS

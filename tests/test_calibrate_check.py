@@ -9,6 +9,7 @@ import pytest
 from migsim.cli import main
 from migsim.cost.platform import WRITTEN_DIGITS, written_value
 
+
 @pytest.mark.slow
 def test_check_reports_what_would_change_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "fit.yaml"

@@ -12,9 +12,7 @@ localrules:
 
 rule kernel_formats:
     input:
-        runs=expand(
-            f"{RESULTS}/runs/compaction/{{mode}}.parquet", mode=COMPACTION_MODES
-        ),
+        runs=[compaction_run(mode) for mode in COMPACTION_MODES],
         code=[
             mp.module_source(m)
             for m in (
@@ -51,7 +49,7 @@ rule kernel_formats:
 rule compaction_trace:
     input:
         platform=PLATFORM,
-        state=rules.fragment.output.state,
+        state=STATE,
         engine=ENGINE_FOR["compaction"],
     output:
         text=f"{RESULTS}/traces/compaction-{{mode}}.trace",

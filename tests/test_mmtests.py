@@ -125,7 +125,7 @@ def test_pipeline_writes_latency_and_mmtests_outputs(tmp_path_factory):
     s = pl.read_parquet(res / "summary" / "alloc_latency.parquet")
     ALLOC_LATENCY_SUMMARY.conform(s)
     runs = pl.concat(
-        [pl.read_parquet(p) for p in sorted((res / "runs" / "compaction").glob("*.parquet"))]
+        [pl.read_parquet(p) for p in sorted((res / "runs" / "compaction").glob("*/*.parquet"))]
     )
     for (mode,), g in runs.group_by(["mode"]):
         lat = np.concatenate(g["alloc_latency_us"].to_list())

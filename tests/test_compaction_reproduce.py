@@ -63,7 +63,7 @@ def test_fit_recovers_known_isolation_and_tick_costs(platform, tmp_path):
 def test_committed_compaction_cost_is_the_output_of_the_fit(platform):
     """Change detector, not a model test: re-running stage 2 on the published baseline row
     reproduces the committed value (test_fit_recovers_a_known_isolation_cost tests the fit)."""
-    from migsim.platform import WRITTEN_DIGITS
+    from migsim.cost.platform import WRITTEN_DIGITS
 
     fitted, _ = fit_compaction(platform, REFERENCE_COMPACTION)
     for sec, key, _, _ in FREE:

@@ -36,7 +36,7 @@ def test_committed_platform_is_the_output_of_the_fit():
     """Change detector, not a model test: re-running the fit reproduces the committed
     parameter values (it fails for any engine change until `migsim calibrate` is re-run, and
     passes for any model after it; the fit itself is tested on synthetic tables below)."""
-    from migsim.platform import WRITTEN_DIGITS
+    from migsim.cost.platform import WRITTEN_DIGITS
 
     rel = 10.0 ** (1 - WRITTEN_DIGITS)  # the file holds WRITTEN_DIGITS significant digits
     fit = fit_throughput(CELLS, "epyc-zen3-ptdma")

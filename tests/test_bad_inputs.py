@@ -202,6 +202,10 @@ CLI_CASES: list[tuple[list[str], str]] = [
     (["host", "predict", "--from", "/nonexistent"], "--from"),
     (["host", "predict", "--snapshot", "/nonexistent.npz"], "--snapshot"),
     (["trace", "import", "/nonexistent.txt"], "/nonexistent.txt"),
+    # an empty, a binary and a text file that is not a trace: refused, not "0 events"
+    *[(["trace", "import", f"@{k}"], "FILE: ") for k in ("empty", "plat_binary", "state")],
+    *[(["trace", "import", f"@{k}"], "FILE: ") for k in ("csv_columns", "plat_missing")],
+    (["trace", "import", "@dir"], "FILE: "),
     # sub-commands
     (["warp"], "warp"),
 ]  # fmt: skip

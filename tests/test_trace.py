@@ -19,6 +19,7 @@ from migsim.formats.trace import (
     read_trace,
     simulated_events,
     vmstat_from_events,
+    write_trace_text,
 )
 from migsim.kernel.compaction import M_ALLOC_ENTER, Compactor
 from migsim.kernel.fragment import FragmentConfig, fragment
@@ -227,3 +228,27 @@ def test_alloc_latency_us_needs_costed_calls(failing_run, platform):
     res.cost.calls = None
     with pytest.raises(ValueError, match="per-call"):
         alloc_latency_us(res.log, res.cost)
+
+
+def test_a_tracefs_capture_with_no_events_imports_as_zero_events(tmp_path):
+    """Only a file that is not a trace is refused: a capture with its header and no event."""
+    f = tmp_path / "quiet.trace"
+    write_trace_text(pl.DataFrame(schema=TRACE_EVENTS.polars_schema()), f)
+    imp = read_trace(f)
+    assert imp.events.height == 0 and imp.header and imp.unparsed == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"", "empty file"),
+        (b"\n  \n", "empty file"),
+        (b"PK\x03\x04\x00\x00binary", "binary file"),
+        (b"mode,channels\nbaseline,1\n", "not a trace: none of its 2 lines"),
+    ],
+)
+def test_a_file_that_is_not_a_trace_is_refused(tmp_path, content, why):
+    f = tmp_path / "x.trace"
+    f.write_bytes(content)
+    with pytest.raises(ValueError, match=why):
+        read_trace(f)

@@ -110,7 +110,11 @@ def cmd_import(args) -> int:
     from migsim.formats.trace import TRACE_EVENTS, read_trace, summarise_events, vmstat_from_events
     from migsim.output.tables import write_parquet
 
-    imp = read_trace(_existing(args.file, "FILE"))
+    path = _existing(args.file, "FILE")
+    try:
+        imp = read_trace(path)
+    except ValueError as exc:  # empty, binary or not a trace: one line naming the argument
+        raise ValueError(f"FILE: {exc}") from None
     if args.out is not None:
         write_parquet(imp.events, args.out, TRACE_EVENTS, config_hash="", seed=0,
                       extra={"source": str(args.file), "unparsed": imp.unparsed})  # fmt: skip

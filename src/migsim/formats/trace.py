@@ -313,6 +313,9 @@ class ImportedTrace:
     unparsed: int  # lines of EVENTS whose layout or fields do not parse
     skipped: dict[str, int] = field(default_factory=dict)  # other events, by name
     unparsed_examples: list[str] = field(default_factory=list)
+    lines: int = 0  # lines that are not blank
+    event_lines: int = 0  # lines in the tracefs or perf script layout (of any event)
+    header: bool = False  # a tracefs "# tracer:" header line was seen
 
 
 def parse_trace(lines: Iterable[str]) -> ImportedTrace:
@@ -322,11 +325,19 @@ def parse_trace(lines: Iterable[str]) -> ImportedTrace:
     counts: Counter = Counter()
     skipped: Counter = Counter()
     unparsed, examples = 0, []
+    n_lines = n_event_lines = 0
+    header = False
     for raw in lines:
         line = raw.rstrip("\n")
-        if not line.strip() or line.lstrip().startswith("#") or line.startswith("CPU:"):
+        if not line.strip():
+            continue
+        n_lines += 1
+        if line.lstrip().startswith("#") or line.startswith("CPU:"):
+            header = header or line.startswith("# tracer:")
             continue
         mm = _TRACEFS.match(line) or _PERF.match(line)
+        if mm is not None:
+            n_event_lines += 1
         if mm is None:
             if any(e in line for e in EVENTS):
                 unparsed += 1
@@ -354,13 +365,32 @@ def parse_trace(lines: Iterable[str]) -> ImportedTrace:
         pl.DataFrame(rows, schema=_POLARS, strict=False) if rows else pl.DataFrame(schema=_POLARS)
     )
     return ImportedTrace(TRACE_EVENTS.conform(frame), dict(counts), unparsed, dict(skipped),
-                         examples)  # fmt: skip
+                         examples, n_lines, n_event_lines, header)  # fmt: skip
 
 
 def read_trace(path) -> ImportedTrace:
-    """parse_trace() of a text file."""
+    """parse_trace() of a text file; ValueError (one line naming the file) if it is empty,
+    binary or has no line in the tracefs or perf script layout, so that a wrong file is not
+    reported as a trace with 0 events. (A tracefs capture in which no event fired has its
+    ``# tracer:`` header and imports as 0 events; an empty ``perf script`` output cannot be
+    told from an empty file and is refused.)"""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if b"\0" in head:
+        raise ValueError(
+            f"{path}: a binary file, not a trace (for a perf.data file, import the text of "
+            f"`perf script -i {path}`)"
+        )
     with open(path, errors="replace") as fh:
-        return parse_trace(fh)
+        imp = parse_trace(fh)
+    if imp.lines == 0:
+        raise ValueError(f"{path}: empty file, not a trace (no tracefs or perf script lines)")
+    if imp.event_lines == 0 and imp.unparsed == 0 and not imp.header:
+        raise ValueError(
+            f"{path}: not a trace: none of its {imp.lines} lines is in the tracefs `trace` or "
+            "`perf script` layout"
+        )
+    return imp
 
 
 # --------------------------------------------------------------------------------------------

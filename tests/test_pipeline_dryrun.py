@@ -31,12 +31,19 @@ def work(tmp_path_factory) -> Path:
     return smoke_run(tmp_path_factory)
 
 
+def job_name(output: str) -> str:
+    """What a simulation output is of: the row or mode of ``runs/<kind>/<key>/<digest>.parquet``,
+    ``fragmentation`` of ``state/<digest>/fragmentation.npz`` (files are named by digest)."""
+    p = Path(output)
+    return p.parent.name if p.parent.parent.parent.name == "runs" else p.stem
+
+
 def sim_jobs(jobs) -> dict[str, list[str]]:
     """Simulation jobs of a plan: rule -> names of their outputs."""
     out: dict[str, list[str]] = {}
     for rule, outputs in jobs:
         if rule in SIMULATIONS:
-            out.setdefault(rule, []).extend(Path(o).stem for o in outputs)
+            out.setdefault(rule, []).extend(job_name(o) for o in outputs)
     return {k: sorted(v) for k, v in out.items()}
 
 

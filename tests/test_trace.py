@@ -111,6 +111,8 @@ def test_reimported_trace_gives_back_the_vmstat_counters(failing_run, platform, 
     got = vmstat_from_events(imp.events)
     assert got == {k: res.vmstat[k] for k in got}
     assert res.vmstat["pgmigrate_fail"] > 0  # the run has failures to account for
+    # and direct compactions of every outcome (compact_stall/_success/_fail from the events)
+    assert min(res.vmstat[k] for k in ("compact_stall", "compact_success", "compact_fail")) > 0
     assert imp.events.height == ev.height
     assert imp.events["time_s"].diff().drop_nulls().min() >= 0
 
@@ -252,3 +254,69 @@ def test_a_file_that_is_not_a_trace_is_refused(tmp_path, content, why):
     f.write_bytes(content)
     with pytest.raises(ValueError, match=why):
         read_trace(f)
+
+
+# ---- compact_stall/_success/_fail of real traces: sequences as mm/page_alloc.c and
+# mm/compaction.c emit them (one task; Z: a zone's fields, R: a defer_reset)
+Z = "node=0 zone=Normal   order=9"
+SCAN = "zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0x9000 zone_end=0xa000, mode=async"
+TRY = ("mm_compaction_try_to_compact_pages", "order=9 gfp_mask=GFP_TRANSHUGE priority=2")
+R = ("mm_compaction_defer_reset", f"{Z} order_failed=10 consider=0 limit=1")
+BEGIN = ("mm_compaction_begin", SCAN)
+
+
+def suitable(ret):
+    return ("mm_compaction_suitable", f"{Z} ret={ret}")
+
+
+def end(status):
+    return ("mm_compaction_end", f"{SCAN} status={status}")
+
+
+DEFERRED = ("mm_compaction_deferred", f"{Z} order_failed=9 consider=1 limit=2")
+
+
+def counters(*events) -> tuple[int, int, int]:
+    lines = [
+        f"            a.out-4242    [000] .....   {100 + i / 1e3:.6f}: {e}: {f}"
+        for i, (e, f) in enumerate(events)
+    ]
+    imp = parse_trace(lines)
+    assert imp.unparsed == 0, imp.unparsed_examples
+    v = vmstat_from_events(imp.events)
+    return v["compact_stall"], v["compact_success"], v["compact_fail"]
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        # every zone skipped (COMPACT_SKIPPED): no stall
+        ((TRY, suitable("skipped")), (0, 0, 0)),
+        ((TRY, suitable("not_suitable_zone")), (0, 0, 0)),
+        # deferred: try_to_compact_pages returns COMPACT_DEFERRED, a stall, no page
+        ((TRY, DEFERRED), (1, 0, 1)),
+        # compacted, page captured or on the free lists: the zone's reset and the alloc's
+        ((TRY, suitable("continue"), BEGIN, end("success"), R, R), (1, 1, 0)),
+        # compacted to success, the allocation then failed: only the zone's reset
+        ((TRY, suitable("continue"), BEGIN, end("success"), R), (1, 0, 1)),
+        # compacted without success, nothing on the free lists
+        ((TRY, suitable("continue"), BEGIN, end("complete")), (1, 0, 1)),
+        # ... or a page on the free lists all the same (only the allocation's reset)
+        ((TRY, suitable("continue"), BEGIN, end("partial_skipped"), R), (1, 1, 0)),
+        # before 6.6: watermark met, suitable says success; 6.6+: nothing but the resets
+        ((TRY, suitable("success"), R, R), (1, 1, 0)),
+        ((TRY, R, R), (1, 1, 0)),
+        ((TRY, R), (1, 0, 1)),
+        # two zones: one skipped, the next deferred
+        ((TRY, suitable("skipped"), DEFERRED), (1, 0, 1)),
+        # two direct compactions of one allocation (async, then sync-light)
+        ((TRY, suitable("continue"), BEGIN, end("complete"), TRY, DEFERRED), (2, 0, 2)),
+    ],
+)
+def test_direct_compaction_counters_from_kernel_sequences(events, expected):
+    assert counters(*events) == expected
+
+
+def test_compactions_of_other_tasks_are_not_direct():
+    """kcompactd's or compact_memory's compact_zone() (no try_to_compact_pages) is no stall."""
+    assert counters(BEGIN, end("complete"), R) == (0, 0, 0)

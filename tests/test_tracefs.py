@@ -53,6 +53,10 @@ def test_real_618_lines_parse_and_account():
         "compact_isolated": 12,
         "compact_migrate_scanned": 511,
         "compact_free_scanned": 64,
+        # compact_memory is not a direct compaction (no mm_compaction_try_to_compact_pages)
+        "compact_stall": 0,
+        "compact_success": 0,
+        "compact_fail": 0,
     }
     end = imp.events.filter(imp.events["event"] == "mm_compaction_end")
     assert end["status"].to_list() == ["complete"]

@@ -405,17 +405,104 @@ def _sum(events: pl.DataFrame, names: tuple[str, ...], col: str) -> int:
 def vmstat_from_events(events: pl.DataFrame) -> dict[str, int]:
     """The /proc/vmstat counters the events account for (kernel: pgmigrate_* from the same
     stats as mm_migrate_pages; COMPACTISOLATED and the scanned counts from the isolate
-    events' nr_taken and nr_scanned)."""
+    events' nr_taken and nr_scanned; compact_stall/_success/_fail from the direct compactions,
+    direct_compactions())."""
     iso_m = ("mm_compaction_isolate_migratepages",)
     iso_f = ("mm_compaction_isolate_freepages", "mm_compaction_fast_isolate_freepages")
     iso_counted = ("mm_compaction_isolate_migratepages", "mm_compaction_isolate_freepages")
+    direct = direct_compactions(events)
+    stall = int(direct["stall"].sum())
+    success = int(direct["success"].sum())
     return {
         "pgmigrate_success": _sum(events, ("mm_migrate_pages",), "nr_succeeded"),
         "pgmigrate_fail": _sum(events, ("mm_migrate_pages",), "nr_failed"),
         "compact_isolated": _sum(events, iso_counted, "nr_taken"),
         "compact_migrate_scanned": _sum(events, iso_m, "nr_scanned"),
         "compact_free_scanned": _sum(events, iso_f, "nr_scanned"),
+        "compact_stall": stall,
+        "compact_success": success,
+        "compact_fail": stall - success,
     }
+
+
+# the per-zone outcome events of a direct compaction, and what each says of the zone
+_ZONE_EVENTS = (
+    "mm_compaction_try_to_compact_pages",
+    "mm_compaction_deferred",
+    "mm_compaction_suitable",
+    "mm_compaction_end",
+    "mm_compaction_defer_reset",
+)
+_SKIPPED = ("skipped", "not_suitable_zone")
+
+
+def direct_compactions(events: pl.DataFrame) -> pl.DataFrame:
+    """One row per direct compaction (__alloc_pages_direct_compact(), one
+    mm_compaction_try_to_compact_pages event): pid, time_s, order, the outcome of
+    try_to_compact_pages() (`result`: the highest zone status seen), whether the kernel
+    counted COMPACTSTALL (`stall`) and COMPACTSUCCESS (`success`; COMPACTFAIL = stall and not
+    success).
+
+    mm/page_alloc.c __alloc_pages_direct_compact(): no stall if try_to_compact_pages()
+    returned COMPACT_SKIPPED (every zone skipped: mm_compaction_suitable ret=skipped or
+    not_suitable_zone; a deferred zone, mm_compaction_deferred, is COMPACT_DEFERRED and counts
+    as a stall). A page, captured or from the free lists, is COMPACTSUCCESS and calls
+    compaction_defer_reset(zone, order, true); try_to_compact_pages() itself calls it (false)
+    when a zone returns COMPACT_SUCCESS, which it does with mm_compaction_end status=success,
+    with mm_compaction_suitable ret=success (kernels before 6.6) or, from 6.6, silently
+    (watermark already met in compact_zone()). Each call traces mm_compaction_defer_reset, so
+    a success leaves one more reset than its zones' SUCCESS. One ambiguity the tracepoints
+    leave: one reset after zone events none of which says success is either a silent 6.6+
+    SUCCESS (of a later zone) whose allocation then failed or a page found on the free lists
+    after an unsuccessful compaction; both are races, and it is counted as the latter (a
+    success). (With no zone event at all there is no such choice: a zone always traces
+    something unless it returns a silent SUCCESS, or the cpuset excludes it.)
+
+    The events of a task from one try_to_compact_pages event to its next belong to that
+    compaction (a task that also writes compact_memory in between would mix them in); the
+    counts need the five events above enabled (``migsim probe trace`` enables them)."""
+    ev = events.filter(pl.col("event").is_in(_ZONE_EVENTS)).sort("seq")
+    rows: list[tuple] = []
+    open_: dict[int, list] = {}  # pid -> [time_s, order, zone outcomes, resets]
+
+    def close(pid: int) -> None:
+        time_s, order, zones, resets = open_.pop(pid)
+        # the reset of try_to_compact_pages(): after a zone's SUCCESS, seen or (no zone
+        # event: every zone returns one, so only a silent 6.6+ SUCCESS) inferred
+        in_loop = "success" in zones or (resets > 0 and not zones) or resets > 1
+        success = resets - int(in_loop) > 0
+        rank = {name: i for i, name in enumerate(RESULT_NAMES)}
+        result = max(zones, key=lambda z: rank.get(z, -1)) if zones else "skipped"
+        if in_loop:
+            result = "success"
+        stall = bool(resets) or any(z not in _SKIPPED for z in zones)
+        rows.append((pid, time_s, order, result, stall, success))
+
+    for pid, event, status, time_s, order in ev.select(
+        "pid", "event", "status", "time_s", "order"
+    ).iter_rows():
+        if event == "mm_compaction_try_to_compact_pages":
+            if pid in open_:
+                close(pid)
+            open_[pid] = [time_s, order, [], 0]
+            continue
+        cur = open_.get(pid)
+        if cur is None:  # kcompactd, compact_memory, proactive compaction: not direct
+            continue
+        if event == "mm_compaction_deferred":
+            cur[2].append("deferred")
+        elif event == "mm_compaction_suitable":
+            if status != "continue":  # continue: compact_zone() runs, its end says how
+                cur[2].append(status)
+        elif event == "mm_compaction_end":
+            cur[2].append(status)
+        else:
+            cur[3] += 1
+    for pid in list(open_):
+        close(pid)
+    schema = {"pid": pl.Int64, "time_s": pl.Float64, "order": pl.Int32, "result": pl.String,
+              "stall": pl.Boolean, "success": pl.Boolean}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema, orient="row").sort("time_s", "pid")
 
 
 def call_table(events: pl.DataFrame) -> pl.DataFrame:

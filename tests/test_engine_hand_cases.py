@@ -695,10 +695,32 @@ def test_defer_marks_carry_the_fields_of_the_kernel_trace_event(round_platform):
     z.compact_order_failed = 11
     c = Compactor(z, trace=True)
     c.defer_compaction(9)
+    first = c.log().marks  # a log taken in the middle of a run keeps what it saw
     c.defer_compaction(3)
     marks = c.log().marks
     rows = marks[marks[:, 0] == M_DEFER_COMPACTION][:, MARK_ARGS:]
     assert rows.tolist() == [[9, 0, 1, 9], [3, 0, 2, 3]]
+    assert first[:, MARK_ARGS:].tolist() == [[9, 0, 1, 9]]
+
+
+def test_a_log_taken_during_a_run_keeps_its_calls_and_the_run_goes_on():
+    """log() in the middle of a run, then more allocations: the later log starts with the
+    earlier one's migrate_pages() calls, the earlier one is unchanged, and the calls add up
+    to pgmigrate_success."""
+    from migsim.kernel.compaction import Compactor
+    from migsim.kernel.fragment import FragmentConfig, fragment
+
+    c = Compactor(fragment(FragmentConfig(node_bytes=64 << 20, reserved_bytes=2 << 20)))
+    c.alloc_pages_node(9)
+    first = c.log()
+    kept = first.pages.copy(), first.work.copy()
+    c.alloc_pages_node(9)
+    second = c.log()
+    n = len(kept[0])
+    assert 0 < n < len(second.pages)
+    assert second.pages[:n].tolist() == kept[0].tolist() == first.pages.tolist()
+    assert second.work[:n].tolist() == kept[1].tolist() == first.work.tolist()
+    assert int(second.pages.sum()) == c.vmstat["pgmigrate_success"]
 
 
 def _restart_zone():

@@ -107,13 +107,18 @@ PRELOAD = (
     "migsim.studies.throughput",
     "migsim.cli",
 )
-# `mutmut run`, with two changes to its fork-server runner: each mutant's tests run fastest
+# `mutmut run`, with three changes to its fork-server runner: each mutant's tests run fastest
 # first (its fork runner sorts them so, its fork server runs them in set order), so a killed
-# mutant stops after its quickest failing test; and the clean-test pass is skipped: it runs
-# the very tests the stats pass has just run on the same unmutated code (mutmut stops when
-# the stats pass fails).
-LAUNCH = """
+# mutant stops after its quickest failing test; the clean-test pass is skipped: it runs the
+# very tests the stats pass has just run on the same unmutated code (mutmut stops when the
+# stats pass fails); and the wall-clock limit of a mutant is WALL_FACTOR times mutmut's, so
+# that on a loaded machine a slow but finite run is not called a timeout (a kill): the CPU
+# limit (RLIMIT_CPU, (tests' time + timeout_constant) x timeout_multiplier x 2 CPU seconds,
+# which no load inflates) still ends an endless loop.
+WALL_FACTOR = 8
+LAUNCH = f"""
 import sys
+WALL_FACTOR = {WALL_FACTOR}
 from mutmut.state import state
 from mutmut.workers import isolation
 
@@ -125,8 +130,16 @@ def submit(self, mutant_name, tests, cpu_time_limit, estimated_time):
     return _submit(self, mutant_name, tests, cpu_time_limit, estimated_time)
 
 
+_register_timeout = isolation.register_timeout
+
+
+def register_timeout(pid, timeout_s):
+    _register_timeout(pid, timeout_s * WALL_FACTOR)
+
+
 isolation.ForkServerRunner.submit = submit
 isolation.ForkServerRunner.run_clean_tests = lambda self, tests: 0
+isolation.register_timeout = register_timeout
 from mutmut.__main__ import cli
 
 sys.argv = ["mutmut", *sys.argv[1:]]
@@ -156,9 +169,9 @@ def mutmut_config(only: list[str], max_children: int) -> str:
         'process_isolation = "forkserver"',
         'forkserver_warmup = "import"',
         'preload_modules_file = "preload.txt"',
-        # a mutant's wall limit is (its tests' time in the stats run + 3 s) x 6: an endless
-        # loop costs seconds, not minutes (stats times are measured under the same load)
-        "timeout_multiplier = 6.0",
+        # a mutant's CPU limit is (its tests' time in the stats run + 3 s) x 4 x 2 CPU seconds
+        # (LAUNCH: the wall limit is WALL_FACTOR x half that)
+        "timeout_multiplier = 4.0",
         "timeout_constant = 3.0",
         "use_git_change_detection = false",
         "",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migsim import __version__
+from migsim.digest import cell_seed, config_hash  # noqa: F401 (mp.cell_seed, mp.config_hash)
 from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
 
 if TYPE_CHECKING:  # the engine is imported inside the job functions, not by the Snakefile
@@ -51,12 +52,6 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key."""
 
 
-def config_hash(obj: Any) -> str:
-    """Short, stable hash of a JSON-serialisable object (key order does not matter)."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
 def engine_digest() -> str:
     """Short hash of the engine's code: every Python file of the installed migsim package
     (path and content), so that results record which engine computed them."""
@@ -65,13 +60,6 @@ def engine_digest() -> str:
     for path in sorted(root.rglob("*.py")):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
-
-
-def cell_seed(base_seed: int, *key: Any) -> int:
-    """Seed of one cell or run, derived from the configured seed and the cell's key, so that
-    cells have independent noise, and adding a cell changes no other cell's numbers."""
-    blob = json.dumps([int(base_seed), *key], separators=(",", ":"), default=str).encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
 
 
 def explain_validation_error(err: BaseException) -> str:
@@ -265,10 +253,10 @@ def engine_sources(*roots: str) -> list[str]:
 
 
 def all_engine_sources() -> list[str]:
-    """Every migsim module except the presentation ones (figures*, report*, cli*): the
-    conservative dependency list for a rule that does not name its entry modules."""
+    """Every migsim module except the presentation ones (the figures and pages of output/, the
+    CLI): the conservative dependency list for a rule that does not name its entry modules."""
     pkg = Path(__file__).resolve().parent
-    skip = ("output", "figures", "report", "cli")
+    skip = ("output/figures", "output/pages", "output/study_pages", "output/html", "cli")
     return sorted(
         str(f) for f in pkg.rglob("*.py") if not f.relative_to(pkg).as_posix().startswith(skip)
     )
@@ -307,6 +295,38 @@ def _imported_modules(pkg: Path, path: Path) -> list[str]:
                 if a.name.split(".")[0] == "migsim"
             ]
     return out
+
+
+# Presentation modules a study module imports for its figure and page: editing them redraws
+# the figures but does not rerun the study's simulation.
+STUDY_PRESENTATION = ("output/figures.py", "output/study_pages.py")
+
+
+def study_sources(config: Mapping | None, name: str) -> list[str]:
+    """The source files study `name`'s job depends on (Snakemake does not track imported
+    packages): its module (a plug-in's file too) and every migsim module it imports, directly
+    or not, except the presentation modules (``STUDY_PRESENTATION``)."""
+    import ast
+    import sys
+
+    from migsim.studies import registry
+
+    module = registry(config)[name].module
+    path = Path(sys.modules[module].__file__).resolve()
+    pkg = Path(__file__).resolve().parent
+    if path.is_relative_to(pkg):
+        files = engine_sources(".".join(path.relative_to(pkg).with_suffix("").parts))
+    else:  # a plug-in: its file and the migsim modules it imports (absolute imports)
+        roots = []
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("migsim."):
+                mod = node.module.split(".", 1)[1]
+                roots += [mod, *(f"{mod}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                roots += [a.name[7:] for a in node.names if a.name.startswith("migsim.")]
+        files = [str(path), *engine_sources(*roots)]
+    skip = {str(pkg / p) for p in STUDY_PRESENTATION}
+    return sorted(set(files) - skip)
 
 
 def module_source(name: str) -> str:
@@ -725,9 +745,9 @@ def write_index(
     """results/index.html: every figure and table, readable offline (and the what-if
     studies' section when `whatif` lists their output files), and the run files it was built
     from."""
-    from migsim import report
+    from migsim.output import pages
 
-    report.write_index(
+    pages.write_index(
         out_path,
         figures=figures,
         tables=tables,

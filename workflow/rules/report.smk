@@ -14,11 +14,16 @@ rule index:
         summaries=summary_files(),
         runs=run_files(),
         whatif=lambda wildcards: whatif_targets(),  # workflow/rules/whatif.smk
-        code=mp.module_source("report"),
+        code=[
+            mp.module_source(m)
+            for m in ("output.pages", "output.html", "output.study_pages")
+        ],
     output:
         index=f"{RESULTS}/index.html",
     log:
         f"{RESULTS}/logs/index.log",
+    conda:
+        "../envs/migsim.yaml"
     params:
         config=config,
     script:

@@ -7,7 +7,7 @@
 STUDIES = ms.registry(config)
 WHATIF = ms.enabled(config)
 # The study jobs rerun when the code they import changes (Snakemake does not track it).
-STUDY_ENGINE = {name: ms.job_sources(config, name) for name in WHATIF}
+STUDY_ENGINE = {name: mp.study_sources(config, name) for name in WHATIF}
 STUDY_PRESENTATION = [
     mp.module_source(m) for m in ("output.figures", "output.study_pages")
 ]
@@ -27,7 +27,7 @@ rule whatif_study:
     log:
         f"{RESULTS}/logs/whatif/{{study}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/whatif/{{study}}.tsv"
+        f"{RESULTS}/logs/benchmarks/whatif/{{study}}.tsv"
     wildcard_constraints:
         study="|".join(WHATIF) or "(?!)",
     # the longest jobs of the pipeline (each study simulates its own compaction runs): they

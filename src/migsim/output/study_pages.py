@@ -12,12 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from migsim.atomic import atomic_write_text
-from migsim.report import CSS, inline_svg
+from migsim.output.html import CSS, inline_svg
+from migsim.output.html import rel as _rel
 from migsim.studies import Study, registry, study_files
-
-
-def _rel(path: str | os.PathLike, start: Path) -> str:
-    return Path(os.path.relpath(Path(path).resolve(), start.resolve())).as_posix()
 
 
 def _findings_text(md_path: str) -> str:

@@ -156,7 +156,7 @@ def config_schema(schema: Mapping, config: Mapping | None = None) -> dict:
 def study_params(config: Mapping, name: str) -> dict[str, Any]:
     """The parameters of study `name`'s job: its section without ``enabled`` plus what its
     module adds (``Study.params``), and the study's seed."""
-    from migsim.pipeline import cell_seed
+    from migsim.digest import cell_seed
 
     studies = registry(config)
     if name not in studies:
@@ -203,45 +203,12 @@ def study_files(results: str, name: str) -> dict[str, str]:
     }
 
 
-# Presentation modules a study module imports for its figure and page: editing them redraws
-# the figures but does not rerun the study's simulation.
-PRESENTATION = ("output/figures.py", "output/study_pages.py")
-
-
-def job_sources(config: Mapping | None, name: str) -> list[str]:
-    """The source files study `name`'s job depends on (Snakemake does not track imported
-    packages): its module (a plug-in's file too) and every migsim module it imports, directly
-    or not, except the presentation modules (``PRESENTATION``)."""
-    import ast
-    import sys
-    from pathlib import Path
-
-    from migsim.pipeline import engine_sources
-
-    module = registry(config)[name].module
-    path = Path(sys.modules[module].__file__).resolve()
-    pkg = Path(__file__).resolve().parents[1]
-    if path.is_relative_to(pkg):
-        files = engine_sources(".".join(path.relative_to(pkg).with_suffix("").parts))
-    else:  # a plug-in: its file and the migsim modules it imports (absolute imports)
-        roots = []
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("migsim."):
-                mod = node.module.split(".", 1)[1]
-                roots += [mod, *(f"{mod}.{a.name}" for a in node.names)]
-            elif isinstance(node, ast.Import):
-                roots += [a.name[7:] for a in node.names if a.name.startswith("migsim.")]
-        files = [str(path), *engine_sources(*roots)]
-    skip = {str(pkg / p) for p in PRESENTATION}
-    return sorted(set(files) - skip)
-
-
 def run_study(platform_path: str, params: Mapping, out_path: str) -> None:
     """Run one study job (``study_params``) and write its summary Parquet (schema, metadata,
     atomic)."""
     from migsim.cost.platform import load_platform
+    from migsim.digest import config_hash
     from migsim.output.tables import write_parquet
-    from migsim.pipeline import config_hash
 
     name = params["study"]
     study = load_study(params["module"])

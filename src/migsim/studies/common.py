@@ -26,8 +26,6 @@ back-end, load, channel count, threshold and engine class.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +33,7 @@ from typing import Any
 import polars as pl
 
 from migsim.cost.platform import Platform
+from migsim.digest import cell_seed
 from migsim.output.tables import Column
 from migsim.units import COMPACT_CLUSTER_MAX, format_size, parse_size
 
@@ -42,10 +41,8 @@ LOADS = ("idle", "busy")
 COPIES = ("baseline", "dma")
 
 
-def derive_seed(base: int, *key: Any) -> int:
-    """A 32-bit seed derived from `base` and a cell key (stable across runs and machines)."""
-    blob = json.dumps([int(base), *key], separators=(",", ":"), default=str).encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
+# the seed of a cell of a study: migsim.digest.cell_seed (the workflow's cells use it too)
+derive_seed = cell_seed
 
 
 def compaction_mode(copy: str, load: str) -> str:

@@ -15,6 +15,8 @@ import yaml
 
 from migsim import __version__
 from migsim.atomic import atomic_write_text
+from migsim.output.html import CSS, inline_svg
+from migsim.output.html import rel as _rel
 
 FIGURE_TITLES = {
     "throughput": "Throughput against folio size",
@@ -24,19 +26,6 @@ FIGURE_TITLES = {
     "alloc_latency": "Order-9 allocation latency per mode (CDF)",
 }
 
-CSS = (
-    "body{font-family:sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}"
-    "h1{margin-bottom:.2em}.meta{color:#555}"
-    "figure.chart{margin:1.5em 0;border-top:1px solid #ddd;padding-top:.5em}"
-    "figure.chart svg{max-width:100%;height:auto}"
-    "figcaption a,.links a{margin-right:1em}"
-    "table{border-collapse:collapse;margin:1em 0}"
-    "caption{font-weight:bold;text-align:left;padding:.3em 0}"
-    "th,td{border:1px solid #bbb;padding:.25em .6em;font-variant-numeric:tabular-nums}"
-    "td{text-align:right}th[scope=row]{text-align:left}"
-    ".note{color:#444;font-size:.9em}pre{background:#f6f6f6;padding:.8em;overflow:auto}"
-)
-
 
 def _plain(obj):
     """Nested mappings and lists as plain dicts and lists (for yaml.safe_dump)."""
@@ -45,20 +34,6 @@ def _plain(obj):
     if isinstance(obj, list | tuple):
         return [_plain(v) for v in obj]
     return obj
-
-
-def _rel(path: str | os.PathLike, start: Path) -> str:
-    return Path(os.path.relpath(Path(path).resolve(), start.resolve())).as_posix()
-
-
-def inline_svg(text: str, prefix: str) -> str:
-    """An SVG document made safe to inline in HTML beside others: no XML declaration, and its
-    ids (gradients, clip paths) prefixed so that two figures cannot clash."""
-    text = re.sub(r"^<\?xml[^>]*>\s*", "", text)
-    text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', text)
-    text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})", text)
-    text = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}-{m.group(1)}"', text)
-    return text
 
 
 def _table_fragment(page: str) -> str:

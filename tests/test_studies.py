@@ -108,3 +108,11 @@ def test_study_files_hold_page_figure_table_findings_and_summary():
     assert files["parquet"] == "results/whatif/hybrid.parquet"
     assert files["page"] == "results/whatif/hybrid_page.html"
     assert {"html", "svg", "png", "md", "table_html", "findings"} <= set(files)
+
+
+def test_results_readme_documents_every_study_schema():
+    from migsim.output.tables import describe_schemas
+
+    readme = (ROOT / "results" / "README.md").read_text()
+    doc = describe_schemas([s.schema for s in studies.registry().values()])
+    assert doc.strip() in readme, "results/README.md: regenerate the study schemas section"

@@ -15,6 +15,8 @@ rule aggregate_throughput:
         summary=f"{RESULTS}/summary/throughput.parquet",
     log:
         f"{RESULTS}/logs/aggregate/throughput.log",
+    conda:
+        "../envs/migsim.yaml"
     params:
         kind="throughput",
         digest=mp.experiment_digest(config, "throughput"),
@@ -32,6 +34,8 @@ rule aggregate_compaction:
         summary=f"{RESULTS}/summary/compaction.parquet",
     log:
         f"{RESULTS}/logs/aggregate/compaction.log",
+    conda:
+        "../envs/migsim.yaml"
     params:
         kind="compaction",
         digest=mp.experiment_digest(config, "compaction"),

@@ -104,3 +104,19 @@ def whatif_targets():
     for name in WHATIF:
         files += list(ms.study_files(RESULTS, name).values())
     return files
+
+
+def trace_targets():
+    """The traces of every mode with `trace:` in the config; the comparison with a real trace
+    with `trace.compare_with`."""
+    tr = config.get("trace")
+    if not tr:
+        return []
+    out = [
+        f"{RESULTS}/traces/compaction-{m}.{ext}"
+        for m in COMPACTION_MODES
+        for ext in ("trace", "parquet")
+    ]
+    if tr.get("compare_with"):
+        out.append(f"{RESULTS}/compare/trace.md")
+    return out

@@ -18,6 +18,8 @@ rule compaction:
         f"{RESULTS}/logs/benchmarks/compaction.tsv"
     # the long chain (fragment -> compaction -> aggregate -> figure) starts first
     priority: 50
+    conda:
+        "../envs/migsim.yaml"
     threads: 1
     # measured on a Slurm job (README, cluster section): engine < 250 MB and < 10 s at full
     # scale; the whole job, Snakemake included, peaks below 700 MB

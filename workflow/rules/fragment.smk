@@ -14,6 +14,8 @@ rule fragment:
         f"{RESULTS}/logs/benchmarks/fragment.tsv"
     # the head of the long chain (fragment -> compaction -> aggregate -> figure): first
     priority: 50
+    conda:
+        "../envs/migsim.yaml"
     threads: 1
     # measured on a Slurm job (README, cluster section): engine < 250 MB and < 10 s at full
     # scale; the whole job, Snakemake included, peaks below 700 MB

@@ -39,6 +39,8 @@ rule kernel_formats:
         png=f"{RESULTS}/figures/alloc_latency.png",
     log:
         f"{RESULTS}/logs/kernel_formats.log",
+    conda:
+        "../envs/migsim.yaml"
     params:
         digest=mp.experiment_digest(config, "compaction"),
         seed=config["seed"],
@@ -58,6 +60,8 @@ rule compaction_trace:
         f"{RESULTS}/logs/traces/compaction-{{mode}}.log",
     wildcard_constraints:
         mode=r"baseline|dma|busy-baseline|busy-dma",
+    conda:
+        "../envs/migsim.yaml"
     params:
         run=lambda wildcards: mp.compaction_params(config, wildcards.mode),
         max_events=config.get("trace", {}).get("max_events", 2000000),
@@ -81,21 +85,7 @@ rule compare_trace:
         png=f"{RESULTS}/compare/trace.png",
     log:
         f"{RESULTS}/logs/compare_trace.log",
+    conda:
+        "../envs/migsim.yaml"
     script:
         "../scripts/compare_trace.py"
-
-
-def trace_targets():
-    """The traces of every mode with `trace:` in the config; the comparison with a real trace
-    with `trace.compare_with`."""
-    tr = config.get("trace")
-    if not tr:
-        return []
-    out = [
-        f"{RESULTS}/traces/compaction-{m}.{ext}"
-        for m in COMPACTION_MODES
-        for ext in ("trace", "parquet")
-    ]
-    if tr.get("compare_with"):
-        out.append(f"{RESULTS}/compare/trace.md")
-    return out

@@ -17,6 +17,8 @@ rule throughput:
     wildcard_constraints:
         digest=r"[0-9a-f]{16}",
         row=r"baseline|dma-\d+ch|mt-\d+t",
+    conda:
+        "../envs/migsim.yaml"
     threads: 1
     # measured on a Slurm job (README, cluster section): engine < 250 MB and < 10 s at full
     # scale; the whole job, Snakemake included, peaks below 700 MB

@@ -37,6 +37,11 @@ localrules:
 
 
 rule prune:
-    run:
-        for path in mp.prune_results(RESULTS, [*run_files(), STATE]):
-            print(f"removed results/{path}")
+    log:
+        f"{RESULTS}/logs/prune.log",
+    conda:
+        "../envs/migsim.yaml"
+    params:
+        keep=lambda wildcards: [*run_files(), STATE],
+    script:
+        "../scripts/prune.py"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from migsim.report import build_index
+from migsim.output.pages import build_index
 
 
 def page(tmp_path: Path, config: dict, runs=()) -> str:

@@ -3,11 +3,8 @@
 COMPACT_CLUSTER_MAX x copy back-end x idle/busy machine: the smallest cluster
 size at which DMA compaction is no slower than the CPU copy (or its absence).
 
-One module holds the whole study: its configuration section (``CONFIG``, the schema fragment of
-``whatif.cluster_max``), the Parquet schema of its summary (``SCHEMA``), its run
-(``study_cluster_max``: platform and parameters -> one row per cell), its table, its figure and its
-findings paragraph; ``STUDY`` declares them to the registry (``migsim.studies``). Shared pieces
-of the what-if studies are in ``migsim.studies.common``.
+The whole study (``STUDY``, see ``migsim.studies``): ``CONFIG``, ``SCHEMA``, ``study_cluster_max``, its
+table, figure and findings.
 """
 
 from __future__ import annotations
@@ -47,9 +44,8 @@ NAME = "cluster_max"
 KEY = f"whatif.{NAME}"
 TITLE = "What-if 1: compaction batch size (COMPACT_CLUSTER_MAX)"
 CAPTION = (
-    "Direct compaction for each COMPACT_CLUSTER_MAX, with the CPU copy and with DMA, on an idle and on a busy machine: wall time, CPU split and the competing task's iterations. "
-    f"Computed from results/whatif/{NAME}.parquet; every number of the findings "
-    "paragraph above the table is a value of that summary."
+    "Direct compaction for each COMPACT_CLUSTER_MAX, with the CPU copy and with DMA, on an "
+    "idle and on a busy machine: wall time, CPU split and the competing task's iterations."
 )
 CONFIG: dict[str, Any] = {
     "description": "1: COMPACT_CLUSTER_MAX x {baseline, dma} x {idle, busy}",

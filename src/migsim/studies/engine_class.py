@@ -4,11 +4,8 @@ The calibrated DMA engine against low-latency engines (the per-descriptor
 ramp and the per-call costs scaled down) over channel counts, for the move_pages() throughput
 table and for compaction.
 
-One module holds the whole study: its configuration section (``CONFIG``, the schema fragment of
-``whatif.engine_class``), the Parquet schema of its summary (``SCHEMA``), its run
-(``study_engine_class``: platform and parameters -> one row per cell), its table, its figure and its
-findings paragraph; ``STUDY`` declares them to the registry (``migsim.studies``). Shared pieces
-of the what-if studies are in ``migsim.studies.common``.
+The whole study (``STUDY``, see ``migsim.studies``): ``CONFIG``, ``SCHEMA``, ``study_engine_class``, its
+table, figure and findings.
 """
 
 from __future__ import annotations
@@ -47,9 +44,8 @@ NAME = "engine_class"
 KEY = f"whatif.{NAME}"
 TITLE = "What-if 2: DMA engine class (low-latency engines)"
 CAPTION = (
-    "The calibrated DMA engine against engine classes with lower start-up latency, over channel counts: move_pages() throughput and compaction wall time. "
-    f"Computed from results/whatif/{NAME}.parquet; every number of the findings "
-    "paragraph above the table is a value of that summary."
+    "The calibrated DMA engine against engine classes with lower start-up latency, over "
+    "channel counts: move_pages() throughput and compaction wall time."
 )
 CONFIG: dict[str, Any] = {
     "description": "2: the calibrated DMA engine against low-latency engine classes",

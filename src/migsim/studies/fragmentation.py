@@ -3,11 +3,8 @@
 Free ratio x fragmentation pattern: pages migrated per allocation, wall time,
 allocation success rate.
 
-One module holds the whole study: its configuration section (``CONFIG``, the schema fragment of
-``whatif.fragmentation``), the Parquet schema of its summary (``SCHEMA``), its run
-(``study_fragmentation``: platform and parameters -> one row per cell), its table, its figure and its
-findings paragraph; ``STUDY`` declares them to the registry (``migsim.studies``). Shared pieces
-of the what-if studies are in ``migsim.studies.common``.
+The whole study (``STUDY``, see ``migsim.studies``): ``CONFIG``, ``SCHEMA``, ``study_fragmentation``, its
+table, figure and findings.
 """
 
 from __future__ import annotations
@@ -45,9 +42,8 @@ NAME = "fragmentation"
 KEY = f"whatif.{NAME}"
 TITLE = "What-if 4: fragmentation level and pattern"
 CAPTION = (
-    "Direct compaction for each free ratio and fragmentation pattern: pages migrated per allocation, wall time, allocation success. "
-    f"Computed from results/whatif/{NAME}.parquet; every number of the findings "
-    "paragraph above the table is a value of that summary."
+    "Direct compaction for each free ratio and fragmentation pattern: pages migrated per "
+    "allocation, wall time, allocation success."
 )
 CONFIG: dict[str, Any] = {
     "description": "4: free ratio x fragmentation pattern",

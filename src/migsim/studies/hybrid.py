@@ -4,11 +4,8 @@ Offload a batch only if it holds at least T bytes (dcbm with a ``should_batch``-
 threshold); the T that minimises compaction wall time, idle and busy, and the kernel CPU time
 it frees.
 
-One module holds the whole study: its configuration section (``CONFIG``, the schema fragment of
-``whatif.hybrid``), the Parquet schema of its summary (``SCHEMA``), its run
-(``study_hybrid``: platform and parameters -> one row per cell), its table, its figure and its
-findings paragraph; ``STUDY`` declares them to the registry (``migsim.studies``). Shared pieces
-of the what-if studies are in ``migsim.studies.common``.
+The whole study (``STUDY``, see ``migsim.studies``): ``CONFIG``, ``SCHEMA``, ``study_hybrid``, its
+table, figure and findings.
 """
 
 from __future__ import annotations
@@ -51,9 +48,8 @@ NAME = "hybrid"
 KEY = f"whatif.{NAME}"
 TITLE = "What-if 3: hybrid offload threshold T"
 CAPTION = (
-    "Compaction that offloads a batch to DMA only when it holds at least T bytes: wall time and kernel CPU time freed for each threshold T. "
-    f"Computed from results/whatif/{NAME}.parquet; every number of the findings "
-    "paragraph above the table is a value of that summary."
+    "Compaction that offloads a batch to DMA only when it holds at least T bytes: wall time "
+    "and kernel CPU time freed for each threshold T."
 )
 CONFIG: dict[str, Any] = {
     "description": "3: offload a batch to DMA only if it holds at least T bytes",

@@ -1,13 +1,10 @@
 """What-if 5: latency against throughput (batch limit).
 
-Move_pages() of 1 GiB with batch limits from 512 pages to 1 GiB: total time
+A move_pages() of 1 GiB with batch limits from 512 pages to 1 GiB: total time
 against the time until the first folio is usable again.
 
-One module holds the whole study: its configuration section (``CONFIG``, the schema fragment of
-``whatif.latency``), the Parquet schema of its summary (``SCHEMA``), its run
-(``study_latency``: platform and parameters -> one row per cell), its table, its figure and its
-findings paragraph; ``STUDY`` declares them to the registry (``migsim.studies``). Shared pieces
-of the what-if studies are in ``migsim.studies.common``.
+The whole study (``STUDY``, see ``migsim.studies``): ``CONFIG``, ``SCHEMA``, ``study_latency``, its
+table, figure and findings.
 """
 
 from __future__ import annotations
@@ -44,9 +41,8 @@ NAME = "latency"
 KEY = f"whatif.{NAME}"
 TITLE = "What-if 5: latency against throughput (batch limit)"
 CAPTION = (
-    "move_pages() with each batch limit: total time against the time until the first folio is usable again. "
-    f"Computed from results/whatif/{NAME}.parquet; every number of the findings "
-    "paragraph above the table is a value of that summary."
+    "move_pages() with each batch limit: total time against the time until the first folio is"
+    " usable again."
 )
 CONFIG: dict[str, Any] = {
     "description": "5: move_pages() for each batch limit: total against first-folio time",

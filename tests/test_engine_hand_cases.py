@@ -723,9 +723,11 @@ def test_a_log_taken_during_a_run_keeps_its_calls_and_the_run_goes_on():
     assert int(second.pages.sum()) == c.vmstat["pgmigrate_success"]
 
 
-def _restart_zone():
-    """16 pageblocks: 0 unmovable kernel memory; 1 with 32 pages in use and 480 free; 2-5 every
-    other page free; 6 with its first 100 pages free; 7-15 in use."""
+def _restart_zone(layout: str = "even"):
+    """16 pageblocks: 0 unmovable kernel memory; 1 with 32 pages in use and 480 free; 6 with
+    its first 100 pages free; 7-15 in use; "even": 2-5 every other page free; "sparse": 2-5 in
+    use, the last 300 pages of block 0 and the first 480 of block 6 free (so the blocks with
+    free pages are 0, 1 and 6 only)."""
     from migsim.kernel.zone import FREE, KERNEL, LRU, MIGRATE_UNMOVABLE, Zone
 
     z = Zone(16 * 512)
@@ -733,9 +735,13 @@ def _restart_zone():
     z.state[:512] = KERNEL
     z.migratetype[0] = MIGRATE_UNMOVABLE
     z.state[512 + 32 : 1024] = FREE
-    for b in range(2, 6):
-        z.state[b * 512 : (b + 1) * 512 : 2] = FREE
-    z.state[6 * 512 : 6 * 512 + 100] = FREE
+    if layout == "even":
+        for b in range(2, 6):
+            z.state[b * 512 : (b + 1) * 512 : 2] = FREE
+        z.state[6 * 512 : 6 * 512 + 100] = FREE
+    else:
+        z.state[212:512] = FREE
+        z.state[6 * 512 : 6 * 512 + 480] = FREE
     z.recount()
     # a finished compaction left every skip bit set and the scanners past each other
     z.skip[:] = True
@@ -744,7 +750,8 @@ def _restart_zone():
     return z
 
 
-def test_compaction_restart_clears_the_skip_bits_and_restarts_the_scanners():
+@pytest.mark.parametrize("layout", ["even", "sparse"])
+def test_compaction_restart_clears_the_skip_bits_and_restarts_the_scanners(layout):
     """compaction_restarting() (defer shift at COMPACT_MAX_DEFER_SHIFT and as many attempts
     considered): compact_zone() calls __reset_isolation_suitable(), which clears every skip
     bit and restarts the migration scanner at the first pageblock with pages to move (block
@@ -752,10 +759,12 @@ def test_compaction_restart_clears_the_skip_bits_and_restarts_the_scanners():
     order-9 allocation then moves block 1's 32 pages to block 6, captures block 1 (pfn 512),
     and, as the capture comes in the drain, one batch of 32 from block 2 first: 64 pages
     migrated, 64 free pfns scanned (block 6's first 64, all free). Without the restart every
-    block is skipped and the allocation fails."""
+    block is skipped and the allocation fails. The same with free pages in blocks 0, 1 and 6
+    only ("sparse": the first block to migrate from lies below the last with free pages, not
+    below the one before it)."""
     from migsim.kernel.compaction import COMPACT_MAX_DEFER_SHIFT, Compactor
 
-    z = _restart_zone()
+    z = _restart_zone(layout)
     z.compact_defer_shift = COMPACT_MAX_DEFER_SHIFT
     z.compact_considered = 1 << COMPACT_MAX_DEFER_SHIFT
     z.compact_order_failed = 0
@@ -765,7 +774,7 @@ def test_compaction_restart_clears_the_skip_bits_and_restarts_the_scanners():
     assert c.vmstat["pgmigrate_success"] == 64 and c.vmstat["compact_free_scanned"] == 64
     assert not z.skip[3:].any()  # cleared; only the blocks scanned since are marked again
     z.check()
-    stale = Compactor(_restart_zone())
+    stale = Compactor(_restart_zone(layout))
     assert stale.alloc_pages_node(9) is None
     assert stale.vmstat["pgmigrate_success"] == 0 and stale.zone.skip.all()
 

@@ -1032,3 +1032,21 @@ def test_a_run_too_big_for_the_node_names_the_numbers(round_platform):
         run_compaction(round_platform, mode="baseline", node_bytes=64 << 20, allocations=40)
     with pytest.raises(ValueError, match=r"^allocations: "):
         run_compaction(round_platform, mode="baseline", node_bytes=64 << 20, allocations=0)
+
+
+def test_a_platform_is_named_by_its_file(platform, tmp_path):
+    """load_platform(): the name the file states, else the file's stem."""
+    import yaml
+
+    from migsim.cost.platform import DEFAULT_PLATFORM, load_platform, save_platform
+
+    assert (
+        load_platform(DEFAULT_PLATFORM).name == yaml.safe_load(DEFAULT_PLATFORM.read_text())["name"]
+    )
+    path = tmp_path / "my-box.yaml"
+    save_platform(platform.replace(), path)
+    doc = yaml.safe_load(path.read_text())
+    assert load_platform(path).name == platform.name
+    del doc["name"]
+    path.write_text(yaml.safe_dump(doc))
+    assert load_platform(path).name == "my-box"

@@ -1050,3 +1050,31 @@ def test_a_platform_is_named_by_its_file(platform, tmp_path):
     del doc["name"]
     path.write_text(yaml.safe_dump(doc))
     assert load_platform(path).name == "my-box"
+
+
+def test_run_arguments_refused_by_name(round_platform, monkeypatch):
+    """More DMA channels than the platform has, or a node larger than the memory available
+    (MIGSIM_MEMORY_AVAILABLE stands in for MemAvailable), is refused before any work, naming
+    the argument."""
+    from migsim.studies.compaction import run_compaction
+
+    kw = dict(node_bytes=64 << 20, allocations=4)
+    with pytest.raises(ValueError, match=r"^channels: .*16"):
+        run_compaction(round_platform, mode="dma", channels=17, **kw)
+    monkeypatch.setenv("MIGSIM_MEMORY_AVAILABLE", "1000")
+    with pytest.raises(ValueError, match=r"^node_bytes: simulating a 64M node needs about"):
+        run_compaction(round_platform, mode="baseline", **kw)
+
+
+def test_a_simulation_starts_from_a_saved_state(round_platform, tmp_path):
+    """simulate(state=file): the saved node (32 MiB, clustered), not a freshly fragmented one
+    of the default size and pattern."""
+    from migsim.kernel.fragment import FragmentConfig, fragment, save_state
+    from migsim.studies.compaction import simulate
+
+    cfg = FragmentConfig(node_bytes=32 << 20, pattern="clustered")
+    path = tmp_path / "z.npz"
+    save_state(fragment(cfg), path, cfg)
+    sim = simulate(round_platform, state=path, allocations=2)
+    assert (sim.node_bytes, sim.pattern) == (32 << 20, "clustered")
+    assert sim.fragmentation["buddyinfo"][4] == 15 * 16  # 15 movable regions, runs of 16

@@ -1078,3 +1078,24 @@ def test_a_simulation_starts_from_a_saved_state(round_platform, tmp_path):
     sim = simulate(round_platform, state=path, allocations=2)
     assert (sim.node_bytes, sim.pattern) == (32 << 20, "clustered")
     assert sim.fragmentation["buddyinfo"][4] == 15 * 16  # 15 movable regions, runs of 16
+
+
+def test_the_fragmented_node_has_the_platforms_cpus_on_its_pcp_lists(round_platform):
+    """fragmented_zone() sizes the per-CPU lists for the platform's CPUs: a 4 GiB zone's low
+    watermark 3096 split among 4 CPUs gives pcp high 774 (64 CPUs: 252, see
+    test_kernel_watermarks_of_a_4_gib_zone)."""
+    from migsim.studies.compaction import fragmented_zone
+
+    four = round_platform.replace(compaction__node_cpus_count=4)
+    zone, cfg = fragmented_zone(four, None, 4 << 30, 0.5, "even", 1)
+    assert cfg is None and zone.nr_pages == 1 << 20
+    assert zone.pcp.high == 774
+
+
+def test_an_unknown_mode_names_the_modes():
+    from migsim.studies.compaction import mode_parts
+
+    msg = r"^mode: must be one of baseline, dma, busy-baseline, busy-dma; got 'gpu'$"
+    with pytest.raises(ValueError, match=msg):
+        mode_parts("gpu")
+    assert mode_parts("busy-dma") == ("dma", True) and mode_parts("baseline") == ("baseline", False)

@@ -1099,3 +1099,11 @@ def test_an_unknown_mode_names_the_modes():
     with pytest.raises(ValueError, match=msg):
         mode_parts("gpu")
     assert mode_parts("busy-dma") == ("dma", True) and mode_parts("baseline") == ("baseline", False)
+
+
+def test_no_folios_make_no_batches():
+    from migsim.kernel.migrate import batch_totals, split_batches
+
+    empty = np.zeros(0, dtype=np.int64)
+    assert split_batches(empty, 512).tolist() == []
+    assert [len(x) for x in batch_totals(empty, 512)] == [0, 0, 0]

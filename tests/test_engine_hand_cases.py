@@ -1107,3 +1107,19 @@ def test_no_folios_make_no_batches():
     empty = np.zeros(0, dtype=np.int64)
     assert split_batches(empty, 512).tolist() == []
     assert [len(x) for x in batch_totals(empty, 512)] == [0, 0, 0]
+
+
+def test_the_driver_sets_up_nothing_for_an_empty_batch(round_platform):
+    """dcbm's setup (call setup 10 us, per channel and per folio work) is paid only by a batch
+    that has folios: 3 folios on 2 channels cost 21 us (test_dma_offloads_a_batch_of_exactly_
+    the_threshold), none cost 0."""
+    s = DmaCopier(channels=2).setup_seconds(
+        np.array([0, 3]), round_platform, np.array([0.0, 3 * PAGE])
+    )
+    assert s[0] == 0.0 and s[1] == pytest.approx(21.0 * US, rel=1e-12)
+
+
+def test_make_copier_takes_cpu_for_the_baseline():
+    from migsim.cost.copiers import make_copier
+
+    assert make_copier("cpu").name == make_copier("baseline").name == "cpu"

@@ -1,7 +1,8 @@
 """Two commits side by side (issue 17's "Done when" numbers): each is checked out into a
 temporary git worktree and every command runs alternately from the two trees in the same
-invocation (medians of --runs whole-process runs, peak RSS from wait4); prints absolute times
-and the ratio head/base, writes results/benchmarks/compare-<what>.json.
+invocation (medians of --runs whole-process runs; CPU seconds and peak RSS from wait4); prints
+wall and CPU seconds and their ratios head/base, writes results/benchmarks/compare-<what>.json.
+Either commit may predate the module moves (benchmarks/harness.py LAYOUT_PRELUDE).
 
     python benchmarks/compare.py compaction [--base HEAD~1] [--head HEAD] [--runs 5]
     python benchmarks/compare.py startup    # migsim compaction --help, reproduce throughput
@@ -10,7 +11,7 @@ and the ratio head/base, writes results/benchmarks/compare-<what>.json.
     python benchmarks/compare.py all
 
 On a shared machine absolute times inflate with the load (printed); the ratios, measured
-under the same load, are what to compare with the targets.
+under the same load, are what to compare with the targets (the CPU ratio moves least).
 """
 
 from __future__ import annotations

@@ -642,6 +642,10 @@ class Zone:
         seg = self.state[pfn : pfn + size]
         if np.any((seg == FREE) | (seg == PCP) | (seg == ISOLATED_FREE)):
             raise ValueError(f"pfn: double free of a frame in [{pfn}, {pfn + size})")
+        if self._moves:
+            # a queued target freed here could be a target again before the queue is applied:
+            # one scatter with a repeated index has no defined order (flush_moves)
+            self.flush_moves()
         if order == 0:
             self.pcp_free(np.array([pfn], dtype=np.int64))
         else:

@@ -231,3 +231,11 @@ def edit(config: dict, path: str, value=None, *, delete: bool = False) -> dict:
     else:
         node[last] = value
     return out
+
+
+def study_summary(results: Path, name: str) -> Path:
+    """The summary Parquet of study `name` in a fresh run under `results`: the one file of
+    runs/whatif/<name>/ (named by a digest, migsim.studies.study_run)."""
+    found = sorted((Path(results) / "runs" / "whatif" / name).glob("*.parquet"))
+    assert len(found) == 1, (name, found)
+    return found[0]

@@ -156,3 +156,16 @@ def test_configfile_and_config_overrides_reach_the_jobs(work, tmp_path):
     assert sim_jobs(jobs) == {"throughput": ["baseline", "dma-1ch", "dma-4ch", "mt-2t"]}
     sims = sim_jobs(plan(work, *SMOKE_ARGS, "--config", "seed=2"))
     assert set(sims) == {"fragment", "throughput", "compaction"}  # the seed changes every job
+
+
+def test_changing_a_study_value_reruns_that_study_under_a_new_name(work):
+    """A study's summary is named by its parameters' digest like every simulation output: a
+    changed value plans a new file, and the previous summary stays until the rerun succeeds
+    (and `snakemake prune` removes it)."""
+    (old,) = sorted((work / "results" / "runs" / "whatif" / "latency").glob("*.parquet"))
+    jobs = plan(work, *SMOKE_ARGS, "--config", "whatif={latency: {knee_pct: 90}}")
+    planned = [o for rule, outputs in jobs if rule == "whatif_study" for o in outputs]
+    assert len(planned) == 1 and Path(planned[0]).parent.name == "latency"
+    assert Path(planned[0]).name != old.name
+    assert old.is_file()
+    assert not (rules(jobs) & set(SIMULATIONS))  # nothing else is simulated again

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from pipeline_util import SNAKEMAKE, TIMEOUT_S, copy_workflow, env_for
+from pipeline_util import SNAKEMAKE, TIMEOUT_S, copy_workflow, env_for, study_summary
 from test_figures import check_figure_files
 
 from migsim.output.tables import read_metadata
@@ -66,7 +66,8 @@ def test_plugin_study_parquet_is_the_engines_numbers(work, monkeypatch):
     from migsim.cost.platform import load_platform
     from migsim.studies import study_params
 
-    files = study_files(str(work / "results"), "plugin_study")
+    summary = str(study_summary(work / "results", "plugin_study"))
+    files = study_files(str(work / "results"), "plugin_study", summary)
     plugin_study.SCHEMA.check_file(files["parquet"])
     meta = read_metadata(files["parquet"])
     assert meta["study"] == "plugin_study" and meta["config_hash"]
@@ -98,7 +99,7 @@ def test_plugin_study_is_on_the_studies_page_and_the_others_are_off(work):
     page = (work / "results" / "whatif" / "index.html").read_text()
     assert "id='whatif-plugin_study'" in page
     assert not [n for n in registry() if f"id='whatif-{n}'" in page]
-    assert not (work / "results" / "whatif" / "hybrid.parquet").exists()
+    assert not (work / "results" / "runs" / "whatif" / "hybrid").exists()
 
 
 def test_a_bad_plugin_section_stops_before_any_job(tmp_path):

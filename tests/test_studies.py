@@ -104,8 +104,9 @@ def test_two_studies_of_one_name_name_both_modules(monkeypatch, tmp_path):
 
 
 def test_study_files_hold_page_figure_table_findings_and_summary():
-    files = studies.study_files("results", "hybrid")
-    assert files["parquet"] == "results/whatif/hybrid.parquet"
+    files = studies.study_files("results", "hybrid", "results/runs/whatif/hybrid/d.parquet")
+    assert files["parquet"] == "results/runs/whatif/hybrid/d.parquet"
+    assert "parquet" not in studies.study_files("results", "hybrid")  # no fixed path
     assert files["page"] == "results/whatif/hybrid_page.html"
     assert {"html", "svg", "png", "md", "table_html", "findings"} <= set(files)
 
@@ -116,3 +117,15 @@ def test_results_readme_documents_every_study_schema():
     readme = (ROOT / "results" / "README.md").read_text()
     doc = describe_schemas([s.schema for s in studies.registry().values()])
     assert doc.strip() in readme, "results/README.md: regenerate the study schemas section"
+
+
+def test_a_study_summary_is_named_by_its_parameters_code_and_platform():
+    """A changed value, engine or platform names a new file: the previous one stays (issue 16)."""
+    params = {"study": "hybrid", "seed": 1}
+    a = studies.study_run("results", "hybrid", params, "c0de")
+    assert a.startswith("results/runs/whatif/hybrid/") and a.endswith(".parquet")
+    assert studies.summary_study(a) == "hybrid"
+    assert studies.summary_study("results/whatif/hybrid.html") is None
+    assert studies.study_run("results", "hybrid", params, "c0de") == a
+    assert studies.study_run("results", "hybrid", {**params, "seed": 2}, "c0de") != a
+    assert studies.study_run("results", "hybrid", params, "c0dd") != a

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from pipeline_util import copy_workflow, load_config, smoke_run, snakemake
+from pipeline_util import copy_workflow, load_config, smoke_run, snakemake, study_summary
 from test_figures import check_figure_files
 from whatif_expect import EXPECTED, check
 
@@ -42,7 +42,7 @@ def test_every_study_is_on_by_default(work):
 
 def test_summary_parquet_schema_and_metadata(work, config):
     for study in enabled_studies(config):
-        path = work / "results" / "whatif" / f"{study}.parquet"
+        path = study_summary(work / "results", study)
         SCHEMAS[study].check_file(path)
         meta = read_metadata(path)
         assert meta["study"] == study and meta["config_hash"] and meta["migsim_version"]
@@ -53,7 +53,8 @@ def test_summary_parquet_schema_and_metadata(work, config):
 
 def test_figure_table_and_findings_of_every_study(work, config):
     for study in enabled_studies(config):
-        files = study_files(str(work / "results"), study)
+        summary = str(study_summary(work / "results", study))
+        files = study_files(str(work / "results"), study, summary)
         check_figure_files(work / "results" / "whatif" / study)
         md = Path(files["md"]).read_text()
         assert md.startswith(f"## {TITLES[study]}") and "|" in md
@@ -90,8 +91,9 @@ def test_pages_link_every_study_output(work, config, page):
         assert f"id='whatif-{study}'" in text
         section = text.split(f"id='whatif-{study}'", 1)[1].split("</section>", 1)[0]
         assert section.count("class='findings'") == 1, f"{study}: findings twice on {page}"
-        for key, file in study_files(str(work / "results"), study).items():
-            assert (work / "results" / "whatif" / file.rsplit("/", 1)[1]).resolve() in targets, key
+        summary = str(study_summary(work / "results", study))
+        for key, file in study_files(str(work / "results"), study, summary).items():
+            assert Path(file).resolve() in targets, key
     assert not re.search(r"(src|href)=['\"]https?:", text)
 
 
@@ -106,8 +108,8 @@ def test_disabled_study_is_not_planned(tmp_path):
         "--config",
         "whatif={hybrid: {enabled: false}}",
     )
-    assert "results/whatif/hybrid.parquet" not in proc.stdout
-    assert "results/whatif/latency.parquet" in proc.stdout
+    assert "results/runs/whatif/hybrid/" not in proc.stdout
+    assert "results/runs/whatif/latency/" in proc.stdout
 
 
 @pytest.mark.parametrize(

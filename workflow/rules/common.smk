@@ -92,9 +92,18 @@ def default_targets():
     return [f"{RESULTS}/index.html", *summary_files(), *figure_files(), *table_files()]
 
 
+def study_summary(name):
+    """The summary Parquet of study `name`: named by the digest of its parameters, the code
+    its job imports and the platform (migsim.studies.study_run), like every simulation output.
+    """
+    code = mp.files_digest([*STUDY_ENGINE[name], PLATFORM])  # workflow/rules/whatif.smk
+    return ms.study_run(RESULTS, name, ms.study_params(config, name), code)
+
+
 def study_file(name, key):
-    """One output of study `name` (migsim.studies.study_files: parquet, html, svg, png, md,
-    table_html, findings, page); `name` may be a wildcard."""
+    """One rendered output of study `name` (migsim.studies.study_files: html, svg, png, md,
+    table_html, findings, page); `name` may be a wildcard. Its summary: study_summary.
+    """
     return ms.study_files(RESULTS, name)[key]
 
 
@@ -102,7 +111,7 @@ def whatif_targets():
     """Every output of the enabled studies (workflow/rules/whatif.smk) and their page."""
     files = [f"{RESULTS}/whatif/index.html"] if WHATIF else []
     for name in WHATIF:
-        files += list(ms.study_files(RESULTS, name).values())
+        files += list(ms.study_files(RESULTS, name, study_summary(name)).values())
     return files
 
 

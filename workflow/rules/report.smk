@@ -30,7 +30,8 @@ rule index:
         "../scripts/index.py"
 
 
-# `snakemake prune`: delete the run files and states that the current configuration no longer
+# `snakemake prune`: delete the run files, study summaries and states that the current
+# configuration no longer
 # uses (older results, kept so that a failing rerun never loses them; results/README.md).
 localrules:
     prune,
@@ -42,6 +43,10 @@ rule prune:
     conda:
         "../envs/migsim.yaml"
     params:
-        keep=lambda wildcards: [*run_files(), STATE],
+        keep=lambda wildcards: [
+            *run_files(),
+            STATE,
+            *[study_summary(s) for s in WHATIF],
+        ],
     script:
         "../scripts/prune.py"

@@ -23,13 +23,16 @@ rule whatif_study:
         platform=PLATFORM,
         engine=lambda wildcards: STUDY_ENGINE[wildcards.study],
     output:
-        summary=study_file("{study}", "parquet"),
+        # named by the digest of its parameters, code and platform (common.smk study_summary):
+        # a failing rerun with a changed value leaves the previous summary in place
+        summary=f"{RESULTS}/runs/whatif/{{study}}/{{digest}}.parquet",
     log:
-        f"{RESULTS}/logs/whatif/{{study}}.log",
+        f"{RESULTS}/logs/whatif/{{study}}/{{digest}}.log",
     benchmark:
-        f"{RESULTS}/logs/benchmarks/whatif/{{study}}.tsv"
+        f"{RESULTS}/logs/benchmarks/whatif/{{study}}/{{digest}}.tsv"
     wildcard_constraints:
         study="|".join(WHATIF) or "(?!)",
+        digest=r"[0-9a-f]{16}",
     # the longest jobs of the pipeline (each study simulates its own compaction runs): they
     # start right after the fragment/compaction chain, before the short throughput rows
     priority: 40
@@ -47,7 +50,7 @@ rule whatif_study:
 
 rule whatif_render:
     input:
-        summary=study_file("{study}", "parquet"),
+        summary=lambda wildcards: study_summary(wildcards.study),
         code=lambda wildcards: [*STUDY_ENGINE[wildcards.study], *STUDY_PRESENTATION],
         bundle=rules.vega_bundle.output.bundle,
     output:
@@ -83,7 +86,11 @@ rule whatif_render:
 
 rule whatif_page:
     input:
-        files=[study_file(s, key) for s in WHATIF for key in ms.study_files("", s)],
+        files=[
+            f
+            for s in WHATIF
+            for f in ms.study_files(RESULTS, s, study_summary(s)).values()
+        ],
         code=STUDY_PRESENTATION,
     output:
         page=f"{RESULTS}/whatif/index.html",
@@ -92,7 +99,7 @@ rule whatif_page:
     conda:
         "../envs/migsim.yaml"
     params:
-        studies=WHATIF,
+        summaries={s: study_summary(s) for s in WHATIF},
         titles={s: STUDIES[s].title for s in WHATIF},
     script:
         "../scripts/whatif_page.py"

@@ -12,6 +12,6 @@ with job_log(smk.log[0], "results/whatif/index.html"):
     results = str(Path(smk.output.page).parent.parent)  # the page is <results>/whatif/index.html
     write_page(
         smk.output.page,
-        {s: study_files(results, s) for s in smk.params.studies},
+        {s: study_files(results, s, path) for s, path in smk.params.summaries.items()},
         dict(smk.params.titles),
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 from migsim.atomic import atomic_write_text
 from migsim.output.html import CSS, inline_svg
 from migsim.output.html import rel as _rel
-from migsim.studies import Study, registry, study_files
+from migsim.studies import Study, registry, study_files, summary_study
 
 
 def _findings_text(md_path: str) -> str:
@@ -139,22 +139,19 @@ def render_study(study: Study, outputs: Mapping[str, str], bundle: str | None = 
 
 def render_all(
     results: str,
-    studies: Sequence[str],
+    summaries: Mapping[str, str],
     page: str,
     bundle: str | None = None,
     config: Mapping | None = None,
 ) -> None:
-    """Render every study of `studies` (names of the registry of `config`) from its summary
-    under `results`/whatif (one process: the figure renderer starts once), then write the
-    what-if page `page`."""
+    """Render every study of `summaries` (name of the registry of `config` -> its summary
+    Parquet, ``migsim.studies.study_run``) into its files under `results`/whatif (one process:
+    the figure renderer starts once), then write the what-if page `page`."""
     reg = registry(config)
-    for name in studies:
-        render_study(reg[name], study_files(results, name), bundle)
-    write_page(
-        page,
-        {s: study_files(results, s) for s in studies},
-        {s: reg[s].title for s in studies},
-    )
+    files = {s: study_files(results, s, path) for s, path in summaries.items()}
+    for name, outputs in files.items():
+        render_study(reg[name], outputs, bundle)
+    write_page(page, files, {s: reg[s].title for s in files})
 
 
 def index_section(
@@ -164,12 +161,12 @@ def index_section(
     (the studies are those of the registry of `config` with a summary Parquet among them);
     links relative to `out_dir`."""
     out_dir = Path(out_dir)
-    parquets = [Path(f) for f in files if str(f).endswith(".parquet")]
-    if not parquets:
+    summaries = {summary_study(f): str(f) for f in files if summary_study(f)}
+    if not summaries:
         return ""
-    results = str(parquets[0].parent.parent)
+    results = str(Path(next(iter(summaries.values()))).parents[3])  # <results>/runs/whatif/<s>/
     reg = registry(config)
-    studies = [s for s in reg if any(p.stem == s for p in parquets)]
+    studies = [s for s in reg if s in summaries]
     parts = ["<h2 id='whatif'>What-if studies</h2>"]
     page = Path(results) / "whatif" / "index.html"
     parts.append(
@@ -177,5 +174,6 @@ def index_section(
         "whatif/index.html</a></p>"
     )
     for study in studies:
-        parts.append(section_html(study, reg[study].title, study_files(results, study), out_dir))
+        files_of = study_files(results, study, summaries[study])
+        parts.append(section_html(study, reg[study].title, files_of, out_dir))
     return "\n".join(parts)

@@ -12,7 +12,8 @@ figures) keep their own job split (one job per throughput row, one simulation co
 compaction mode) and the rules of workflow/rules/{throughput,compaction,aggregate,figures,
 tables}.smk. Every other study (the what-if studies ``cluster_max``, ``engine_class``,
 ``hybrid``, ``fragmentation``, ``latency`` and any plug-in) is one job of rule ``whatif_study``
-and is rendered by rule ``whatif_report``; its outputs are ``study_files(results, name)``.
+and is rendered by rule ``whatif_render``; its outputs are ``study_files(results, name)``, its
+summary ``study_run(...)``.
 
 Adding a study: write a module that defines ``STUDY = Study(...)`` and name it in the
 configuration (``study_modules: [my_package.my_study]``, importable from the Python path of
@@ -186,13 +187,14 @@ def check_config(config: Mapping) -> None:
             studies[name].check(config)
 
 
-def study_files(results: str, name: str) -> dict[str, str]:
-    """Output paths of one study under `results`/whatif: summary (parquet), figure (html, svg,
-    png), table (md, table_html), findings paragraph (findings) and the study's own page
-    (page: figure, table and findings once)."""
+def study_files(results: str, name: str, summary: str | None = None) -> dict[str, str]:
+    """Output paths of one study under `results`/whatif: figure (html, svg, png), table (md,
+    table_html), findings paragraph (findings) and the study's own page (page: figure, table
+    and findings once); and its summary (parquet) when `summary` gives its path
+    (``study_run``: named by a digest, so it is no fixed path)."""
     d = f"{results}/whatif"
-    return {
-        "parquet": f"{d}/{name}.parquet",
+    files = {} if summary is None else {"parquet": str(summary)}
+    return files | {
         "html": f"{d}/{name}.html",
         "svg": f"{d}/{name}.svg",
         "png": f"{d}/{name}.png",
@@ -201,6 +203,26 @@ def study_files(results: str, name: str) -> dict[str, str]:
         "findings": f"{d}/{name}_findings.md",
         "page": f"{d}/{name}_page.html",
     }
+
+
+def study_run(results: str, name: str, params: Mapping, code_digest: str) -> str:
+    """The summary Parquet of one study job, ``<results>/runs/whatif/<name>/<digest>.parquet``:
+    named by the digest of its parameters (``study_params``) and of its code and the platform
+    (`code_digest`, ``migsim.pipeline.files_digest``), like every simulation output, so a
+    rerun with a changed value writes a new file and a failing one leaves the previous in
+    place (``snakemake prune`` removes what the configuration no longer uses)."""
+    from migsim.pipeline import run_file
+
+    return run_file(results, "whatif", name, params, code_digest)
+
+
+def summary_study(path: str) -> str | None:
+    """The study whose summary `path` is (``study_run``'s layout), or None."""
+    from pathlib import Path
+
+    p = Path(path)
+    ok = p.suffix == ".parquet" and p.parent.parent.name == "whatif"
+    return p.parent.name if ok and p.parent.parent.parent.name == "runs" else None
 
 
 def run_study(platform_path: str, params: Mapping, out_path: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import answer_expect
+import polars as pl
 import pytest
 from pipeline_util import in_ci, smoke_run
 
@@ -109,11 +111,98 @@ def test_figure_html_renders_offline(browser, results, name):
     assert seen["marks"] > 20  # drawn marks, not an empty frame
 
 
-def test_index_renders_every_figure_offline(browser, results):
-    seen = open_offline(
-        browser, results / "index.html", "figure.chart .embed svg", count=len(FIGURES)
-    )
+def test_index_renders_offline(browser, results):
+    """The answer's figure is drawn and every study's thumbnail image loads, offline."""
+    seen = open_offline(browser, results / "index.html", "#answer figure svg")
     assert seen["errors"] == []
     assert seen["requests"] == []
-    assert seen["size"][0] > 100 and seen["size"][1] > 100
+    assert seen["size"][0] > 100 and seen["size"][1] > 60
     assert seen["marks"] > 20
+    page = read_page(browser, results / "index.html")
+    assert page["thumbs"], "no study thumbnail on the index"
+    assert all(w > 0 for _, w in page["thumbs"]), page["thumbs"]
+
+
+def read_page(browser, path: Path, width: int = 1280) -> dict:
+    """What a reader of `path` sees in a `width` px wide window, offline: the answer's box
+    (px from the top of the page), its text and marked numbers, every paragraph's text, the
+    thumbnails (src, natural width) and the links."""
+    context = browser.new_context(offline=True, viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        page.route(
+            "**/*",
+            lambda r: r.continue_() if r.request.url.startswith(("file:", "data:")) else r.abort(),
+        )
+        page.goto(path.resolve().as_uri())
+        page.wait_for_load_state("load")
+        return page.evaluate(
+            """() => {
+              const a = document.querySelector('#answer');
+              const box = a ? a.getBoundingClientRect() : null;
+              const text = a ? a.querySelector('.answer-text') : null;
+              return {
+                answer: box && {top: box.top + scrollY, bottom: box.bottom + scrollY},
+                first: document.body.firstElementChild && document.querySelector('body > section, body > h2')?.id,
+                text: text ? text.innerText : '',
+                numbers: a ? [...a.querySelectorAll('data.num')].map(
+                  d => [d.dataset.key, d.getAttribute('value'), d.textContent]) : [],
+                figure: a ? [...a.querySelectorAll('figure svg text')].map(t => t.textContent) : [],
+                paragraphs: [...document.querySelectorAll('p')].map(p => p.innerText.trim()),
+                thumbs: [...document.querySelectorAll('img.thumb')].map(i => [i.src, i.naturalWidth]),
+                links: [...document.querySelectorAll('a[href]')].map(x => x.getAttribute('href')),
+              };
+            }"""
+        )
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def index(browser, results) -> dict:
+    return read_page(browser, results / "index.html")
+
+
+def test_answer_opens_the_page_within_1200_px(index):
+    assert index["answer"] is not None, "no #answer on results/index.html"
+    assert index["first"] == "answer", "the answer is not the page's first section"
+    assert index["answer"]["bottom"] <= 1200, index["answer"]
+
+
+def test_every_number_of_the_answer_matches_the_parquet(index, results):
+    f = answer_expect.frames(results)
+    numbers = index["numbers"]
+    assert numbers, "the answer states no number"
+    # every number a reader sees in the answer's text is a marked one
+    marked = [t for _, _, text in numbers for t in answer_expect.numbers_in(text)]
+    assert sorted(answer_expect.numbers_in(index["text"])) == sorted(marked), index["text"]
+    for key, value, text in numbers:
+        want = answer_expect.expected(key, f)
+        assert answer_expect.matches(text, want), (key, text, want)
+        if not isinstance(want, str):
+            assert float(value) == pytest.approx(want, rel=1e-9, abs=1e-9), (key, value, want)
+    keys = [k for k, _, _ in numbers]
+    for prefix in answer_expect.required_prefixes(f):
+        assert any(k.startswith(prefix) for k in keys), f"the answer lacks {prefix}"
+    # the figure: one label per DMA cell, each its simulated speed-up
+    dma = f["throughput"].filter(pl.col("mode") == "dma")
+    labels = sorted(t for t in index["figure"] if t.endswith("×") and t[0].isdigit())
+    assert labels == sorted(f"{v:.2f}×" for v in dma["speedup"].to_list())
+
+
+def test_no_findings_paragraph_appears_twice(index, results):
+    paragraphs = [p for p in index["paragraphs"] if len(p) > 40]
+    repeated = {p for p in paragraphs if paragraphs.count(p) > 1}
+    assert not repeated, repeated
+    page = " ".join(index["paragraphs"])
+    for md in sorted((results / "whatif").glob("*_findings.md")):
+        text = " ".join(ln for ln in md.read_text().splitlines() if ln and not ln.startswith("#"))
+        assert page.count(text.strip()) <= 1, md.name
+
+
+def test_index_links_the_series_page_and_every_study_page(index, results):
+    links = index["links"]
+    assert any(h.endswith("series/published.html") for h in links), links
+    for href in links:
+        if not href.startswith(("#", "http")):
+            assert (results / href).exists(), href

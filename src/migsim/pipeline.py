@@ -713,9 +713,17 @@ def series_reference_files(basedir: str | os.PathLike) -> list[str]:
     return [str(ref / name) for name, _ in TABLES.values()]
 
 
-def series_page(platform_path: str, reference_dir: str, out_csv: str, out_md: str, out_fig: str):
-    """Every published throughput number of the series beside its simulation: a CSV (sorted),
-    a Markdown table and a figure (HTML, SVG, PNG at `out_fig` without suffix)."""
+def series_page(
+    platform_path: str,
+    reference_dir: str,
+    out_csv: str,
+    out_md: str,
+    out_fig: str,
+    out_parquet: str | None = None,
+):
+    """Every published throughput number of the series beside its simulation: a CSV and a
+    Parquet file (sorted, the same rows), a Markdown table and a figure (HTML, SVG, PNG at
+    `out_fig` without suffix)."""
     import polars as pl
 
     from migsim.atomic import atomic_write_text
@@ -728,6 +736,14 @@ def series_page(platform_path: str, reference_dir: str, out_csv: str, out_md: st
     keys = ["rfc", "table", "mode", "placement", "channels_or_threads", "folio_size", "folios"]
     table = df.sort(keys, nulls_last=True)
     atomic_write_text(out_csv, table.write_csv(float_precision=4))
+    if out_parquet:
+        import io
+
+        from migsim.atomic import atomic_write_bytes
+
+        buf = io.BytesIO()
+        table.write_parquet(buf)
+        atomic_write_bytes(out_parquet, buf.getvalue())
     atomic_write_text(out_md, "# Every published number of the series\n\n" + series_markdown(rows))
     figures.save_chart(figures.series_chart(df), out_fig)
 
@@ -741,10 +757,13 @@ def write_index(
     config: Mapping,
     whatif: Sequence[str] = (),
     runs: Sequence[str] = (),
+    series: Sequence[str] = (),
+    answer_svg: str | None = None,
 ) -> None:
-    """results/index.html: every figure and table, readable offline (and the what-if
-    studies' section when `whatif` lists their output files), and the run files it was built
-    from."""
+    """results/index.html, readable offline: the answer first, then the studies (what-if
+    ones when `whatif` lists their output files, the series page from `series`), the
+    reproduction tables, the run files it was built from and the configuration; the
+    answer's figure to `answer_svg`."""
     from migsim.output import pages
 
     pages.write_index(
@@ -755,4 +774,6 @@ def write_index(
         config=config,
         whatif=whatif,
         runs=runs,
+        series=series,
+        answer_svg=answer_svg,
     )

@@ -14,12 +14,23 @@ rule index:
         summaries=summary_files(),
         runs=run_files(),
         whatif=lambda wildcards: whatif_targets(),  # workflow/rules/whatif.smk
+        # rule series_page (workflow/rules/series.smk)
+        series=expand(
+            f"{RESULTS}/series/published.{{ext}}", ext=["parquet", "html", "png"]
+        ),
         code=[
             mp.module_source(m)
-            for m in ("output.pages", "output.html", "output.study_pages")
+            for m in (
+                "output.pages",
+                "output.html",
+                "output.study_pages",
+                "output.answer",
+                "output.front",
+            )
         ],
     output:
         index=f"{RESULTS}/index.html",
+        answer=f"{RESULTS}/figures/answer.svg",
     log:
         f"{RESULTS}/logs/index.log",
     conda:

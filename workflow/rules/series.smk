@@ -13,6 +13,7 @@ rule series_page:
         code=ENGINE,
     output:
         csv=f"{RESULTS}/series/published.csv",
+        parquet=f"{RESULTS}/series/published.parquet",
         md=f"{RESULTS}/series/published.md",
         html=f"{RESULTS}/series/published.html",
         svg=report(

@@ -13,4 +13,6 @@ with job_log(smk.log[0], "results/index.html"):
         runs=list(smk.input.runs),
         config=smk.params.config,
         whatif=list(smk.input.whatif),
+        series=list(smk.input.series),
+        answer_svg=smk.output.answer,
     )

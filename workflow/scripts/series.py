@@ -13,4 +13,5 @@ with job_log(smk.log[0], "series page"):
         smk.output.csv,
         smk.output.md,
         str(Path(smk.output.svg).with_suffix("")),
+        smk.output.parquet,
     )

@@ -10,12 +10,11 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import polars as pl
 import yaml
 
 from migsim import __version__
 from migsim.atomic import atomic_write_text
-from migsim.output.html import CSS, inline_svg
+from migsim.output.html import CSS
 from migsim.output.html import rel as _rel
 
 FIGURE_TITLES = {
@@ -41,31 +40,96 @@ def _table_fragment(page: str) -> str:
     return m.group(1) if m else ""
 
 
-def _headline(summaries: Sequence[str]) -> list[str]:
-    """One-line findings computed from the summaries (MAPE, worst cell)."""
-    from migsim.output.tables import throughput_mape
+def _study_entries(
+    figures: Sequence[str],
+    tables: Sequence[str],
+    summaries: Sequence[str],
+    whatif: Sequence[str],
+    series: Sequence[str],
+    config: Mapping,
+) -> list:
+    """The front page's studies, from the files the index job is given (what-if studies:
+    those of the registry of `config`)."""
+    from migsim.output.front import StudyEntry
+    from migsim.studies import registry, study_files
 
-    lines = []
-    for path in summaries:
-        name = Path(path).stem
-        df = pl.read_parquet(path)
-        if name == "throughput" and "published_gbps" in df.columns:
-            mape, cells = throughput_mape(df)
-            if mape is not None:
-                lines.append(
-                    f"Throughput: MAPE {mape:.2f}% over {cells} published cells "
-                    f"({df.height} simulated cells)."
+    by_name = {Path(f).name: f for f in [*figures, *summaries, *whatif, *series, *tables]}
+    summary = {Path(s).stem: s for s in summaries}
+
+    def files(figs: Sequence[str], tabs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+        out = [
+            (f"{fig} {ext.upper()}", by_name[f"{fig}.{ext}"])
+            for fig in figs
+            for ext in ("html", "svg", "png")
+            if f"{fig}.{ext}" in by_name
+        ]
+        out += [
+            (f"{tab} ({'Markdown' if ext == 'md' else 'HTML'})", by_name[f"{tab}.{ext}"])
+            for tab in tabs
+            for ext in ("html", "md")
+            if f"{tab}.{ext}" in by_name
+        ]
+        return tuple(out)
+
+    entries = []
+    for name, figs, tabs, title in (
+        (
+            "throughput",
+            ("throughput", "speedup", "parity"),
+            ("throughput", "throughput_vs_published"),
+            "move_pages() throughput (published experiment)",
+        ),
+        (
+            "compaction",
+            ("compaction",),
+            ("compaction", "compaction_vs_published"),
+            "Direct compaction (published experiment)",
+        ),
+        (
+            "alloc_latency",
+            ("alloc_latency",),
+            ("alloc_latency", "mmtests_compaction"),
+            FIGURE_TITLES["alloc_latency"],
+        ),
+    ):
+        if f"{figs[0]}.html" in by_name:
+            entries.append(
+                StudyEntry(
+                    name,
+                    title,
+                    page=by_name[f"{figs[0]}.html"],
+                    thumbnail=by_name.get(f"{figs[0]}.png"),
+                    summary=summary.get(name),
+                    files=files(figs, tabs),
                 )
-        if name == "compaction" and "published" in df.columns:
-            pub = df.filter(pl.col("published").is_not_null() & pl.col("mean").is_not_null())
-            wall = pub.filter(pl.col("metric") == "wall_ms")
-            if wall.height:
-                worst = wall.sort(pl.col("rel_error").abs(), descending=True).row(0, named=True)
-                lines.append(
-                    f"Compaction: largest wall-time error {worst['rel_error'] * 100:+.1f}% "
-                    f"({worst['mode']}) over {wall.height} published modes."
-                )
-    return lines
+            )
+    if "published.html" in by_name:
+        entries.append(
+            StudyEntry(
+                "series",
+                "Every published number of the series",
+                page=by_name["published.html"],
+                thumbnail=by_name.get("published.png"),
+                summary=by_name.get("published.parquet"),
+            )
+        )
+    # the what-if studies of the registry (plug-ins included), each linking its own page
+    for name, study in registry(config).items():
+        out = {k: v.rsplit("/", 1)[1] for k, v in study_files("", name).items()}
+        got = {k: by_name.get(f"whatif/{v}") for k, v in out.items()}
+        if got["parquet"] is None:
+            continue
+        entries.append(
+            StudyEntry(
+                name,
+                study.title,
+                page=got["page"] or got["table_html"] or got["parquet"],
+                thumbnail=got["png"],
+                summary=got["parquet"],
+                findings=got["findings"],
+            )
+        )
+    return entries
 
 
 def build_index(
@@ -77,90 +141,92 @@ def build_index(
     config: Mapping,
     whatif: Sequence[str] = (),
     runs: Sequence[str] = (),
+    series: Sequence[str] = (),
+    answer_svg: str | None = None,
 ) -> str:
-    """The HTML text of results/index.html (paths in it are relative to `out_dir`);
-    `whatif`: the what-if studies' output files (a section of their own); `runs`: the run
-    files the summaries were built from (listed under Data)."""
+    """The HTML text of results/index.html (paths in it are relative to `out_dir`): the
+    answer, one section per study, the reproduction tables, the data, the configuration;
+    `whatif`: the what-if studies' output files, `runs`: the run files the summaries were
+    built from (listed under Data), `series`: the series page's files; `answer_svg`: where to
+    write the answer's figure (SVG)."""
+    from migsim.output.answer import ANSWER_CSS
+    from migsim.output.front import FRONT_CSS, answer_figure_svg, front_page
     from migsim.output.tables import read_metadata
 
     esc = html.escape
-    parts = [
+    meta = read_metadata(summaries[0]) if summaries else {}
+    head = [
         "<!DOCTYPE html>",
         "<html lang='en'>",
         "<head>",
         "<meta charset='utf-8'>",
         "<title>migsim results</title>",
-        f"<style>{CSS}</style>",
+        f"<style>{CSS}{ANSWER_CSS}{FRONT_CSS}</style>",
         "</head>",
         "<body>",
         "<h1>migsim results</h1>",
-    ]
-    meta = read_metadata(summaries[0]) if summaries else {}
-    parts.append(
         f"<p class='meta'>migsim {esc(__version__)} · seed {esc(str(config.get('seed')))} · "
         f"platform {esc(str(config.get('platform')))} · configuration hash "
-        f"{esc(meta.get('config_hash', '?'))}</p>"
-    )
-    for line in _headline(summaries):
-        parts.append(f"<p>{esc(line)}</p>")
-
-    parts.append("<h2>Figures</h2>")
-    stems: dict[str, dict[str, str]] = {}
-    for f in figures:
-        p = Path(f)
-        stems.setdefault(p.stem, {})[p.suffix.lstrip(".")] = f
-    for stem, files in stems.items():
-        title = FIGURE_TITLES.get(stem, stem)
-        links = " ".join(
-            f"<a href='{esc(_rel(files[fmt], out_dir))}'>{label}</a>"
-            for fmt, label in (("html", "interactive HTML"), ("svg", "SVG"), ("png", "PNG"))
-            if fmt in files
+        f"{esc(meta.get('config_hash', '?'))}</p>",
+    ]
+    files = {Path(f).name: f for f in [*summaries, *whatif, *series]}
+    answer_paths = {
+        "throughput": files.get("throughput.parquet"),
+        "compaction": files.get("compaction.parquet"),
+        "series": files.get("published.parquet"),
+        "cluster_max": files.get("cluster_max.parquet"),
+        "hybrid": files.get("hybrid.parquet"),
+    }
+    svg = answer_figure_svg(answer_paths["throughput"], answer_svg)
+    links = [
+        (label, files[n])
+        for label, n in (
+            ("Every published number of the series beside its simulation", "published.html"),
+            ("All what-if studies on one page", "index.html"),
         )
-        svg = inline_svg(Path(files["svg"]).read_text(), stem) if "svg" in files else ""
-        parts.append(
-            f"<figure class='chart' id='figure-{esc(stem)}'>"
-            f"<figcaption><strong>{esc(title)}</strong> {links}</figcaption>"
-            f"<div class='embed'>{svg}</div></figure>"
-        )
-
-    parts.append("<h2>Tables</h2>")
-    pages: dict[str, dict[str, str]] = {}
-    for t in tables:
-        p = Path(t)
-        pages.setdefault(p.stem, {})[p.suffix.lstrip(".")] = t
-    for stem, files in pages.items():
-        links = " ".join(
-            f"<a href='{esc(_rel(files[fmt], out_dir))}'>{fmt.upper()}</a>"
-            for fmt in ("md", "html")
-            if fmt in files
-        )
-        body = _table_fragment(Path(files["html"]).read_text()) if "html" in files else ""
-        parts.append(
-            f"<section id='table-{esc(stem)}'>{body}<p class='links'>{links}</p></section>"
-        )
-
-    if whatif:  # the what-if studies (issue 5): findings, figures, tables, links
-        from migsim.output.study_pages import index_section
-
-        parts.append(index_section(whatif, out_dir, config))
-
-    parts.append("<h2>Data</h2><ul>")
+        if n in files
+    ]
+    repro = [
+        t
+        for t in tables
+        if Path(t).name in ("throughput_vs_published.html", "compaction_vs_published.html")
+    ]
+    data = []
     for s in summaries:
         m = read_metadata(s)
-        parts.append(
-            f"<li><a href='{esc(_rel(s, out_dir))}'>{esc(Path(s).name)}</a> "
+        data.append(
+            f"<a href='{esc(_rel(s, out_dir))}'>{esc(Path(s).name)}</a> "
             f"(schema {esc(m.get('schema', '?'))}, configuration hash "
-            f"{esc(m.get('config_hash', '?'))}, seed {esc(m.get('seed', '?'))})</li>"
+            f"{esc(m.get('config_hash', '?'))}, seed {esc(m.get('seed', '?'))})"
         )
-    parts.append("<li>Run files (layout: README.md in this folder):<ul class='runs'>")
-    for r in runs:
-        parts.append(f"<li><a href='{esc(_rel(r, out_dir))}'>{esc(_rel(r, out_dir))}</a></li>")
-    parts.append("</ul></li></ul>")
-    parts.append("<h2>Configuration</h2>")
-    # keys sorted: the same configuration gives the same page however --config ordered it
-    parts.append(f"<pre>{esc(yaml.safe_dump(_plain(config), sort_keys=True))}</pre>")
-    parts += ["</body>", "</html>", ""]
-    return "\n".join(parts)
+    data.append(
+        "Every table: "
+        + " ".join(
+            f"<a href='{esc(_rel(t, out_dir))}'>{esc(Path(t).stem)}</a>"
+            for t in tables
+            if t.endswith(".html")
+        )
+    )
+    data.append(
+        "Run files (layout: README.md in this folder):<ul class='runs'>"
+        + "".join(
+            f"<li><a href='{esc(_rel(r, out_dir))}'>{esc(_rel(r, out_dir))}</a></li>" for r in runs
+        )
+        + "</ul>"
+    )
+    body = front_page(
+        out_dir,
+        head=head,
+        answer_paths=answer_paths,
+        answer_svg=svg,
+        studies=_study_entries(figures, tables, summaries, whatif, series, config),
+        tables=repro,
+        data=data,
+        links=links,
+        # keys sorted: the same configuration gives the same page however --config ordered it
+        config_yaml=yaml.safe_dump(_plain(config), sort_keys=True),
+    )
+    return body + "\n</body>\n</html>\n"
 
 
 def write_index(
@@ -172,8 +238,10 @@ def write_index(
     config: Mapping,
     whatif: Sequence[str] = (),
     runs: Sequence[str] = (),
+    series: Sequence[str] = (),
+    answer_svg: str | None = None,
 ) -> None:
-    """Write results/index.html atomically."""
+    """Write results/index.html atomically (and the answer's figure to `answer_svg`)."""
     out_path = Path(out_path)
     text = build_index(
         out_path.parent,
@@ -183,5 +251,7 @@ def write_index(
         config=config,
         whatif=whatif,
         runs=runs,
+        series=series,
+        answer_svg=answer_svg,
     )
     atomic_write_text(out_path, text)

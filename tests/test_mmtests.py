@@ -135,7 +135,7 @@ def test_pipeline_writes_latency_and_mmtests_outputs(tmp_path_factory):
     assert "Amean     alloc-latency-us" in text and "Ops       pgmigrate_success" in text
     for ext in ("html", "svg", "png"):
         assert (res / "figures" / f"alloc_latency.{ext}").stat().st_size > 1000
-    assert "figure-alloc_latency" in (res / "index.html").read_text()
+    assert "id='study-alloc_latency'" in (res / "index.html").read_text()
 
 
 def test_pipeline_trace_target_and_compare(tmp_path):

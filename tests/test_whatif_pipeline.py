@@ -79,22 +79,30 @@ class _Links(HTMLParser):
             self.hrefs.append(a["href"])
 
 
-@pytest.mark.parametrize("page", ["index.html", "whatif/index.html"])
-def test_pages_link_every_study_output(work, config, page):
-    path = work / "results" / page
-    text = path.read_text()
-    parser = _Links()
-    parser.feed(text)
-    targets = {(path.parent / h).resolve() for h in parser.hrefs}
-    assert all(t.is_file() for t in targets), [t for t in targets if not t.is_file()]
-    for study in enabled_studies(config):
-        assert f"id='whatif-{study}'" in text
-        section = text.split(f"id='whatif-{study}'", 1)[1].split("</section>", 1)[0]
-        assert section.count("class='findings'") == 1, f"{study}: findings twice on {page}"
-        summary = str(study_summary(work / "results", study))
-        for key, file in study_files(str(work / "results"), study, summary).items():
-            assert Path(file).resolve() in targets, key
-    assert not re.search(r"(src|href)=['\"]https?:", text)
+def test_pages_link_every_study_output(work, config):
+    """results/whatif/index.html links every output of every study, each findings paragraph
+    once; results/index.html has a section per study that links the study's own page."""
+    results = work / "results"
+    for page, ids in (("whatif/index.html", "whatif-{}"), ("index.html", "study-{}")):
+        path = results / page
+        text = path.read_text()
+        parser = _Links()
+        parser.feed(text)
+        targets = {(path.parent / h).resolve() for h in parser.hrefs}
+        assert all(t.is_file() for t in targets), [t for t in targets if not t.is_file()]
+        for study in enabled_studies(config):
+            assert f"id='{ids.format(study)}'" in text
+            summary = str(study_summary(results, study))
+            files = study_files(str(results), study, summary)
+            if page.startswith("whatif"):
+                section = text.split(f"id='whatif-{study}'", 1)[1].split("</section>", 1)[0]
+                assert section.count("class='findings'") == 1, f"{study}: findings twice on {page}"
+                wanted = files.items()
+            else:
+                wanted = [("page", files["page"])]
+            for key, file in wanted:
+                assert Path(file).resolve() in targets, key
+        assert not re.search(r"(src|href)=['\"]https?:", text)
 
 
 def test_disabled_study_is_not_planned(tmp_path):

@@ -53,21 +53,25 @@ def _study_entries(
     from migsim.output.front import StudyEntry
     from migsim.studies import registry, study_files
 
-    by_name = {Path(f).name: f for f in [*figures, *summaries, *whatif, *series, *tables]}
+    # by folder and name: figures/throughput.html and tables/throughput.html both exist
+    by_name = {
+        f"{Path(f).parent.name}/{Path(f).name}": f
+        for f in [*figures, *summaries, *whatif, *series, *tables]
+    }
     summary = {Path(s).stem: s for s in summaries}
 
     def files(figs: Sequence[str], tabs: Sequence[str]) -> tuple[tuple[str, str], ...]:
         out = [
-            (f"{fig} {ext.upper()}", by_name[f"{fig}.{ext}"])
+            (f"{fig} {ext.upper()}", by_name[f"figures/{fig}.{ext}"])
             for fig in figs
             for ext in ("html", "svg", "png")
-            if f"{fig}.{ext}" in by_name
+            if f"figures/{fig}.{ext}" in by_name
         ]
         out += [
-            (f"{tab} ({'Markdown' if ext == 'md' else 'HTML'})", by_name[f"{tab}.{ext}"])
+            (f"{tab} ({'Markdown' if ext == 'md' else 'HTML'})", by_name[f"tables/{tab}.{ext}"])
             for tab in tabs
             for ext in ("html", "md")
-            if f"{tab}.{ext}" in by_name
+            if f"tables/{tab}.{ext}" in by_name
         ]
         return tuple(out)
 
@@ -92,25 +96,25 @@ def _study_entries(
             FIGURE_TITLES["alloc_latency"],
         ),
     ):
-        if f"{figs[0]}.html" in by_name:
+        if f"figures/{figs[0]}.html" in by_name:
             entries.append(
                 StudyEntry(
                     name,
                     title,
-                    page=by_name[f"{figs[0]}.html"],
-                    thumbnail=by_name.get(f"{figs[0]}.png"),
+                    page=by_name[f"figures/{figs[0]}.html"],
+                    thumbnail=by_name.get(f"figures/{figs[0]}.png"),
                     summary=summary.get(name),
                     files=files(figs, tabs),
                 )
             )
-    if "published.html" in by_name:
+    if "series/published.html" in by_name:
         entries.append(
             StudyEntry(
                 "series",
                 "Every published number of the series",
-                page=by_name["published.html"],
-                thumbnail=by_name.get("published.png"),
-                summary=by_name.get("published.parquet"),
+                page=by_name["series/published.html"],
+                thumbnail=by_name.get("series/published.png"),
+                summary=by_name.get("series/published.parquet"),
             )
         )
     # the what-if studies of the registry (plug-ins included), each linking its own page

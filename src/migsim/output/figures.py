@@ -44,7 +44,6 @@ PALETTE = (
 LEGEND_SPEEDUPS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0)
 PUBLISHED_DX = 7  # px: published marks beside the simulated ones of the same folio size
 SOURCE_COLOURS = {"simulated": "#4c78a8", "published": "#9d9d9d"}
-CPU_COLOURS = {"user": "#54a24b", "sys": "#e45756", "idle": "#bab0ac"}
 
 # Offline HTML: no "open in editor" action (the only link that would leave the page).
 # Rendered as SVG (searchable text, crisp when zoomed).
@@ -90,122 +89,195 @@ def _series(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def throughput_chart(summary: pl.DataFrame) -> alt.FacetChart | alt.Chart:
-    """Throughput against folio size, one line per channel (or thread) count with the 90%
-    prediction interval of each simulated mean as error bar (+- 1 sd where no interval was
-    costed), the baseline in black and the published means (hollow diamonds, with their sd)
-    overlaid; one panel per offload mode, log scale in GB/s."""
+LABEL_GAP_PX = 12  # px between two line-end labels (one line of 11 px text)
+
+
+def _spread_labels(values: list[float], lo: float, hi: float, height: float) -> list[float]:
+    """Positions (same log scale as `values`, in GB/s) for line-end labels at `values`, moved
+    apart so that no two are closer than LABEL_GAP_PX on a log axis [lo, hi] of `height` px."""
+    if not values:
+        return []
+    span = math.log10(hi) - math.log10(lo)
+    gap = LABEL_GAP_PX / height * span
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    pos = [math.log10(values[i]) for i in order]
+    for i in range(1, len(pos)):  # push up from the bottom, then centre the group
+        pos[i] = max(pos[i], pos[i - 1] + gap)
+    shift = (sum(math.log10(values[i]) for i in order) - sum(pos)) / len(pos)
+    pos = [p + shift for p in pos]
+    for i in range(1, len(pos)):
+        pos[i] = max(pos[i], pos[i - 1] + gap)
+    out = [0.0] * len(values)
+    for rank, i in enumerate(order):
+        out[i] = 10 ** pos[rank]
+    return out
+
+
+def _throughput_panel(
+    data: pl.DataFrame, mode: str, folios: list[str], y_domain: tuple[float, float]
+) -> alt.LayerChart:
+    """One panel of the throughput figure: the baseline and one line per channel (dma) or
+    thread (mt) count with its simulated 90% interval as a band, the published means as
+    hollow diamonds with their sd, a label at each line's end; its own colour legend."""
+    height = 300
+    lanes_title = {"dma": "DMA channels", "mt": "copy threads"}[mode]
+    d = data.filter(pl.col("mode").is_in(["baseline", mode]))
+    keys = d.select("series", pl.col("lanes").fill_null(0)).unique().sort("lanes")
+    domain = keys["series"].to_list()
+    lanes = [n for n in keys["lanes"].to_list() if n]
+    colour_of = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(lanes)}
+    rng = [colour_of.get(n, BASELINE_COLOUR) for n in keys["lanes"].to_list()]
+    sources = [s for s in ("simulated", "published") if s in d["source"].to_list()]
+    ylog = alt.Scale(type="log", domain=list(y_domain), nice=False)
+    x = alt.X("folio_size:O", sort=folios, title="folio size", axis=alt.Axis(labelAngle=0))
+    colour = alt.Color(
+        "series:N",
+        scale=alt.Scale(domain=domain, range=rng),
+        title=lanes_title,
+        sort=domain,
+        # the line's colour at full strength (the band's translucent fill would pale it)
+        legend=alt.Legend(
+            orient="right", symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3
+        ),
+    )
+    tooltip = [
+        alt.Tooltip("series:N", title=lanes_title),
+        alt.Tooltip("folio_size:N", title="folio size"),
+        alt.Tooltip("source:N"),
+        alt.Tooltip("gbps:Q", title="GB/s", format=".2f"),
+        alt.Tooltip("lo:Q", title="low (GB/s)", format=".2f"),
+        alt.Tooltip("hi:Q", title="high (GB/s)", format=".2f"),
+    ]
+    base = alt.Chart(d).encode(x=x, color=colour)
+    is_sim = alt.datum.source == "simulated"
+    is_pub = alt.datum.source == "published"
+    y_title = "throughput (GB/s, log scale)"
+    y = alt.Y("gbps:Q", scale=ylog, title=y_title)
+    band = (
+        base.transform_filter(is_sim)
+        .mark_area(opacity=0.18)
+        .encode(y=alt.Y("lo:Q", scale=ylog, title=y_title), y2="hi:Q", detail="series:N")
+    )
+    lines = base.transform_filter(is_sim).mark_line(strokeWidth=1.6).encode(y=y, detail="series:N")
+    shape = alt.Shape(
+        "source:N",
+        scale=alt.Scale(
+            domain=sources,
+            range=[{"simulated": "circle", "published": "diamond"}[s] for s in sources],
+        ),
+        title="source",
+        legend=alt.Legend(orient="right") if len(sources) > 1 else None,
+    )
+    points = (
+        base.transform_filter(is_sim)
+        .mark_point(filled=True, size=36)
+        .encode(y=y, shape=shape, tooltip=tooltip)
+    )
+    whiskers = (
+        base.transform_filter(is_sim)
+        .mark_rule(strokeWidth=1.2)
+        .encode(y=alt.Y("lo:Q", scale=ylog), y2="hi:Q")
+    )
+    layers = [band, whiskers, lines, points]
+    if "published" in sources:
+        layers.append(
+            base.transform_filter(is_pub)
+            .mark_rule(strokeDash=[2, 2], opacity=0.8, xOffset=PUBLISHED_DX)
+            .encode(y=alt.Y("lo:Q", scale=ylog), y2="hi:Q")
+        )
+        layers.append(
+            base.transform_filter(is_pub)
+            .mark_point(
+                shape="diamond", filled=False, size=90, strokeWidth=1.5, xOffset=PUBLISHED_DX
+            )
+            .encode(y=y, shape=shape, tooltip=tooltip)
+        )
+    # line-end labels, moved apart where the lines end close together
+    end = (
+        d.filter((pl.col("source") == "simulated") & (pl.col("folio_size") == folios[-1]))
+        .select("series", "gbps", "lanes")
+        .sort(pl.col("lanes").fill_null(0))
+    )
+    if end.height:
+        ys = _spread_labels(end["gbps"].to_list(), y_domain[0], y_domain[1], height)
+        unit = {"dma": " ch", "mt": " thr"}[mode]
+        labels = end.with_columns(
+            pl.Series("label_y", ys),
+            pl.lit(folios[-1]).alias("folio_size"),
+            pl.when(pl.col("lanes").is_null())
+            .then(pl.col("series"))
+            .otherwise(pl.col("series") + unit)
+            .alias("label"),
+        )
+        layers.append(
+            alt.Chart(labels)
+            .mark_text(align="left", dx=10 + PUBLISHED_DX, fontSize=11)
+            .encode(
+                x=x,
+                y=alt.Y("label_y:Q", scale=ylog),
+                text="label:N",
+                color=alt.Color("series:N", scale=alt.Scale(domain=domain, range=rng), legend=None),
+            )
+        )
+    title = {"dma": "DMA offload (dcbm)", "mt": "multi-threaded copy"}[mode]
+    own = d.filter((pl.col("mode") == mode) & (pl.col("source") == "published"))
+    if own.height == 0:
+        title += " (not published)"
+    return alt.layer(*layers).properties(width=330, height=height, title=title)
+
+
+def throughput_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.LayerChart | alt.Chart:
+    """Throughput against folio size, one panel per offload mode (DMA channels, copy threads),
+    each with its own colour legend: the baseline in black, one line per channel or thread
+    count with the 90% prediction interval of each simulated mean as a shaded band and
+    whisker (+- 1 sd where no interval was costed), the published means (hollow diamonds,
+    with their sd) beside them, each line labelled at its end; log scale in GB/s."""
     s = THROUGHPUT_SUMMARY.conform(summary)
     if s.height == 0:
         return _empty("move_pages() throughput")
     folios = _folio_order(s)
-    s = _series(s)
-    offload_modes = [m for m in ("dma", "mt") if m in s["mode"].to_list()] or ["baseline"]
-    panel_name = {"dma": "DMA offload (dcbm)", "mt": "multi-threaded copy", "baseline": "baseline"}
-    parts = []
-    for m in offload_modes:
-        part = s.filter(pl.col("mode").is_in(["baseline", m]))
-        parts.append(part.with_columns(pl.lit(panel_name[m]).alias("panel")))
-    s = pl.concat(parts)
-
-    def points(df: pl.DataFrame, source: str, gbps: str, sd: str, n: pl.Expr, band) -> pl.DataFrame:
-        keys = ("panel", "series", "lanes", "mode", "folio_size", "folio_bytes")
-        sd_col = pl.col(sd).fill_null(0.0)
-        lo, hi = band if band else (pl.col(gbps) - sd_col, pl.col(gbps) + sd_col)
-        return df.select(
-            *keys,
-            pl.lit(source).alias("source"),
-            pl.col(gbps).alias("gbps"),
-            sd_col.alias("sd"),
-            n.alias("n"),
-            lo.clip(lower_bound=1e-3).alias("lo"),
-            hi.alias("hi"),
-        )
-
-    # simulated: the 90% prediction interval of the mean where costed, else +- 1 sd
-    mean, sd_sim = pl.col("mean_gbps"), pl.col("sd_gbps").fill_null(0.0)
-    band = (
-        pl.col("lo_gbps").fill_null(mean - sd_sim),
-        pl.col("hi_gbps").fill_null(mean + sd_sim),
+    s = _series(s).with_columns(
+        pl.when(pl.col("mode") == "baseline")
+        .then(pl.lit("CPU copy"))
+        .otherwise(pl.col("lanes").cast(pl.String))
+        .alias("series")
     )
-    sim = points(s, "simulated", "mean_gbps", "sd_gbps", pl.col("n"), band)
-    pub = points(
-        s.filter(pl.col("published_gbps").is_not_null()),
-        "published",
-        "published_gbps",
-        "published_sd_gbps",
-        pl.lit(None, pl.Int64),
-        None,
+    mean, sd = pl.col("mean_gbps"), pl.col("sd_gbps").fill_null(0.0)
+    keys = ("series", "lanes", "mode", "folio_size", "folio_bytes")
+    sim = s.select(
+        *keys,
+        pl.lit("simulated").alias("source"),
+        mean.alias("gbps"),
+        pl.col("lo_gbps").fill_null(mean - sd).clip(lower_bound=1e-3).alias("lo"),
+        pl.col("hi_gbps").fill_null(mean + sd).alias("hi"),
+    )
+    pub_sd = pl.col("published_sd_gbps").fill_null(0.0)
+    pub = s.filter(pl.col("published_gbps").is_not_null()).select(
+        *keys,
+        pl.lit("published").alias("source"),
+        pl.col("published_gbps").alias("gbps"),
+        (pl.col("published_gbps") - pub_sd).clip(lower_bound=1e-3).alias("lo"),
+        (pl.col("published_gbps") + pub_sd).alias("hi"),
     )
     data = pl.concat([sim, pub])
-    series_order = (
-        data.select("series", "mode", pl.col("lanes").fill_null(0)).unique().sort(["mode", "lanes"])
+    y_domain = (0.8 * float(data["lo"].min()), 1.25 * float(data["hi"].max()))
+    modes = [m for m in ("dma", "mt") if m in data["mode"].to_list()]
+    if not modes:
+        modes = ["dma"]
+    panels = [_throughput_panel(data, m, folios, y_domain) for m in modes]
+    chart = (
+        panels[0]
+        if len(panels) == 1
+        else alt.hconcat(*panels).resolve_scale(color="independent", shape="independent")
     )
-    domain = ["baseline"] + [x for x in series_order["series"].to_list() if x != "baseline"]
-    domain = list(dict.fromkeys(domain))
-    others = [x for x in domain if x != "baseline"]
-    lanes_sorted = sorted({int(x.split()[0]) for x in others})
-    colour_of = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(lanes_sorted)}
-    rng = [BASELINE_COLOUR] + [colour_of[int(x.split()[0])] for x in others]
-    if "baseline" not in data["series"].to_list():
-        domain, rng = others, rng[1:]
-
-    x = alt.X("folio_size:O", sort=folios, title="folio size", axis=alt.Axis(labelAngle=0))
-    y_title = "throughput (GB/s, log scale)"
-    colour = alt.Color(
-        "series:N",
-        scale=alt.Scale(domain=domain, range=rng),
-        title="channels (DMA) / threads (MT)",
-    )
-    tooltip = [
-        alt.Tooltip("panel:N"),
-        alt.Tooltip("series:N"),
-        alt.Tooltip("folio_size:N", title="folio size"),
-        alt.Tooltip("source:N"),
-        alt.Tooltip("gbps:Q", title="GB/s", format=".2f"),
-        alt.Tooltip("sd:Q", title="sd (GB/s)", format=".2f"),
-    ]
-    base = alt.Chart().encode(x=x, color=colour)
-    is_sim = alt.datum.source == "simulated"
-    is_pub = alt.datum.source == "published"
-    ylog = alt.Scale(type="log")
-    lines = (
-        base.transform_filter(is_sim)
-        .mark_line(strokeWidth=1.5)
-        .encode(y=alt.Y("gbps:Q", scale=ylog, title=y_title), detail="series:N")
-    )
-    points = (
-        base.transform_filter(is_sim)
-        .mark_point(filled=True, size=40)
-        .encode(y=alt.Y("gbps:Q", scale=ylog), shape=alt.Shape("source:N", title="source"))
-        .encode(tooltip=tooltip)
-    )
-    bars = base.transform_filter(is_sim).mark_rule().encode(y=alt.Y("lo:Q", scale=ylog), y2="hi:Q")
-    pub_points = (
-        base.transform_filter(is_pub)
-        .mark_point(shape="diamond", filled=False, size=90, strokeWidth=1.5, xOffset=PUBLISHED_DX)
-        .encode(
-            y=alt.Y("gbps:Q", scale=ylog),
-            shape=alt.Shape(
-                "source:N",
-                scale=alt.Scale(domain=["simulated", "published"], range=["circle", "diamond"]),
-                title="source",
-            ),
-            tooltip=tooltip,
-        )
-    )
-    pub_bars = (
-        base.transform_filter(is_pub)
-        .mark_rule(strokeDash=[2, 2], opacity=0.8, xOffset=PUBLISHED_DX)
-        .encode(y=alt.Y("lo:Q", scale=ylog), y2="hi:Q")
-    )
-    layered = alt.layer(lines, bars, points, pub_bars, pub_points, data=data)
-    return layered.properties(width=330, height=300).facet(
-        column=alt.Column("panel:N", title=None, sort=[panel_name[m] for m in offload_modes]),
+    return chart.properties(
         title=alt.Title(
             "move_pages() throughput of 1 GiB against folio size",
-            subtitle="simulated mean ± sd (filled, solid) and published mean ± sd (hollow diamonds)",
-        ),
+            subtitle=(
+                "lines: simulated mean, band and whisker: its 90% interval; "
+                "hollow diamonds: published mean ± sd"
+            ),
+        )
     )
 
 
@@ -316,6 +388,26 @@ def _parity_axes(lo: float, hi: float, simulated: str):
     return scale, x, y, diag
 
 
+# A simulated throughput cell reproduces the published one when it lies within max(2 published
+# sd, 25%) of it (the v4 reproduction criterion of issue 11)
+PARITY_TOLERANCE = 0.25
+MISFIT_COLOUR = "#c0392b"  # labels of the cells (bars) outside the tolerance
+SERIES_LABELS = 8  # the series figure labels its worst cells outside the tolerance, at most
+
+
+def _tolerance_band(lo: float, hi: float, scale: alt.Scale) -> alt.Chart:
+    """The shaded band y = x · (1 ± PARITY_TOLERANCE) of a parity plot over [lo, hi]."""
+    band = pl.DataFrame({"a": [lo, hi]}).with_columns(
+        (pl.col("a") * (1 - PARITY_TOLERANCE)).alias("b_lo"),
+        (pl.col("a") * (1 + PARITY_TOLERANCE)).alias("b_hi"),
+    )
+    return (
+        alt.Chart(band)
+        .mark_area(color="#4c78a8", opacity=0.08)
+        .encode(x=alt.X("a:Q", scale=scale), y=alt.Y("b_lo:Q", scale=scale), y2="b_hi:Q")
+    )
+
+
 def parity_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     """Simulated against published throughput for every cell with a published value, log-log,
     the simulated means with their 90% prediction interval, the published with their sd, and
@@ -370,24 +462,63 @@ def parity_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
             alt.Tooltip("error_pct:Q", title="error (%)", format="+.1f"),
         ],
     )
+    band = _tolerance_band(lo, hi, scale)
+    outside = data.filter(
+        (pl.col("mean_gbps") - pl.col("published_gbps")).abs()
+        > pl.max_horizontal(
+            2 * (pl.col("x_hi") - pl.col("published_gbps")),
+            PARITY_TOLERANCE * pl.col("published_gbps"),
+        )
+    ).with_columns(
+        pl.format(
+            "{} {} ({}%)",
+            pl.col("series"),
+            pl.col("folio_size"),
+            pl.col("error_pct").round(0).cast(pl.Int64),
+        )
+        .str.replace(r"\((\d)", "(+$1")
+        .alias("label")
+    )
+    layers = [band, diag, ybars, xbars, points]
+    if outside.height:
+        layers.append(
+            alt.Chart(outside)
+            .mark_text(align="left", dx=7, dy=-7, fontSize=10, color=MISFIT_COLOUR)
+            .encode(x=x, y=y, text="label:N")
+        )
     title = f"Simulated against published throughput: MAPE {mape:.1f}% over {cells} cells"
-    return alt.layer(diag, ybars, xbars, points).properties(
-        width=380,
-        height=380,
-        title=alt.Title(title, subtitle="dashed: y = x; bars: ± one standard deviation"),
+    sub = (
+        f"dashed: y = x; shaded: ±{PARITY_TOLERANCE:.0%} (the tolerance, with 2 published sd); "
+        f"bars: simulated 90% interval, published ± sd; labelled: {outside.height} cells outside"
+    )
+    return alt.layer(*layers).properties(
+        width=380, height=380, title=alt.Title(title, subtitle=sub)
     )
 
 
+# Tolerances of the compaction reproduction (tests/compaction_tolerance.py, issue 12): a
+# simulated bar outside them against its published one is a misfit, labelled in red.
+COMPACTION_TOLERANCE_PCT = {"wall_ms": 10.0, "pages_migrated": 5.0}
+FIT_COLOUR = "#333333"
+CPU_STATES = ("user", "sys", "irq", "idle")
+CPU_COLOURS = {"user": "#54a24b", "sys": "#e45756", "irq": "#f2a541", "idle": "#bab0ac"}
+# stage 2 of the calibration fits the compaction costs on this cell only
+# (migsim.calibrate.compaction.FREE on the published baseline row's wall time)
+FITTED_CELL = ("baseline", "wall_ms")
+
 _COMPACTION_PANELS = (
-    ("wall_ms", "wall time (s)", 1e-3, ".2f"),
+    ("wall_ms", "wall time (ms)", 1.0, ",.0f"),
     ("pages_migrated", "pages migrated (millions)", 1e-6, ".3f"),
     ("hog_iterations", "CPU-hog iterations (billions)", 1e-9, ".2f"),
 )
 
 
 def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
-    """Compaction modes side by side with the published ones: wall time, pages migrated,
-    the user/sys/idle CPU split and the CPU-hog's iterations (busy modes)."""
+    """Compaction modes side by side with the published ones: wall time (ms, as the tables),
+    pages migrated, the CPU-hog's iterations (busy modes) and the CPU split (user / sys /
+    irq + softirq / idle, %, each bar 100%). Above each simulated bar its error against the
+    published one, red beyond the reproduction's tolerance; the fitted cell is labelled
+    'fitted'; every axis leaves room above its largest bar."""
     s = COMPACTION_SUMMARY.conform(summary)
     if s.height == 0:
         return _empty("Direct compaction")
@@ -395,9 +526,9 @@ def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
     rows = []
     for r in s.iter_rows(named=True):
         if r["mean"] is not None:
-            rows.append((r["mode"], r["metric"], "simulated", r["mean"], r["sd"]))
+            rows.append((r["mode"], r["metric"], "simulated", r["mean"], r["sd"], r["rel_error"]))
         if r["published"] is not None:
-            rows.append((r["mode"], r["metric"], "published", r["published"], None))
+            rows.append((r["mode"], r["metric"], "published", r["published"], None, None))
     long = pl.DataFrame(
         rows,
         schema={
@@ -406,10 +537,11 @@ def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
             "source": pl.String,
             "value": pl.Float64,
             "sd": pl.Float64,
+            "rel_error": pl.Float64,
         },
         orient="row",
     )
-    sources = ["simulated", "published"]
+    sources = [x for x in ("simulated", "published") if x in long["source"].to_list()]
     src_colour = alt.Color(
         "source:N",
         title="source",
@@ -419,7 +551,6 @@ def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
     offset = alt.XOffset("source:N", sort=sources)
     panels = []
     for metric, title, factor, fmt in _COMPACTION_PANELS:
-        colour = src_colour if not panels else src_colour.legend(None)
         d = long.filter(pl.col("metric") == metric).with_columns(
             (pl.col("value") * factor).alias("v"),
             ((pl.col("value") - pl.col("sd").fill_null(0)) * factor).alias("lo"),
@@ -427,62 +558,137 @@ def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
         )
         if d.height == 0:
             continue
+        tol = COMPACTION_TOLERANCE_PCT.get(metric)
+        top = float(d["hi"].max())
+        d = d.with_columns(
+            pl.when(pl.col("rel_error").is_not_null())
+            .then(pl.format("{}%", (pl.col("rel_error") * 100).round(1)))
+            .otherwise(None)
+            .str.replace(r"^(\d)", "+$1")
+            .alias("error"),
+            (pl.lit(tol is not None) & ((pl.col("rel_error").abs() * 100) > (tol or 0.0))).alias(
+                "misfit"
+            ),
+            ((pl.col("mode") == FITTED_CELL[0]) & pl.lit(metric == FITTED_CELL[1])).alias("fitted"),
+        )
         tip = [
             alt.Tooltip("mode:N"),
             alt.Tooltip("source:N"),
             alt.Tooltip("v:Q", title=title, format=fmt),
+            alt.Tooltip("error:N", title="error vs published"),
         ]
+        y = alt.Y("v:Q", title=title, scale=alt.Scale(domain=[0, top * 1.18], nice=False))
         base = alt.Chart(d)
         bars = base.mark_bar().encode(
-            x=x, xOffset=offset, y=alt.Y("v:Q", title=title), color=colour, tooltip=tip
+            x=x,
+            xOffset=offset,
+            y=y,
+            color=src_colour if not panels else src_colour.legend(None),
+            tooltip=tip,
         )
-        err = (
-            base.transform_filter(alt.datum.source == "simulated")
-            .mark_rule()
-            .encode(x=x, xOffset=offset, y="lo:Q", y2="hi:Q")
-        )
-        panels.append(alt.layer(bars, err).properties(width=170, height=220, title=title))
-    cpu = long.filter(pl.col("metric").is_in(["user_pct", "sys_pct", "idle_pct"])).with_columns(
-        pl.col("metric").str.replace("_pct", "").alias("state"),
-        pl.format("{} · {}", pl.col("mode"), pl.col("source")).alias("bar"),
-    )
-    if cpu.height:
-        states = ["user", "sys", "idle"]
-        bar_order = [f"{m} · {src}" for m in modes for src in sources]
-        cpu_panel = (
-            alt.Chart(cpu)
-            .mark_bar()
-            .encode(
-                y=alt.Y("bar:N", sort=bar_order, title="mode · source"),
-                x=alt.X("value:Q", title="CPU time (%)", stack="zero"),
-                color=alt.Color(
-                    "state:N",
-                    title="CPU state",
-                    scale=alt.Scale(domain=states, range=[CPU_COLOURS[k] for k in states]),
-                ),
-                order=alt.Order("state_order:Q"),
-                tooltip=[
-                    alt.Tooltip("mode:N"),
-                    alt.Tooltip("source:N"),
-                    alt.Tooltip("state:N", title="CPU state"),
-                    alt.Tooltip("value:Q", title="CPU time (%)", format=".2f"),
-                ],
+        layers = [bars]
+        if d.filter(pl.col("source") == "simulated")["sd"].drop_nulls().len():
+            layers.append(
+                base.transform_filter(alt.datum.source == "simulated")
+                .mark_rule()
+                .encode(x=x, xOffset=offset, y="lo:Q", y2="hi:Q")
             )
-            .transform_calculate(
-                state_order="datum.state == 'user' ? 0 : datum.state == 'sys' ? 1 : 2"
-            )
-            .properties(width=220, height=220, title="CPU split: user / sys / idle (%)")
+        labelled = d.filter(pl.col("error").is_not_null()).with_columns(
+            pl.when(pl.col("fitted"))
+            .then(pl.lit("fitted"))
+            .otherwise(pl.col("error"))
+            .alias("error")
         )
-        panels.append(cpu_panel)
+        if labelled.height:
+            layers.append(
+                alt.Chart(labelled)
+                .mark_text(dy=-4, baseline="bottom", fontSize=10)
+                .encode(
+                    x=x,
+                    xOffset=offset,
+                    y=alt.Y("hi:Q"),
+                    text="error:N",
+                    color=alt.condition(
+                        "datum.misfit", alt.value(MISFIT_COLOUR), alt.value(FIT_COLOUR)
+                    ),
+                )
+            )
+        panels.append(alt.layer(*layers).properties(width=170, height=220, title=title))
+    cpu = _cpu_split(long, modes, sources)
+    if cpu is not None:
+        panels.append(cpu)
+    sub = "bars: simulated (blue, ± sd where several runs)"
+    if "published" in sources:
+        sub += " and published (grey); above a bar: its error, red beyond the tolerance"
     return (
         alt.hconcat(*panels)
         .resolve_scale(color="independent")
         .properties(
             title=alt.Title(
-                "Direct compaction: simulated modes beside the published ones",
-                subtitle="bars: simulated (blue, ± sd where several runs) and published (grey)",
+                "Direct compaction: simulated modes beside the published ones", subtitle=sub
             )
         )
+    )
+
+
+def _cpu_split(long: pl.DataFrame, modes: list[str], sources: list[str]) -> alt.Chart | None:
+    """The CPU split panel: user, sys, irq + softirq (the share none of the other three
+    take, as /proc/stat's irq and softirq columns) and idle, each bar 100%."""
+    wide = (
+        long.filter(pl.col("metric").is_in(["user_pct", "sys_pct", "idle_pct"]))
+        .pivot(on="metric", index=["mode", "source"], values="value")
+        .drop_nulls()
+    )
+    if wide.height == 0:
+        return None
+    rest = (100.0 - pl.col("user_pct") - pl.col("sys_pct") - pl.col("idle_pct")).clip(
+        lower_bound=0.0
+    )
+    cpu = (
+        wide.with_columns(rest.alias("irq_pct"))
+        .unpivot(index=["mode", "source"], on=[f"{k}_pct" for k in CPU_STATES], value_name="value")
+        .with_columns(
+            pl.col("variable").str.replace("_pct", "").alias("state"),
+            pl.format("{} · {}", pl.col("mode"), pl.col("source")).alias("bar"),
+        )
+        .with_columns(
+            pl.col("state")
+            .replace_strict({k: i for i, k in enumerate(CPU_STATES)}, return_dtype=pl.Int32)
+            .alias("state_order")
+        )
+    )
+    cpu = cpu.filter(pl.col("value") > 0)  # no legend entry without a visible mark
+    present = [k for k in CPU_STATES if k in cpu["state"].to_list()]
+    bar_order = [f"{m} · {src}" for m in modes for src in sources]
+    names = {"user": "user", "sys": "sys", "irq": "irq + softirq", "idle": "idle"}
+    cpu = cpu.with_columns(pl.col("state").replace_strict(names).alias("state"))
+    return (
+        alt.Chart(cpu)
+        .mark_bar()
+        .encode(
+            y=alt.Y("bar:N", sort=bar_order, title="mode · source"),
+            x=alt.X(
+                "value:Q",
+                title="CPU time (%)",
+                stack="zero",
+                scale=alt.Scale(domain=[0, 100], nice=False, clamp=True),
+            ),
+            color=alt.Color(
+                "state:N",
+                title="CPU state",
+                scale=alt.Scale(
+                    domain=[names[k] for k in present], range=[CPU_COLOURS[k] for k in present]
+                ),
+            ),
+            order=alt.Order("state_order:Q"),
+            tooltip=[
+                alt.Tooltip("mode:N"),
+                alt.Tooltip("source:N"),
+                alt.Tooltip("state:N", title="CPU state"),
+                alt.Tooltip("value:Q", title="CPU time (%)", format=".2f"),
+            ],
+        )
+        .properties(width=220, height=220, title="CPU split: user / sys / irq + softirq / idle (%)")
     )
 
 
@@ -515,16 +721,53 @@ def series_chart(rows: pl.DataFrame) -> alt.LayerChart | alt.Chart:
         x=x,
         y=y,
         color=colour,
-        fill=alt.condition(alt.datum.use == "fitted", colour, alt.value("transparent")),
+        # the fill repeats the colour (fitted) or leaves the mark hollow: no second legend
+        fill=alt.condition(
+            alt.datum.use == "fitted", colour.legend(None), alt.value("transparent")
+        ),
         shape=alt.Shape("use:N", title="cell"),
         tooltip=tooltip,
     )
-    n_in = int(data["inside"].sum())
-    title = (
-        f"Every published number of the series: {data.height} cells, "
-        f"{n_in} inside the simulated 90% interval"
+    worst = (
+        data.filter(pl.col("error_pct").abs() > 100 * PARITY_TOLERANCE)
+        .sort(pl.col("error_pct").abs(), descending=True)
+        .head(SERIES_LABELS)
+        .with_columns(
+            pl.format(
+                "{} {} {} {} ({}%)",
+                pl.col("rfc"),
+                pl.col("mode"),
+                pl.col("k"),
+                pl.col("folio_size"),
+                pl.col("error_pct").round(0).cast(pl.Int64),
+            )
+            .str.replace(r"\((\d)", "(+$1")
+            .str.replace("  ", " ")
+            .alias("label")
+        )
     )
-    return alt.layer(diag, bars, points).properties(title=title, width=440, height=440)
+    # labels to the right of their points, moved apart where the points crowd
+    worst = worst.with_columns(
+        pl.Series("label_y", _spread_labels(worst["simulated_gbps"].to_list(), lo, hi, 440))
+    )
+    layers = [_tolerance_band(lo, hi, scale), diag, bars, points]
+    if worst.height:
+        layers.append(
+            alt.Chart(worst)
+            .mark_text(align="left", dx=9, fontSize=10, color=MISFIT_COLOUR)
+            .encode(x=x, y=alt.Y("label_y:Q", scale=scale), text="label:N")
+        )
+    n_in = int(data["inside"].sum())
+    n_out = data.filter(pl.col("error_pct").abs() > 100 * PARITY_TOLERANCE).height
+    title = alt.Title(
+        f"Every published number of the series: {data.height} cells, "
+        f"{n_in} inside the simulated 90% interval",
+        subtitle=(
+            f"shaded: ±{PARITY_TOLERANCE:.0%} of the published value; {n_out} cells outside it, "
+            f"the {worst.height} worst labelled (version, mode, channels or threads, error)"
+        ),
+    )
+    return alt.layer(*layers).properties(title=title, width=440, height=440)
 
 
 BUILDERS: dict[str, Callable[[pl.DataFrame], alt.TopLevelMixin]] = {

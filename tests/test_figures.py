@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -85,18 +87,39 @@ def test_throughput_chart(tp_summary):
     assert any("GB/s" in t for t in titles)
     assert any(e.get("title") == "folio size" for e in xs)
     data = _datasets(spec)
-    published = [r for r in data if r["source"] == "published"]
+    published = [r for r in data if r.get("source") == "published"]
     # published baseline 4K of the reference table is overlaid as such
     assert any(
-        r["series"] == "baseline" and r["folio_size"] == "4K" and r["gbps"] == 3.55
+        r["series"] == "CPU copy" and r["folio_size"] == "4K" and r["gbps"] == 3.55
         for r in published
     )
-    sim = [r for r in data if r["source"] == "simulated" and r["series"] == "4 ch"]
+    sim = [
+        r for r in data if r.get("source") == "simulated" and r["mode"] == "dma" and r["lanes"] == 4
+    ]
     assert {r["folio_size"] for r in sim} == set(FOLIOS)
     # error bars span mean ± sd (sd of 2 trials at ±0.2 is 0.2828...)
     r = next(r for r in sim if r["folio_size"] == "2M")
     assert r["hi"] - r["lo"] == pytest.approx(2 * 0.2 * 2**0.5)
-    assert {r["panel"] for r in data} == {"DMA offload (dcbm)", "multi-threaded copy"}
+    # one panel per copier, each with its own colour legend; MT has no published cell
+    panels = [c["title"] for c in spec["hconcat"]]
+    assert panels == ["DMA offload (dcbm)", "multi-threaded copy (not published)"]
+    assert spec["resolve"]["scale"]["color"] == "independent"
+    legends = {e.get("title") for e in _encodings(spec, "color") if e.get("title")}
+    assert legends == {"DMA channels", "copy threads"}
+    # every line is labelled at its end (the largest folio size)
+    labels = {r["label"] for r in data if "label" in r and r["folio_size"] == "2M"}
+    assert labels == {"CPU copy", "1 ch", "4 ch", "2 thr"}
+
+
+def test_line_end_labels_move_apart_where_lines_crowd():
+    # three lines ending within 1% of each other on a 300 px log axis over 1..100 GB/s
+    ys = figures._spread_labels([10.0, 10.05, 10.1, 50.0], 1.0, 100.0, 300)
+    gap = figures.LABEL_GAP_PX / 300 * 2  # decades per label
+    logs = sorted(math.log10(y) for y in ys)
+    assert all(b - a >= gap - 1e-9 for a, b in itertools.pairwise(logs))
+    # the crowded group is centred on its lines
+    assert sum(logs[:3]) / 3 == pytest.approx(sum(math.log10(v) for v in (10.0, 10.05, 10.1)) / 3)
+    assert ys[3] == pytest.approx(50.0)  # a label far from the others stays at its line
 
 
 def test_speedup_heatmap_prints_values(tp_summary):
@@ -134,23 +157,76 @@ def test_parity_chart_title_has_the_mape(tp_summary):
     ]
     assert lines, "no y = x line"
     assert any("published" in (e.get("title") or "") for e in _encodings(spec, "x"))
+    band = next(r for r in _datasets(spec) if "b_lo" in r)
+    assert band["b_lo"] == pytest.approx(0.75 * band["a"]) and band["b_hi"] == pytest.approx(
+        1.25 * band["a"]
+    )
+
+
+def test_parity_chart_labels_the_cells_outside_the_tolerance(tp_summary):
+    worse = tp_summary.with_columns(
+        pl.when(
+            (pl.col("mode") == "dma") & (pl.col("folio_size") == "4K") & (pl.col("channels") == 4)
+        )
+        .then(pl.col("published_gbps") * 1.6)
+        .otherwise(pl.col("mean_gbps"))
+        .alias("mean_gbps")
+    ).with_columns((pl.col("mean_gbps") / pl.col("published_gbps") - 1).alias("rel_error"))
+    spec = figures.parity_chart(worse).to_dict()
+    labels = {r["label"] for r in _datasets(spec) if "label" in r}
+    want = set()
+    for r in worse.filter(pl.col("published_gbps").is_not_null()).iter_rows(named=True):
+        diff = abs(r["mean_gbps"] - r["published_gbps"])
+        if diff > max(2 * (r["published_sd_gbps"] or 0), 0.25 * r["published_gbps"]):
+            name = "baseline" if r["mode"] == "baseline" else f"{r['channels']} ch"
+            want.add(f"{name} {r['folio_size']} ({100 * r['rel_error']:+.0f}%)")
+    assert "4 ch 4K (+60%)" in want and labels == want
+    assert f"{len(want)} cells outside" in spec["title"]["subtitle"]
 
 
 def test_compaction_chart_shows_published_beside_simulated(cp_summary):
     spec = figures.compaction_chart(cp_summary).to_dict()
     data = _datasets(spec)
     walls = {(r["mode"], r["source"]): r["v"] for r in data if r.get("metric") == "wall_ms"}
-    assert walls[("dma", "simulated")] == pytest.approx(18.0)  # seconds
-    assert walls[("dma", "published")] == pytest.approx(18.887)
+    assert walls[("dma", "simulated")] == pytest.approx(18000.0)  # ms, as the tables
+    assert walls[("dma", "published")] == pytest.approx(18887.0)
     hogs = {(r["mode"], r["source"]) for r in data if r.get("metric") == "hog_iterations"}
     assert hogs == {
         (m, s) for m in ("busy-baseline", "busy-dma") for s in ("simulated", "published")
     }
+    # the published rows leave 0.3-0.8 points to irq + softirq; these simulated rows none
     states = {r["state"] for r in data if "state" in r}
-    assert states == {"user", "sys", "idle"}
+    assert states == {"user", "sys", "irq + softirq", "idle"}
+    for bar in {r["bar"] for r in data if "bar" in r}:
+        shares = [r["value"] for r in data if r.get("bar") == bar]
+        assert sum(shares) == pytest.approx(100.0) and min(shares) > 0, bar
+    cpu_x = [e for e in _encodings(spec, "x") if e.get("title") == "CPU time (%)"]
+    assert cpu_x[0]["scale"]["domain"] == [0, 100]
+    # every axis leaves room above its largest bar
+    for panel, metric in zip(
+        spec["hconcat"][:3], ("wall_ms", "pages_migrated", "hog_iterations"), strict=True
+    ):
+        y = panel["layer"][0]["encoding"]["y"]
+        top = max(r["hi"] for r in data if r.get("metric") == metric)
+        assert y["scale"]["domain"][1] > 1.1 * top, metric
+    # errors above the simulated bars; the fitted cell marked as such, misfits flagged
+    errors = {(r["mode"], r["metric"]): r for r in data if r.get("error") is not None}
+    assert errors[("baseline", "wall_ms")]["error"] == "fitted"
+    assert errors[("dma", "wall_ms")]["error"] == "-4.7%"  # 18000 / 18887 - 1
+    assert not errors[("dma", "wall_ms")]["misfit"]  # within 10%
     text = json.dumps(spec)
-    for title in ("wall time (s)", "CPU time (%)", "CPU-hog iterations (billions)"):
+    for title in ("wall time (ms)", "CPU time (%)", "CPU-hog iterations (billions)"):
         assert title in text
+    assert "wall time (s)" not in text
+
+
+def test_compaction_misfit_is_red():
+    runs = COMPACTION_RUNS.frame([cp_row("dma", 25000.0, pages=4_600_000, sys=76.0, idle=24.0)])
+    s = tables.summarise_compaction(runs, tables.load_reference_compaction(REF_CP))
+    data = _datasets(figures.compaction_chart(s).to_dict())
+    wall = next(r for r in data if r.get("metric") == "wall_ms" and r.get("error"))
+    assert wall["error"] == "+32.4%" and wall["misfit"]  # 25000 / 18887 - 1, beyond 10%
+    assert figures.MISFIT_COLOUR in json.dumps(figures.compaction_chart(s).to_dict())
 
 
 def test_builders_accept_empty_summaries():

@@ -94,19 +94,29 @@ LABEL_GAP_PX = 12  # px between two line-end labels (one line of 11 px text)
 
 def _spread_labels(values: list[float], lo: float, hi: float, height: float) -> list[float]:
     """Positions (same log scale as `values`, in GB/s) for line-end labels at `values`, moved
-    apart so that no two are closer than LABEL_GAP_PX on a log axis [lo, hi] of `height` px."""
+    apart so that no two are closer than LABEL_GAP_PX on a log axis [lo, hi] of `height` px:
+    labels that would overlap form a group centred on its lines' mean; a label clear of the
+    others stays at its line."""
     if not values:
         return []
-    span = math.log10(hi) - math.log10(lo)
-    gap = LABEL_GAP_PX / height * span
+    gap = LABEL_GAP_PX / height * (math.log10(hi) - math.log10(lo))
     order = sorted(range(len(values)), key=lambda i: values[i])
-    pos = [math.log10(values[i]) for i in order]
-    for i in range(1, len(pos)):  # push up from the bottom, then centre the group
-        pos[i] = max(pos[i], pos[i - 1] + gap)
-    shift = (sum(math.log10(values[i]) for i in order) - sum(pos)) / len(pos)
-    pos = [p + shift for p in pos]
-    for i in range(1, len(pos)):
-        pos[i] = max(pos[i], pos[i - 1] + gap)
+    logs = [math.log10(values[i]) for i in order]
+    groups = [[k] for k in range(len(logs))]  # indices into `logs`, bottom to top
+
+    def place(g: list[int]) -> list[float]:
+        centre = sum(logs[k] for k in g) / len(g)
+        return [centre + gap * (j - (len(g) - 1) / 2) for j in range(len(g))]
+
+    merged = True
+    while merged:
+        merged = False
+        for j in range(len(groups) - 1):
+            if place(groups[j])[-1] + gap > place(groups[j + 1])[0] + 1e-12:
+                groups[j : j + 2] = [groups[j] + groups[j + 1]]
+                merged = True
+                break
+    pos = [p for g in groups for p in place(g)]
     out = [0.0] * len(values)
     for rank, i in enumerate(order):
         out[i] = 10 ** pos[rank]

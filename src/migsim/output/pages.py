@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,11 +32,6 @@ def _plain(obj):
     if isinstance(obj, list | tuple):
         return [_plain(v) for v in obj]
     return obj
-
-
-def _table_fragment(page: str) -> str:
-    m = re.search(r"<body>(.*)</body>", page, flags=re.S)
-    return m.group(1) if m else ""
 
 
 def _study_entries(

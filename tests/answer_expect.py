@@ -19,9 +19,13 @@ def frames(results: Path) -> dict[str, pl.DataFrame]:
         "throughput": results / "summary" / "throughput.parquet",
         "compaction": results / "summary" / "compaction.parquet",
         "series": results / "series" / "published.parquet",
-        "cluster_max": results / "whatif" / "cluster_max.parquet",
-        "hybrid": results / "whatif" / "hybrid.parquet",
     }
+    # a what-if study's summary: the one file of runs/whatif/<study>/ (named by a digest)
+    for name in ("cluster_max", "hybrid"):
+        found = sorted((results / "runs" / "whatif" / name).glob("*.parquet"))
+        assert len(found) <= 1, found
+        if found:
+            paths[name] = found[0]
     return {k: pl.read_parquet(p) for k, p in paths.items() if p.exists()}
 
 

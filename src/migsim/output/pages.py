@@ -45,7 +45,7 @@ def _study_entries(
     """The front page's studies, from the files the index job is given (what-if studies:
     those of the registry of `config`)."""
     from migsim.output.front import StudyEntry
-    from migsim.studies import registry, study_files
+    from migsim.studies import registry, study_files, summary_study
 
     # by folder and name: figures/throughput.html and tables/throughput.html both exist
     by_name = {
@@ -112,11 +112,13 @@ def _study_entries(
             )
         )
     # the what-if studies of the registry (plug-ins included), each linking its own page
+    summaries_of = {summary_study(f): f for f in whatif if summary_study(f)}
     for name, study in registry(config).items():
+        if name not in summaries_of:
+            continue
         out = {k: v.rsplit("/", 1)[1] for k, v in study_files("", name).items()}
         got = {k: by_name.get(f"whatif/{v}") for k, v in out.items()}
-        if got["parquet"] is None:
-            continue
+        got["parquet"] = summaries_of[name]
         entries.append(
             StudyEntry(
                 name,
@@ -167,13 +169,16 @@ def build_index(
         f"platform {esc(str(config.get('platform')))} · configuration hash "
         f"{esc(meta.get('config_hash', '?'))}</p>",
     ]
+    from migsim.studies import summary_study
+
     files = {Path(f).name: f for f in [*summaries, *whatif, *series]}
+    study_summaries = {summary_study(f): f for f in whatif if summary_study(f)}
     answer_paths = {
         "throughput": files.get("throughput.parquet"),
         "compaction": files.get("compaction.parquet"),
         "series": files.get("published.parquet"),
-        "cluster_max": files.get("cluster_max.parquet"),
-        "hybrid": files.get("hybrid.parquet"),
+        "cluster_max": study_summaries.get("cluster_max"),
+        "hybrid": study_summaries.get("hybrid"),
     }
     svg = answer_figure_svg(answer_paths["throughput"], answer_svg)
     links = [

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migsim import __version__
-from migsim.digest import cell_seed, config_hash  # noqa: F401 (mp.cell_seed, mp.config_hash)
+from migsim.digest import (  # noqa: F401 (mp.cell_seed, mp.config_hash, mp.run_file, ...)
+    cell_seed,
+    config_hash,
+    output_digest,
+    run_file,
+    state_file,
+)
 from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
 
 if TYPE_CHECKING:  # the engine is imported inside the job functions, not by the Snakefile
@@ -388,21 +394,6 @@ def files_digest(paths: Sequence[str | os.PathLike]) -> str:
     for p in sorted(str(p) for p in paths):
         h.update(Path(p).name.encode() + b"\0" + Path(p).read_bytes() + b"\0")
     return h.hexdigest()[:16]
-
-
-def output_digest(params: Any, code_digest: str) -> str:
-    """The digest that names one job's output: its parameters and its code and platform."""
-    return config_hash({"params": params, "code": code_digest})
-
-
-def run_file(results: str, kind: str, key: str, params: Any, code_digest: str) -> str:
-    """``<results>/runs/<kind>/<key>/<digest>.parquet`` of one simulation job."""
-    return f"{results}/runs/{kind}/{key}/{output_digest(params, code_digest)}.parquet"
-
-
-def state_file(results: str, params: Any, code_digest: str) -> str:
-    """``<results>/state/<digest>/fragmentation.npz``: the fragmented node."""
-    return f"{results}/state/{output_digest(params, code_digest)}/fragmentation.npz"
 
 
 def prune_results(results: str | os.PathLike, keep: Sequence[str | os.PathLike]) -> list[str]:

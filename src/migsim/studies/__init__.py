@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from migsim.digest import run_file
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -211,8 +213,6 @@ def study_run(results: str, name: str, params: Mapping, code_digest: str) -> str
     (`code_digest`, ``migsim.pipeline.files_digest``), like every simulation output, so a
     rerun with a changed value writes a new file and a failing one leaves the previous in
     place (``snakemake prune`` removes what the configuration no longer uses)."""
-    from migsim.pipeline import run_file
-
     return run_file(results, "whatif", name, params, code_digest)
 
 

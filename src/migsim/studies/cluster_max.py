@@ -37,6 +37,7 @@ from migsim.studies.common import (
     _pct_change,
     _pct_word,
     check_setup,
+    run_study_fn,
     setup_params,
 )
 
@@ -353,16 +354,12 @@ def cluster_max_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
 def params(config: Mapping) -> dict[str, Any]:
     """The job's parameters from the configuration (JSON-serialisable)."""
     sec = section(config, NAME)
-    out: dict[str, Any] = {"kwargs": sec}
-    out["setup"] = setup_params(config)
-    return out
+    return {"kwargs": sec, "setup": setup_params(config)}
 
 
 def run(platform: Platform, params: Mapping) -> pl.DataFrame:
     """The study's summary rows for the job parameters `params` (``params()`` plus the seed)."""
-    kwargs = dict(params["kwargs"])
-    kwargs["setup"] = CompactionSetup(seed=params["seed"], **params["setup"])
-    return study_cluster_max(platform, **kwargs)
+    return run_study_fn(study_cluster_max, platform, params)
 
 
 def check(config: Mapping) -> None:

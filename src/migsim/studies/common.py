@@ -26,7 +26,7 @@ back-end, load, channel count, threshold and engine class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,6 +274,20 @@ def setup_params(config: Mapping) -> dict[str, Any]:
         "free_ratio": float(config["fragmentation"]["free_ratio"]),
         "pattern": str(config["fragmentation"]["pattern"]),
     }
+
+
+def run_study_fn(
+    study: Callable[..., pl.DataFrame], platform: Platform, params: Mapping, *, seed: bool = False
+) -> pl.DataFrame:
+    """A study's summary rows for its job parameters `params` (its ``params()`` plus the seed):
+    the section's keys as keyword arguments, the fragmented node (``setup``) built with the
+    job's seed where the study has one, and the seed itself where the study takes it (`seed`)."""
+    kwargs = dict(params["kwargs"])
+    if seed:
+        kwargs["seed"] = params["seed"]
+    if "setup" in params:
+        kwargs["setup"] = CompactionSetup(seed=params["seed"], **params["setup"])
+    return study(platform, **kwargs)
 
 
 def check_setup(config: Mapping) -> None:

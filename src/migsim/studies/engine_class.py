@@ -35,6 +35,7 @@ from migsim.studies.common import (
     check_setup,
     check_total_bytes,
     derive_seed,
+    run_study_fn,
     setup_params,
 )
 from migsim.studies.throughput import run_throughput
@@ -564,17 +565,12 @@ def params(config: Mapping) -> dict[str, Any]:
     sec["folio_sizes"] = [str(s) for s in sec["folio_sizes"]]
     sec["total_bytes"] = parse_size(sec["total_bytes"], name=f"{KEY}.total_bytes")
     sec["latency_scales"] = [float(s) for s in sec["latency_scales"]]
-    out: dict[str, Any] = {"kwargs": sec}
-    out["setup"] = setup_params(config)
-    return out
+    return {"kwargs": sec, "setup": setup_params(config)}
 
 
 def run(platform: Platform, params: Mapping) -> pl.DataFrame:
     """The study's summary rows for the job parameters `params` (``params()`` plus the seed)."""
-    kwargs = dict(params["kwargs"])
-    kwargs["seed"] = params["seed"]
-    kwargs["setup"] = CompactionSetup(seed=params["seed"], **params["setup"])
-    return study_engine_class(platform, **kwargs)
+    return run_study_fn(study_engine_class, platform, params, seed=True)
 
 
 def check(config: Mapping) -> None:

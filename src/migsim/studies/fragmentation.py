@@ -35,6 +35,7 @@ from migsim.studies.common import (
     _frame,
     _metrics,
     check_setup,
+    run_study_fn,
     setup_params,
 )
 
@@ -305,16 +306,12 @@ def params(config: Mapping) -> dict[str, Any]:
     """The job's parameters from the configuration (JSON-serialisable)."""
     sec = section(config, NAME)
     sec["free_ratios"] = [float(r) for r in sec["free_ratios"]]
-    out: dict[str, Any] = {"kwargs": sec}
-    out["setup"] = setup_params(config)
-    return out
+    return {"kwargs": sec, "setup": setup_params(config)}
 
 
 def run(platform: Platform, params: Mapping) -> pl.DataFrame:
     """The study's summary rows for the job parameters `params` (``params()`` plus the seed)."""
-    kwargs = dict(params["kwargs"])
-    kwargs["setup"] = CompactionSetup(seed=params["seed"], **params["setup"])
-    return study_fragmentation(platform, **kwargs)
+    return run_study_fn(study_fragmentation, platform, params)
 
 
 def check(config: Mapping) -> None:

@@ -39,6 +39,7 @@ from migsim.studies.common import (
     _pct_change,
     _pct_word,
     check_setup,
+    run_study_fn,
     setup_params,
     size_or_zero,
 )
@@ -344,16 +345,12 @@ def params(config: Mapping) -> dict[str, Any]:
     sec["thresholds"] = [
         size_or_zero(t, f"{KEY}.thresholds[{i}]") for i, t in enumerate(sec["thresholds"])
     ]
-    out: dict[str, Any] = {"kwargs": sec}
-    out["setup"] = setup_params(config)
-    return out
+    return {"kwargs": sec, "setup": setup_params(config)}
 
 
 def run(platform: Platform, params: Mapping) -> pl.DataFrame:
     """The study's summary rows for the job parameters `params` (``params()`` plus the seed)."""
-    kwargs = dict(params["kwargs"])
-    kwargs["setup"] = CompactionSetup(seed=params["seed"], **params["setup"])
-    return study_hybrid(platform, **kwargs)
+    return run_study_fn(study_hybrid, platform, params)
 
 
 def check(config: Mapping) -> None:

@@ -33,6 +33,7 @@ from migsim.studies.common import (
     _pct_word,
     check_total_bytes,
     derive_seed,
+    run_study_fn,
 )
 from migsim.studies.throughput import run_throughput
 from migsim.units import HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
@@ -373,15 +374,12 @@ def params(config: Mapping) -> dict[str, Any]:
     sec = section(config, NAME)
     sec["total_bytes"] = parse_size(sec["total_bytes"], name=f"{KEY}.total_bytes")
     sec["knee_pct"] = float(sec["knee_pct"])
-    out: dict[str, Any] = {"kwargs": sec}
-    return out
+    return {"kwargs": sec}
 
 
 def run(platform: Platform, params: Mapping) -> pl.DataFrame:
     """The study's summary rows for the job parameters `params` (``params()`` plus the seed)."""
-    kwargs = dict(params["kwargs"])
-    kwargs["seed"] = params["seed"]
-    return study_latency(platform, **kwargs)
+    return run_study_fn(study_latency, platform, params, seed=True)
 
 
 def check(config: Mapping) -> None:

@@ -88,12 +88,14 @@ def test_twin_predicts_every_real_compact_memory():
 
 
 def test_twin_restores_settings_on_error_and_on_signal(monkeypatch):
-    """A twin run that fails (or gets SIGTERM) in the middle, with tracing on and
-    compaction_proactiveness at 0, leaves every setting and the trace event as it found them."""
+    """A twin run that fails (or gets SIGTERM) in the middle, with tracing on,
+    compaction_proactiveness at 0 and the task under SCHED_FIFO, leaves every setting, the trace
+    event and the task's scheduling policy and nice value as it found them."""
     import signal
 
     _require()
     before = probe.snapshot_settings()
+    sched = (os.sched_getscheduler(0), os.sched_getparam(0), os.getpriority(os.PRIO_PROCESS, 0))
     trace_before = (
         (twin.MIGRATE_EVENT / "enable").read_text() if twin.TraceGuard().available else None
     )
@@ -101,17 +103,17 @@ def test_twin_restores_settings_on_error_and_on_signal(monkeypatch):
     real = probe.trigger_compaction
     calls = {"n": 0}
 
-    def failing():
+    def failing(*args, **kw):
         calls["n"] += 1
-        if calls["n"] == 2:  # the measured run (the first call settles)
+        if calls["n"] == 2:  # the measured run (the first call settles), under SCHED_FIFO
             raise RuntimeError("injected failure")
-        return real()
+        return real(*args, **kw)
 
-    def signalled():
+    def signalled(*args, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real()
+        return real(*args, **kw)
 
     for fn, exc in ((failing, RuntimeError), (signalled, probe.ProbeInterrupted)):
         calls["n"] = 0
@@ -121,5 +123,11 @@ def test_twin_restores_settings_on_error_and_on_signal(monkeypatch):
             assert probe.PROACTIVENESS.read_text().strip() == "0"
             twin.twin_run(64 << 20, RATIO, 1, plat)
         assert probe.snapshot_settings() == before
+        # the FIFO policy of the write and the nice value of the reads are the task's again
+        assert (
+            os.sched_getscheduler(0),
+            os.sched_getparam(0),
+            os.getpriority(os.PRIO_PROCESS, 0),
+        ) == sched
         if trace_before is not None:
             assert (twin.MIGRATE_EVENT / "enable").read_text() == trace_before

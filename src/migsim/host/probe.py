@@ -654,17 +654,67 @@ def check_compaction_available(node: int | None = None) -> None:
         raise ProbeUnavailable(f"{THP_DIR} missing: the probe needs transparent huge pages")
 
 
-def trigger_compaction(node: int | None = None) -> float:
+SCHEDSTAT = Path("/proc/thread-self/schedstat")
+RT_PRIORITY = 1  # SCHED_FIFO priority of the compacting write (realtime): above every CFS task
+
+
+def thread_times() -> tuple[float, float]:
+    """(CPU seconds, run-queue wait seconds) of the calling thread so far: sum_exec_runtime and
+    run_delay of /proc/thread-self/schedstat (kernel/sched/stats.c, CONFIG_SCHED_INFO; both
+    exclude the time the hypervisor stole from the vCPU where the steal clock is paravirtual);
+    without it ``time.thread_time()`` and 0."""
+    try:
+        ns = SCHEDSTAT.read_text().split()
+        return int(ns[0]) * 1e-9, int(ns[1]) * 1e-9
+    except (OSError, IndexError, ValueError):
+        return time.thread_time(), 0.0
+
+
+@contextlib.contextmanager
+def realtime(priority: int = RT_PRIORITY) -> Iterator[str]:
+    """Run the block under SCHED_FIFO at `priority` (root: CAP_SYS_NICE) and restore the task's
+    policy and priority after, also on error or signal (interrupt_guard turns SIGTERM/SIGINT
+    into an exception; the kernel drops the policy with the task on SIGKILL); yields "fifo", or
+    the policy in force where FIFO cannot be set (EPERM). SCHED_RESET_ON_FORK: a child would not
+    inherit it. Why: ``echo 1 > compact_memory`` compacts in the writing task
+    (sysctl_compaction_handler -> compact_nodes), and a CFS task on a loaded machine waits
+    on the run queue between its slices, so its wall time grows with the load; a FIFO task is
+    not preempted by CFS tasks (it still sleeps where the kernel waits: lru_add_drain_all()'s
+    per-CPU work, folio locks, RT throttling past sched_rt_runtime_us)."""
+    try:
+        old_policy = os.sched_getscheduler(0)
+        old_param = os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except (OSError, AttributeError):
+        yield "other"
+        return
+    try:
+        yield "fifo"
+    finally:
+        os.sched_setscheduler(0, old_policy & ~os.SCHED_RESET_ON_FORK, old_param)
+
+
+def trigger_compaction(node: int | None = None, times: dict | None = None) -> float:
     """Write 1 to the compaction trigger; seconds the write took (compaction runs synchronously
-    in the writing task: compact_nodes() / compact_node())."""
+    in the writing task: compact_nodes() / compact_node()). With `times`, also fill it with the
+    writing thread's ``cpu_s`` (CPU seconds it ran: the compaction's kernel work) and
+    ``run_delay_s`` (seconds it waited runnable for a CPU) during the write (thread_times);
+    the rest of the wall time, ``wait_s``, it slept (locks, per-CPU work, throttling)."""
     trig = compact_trigger_path(node)
+    c0, d0 = thread_times()
     t0 = time.perf_counter()
     try:
         with open(trig, "w") as fh:
             fh.write("1")
     except OSError as exc:
         raise ProbeUnavailable(f"cannot write {trig}: {exc.strerror}") from None
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    if times is not None:
+        c1, d1 = thread_times()
+        times.update(
+            cpu_s=c1 - c0, run_delay_s=d1 - d0, wait_s=max(0.0, wall - (c1 - c0) - (d1 - d0))
+        )
+    return wall
 
 
 @dataclass

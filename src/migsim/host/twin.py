@@ -758,16 +758,18 @@ def twin_run(
         # dirty page-cache folios with buffers cannot be split (twin: `unsplittable`): write
         # them back now, so that fewer of the folios around the region stop a zone
         os.sync()
+        times: dict = {}
         with TraceGuard() as trace, S.high_priority() as nice:
-            a0 = probe.read_vmstat(ALLOC_KEYS)
-            first.read()
-            reader.read()  # the snapshot: the last thing before the trigger
-            r0 = resource.getrusage(resource.RUSAGE_SELF)
-            v0 = probe.read_vmstat(VMSTAT_KEYS + ALLOC_KEYS)
             load = os.getloadavg()
-            wall = probe.trigger_compaction()
-            v1 = probe.read_vmstat(VMSTAT_KEYS)
-            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            with probe.realtime() as policy:
+                a0 = probe.read_vmstat(ALLOC_KEYS)
+                first.read()
+                reader.read()  # the snapshot: the last thing before the trigger
+                r0 = resource.getrusage(resource.RUSAGE_SELF)
+                v0 = probe.read_vmstat(VMSTAT_KEYS + ALLOC_KEYS)
+                wall = probe.trigger_compaction(times=times)
+                v1 = probe.read_vmstat(VMSTAT_KEYS + ALLOC_KEYS)
+                r1 = resource.getrusage(resource.RUSAGE_SELF)
             calls = trace.pages_per_call()
     snap = reader.build(raw_dir, freed=freed)
     t0 = time.perf_counter()
@@ -795,8 +797,18 @@ def twin_run(
         },
         "seed": seed,
         "nice": nice,  # of the reading and compacting task (snapshot.high_priority)
-        "loadavg": list(load),  # 1, 5, 15 minutes, just before the trigger
-        "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+        "policy": policy,  # its scheduling policy for the reads and the write (probe.realtime)
+        "loadavg": list(load),  # 1, 5, 15 minutes, just before the reads
+        # the writing thread's CPU seconds during the write (schedstat sum_exec_runtime): the
+        # compaction's own work, what the model charges; getrusage's split of the process's
+        "cpu_seconds": times["cpu_s"],
+        "sys_seconds": r1.ru_stime - r0.ru_stime,
+        "user_seconds": r1.ru_utime - r0.ru_utime,
+        "run_delay_seconds": times["run_delay_s"],  # waiting runnable for a CPU
+        "wait_seconds": times["wait_s"],  # asleep (wall - cpu - run delay)
+        # pages other tasks allocated during the real compaction (compaction_alloc takes its
+        # targets from isolated free pages, not through the pgalloc-counting allocator)
+        "alloc_during_pages": sum(v1[k] - v0[k] for k in ALLOC_KEYS),
         # pages allocated on the machine while the snapshots were read (by other tasks: the
         # twin allocates nothing then)
         "drift_pages": drift,

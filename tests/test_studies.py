@@ -4,7 +4,11 @@ point, and one-line errors for a bad plug-in."""
 
 from __future__ import annotations
 
+import json
+import os
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +31,24 @@ def test_every_builtin_study_is_one_module_of_the_studies_package():
     package = {m.name for m in pkgutil.iter_modules(studies.__path__)}
     assert set(reg) <= package
     assert not [m for m in package if "whatif" in m]
+
+
+def test_loading_the_registry_imports_declarations_only():
+    """The Snakefile loads the registry at parse: the study modules declare, and import
+    Altair, Polars and PyArrow only inside the functions that build a chart or a frame."""
+    code = (
+        "import sys\nimport migsim.studies as ms\n"
+        "reg = ms.registry({})\nassert reg\n"
+        "for s in reg.values():\n    s.schema.names\n"
+        "print(json.dumps([m for m in ('altair', 'polars', 'pyarrow', 'vl_convert') "
+        "if m in sys.modules]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", "import json\n" + code],
+        capture_output=True, text=True, env=env, cwd=ROOT, check=True,
+    )  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_no_module_named_whatif_anywhere_in_migsim():

@@ -19,6 +19,7 @@ import altair as alt
 import polars as pl
 
 from migsim.atomic import atomic_write_bytes, atomic_write_text
+from migsim.output.style import BASELINE_COLOUR, PALETTE, WHATIF_H, WHATIF_W  # noqa: F401
 from migsim.output.tables import (
     COMPACTION_METRICS,
     COMPACTION_SUMMARY,
@@ -27,20 +28,6 @@ from migsim.output.tables import (
 )
 from migsim.units import format_size
 
-# Colours: baseline black, then one colour per channel or thread count.
-BASELINE_COLOUR = "#000000"
-PALETTE = (
-    "#4c78a8",
-    "#f58518",
-    "#54a24b",
-    "#e45756",
-    "#72b7b2",
-    "#b279a2",
-    "#eeca3b",
-    "#9d755d",
-    "#ff9da6",
-    "#bab0ac",
-)
 LEGEND_SPEEDUPS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0)
 PUBLISHED_DX = 7  # px: published marks beside the simulated ones of the same folio size
 SOURCE_COLOURS = {"simulated": "#4c78a8", "published": "#9d9d9d"}
@@ -870,8 +857,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # Shared by the what-if studies' figures
 # ---------------------------------------------------------------------------------------------
-
-WHATIF_W, WHATIF_H = 260, 200  # px: one panel of a what-if figure
 
 
 def series_colour(series: list[str], title: str) -> alt.Color:

@@ -11,110 +11,39 @@ and seed give byte-identical files.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from migsim import __version__
 from migsim.atomic import atomic_write_bytes, atomic_write_text
+from migsim.output.schema import (  # noqa: F401  (the declarations, re-exported here)
+    F64,
+    I32,
+    I64,
+    LIST_F64,
+    TABLE_CSS,
+    Column,
+    S,
+    Schema,
+    Table,
+    _c,
+    copy_label,
+    count_noun,
+    count_text,
+    markdown,
+    number_text,
+    read_metadata,
+    table_page,
+)
 from migsim.units import COMPACT_CLUSTER_MAX, HPAGE_PUD_NR, format_size, parse_size
 
 # ---------------------------------------------------------------------------------------------
 # Schemas
 # ---------------------------------------------------------------------------------------------
 
-_ARROW = {
-    pl.String: pa.string(),
-    pl.Int32: pa.int32(),
-    pl.Int64: pa.int64(),
-    pl.Float64: pa.float64(),
-    pl.List(pl.Float64): pa.list_(pa.field("element", pa.float64())),  # as Parquet names it
-}
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column: name, Polars type, unit and one-line meaning."""
-
-    name: str
-    dtype: type[pl.DataType]
-    unit: str
-    doc: str
-
-
-@dataclass(frozen=True)
-class Schema:
-    """A documented table layout; files are sorted by ``sort_by`` before writing."""
-
-    name: str
-    doc: str
-    columns: tuple[Column, ...]
-    sort_by: tuple[str, ...]
-    nulls_allowed: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    def polars_schema(self) -> dict[str, type[pl.DataType]]:
-        return {c.name: c.dtype for c in self.columns}
-
-    def arrow_schema(self) -> pa.Schema:
-        """The Arrow schema of the files (column docs as field metadata, no file metadata)."""
-        return pa.schema(
-            [
-                pa.field(c.name, _ARROW[c.dtype], metadata={"unit": c.unit, "doc": c.doc})
-                for c in self.columns
-            ]
-        )
-
-    def frame(self, rows: Iterable[Mapping]) -> pl.DataFrame:
-        """A typed DataFrame from row dicts; every key of the contract must be there, no other."""
-        rows = list(rows)
-        want = set(self.names)
-        for i, row in enumerate(rows):
-            missing = sorted(want - set(row))
-            extra = sorted(set(row) - want)
-            if missing or extra:
-                raise ValueError(
-                    f"{self.name} row {i}: missing columns {missing}, unexpected columns {extra}"
-                )
-        data = {c.name: [row[c.name] for row in rows] for c in self.columns}
-        return pl.DataFrame(data, schema=self.polars_schema(), strict=False)
-
-    def conform(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Select the schema's columns in order, cast to their types and sort; checks nulls."""
-        missing = sorted(set(self.names) - set(df.columns))
-        if missing:
-            raise ValueError(f"{self.name}: missing columns {missing}")
-        out = df.select([pl.col(c.name).cast(c.dtype) for c in self.columns])
-        for c in self.columns:
-            if c.name not in self.nulls_allowed and out[c.name].null_count():
-                raise ValueError(f"{self.name}: column {c.name} has null values")
-        return out.sort(list(self.sort_by), nulls_last=False, maintain_order=True)
-
-    def check_file(self, path: str | os.PathLike) -> None:
-        """Raise ValueError unless the Parquet file at `path` has exactly this schema."""
-        got = pq.read_schema(path).remove_metadata()
-        want = self.arrow_schema()
-        if not got.equals(want, check_metadata=True):
-            raise ValueError(f"{path}: schema differs from {self.name}:\n{got}\nexpected:\n{want}")
-        meta = read_metadata(path)
-        if meta.get("schema") != self.name:
-            raise ValueError(f"{path}: metadata schema={meta.get('schema')!r}, want {self.name!r}")
-
-
-def _c(name: str, dtype: type[pl.DataType], unit: str, doc: str) -> Column:
-    return Column(name, dtype, unit, doc)
-
-
-S, I32, I64, F64 = pl.String, pl.Int32, pl.Int64, pl.Float64
 ALLOC_LATENCY_PERCENTILES = (5, 25, 50, 75, 90, 95, 99)  # migsim.kernel.vmstat.PERCENTILES
 # /proc/vmstat counters of a move_pages() run (migsim.kernel.vmstat.move_pages_vmstat)
 MOVE_PAGES_VMSTAT = (
@@ -248,7 +177,7 @@ COMPACTION_RUNS = Schema(
         ),
         _c(
             "alloc_latency_us",
-            pl.List(pl.Float64),
+            LIST_F64,
             "us",
             "latency of each allocation that entered the slow path (entry to page returned)",
         ),
@@ -431,6 +360,9 @@ def write_parquet(
     extra: Mapping[str, str] | None = None,
 ) -> None:
     """Conform `df` to `schema`, sort it and write it atomically with metadata (no timestamps)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     out = schema.conform(df)
     meta = {
         "schema": schema.name,
@@ -445,12 +377,6 @@ def write_parquet(
     buf = pa.BufferOutputStream()
     pq.write_table(table, buf, compression="zstd")
     atomic_write_bytes(path, buf.getvalue().to_pybytes())
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The key/value metadata of a Parquet file written by ``write_parquet``."""
-    raw = pq.read_schema(path).metadata or {}
-    return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"ARROW:")}
 
 
 def read_runs(paths: Sequence[str | os.PathLike], schema: Schema) -> pl.DataFrame:
@@ -637,63 +563,6 @@ def throughput_mape(summary: pl.DataFrame) -> tuple[float | None, int]:
 # ---------------------------------------------------------------------------------------------
 # Tables in the published layout
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Table:
-    """A rendered table: title, header, rows of cell strings, notes below it."""
-
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    notes: list[str] = field(default_factory=list)
-
-    def markdown(self) -> str:
-        """GitHub-flavoured Markdown, first column left-aligned, the others right-aligned."""
-        lines = [f"## {self.title}", ""]
-        lines.append("| " + " | ".join(self.header) + " |")
-        lines.append("|" + "|".join([":---"] + ["---:"] * (len(self.header) - 1)) + "|")
-        for row in self.rows:
-            lines.append("| " + " | ".join(row) + " |")
-        if self.notes:
-            lines.append("")
-            lines.extend(self.notes)
-        return "\n".join(lines) + "\n"
-
-    def html(self) -> str:
-        """An HTML fragment (a <table> with caption and notes), no external resources."""
-        esc = html.escape
-        parts = [f"<table><caption>{esc(self.title)}</caption>", "<thead><tr>"]
-        parts += [f"<th>{esc(h)}</th>" for h in self.header]
-        parts.append("</tr></thead><tbody>")
-        for row in self.rows:
-            cells = [f"<th scope='row'>{esc(row[0])}</th>"] + [
-                f"<td>{esc(c)}</td>" for c in row[1:]
-            ]
-            parts.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("</tbody></table>")
-        parts += [f"<p class='note'>{esc(n)}</p>" for n in self.notes]
-        return "\n".join(parts) + "\n"
-
-
-def table_page(title: str, tables: Sequence[Table]) -> str:
-    """A standalone offline HTML page holding `tables`."""
-    body = "\n".join(t.html() for t in tables)
-    return (
-        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
-        f"<title>{html.escape(title)}</title>\n<style>{TABLE_CSS}</style>\n</head>\n"
-        f"<body>\n{body}</body>\n</html>\n"
-    )
-
-
-TABLE_CSS = (
-    "body{font-family:sans-serif;margin:1.5em}"
-    "table{border-collapse:collapse;margin:1em 0}"
-    "caption{font-weight:bold;text-align:left;padding:.3em 0}"
-    "th,td{border:1px solid #bbb;padding:.25em .6em;font-variant-numeric:tabular-nums}"
-    "td{text-align:right}th[scope=row]{text-align:left}"
-    ".note{color:#444;font-size:.9em}"
-)
 
 
 def _signed(value: float, digits: int = 1) -> str:
@@ -935,36 +804,3 @@ def describe_schemas(schemas: Iterable[Schema] | None = None) -> str:
 def metadata_json(path: str | os.PathLike) -> str:
     """The metadata of a Parquet file as sorted JSON (for logs)."""
     return json.dumps(read_metadata(path), sort_keys=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Labels and numbers shared by every study's tables
-# ---------------------------------------------------------------------------------------------
-
-
-def number_text(v: float | None, digits: int = 1, signed: bool = False) -> str:
-    """`v` with `digits` decimals (thousands separated; `signed`: always with its sign), or a
-    dash for a missing value."""
-    if v is None:
-        return "–"
-    return f"{v:+.{digits}f}" if signed else f"{v:,.{digits}f}"
-
-
-def count_text(v: float | None) -> str:
-    """A count with thousands separated, or a dash for a missing value."""
-    return "–" if v is None else f"{v:,.0f}"
-
-
-def count_noun(n: int, noun: str) -> str:
-    """`1 channel`, `4 channels`: a count and its noun, plural unless the count is one."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def copy_label(copy: str, channels: int | None) -> str:
-    """`baseline` or `DMA <n> ch`: the label of a copy back-end in tables and legends."""
-    return "baseline" if copy == "baseline" else f"DMA {channels} ch"
-
-
-def markdown(tables: Sequence[Table]) -> str:
-    """Markdown of several tables, one after the other."""
-    return "\n".join(t.markdown() for t in tables)

@@ -10,25 +10,32 @@ table, figure and findings.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import altair as alt
-import polars as pl
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
 
 from migsim.cost.platform import Platform
-from migsim.output.figures import WHATIF_H as H
-from migsim.output.figures import WHATIF_W as W
-from migsim.output.figures import _empty, series_colour, series_order
-from migsim.output.tables import Schema, Table, copy_label, count_noun, count_text, number_text
+from migsim.output.schema import (
+    F64,
+    I32,
+    S,
+    Schema,
+    Table,
+    copy_label,
+    count_noun,
+    count_text,
+    number_text,
+)
+from migsim.output.style import WHATIF_H as H
+from migsim.output.style import WHATIF_W as W
 from migsim.studies import Study, section
 from migsim.studies.common import (
     _RUN,
     _RUN_NULLS,
-    F64,
-    I32,
     LOADS,
     CompactionSetup,
-    S,
     _c,
     _check_choices,
     _check_ints,
@@ -95,6 +102,8 @@ def study_cluster_max(
     baseline, %), break_even (1 on the smallest cluster size at which DMA is no slower than
     baseline, per load and channel count; 0 elsewhere).
     """
+    import polars as pl
+
     _check_ints("cluster_max", cluster_max, 1, 512)
     _check_ints("channels", channels, 1, platform.dma.max_channels_count)
     _check_choices("loads", loads, LOADS)
@@ -161,6 +170,8 @@ def _from_to(what: str, a: int, b: int) -> str:
 
 def findings_cluster_max(df: pl.DataFrame) -> str:
     """The study's answer as a paragraph; every number is a (rounded) value of `df`."""
+    import polars as pl
+
     out = []
     sizes = sorted(df["cluster_max"].unique().to_list())
     lo, hi = sizes[0], sizes[-1]
@@ -286,6 +297,8 @@ def cluster_max_table(df: pl.DataFrame) -> list[Table]:
 
 def _series_col(copy_col: str = "copy") -> pl.Expr:
     """`baseline` or `DMA <n> ch`."""
+    import polars as pl
+
     return (
         pl.when(pl.col(copy_col) == "baseline")
         .then(pl.lit("baseline"))
@@ -295,6 +308,8 @@ def _series_col(copy_col: str = "copy") -> pl.Expr:
 
 
 def _log2_x(field: str, title: str, values: list[int]) -> alt.X:
+    import altair as alt
+
     return alt.X(
         f"{field}:Q",
         scale=alt.Scale(type="log", base=2),
@@ -306,6 +321,11 @@ def _log2_x(field: str, title: str, values: list[int]) -> alt.X:
 def cluster_max_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
     """Wall time and sys % against COMPACT_CLUSTER_MAX, per load; the competing task's
     iterations on the busy machine."""
+    import altair as alt
+    import polars as pl
+
+    from migsim.output.figures import _empty, series_colour, series_order
+
     df = SCHEMA.conform(df)
     if df.height == 0:
         return _empty(TITLE)

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
+if TYPE_CHECKING:
+    import polars as pl
 
 from migsim.cost.platform import Platform
 from migsim.digest import cell_seed
-from migsim.output.tables import Column
+from migsim.output.schema import F64, I64, Column, polars_dtype
 from migsim.units import COMPACT_CLUSTER_MAX, format_size, parse_size
 
 LOADS = ("idle", "busy")
@@ -178,26 +179,13 @@ def _metrics(row: dict) -> dict:
     return out
 
 
-_COMPACTION_DTYPES = {
-    "wall_ms": pl.Float64,
-    "user_pct": pl.Float64,
-    "sys_pct": pl.Float64,
-    "idle_pct": pl.Float64,
-    "hog_iterations": pl.Float64,
-    "pages_migrated": pl.Int64,
-    "dma_copies": pl.Int64,
-    "migrate_calls": pl.Int64,
-    "alloc_success": pl.Int64,
-    "alloc_fail": pl.Int64,
-    "capture_in_drain": pl.Int64,
-    "pages_after_capture": pl.Int64,
-    "sys_ms": pl.Float64,
-    "us_per_page": pl.Float64,
-}
-
-
 def _frame(rows: list[dict], keys: dict[str, Any]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={**keys, **_COMPACTION_DTYPES}, strict=False)
+    """The rows of a compaction study: its key columns (`keys`, name -> Polars type) and the
+    run metrics (``_RUN``)."""
+    import polars as pl
+
+    dtypes = {c.name: polars_dtype(c.dtype) for c in _RUN}
+    return pl.DataFrame(rows, schema={**keys, **dtypes}, strict=False)
 
 
 def _pct_change(a: pl.Expr, b: pl.Expr) -> pl.Expr:
@@ -209,10 +197,7 @@ def _pct_word(pct: float, more: str, less: str) -> str:
     return f"{abs(pct):.1f}% {more if pct > 0 else less}"
 
 
-S, I32, I64, F64 = pl.String, pl.Int32, pl.Int64, pl.Float64
-
-
-def _c(name: str, dtype: type[pl.DataType], unit: str, doc: str) -> Column:
+def _c(name: str, dtype: Any, unit: str, doc: str) -> Column:
     return Column(name, dtype, unit, doc)
 
 

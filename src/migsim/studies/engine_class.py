@@ -11,24 +11,21 @@ table, figure and findings.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import altair as alt
-import polars as pl
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
 
 from migsim.cost.platform import Platform
-from migsim.output.figures import BASELINE_COLOUR, PALETTE, _empty
-from migsim.output.figures import WHATIF_H as H
-from migsim.output.figures import WHATIF_W as W
-from migsim.output.tables import Schema, Table, count_noun
+from migsim.output.schema import F64, I32, I64, S, Schema, Table, count_noun
+from migsim.output.style import BASELINE_COLOUR, PALETTE
+from migsim.output.style import WHATIF_H as H
+from migsim.output.style import WHATIF_W as W
 from migsim.studies import Study, section
 from migsim.studies.common import (
-    F64,
-    I32,
-    I64,
     LOADS,
     CompactionSetup,
-    S,
     _c,
     _check_choices,
     _check_ints,
@@ -188,6 +185,8 @@ def study_engine_class(
     no_slower_first (1 on the smallest channel count at which the engine is no slower than the
     baseline, per part, engine, folio size or load).
     """
+    import polars as pl
+
     _check_ints("channels", channels, 1, platform.dma.max_channels_count)
     scales = sorted({float(s) for s in latency_scales}, reverse=True)
     if 1.0 not in scales:
@@ -321,6 +320,8 @@ def _params_text(joined: str) -> str:
 
 def findings_engine_class(df: pl.DataFrame) -> str:
     """The study's answer as a paragraph; every number is a (rounded) value of `df`."""
+    import polars as pl
+
     out = []
     tp = df.filter(pl.col("part") == "throughput")
     for s in sorted(tp["latency_scale"].unique().to_list(), reverse=True):
@@ -425,6 +426,8 @@ SCHEMA = Schema(
 def engine_class_table(df: pl.DataFrame) -> list[Table]:
     """Throughput (GB/s, gain over the calibrated engine) by engine and channels x folio size;
     compaction wall time by engine and load x channel count."""
+    import polars as pl
+
     df = SCHEMA.conform(df)
     out = []
     tp = df.filter(pl.col("part") == "throughput")
@@ -468,6 +471,11 @@ def engine_class_table(df: pl.DataFrame) -> list[Table]:
 def engine_class_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
     """Throughput against channel count per folio size, one line per engine class; compaction
     wall time against channel count per load, with the CPU copy as a dashed rule."""
+    import altair as alt
+    import polars as pl
+
+    from migsim.output.figures import _empty
+
     df = SCHEMA.conform(df)
     if df.height == 0:
         return _empty(TITLE)

@@ -10,26 +10,32 @@ table, figure and findings.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import altair as alt
-import polars as pl
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
 
 from migsim.cost.platform import Platform
-from migsim.output.figures import WHATIF_H as H
-from migsim.output.figures import WHATIF_W as W
-from migsim.output.figures import _empty
-from migsim.output.tables import Schema, Table, copy_label, count_text, number_text
+from migsim.output.schema import (
+    F64,
+    I32,
+    I64,
+    S,
+    Schema,
+    Table,
+    copy_label,
+    count_text,
+    number_text,
+)
+from migsim.output.style import WHATIF_H as H
+from migsim.output.style import WHATIF_W as W
 from migsim.studies import Study, section
 from migsim.studies.common import (
     _RUN,
     _RUN_NULLS,
     COPIES,
-    F64,
-    I32,
-    I64,
     CompactionSetup,
-    S,
     _c,
     _check_choices,
     _frame,
@@ -93,6 +99,8 @@ def study_fragmentation(
     per successful allocation; null when none succeeded), ms_per_alloc (wall time per
     requested allocation).
     """
+    import polars as pl
+
     for r in free_ratios:
         if not 0.0 < r < 1.0:
             raise ValueError(f"free_ratios: every value must be in (0, 1), got {r!r}")
@@ -152,6 +160,8 @@ def _range(lo: float, hi: float, fmt: str) -> str:
 def findings_fragmentation(df: pl.DataFrame) -> str:
     """The study's answer as a paragraph; every number is a (rounded) value of `df` or the
     spread (max - min) of one of its columns."""
+    import polars as pl
+
     copy = "baseline" if "baseline" in df["copy"].to_list() else df["copy"][0]
     cells = df.filter(pl.col("copy") == copy)
     patterns = cells["pattern"].unique(maintain_order=True).to_list()
@@ -259,6 +269,11 @@ def fragmentation_table(df: pl.DataFrame) -> list[Table]:
 def fragmentation_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
     """Pages migrated per allocation, allocation success and wall time against the free
     ratio, one line per pattern (and copy back-end)."""
+    import altair as alt
+    import polars as pl
+
+    from migsim.output.figures import _empty
+
     df = SCHEMA.conform(df)
     if df.height == 0:
         return _empty(TITLE)

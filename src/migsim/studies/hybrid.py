@@ -11,26 +11,33 @@ table, figure and findings.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import altair as alt
-import polars as pl
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
 
 from migsim.cost.platform import Platform
-from migsim.output.figures import BASELINE_COLOUR, _empty, series_colour, series_order
-from migsim.output.figures import WHATIF_H as H
-from migsim.output.figures import WHATIF_W as W
-from migsim.output.tables import Schema, Table, count_noun, count_text, number_text
+from migsim.output.schema import (
+    F64,
+    I32,
+    I64,
+    S,
+    Schema,
+    Table,
+    count_noun,
+    count_text,
+    number_text,
+)
+from migsim.output.style import BASELINE_COLOUR
+from migsim.output.style import WHATIF_H as H
+from migsim.output.style import WHATIF_W as W
 from migsim.studies import Study, section
 from migsim.studies.common import (
     _RUN,
     _RUN_NULLS,
-    F64,
-    I32,
-    I64,
     LOADS,
     CompactionSetup,
-    S,
     _c,
     _check_choices,
     _check_ints,
@@ -107,6 +114,8 @@ def study_hybrid(
     hog_vs_baseline_pct, best (1 on the smallest T with the lowest wall time per load and
     channel count).
     """
+    import polars as pl
+
     ts = sorted({int(t) for t in thresholds} | {0})
     for t in ts:
         if t < 0:
@@ -174,6 +183,8 @@ def study_hybrid(
 
 def findings_hybrid(df: pl.DataFrame) -> str:
     """The study's answer as a paragraph; every number is a (rounded) value of `df`."""
+    import polars as pl
+
     out = []
     for load in [x for x in LOADS if x in df["load"].to_list()]:
         for ch in sorted(df.filter(pl.col("load") == load)["channels"].unique().to_list()):
@@ -281,6 +292,11 @@ def hybrid_table(df: pl.DataFrame) -> list[Table]:
 def hybrid_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
     """Wall time and kernel CPU time freed against the threshold T, per load, one line per DMA
     channel count; the best T marked, the CPU copy dashed."""
+    import altair as alt
+    import polars as pl
+
+    from migsim.output.figures import _empty, series_colour, series_order
+
     df = SCHEMA.conform(df)
     if df.height == 0:
         return _empty(TITLE)

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import altair as alt
-import polars as pl
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
 
 from migsim.cost.platform import Platform
-from migsim.output.figures import WHATIF_H as H
-from migsim.output.figures import WHATIF_W as W
-from migsim.output.figures import _empty, series_colour, series_order
-from migsim.output.tables import Schema, Table, copy_label, count_noun
+from migsim.output.schema import F64, I32, I64, S, Schema, Table, copy_label, count_noun
+from migsim.output.style import WHATIF_H as H
+from migsim.output.style import WHATIF_W as W
 from migsim.studies import Study, section
 from migsim.studies.common import (
-    F64,
-    I32,
-    I64,
-    S,
     _c,
     _check_ints,
     _pct_change,
@@ -121,6 +117,8 @@ def study_latency(
     the smallest batch limit), knee_pct, knee (1 on the smallest batch limit whose throughput is
     at least knee_pct % of the cell's best).
     """
+    import polars as pl
+
     _check_ints("batch_limits", batch_limits, 1, HPAGE_PUD_NR)
     _check_ints("channels", channels, 1, platform.dma.max_channels_count)
     if not 0.0 < knee_pct <= 100.0:
@@ -219,6 +217,8 @@ def _mode_label(mode: str, channels: int | None) -> str:
 
 def findings_latency(df: pl.DataFrame) -> str:
     """The study's answer as a paragraph; every number is a (rounded) value of `df`."""
+    import polars as pl
+
     out = []
     keys = (
         df.select("folio_bytes", "folio_size", "mode", "channels")
@@ -311,6 +311,11 @@ def latency_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
     """First-folio time against total time, one line per mode through the batch limits
     (log-log), one panel per folio size; the knee (smallest limit within knee_pct of the best
     throughput) marked."""
+    import altair as alt
+    import polars as pl
+
+    from migsim.output.figures import _empty, series_colour, series_order
+
     df = SCHEMA.conform(df)
     if df.height == 0:
         return _empty(TITLE)

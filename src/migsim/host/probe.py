@@ -670,6 +670,19 @@ def thread_times() -> tuple[float, float]:
         return time.thread_time(), 0.0
 
 
+def cpu_ticks() -> np.ndarray:
+    """Per CPU, seconds (USER_HZ ticks) busy (user, nice, system, irq, softirq) and stolen by
+    the hypervisor (steal), from /proc/stat: rows (busy, steal)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    rows = []
+    with open("/proc/stat") as fh:
+        for line in fh:
+            if line.startswith("cpu") and line[3].isdigit():
+                v = [int(x) for x in line.split()[1:9]]
+                rows.append((v[0] + v[1] + v[2] + v[5] + v[6], v[7]))
+    return np.array(rows, dtype=float).reshape(-1, 2) / hz
+
+
 @contextlib.contextmanager
 def realtime(priority: int = RT_PRIORITY) -> Iterator[str]:
     """Run the block under SCHED_FIFO at `priority` (root: CAP_SYS_NICE) and restore the task's
@@ -699,8 +712,11 @@ def trigger_compaction(node: int | None = None, times: dict | None = None) -> fl
     in the writing task: compact_nodes() / compact_node()). With `times`, also fill it with the
     writing thread's ``cpu_s`` (CPU seconds it ran: the compaction's kernel work) and
     ``run_delay_s`` (seconds it waited runnable for a CPU) during the write (thread_times);
-    the rest of the wall time, ``wait_s``, it slept (locks, per-CPU work, throttling)."""
+    the rest of the wall time, ``wait_s``, it slept (locks, per-CPU work, throttling); and
+    what the machine's CPUs did meanwhile (cpu_ticks, 10 ms resolution): ``busy_s`` (all of
+    them, the writer included) and ``steal_s``."""
     trig = compact_trigger_path(node)
+    k0 = cpu_ticks() if times is not None else None
     c0, d0 = thread_times()
     t0 = time.perf_counter()
     try:
@@ -711,8 +727,13 @@ def trigger_compaction(node: int | None = None, times: dict | None = None) -> fl
     wall = time.perf_counter() - t0
     if times is not None:
         c1, d1 = thread_times()
+        k = cpu_ticks() - k0
         times.update(
-            cpu_s=c1 - c0, run_delay_s=d1 - d0, wait_s=max(0.0, wall - (c1 - c0) - (d1 - d0))
+            cpu_s=c1 - c0,
+            run_delay_s=d1 - d0,
+            wait_s=max(0.0, wall - (c1 - c0) - (d1 - d0)),
+            busy_s=float(k[:, 0].sum()),
+            steal_s=float(k[:, 1].sum()),
         )
     return wall
 

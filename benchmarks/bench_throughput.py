@@ -32,7 +32,12 @@ def main() -> int:
     )
     report("throughput reproduction", ref, [repro], "throughput.json")
     ok = repro.median_wall_s < BUDGET_S
-    print(f"budget {BUDGET_S:.1f} s: {'met' if ok else 'MISSED'}")
+    # on a shared machine the wall time measures the load as much as the code: the CPU
+    # seconds beside it are the part the load does not inflate
+    print(
+        f"budget {BUDGET_S:.1f} s: {'met' if ok else 'MISSED'} (median wall "
+        f"{repro.median_wall_s:.3f} s, CPU {repro.median_cpu_s:.3f} s)"
+    )
     return 0 if ok else 1
 
 

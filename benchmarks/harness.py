@@ -86,18 +86,23 @@ def python(*args: str) -> list[str]:
 
 
 def report(title: str, reference: Measurement, runs: list[Measurement], out_name: str) -> dict:
-    """Print a table (median wall, ratio to the reference, peak RSS) and write JSON results."""
-    print(f"{title} (median of {len(reference.wall_s)} runs)")
-    print(f"{'run':<34}{'wall s':>9}{'x ref':>8}{'peak RSS MiB':>14}")
+    """Print a table (median wall, median CPU seconds beside it, ratio to the reference, peak
+    RSS) with the load average, and write JSON results."""
+    load = os.getloadavg()
+    print(f"{title} (median of {len(reference.wall_s)} runs; load average {load[0]:.1f})")
+    print(f"{'run':<34}{'wall s':>9}{'cpu s':>8}{'x ref':>8}{'peak RSS MiB':>14}")
     rows = []
     for m in [reference, *runs]:
         ratio = m.median_wall_s / reference.median_wall_s
-        print(f"{m.name:<34}{m.median_wall_s:9.3f}{ratio:8.2f}{m.median_rss_mb:14.1f}")
+        print(
+            f"{m.name:<34}{m.median_wall_s:9.3f}{m.median_cpu_s:8.3f}{ratio:8.2f}"
+            f"{m.median_rss_mb:14.1f}"
+        )
         rows.append(
-            {**asdict(m), "median_wall_s": m.median_wall_s, "median_rss_mb": m.median_rss_mb,
-             "ratio_to_reference": ratio}
+            {**asdict(m), "median_wall_s": m.median_wall_s, "median_cpu_s": m.median_cpu_s,
+             "median_rss_mb": m.median_rss_mb, "ratio_to_reference": ratio}
         )  # fmt: skip
-    doc = {"title": title, "reference": reference.name, "runs": rows}
+    doc = {"title": title, "reference": reference.name, "load_average": load, "runs": rows}
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     tmp = OUT_DIR / f".{out_name}.tmp"
     tmp.write_text(json.dumps(doc, indent=2))

@@ -93,6 +93,10 @@ RESULT_NAMES = (
 PRIO_MIGRATE_MODE = {COMPACT_PRIO_ASYNC: MIGRATE_ASYNC, COMPACT_PRIO_SYNC_LIGHT: MIGRATE_SYNC_LIGHT}
 ISOLATE_ABORT, ISOLATE_NONE, ISOLATE_SUCCESS = 0, 1, 2
 BLOCK_MASK = ~(PAGEBLOCK_NR_PAGES - 1)  # pageblock_start_pfn(pfn) = pfn & BLOCK_MASK
+# the frame states the migration scanner steps over or isolates, as bytes (bytes.translate)
+_FREE_OR_LRU = bytes((FREE, LRU))
+if FREE != 0:  # isolate_migratepages_block finds the LRU frames of a clean block by nonzero()
+    raise ImportError("migsim.kernel.compaction: the FREE frame state must be 0")
 COMPACT_MAX_DEFER_SHIFT = 6
 PAGE_ALLOC_COSTLY_ORDER = 3
 EXTFRAG_THRESHOLD = 500  # sysctl_extfrag_threshold
@@ -760,7 +764,10 @@ class Compactor:
                 z.skip_b[b] = 1
         else:
             seg = z.state[low_pfn:end_pfn]
-            lru = seg == LRU
+            # does the rest of the block hold only free and LRU frames? (the common case; one
+            # C pass over its bytes: translate() deletes those two states)
+            clean_all = not seg.tobytes().translate(None, _FREE_OR_LRU)
+            lru = None if clean_all else seg == LRU
             isolated = []
             nr_isolated = 0
             pos, n = 0, len(seg)
@@ -771,11 +778,15 @@ class Compactor:
                 else:
                     sub_end = n
                 whole = pos == 0 and sub_end == n
-                lidx = (lru if whole else lru[pos:sub_end]).nonzero()[0]
                 # clean: no frame is neither free nor LRU (a state above LRU) in the order block
-                clean = None
-                if skip_on_failure:  # (the ufunc's reduce: no Python wrapper per call)
-                    clean = int(np.maximum.reduce(seg if whole else seg[pos:sub_end])) <= LRU
+                if clean_all:  # FREE is 0: the non-zero frames are the LRU frames
+                    lidx = (seg if whole else seg[pos:sub_end]).nonzero()[0]
+                    clean = True
+                else:
+                    lidx = (lru if whole else lru[pos:sub_end]).nonzero()[0]
+                    clean = None
+                    if skip_on_failure:  # (the ufunc's reduce: no Python wrapper per call)
+                        clean = int(np.maximum.reduce(seg if whole else seg[pos:sub_end])) <= LRU
                 if clean is False:
                     bad = (seg[pos:sub_end] > LRU).nonzero()[0]
                     first_bad = int(bad[0])
@@ -957,12 +968,15 @@ class Compactor:
             self._mark(M_ISO_FREE, start_pfn, stop, scanned, k)
         return stop
 
-    def compaction_alloc(self, cc: CompactControl, n: int) -> np.ndarray:
+    def compaction_alloc(self, cc: CompactControl, n: int) -> tuple[np.ndarray, int]:
         """Targets for `n` pages, in the order compaction_alloc() hands them out (the head of
-        cc->freepages); isolate_freepages() refills the list when it is empty. May return
-        fewer than `n` when the free scanner meets the migration scanner."""
+        cc->freepages), and the lowest of them (-1: none); isolate_freepages() refills the
+        list when it is empty. May return fewer than `n` when the free scanner meets the
+        migration scanner. (Each chunk of cc->freepages is ascending: its first pfn is its
+        lowest.)"""
         out: list[np.ndarray] = []
         got = 0
+        lowest = -1
         while got < n:
             if cc.nr_freepages == 0:
                 self.isolate_freepages(cc)
@@ -974,13 +988,16 @@ class Compactor:
                 out.append(head)
                 cc.freepages.pop(0)
             else:
-                out.append(head[:t])
-                cc.freepages[0] = head[t:]
+                head, cc.freepages[0] = head[:t], head[t:]
+                out.append(head)
+            first = int(head[0])
+            if lowest < 0 or first < lowest:
+                lowest = first
             cc.nr_freepages -= t
             got += t
         if len(out) == 1:  # the common case: one chunk of the free list serves the call
-            return out[0]
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+            return out[0], lowest
+        return (np.concatenate(out) if out else np.zeros(0, dtype=np.int64)), lowest
 
     # -- migrate_pages ----------------------------------------------------------------------
     def migrate_pages(self, cc: CompactControl) -> int:
@@ -993,13 +1010,13 @@ class Compactor:
         src = cc.migratepages[0] if len(cc.migratepages) == 1 else np.concatenate(cc.migratepages)
         src = src[::-1]
         cc.migratepages, n = [], cc.nr_migratepages
-        dst = self.compaction_alloc(cc, n)
+        dst, dst_lo = self.compaction_alloc(cc, n)
         m = len(dst)
         ok = src if m == n else src[:m]
         nr_failed = n - m
         if m:
             src_block = int(ok[0]) >> PAGEBLOCK_ORDER  # the sources lie in one pageblock
-            z.move_content(ok, dst, src_block)
+            z.move_content(ok, dst, src_block, dst_lo >> PAGEBLOCK_ORDER)
             z.state[dst] = LRU
             # folio_put(src) -> free_unref_page_commit
             z.pcp_free(ok, src_block)

@@ -733,17 +733,23 @@ class Zone:
         pfns = np.asarray(pfns, dtype=np.int64)
         self.tag_delta[pfns] = (np.asarray(tags, dtype=np.int64) - pfns - 1).astype(np.int32)
 
-    def move_content(self, src: np.ndarray, dst: np.ndarray, src_block: int = -1) -> None:
+    def move_content(
+        self, src: np.ndarray, dst: np.ndarray, src_block: int = -1, dst_lo: int = -1
+    ) -> None:
         """Copy the content of the pages at `src` to the frames `dst` (folio_copy); queued
         and applied in bulk (flush_moves) before the tags are read or a queued target could
-        be a source. `src_block`: the pageblock all of `src` lie in, if the caller knows it."""
+        be a source. `src_block`: the pageblock all of `src` lie in, `dst_lo`: the lowest
+        pageblock of `dst`, if the caller knows them."""
         if not len(src):
             return
         top = src_block if src_block >= 0 else int(np.maximum.reduce(src)) >> PAGEBLOCK_ORDER
         if top >= self._moves_lo:
             self.flush_moves()  # a source may be a queued target: apply the queue first
         self._moves.append((src, dst))
-        self._moves_lo = min(self._moves_lo, int(np.minimum.reduce(dst)) >> PAGEBLOCK_ORDER)
+        if dst_lo < 0:
+            dst_lo = int(np.minimum.reduce(dst)) >> PAGEBLOCK_ORDER
+        if dst_lo < self._moves_lo:
+            self._moves_lo = dst_lo
         self._moves_pages += len(src)
         if self._moves_pages >= MOVE_FLUSH_PAGES:
             self.flush_moves()

@@ -921,7 +921,7 @@ def test_reserved_kernel_memory_is_0_8_percent_in_whole_pageblocks():
 def test_a_dma_wake_up_scales_with_the_trial_factor(platform):
     """test_timeline's wake-up with every time doubled (the trial factor 2): the copier's wait
     is 2 x (100 us of engine + the lumped 15 us), the engine part 200 us, the last interrupt
-    2 x 0.5 and the IPI 2 x 1.5 us; the idle CPU's C1 exit is the state's own 1 us (C2 needs
+    2 x 0.5 and the wake-up (an IPI against the hog) 2 x 1.5 us; the idle CPU's C1 exit is the state's own 1 us (C2 needs
     800 us) plus the switch from idle 2 x 2 us."""
     from types import SimpleNamespace
 
@@ -933,10 +933,17 @@ def test_a_dma_wake_up_scales_with_the_trial_factor(platform):
         sched__msi_on_cpu_switch=0,
     )  # fmt: skip
     bc = SimpleNamespace(copy_wait_s=np.array([0.0, 230e-6]), copy_irq_s=np.array([0.0, 32e-6]))
-    wait, idle_only, here = wake_up(bc, q, scale=2.0)
+    wait, idle_only, here, hidden = wake_up(bc, q, scale=2.0, busy=True)
     assert wait * 1e6 == pytest.approx([0.0, 200.0 + 1.0 + 3.0 + 1.0 + 4.0])
     assert idle_only * 1e6 == pytest.approx([0.0, 5.0])
     assert here * 1e6 == pytest.approx([0.0, 3.0])
+    assert hidden * 1e6 == pytest.approx([0.0, 0.0])
+    # alone on its CPU (C1 polls: no IPI) the wake-up and the switch from idle run in the
+    # idle task after its idle state: 2 x 1.5 + 2 x 2 us in no /proc/stat column
+    idle_wait, _, idle_here, idle_hidden = wake_up(bc, q, scale=2.0)
+    assert idle_wait * 1e6 == pytest.approx(wait * 1e6)
+    assert idle_here * 1e6 == pytest.approx([0.0, 0.0])
+    assert idle_hidden * 1e6 == pytest.approx([0.0, 7.0])
 
 
 @pytest.fixture(scope="module")

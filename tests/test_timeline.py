@@ -91,7 +91,8 @@ def test_a_busy_cpu_does_not_pay_the_idle_exit(p):
 
 
 def _cols(t) -> float:
-    """Sum of the seven /proc/stat columns (seconds)."""
+    """Sum of the seven /proc/stat columns (seconds); without idle-task work outside the idle
+    state (unaccounted_s) it is the wall time."""
     return t.user_s + t.nice_s + t.sys_s + t.idle_s + t.iowait_s + t.irq_s + t.softirq_s
 
 
@@ -120,6 +121,29 @@ def test_with_irq_time_accounting_a_completion_is_irq_time_not_idle(p):
     assert t.softirq_s == pytest.approx(tick / 2)
     assert t.sys_s == pytest.approx(work)
     assert t.wall_s == pytest.approx(work + tick + slept)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_the_idle_tasks_work_after_its_idle_state_is_in_no_column(p, busy):
+    """Alone on its CPU, the part of each sleep the idle task runs after tick_nohz_idle_exit
+    (3 us of 50) leaves the idle column and shows in none: the seven columns then add up to
+    the wall time less it, and it is part of the missing share (100 - user - sys - idle)
+    beside irq and softirq (the 5 us completion). Against the hog there is no idle task and
+    the argument changes nothing."""
+    q = p.replace(sched__irq_time_accounting_switch=1, sched__tick_irq_us=0.0)
+    bursts, sleeps = np.full(11, 100e-6), np.full(10, 50e-6)
+    t = run_timeline(bursts, sleeps, q, busy=busy, unaccounted_s=np.full(10, 3e-6))
+    if busy:
+        assert t == run_timeline(bursts, sleeps, q, busy=True)
+        return
+    assert t.unaccounted_s == pytest.approx(10 * 3e-6)
+    assert t.idle_s == pytest.approx(10 * (50e-6 - 5e-6 - 3e-6))
+    assert t.irq_s == pytest.approx(10 * 5e-6)
+    assert _cols(t) == pytest.approx(t.wall_s - 10 * 3e-6, rel=1e-12)
+    missing = 100 - t.user_pct - t.sys_pct - t.idle_pct
+    assert t.missing_pct == pytest.approx(missing)
+    assert t.missing_pct == pytest.approx(100 * 10 * 8e-6 / t.wall_s)
+    assert t.as_dict()["unaccounted_pct"] == pytest.approx(100 * 10 * 3e-6 / t.wall_s)
 
 
 def test_with_irq_time_accounting_the_hog_keeps_its_time_and_the_irq_is_apart(p):
@@ -152,12 +176,17 @@ def test_the_governor_takes_c1_for_a_short_sleep_and_cc6_for_a_long_one(platform
     assert got == pytest.approx([0.0, 1.0, 1.0, 400.0 + refill_us, 400.0 + refill_us])
 
 
+@pytest.mark.parametrize("busy", [False, True])
 @pytest.mark.parametrize("msi_here", [0, 1])
-def test_a_compaction_wake_up_from_its_parts(platform, msi_here):
+def test_a_compaction_wake_up_from_its_parts(platform, msi_here, busy):
     """The end of a DMA sleep in compaction: the engine's time (the copier's wait without its
     lumped 15 us), the last descriptor's interrupt (0.5 us) on the MSI's CPU, then either the
-    wake-up IPI here (1.5 us; the MSI elsewhere) or every descriptor's interrupt here (the
-    MSI here), and, only on an idle CPU, the C1 exit (1 us) and the switch from idle (2 us)."""
+    wake-up's sched_ttwu_pending here (1.5 us; the MSI elsewhere) or every descriptor's
+    interrupt here (the MSI here), and, only on an idle CPU, the C1 exit (1 us) and the switch
+    from idle (2 us). The sleep is the same whichever CPU state; what differs is the column:
+    against the hog the remote wake-up is an IPI (irq); an idle CPU in C1 polls (MWAIT), gets
+    no IPI and runs the wake-up in the idle task, as it runs the switch from idle, after its
+    idle state ended (in no /proc/stat column)."""
     from types import SimpleNamespace
 
     from migsim.studies.compaction import wake_up
@@ -169,11 +198,32 @@ def test_a_compaction_wake_up_from_its_parts(platform, msi_here):
     bc = SimpleNamespace(
         copy_wait_s=np.array([0.0, 115e-6]), copy_irq_s=np.array([0.0, 32 * 0.5e-6])
     )
-    wait, idle_only, here = wake_up(bc, q)
+    wait, idle_only, here, hidden = wake_up(bc, q, busy=busy)
     if msi_here:
         assert wait * 1e6 == pytest.approx([0.0, 100.0 + 0.5 + 3.0])
         assert here * 1e6 == pytest.approx([0.0, 16.0])
+        assert hidden * 1e6 == pytest.approx([0.0, 0.0 if busy else 2.0])
     else:
         assert wait * 1e6 == pytest.approx([0.0, 100.0 + 0.5 + 1.5 + 3.0])
-        assert here * 1e6 == pytest.approx([0.0, 1.5])
+        assert here * 1e6 == pytest.approx([0.0, 1.5 if busy else 0.0])
+        assert hidden * 1e6 == pytest.approx([0.0, 0.0 if busy else 1.5 + 2.0])
     assert idle_only * 1e6 == pytest.approx([0.0, 3.0])
+
+
+def test_an_idle_cpu_in_c2_takes_the_wake_up_ipi(platform):
+    """A wait long enough for C2 (its 400 us exit latency x 2): the I/O-port C2 does not poll,
+    so the remote wake-up is an IPI (1.5 us of irq time) and only the switch from idle (2 us)
+    runs in the idle task after the idle state; a 100 us wait in C1 gets no IPI."""
+    from types import SimpleNamespace
+
+    from migsim.studies.compaction import wake_up
+
+    q = platform.replace(
+        dma__irq_wakeup_us=15.0, dma__desc_irq_us=0.5, sched__c1_exit_us=1.0,
+        sched__c2_exit_us=400.0, sched__ctx_switch_us=2.0, sched__wakeup_ipi_us=1.5,
+        sched__msi_on_cpu_switch=0,
+    )  # fmt: skip
+    bc = SimpleNamespace(copy_wait_s=np.array([115e-6, 915e-6]), copy_irq_s=np.zeros(2))
+    _, _, here, hidden = wake_up(bc, q)
+    assert here * 1e6 == pytest.approx([0.0, 1.5])
+    assert hidden * 1e6 == pytest.approx([1.5 + 2.0, 2.0])

@@ -31,6 +31,14 @@ sources of interrupt time on the pinned CPU are modelled:
   gives the time per batch): alone on its CPU it runs inside the sleep it ends (irq time, not
   idle time); against the hog it interrupts the hog.
 
+On an idle CPU the wake-up that ends a sleep has a part in no /proc/stat column
+(``unaccounted_s``): /proc/stat's idle is the nohz idle sleeptime (fs/proc/stat.c
+get_idle_time -> get_cpu_idle_time_us), which ends at tick_nohz_idle_exit() in do_idle(); what
+the idle task runs after it, flush_smp_call_function_queue() (the queued wake-up,
+sched_ttwu_pending, when it came without an IPI) and schedule_idle(), is neither idle time nor a
+task's (a tick that lands there goes to CPUTIME_IDLE, which /proc/stat does not show under
+NO_HZ). The published rows' missing share is this plus irq and softirq.
+
 nice and iowait are always 0 here (no niced task, no block I/O). Everything is a closed form
 over the arrays of bursts and sleeps (no event loop). Hog iterations = the hog's own running
 time x clock x iterations per cycle.
@@ -65,6 +73,8 @@ class TimelineResult:
     softirq_s: float = 0.0  # softirq time (the tick's TIMER/RCU/SCHED softirqs)
     nice_s: float = 0.0  # no niced task runs in the experiment
     iowait_s: float = 0.0  # no block I/O in the experiment
+    # the idle task after its idle state ended (tick_nohz_idle_exit): in no /proc/stat column
+    unaccounted_s: float = 0.0
 
     def _pct(self, s: float) -> float:
         return 100.0 * s / self.wall_s if self.wall_s else 0.0
@@ -89,10 +99,23 @@ class TimelineResult:
     def softirq_pct(self) -> float:
         return self._pct(self.softirq_s)
 
+    @property
+    def unaccounted_pct(self) -> float:
+        return self._pct(self.unaccounted_s)
+
+    @property
+    def missing_pct(self) -> float:
+        """Points that are none of user, system and idle (nice and iowait are 0): irq, softirq
+        and the unaccounted idle-task time, as 100 - user - sys - idle of a /proc/stat row."""
+        return self._pct(self.irq_s + self.softirq_s + self.unaccounted_s)
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d.update(
-            {f"{k}_pct": self._pct(d[f"{k}_s"]) for k in ("user", "sys", "idle", "irq", "softirq")}
+            {
+                f"{k}_pct": self._pct(d[f"{k}_s"])
+                for k in ("user", "sys", "idle", "irq", "softirq", "unaccounted")
+            }
         )
         return d
 
@@ -119,13 +142,16 @@ def run_timeline(
     busy: bool,
     wake_s: np.ndarray | None = None,
     irq_s: np.ndarray | None = None,
+    unaccounted_s: np.ndarray | None = None,
 ) -> TimelineResult:
     """Account a run of CPU bursts and DMA sleeps on the pinned CPU, alone (idle modes) or
     against a CPU hog (busy modes). `burst_s[i]` is the work before sleep i, the last entry
     the work after the last sleep (seconds). `wake_s[i]` is the part of sleep i that only an
     idle CPU pays (its exit from the idle state before the woken task runs): with the hog
     running there is no idle state, and sleep i lasts `sleep_s[i] - wake_s[i]`. `irq_s[i]` is
-    the interrupt time that ends sleep i on this CPU (default ``sched.completion_irq_us``)."""
+    the interrupt time that ends sleep i on this CPU (default ``sched.completion_irq_us``).
+    `unaccounted_s[i]` is the part of sleep i that an idle CPU spends in the idle task after its
+    idle state ended (in no /proc/stat column; default none); busy modes ignore it."""
     s = platform.sched
     runs = cpu_runs(burst_s, sleep_s)
     sleeps = np.asarray(sleep_s, dtype=np.float64)
@@ -136,8 +162,13 @@ def run_timeline(
         irqs = np.asarray(irq_s, dtype=np.float64)
     if busy and wake_s is not None:
         sleeps = np.maximum(sleeps - np.asarray(wake_s, dtype=np.float64), 0.0)
+    if unaccounted_s is None or busy:
+        hidden = np.zeros(len(sleeps))
+    else:
+        hidden = np.asarray(unaccounted_s, dtype=np.float64)
     sleeps = sleeps[slept_mask]
     irqs = irqs[slept_mask]
+    hidden = hidden[slept_mask]
     work = float(runs.sum())
     slept = float(sleeps.sum())
     n = len(sleeps)
@@ -149,17 +180,18 @@ def run_timeline(
             "CPU; must be below 50%"
         )
     if not busy:
-        # the sleeps are idle time except the completion interrupt that ends each (switching
-        # to the idle task and back and the wake-up are inside the measured wake-up latency,
-        # platform dma.irq_wakeup_us); ticks only while the CPU runs a task (NO_HZ_IDLE)
+        # the sleeps are idle time except the completion interrupt on this CPU and the idle
+        # task's work after it left its idle state (unaccounted); ticks only while the CPU
+        # runs a task (NO_HZ_IDLE)
         completion = float(np.minimum(irqs, sleeps).sum())
+        unaccounted = float(np.minimum(hidden, np.maximum(sleeps - irqs, 0.0)).sum())
         tick = work * tick_frac / (1.0 - tick_frac)
         irq, softirq, sys_ = _split_irq(tick, completion, s.tick_softirq_frac, measured)
         return TimelineResult(
             wall_s=work + tick + slept,
             sys_s=work + (0.0 if measured else tick),
             user_s=0.0,
-            idle_s=slept - (completion if measured else 0.0),
+            idle_s=slept - unaccounted - (completion if measured else 0.0),
             compaction_cpu_s=work,
             sleep_s=slept,
             nr_sleeps=n,
@@ -168,6 +200,7 @@ def run_timeline(
             hog_iterations=None,
             irq_s=irq,
             softirq_s=softirq,
+            unaccounted_s=unaccounted,
         )
     cs = s.ctx_switch_us * US
     slice_s = s.slice_us * US

@@ -180,35 +180,54 @@ def poisson_cdf(k: int, lam: np.ndarray) -> np.ndarray:
 
 
 def wake_up(
-    bc, platform: Platform, scale: float = 1.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    bc, platform: Platform, scale: float = 1.0, *, busy: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The end of each DMA sleep of compaction on the pinned CPU, from its parts: (sleep, the
-    part of it only an idle CPU pays, the interrupt time on this CPU), seconds per call.
+    part of it only an idle CPU pays, the interrupt time on this CPU, the part an idle CPU
+    spends in the idle task after leaving its idle state), seconds per call.
 
     The copier's wait (`bc.copy_wait_s`) is the engine's time plus the one lumped wake-up
     latency of the throughput model (``dma.irq_wakeup_us``); here that latency is rebuilt as
     the kernel and the machine pay it: the completion interrupt of the last descriptor
     (``dma.desc_irq_us``) on the CPU the PTDMA MSI targets, which wakes the task; if that is
-    another CPU (``sched.msi_on_cpu_switch`` 0) the wake-up IPI on this one
+    another CPU (``sched.msi_on_cpu_switch`` 0) the wake-up's sched_ttwu_pending here
     (``sched.wakeup_ipi_us``), else every descriptor's interrupt here (`bc.copy_irq_s`); then,
     on an idle CPU only, the exit from the idle state the governor chose for a wait that long
     (timeline.idle_exit_s: C1 for every wait below C2's 800 us target residency) and the
-    switch from the idle task (``sched.ctx_switch_us``). A busy CPU pays the interrupt only
-    (its switches are the timeline's)."""
-    from migsim.cost.timeline import idle_exit_s
+    switch from the idle task (``sched.ctx_switch_us``).
+
+    Where the wake-up work runs decides its /proc/stat column. Against the hog (`busy`) the
+    remote wake-up is an IPI (the hog's CPU does not poll): irq time. An idle CPU in C1
+    (MWAIT on its thread flags, acpi_processor_ffh_cstate_enter -> mwait_idle_with_hints with
+    TIF_POLLING_NRFLAG set) gets no IPI: send_call_function_single_ipi ->
+    call_function_single_prep_ipi -> set_nr_if_polling only sets TIF_NEED_RESCHED, and the idle
+    task runs sched_ttwu_pending itself (do_idle -> flush_smp_call_function_queue) after
+    tick_nohz_idle_exit, then schedule_idle: both in no /proc/stat column (timeline). C2 (I/O
+    port entry) does not poll and takes the IPI. With the MSI here the last handler wakes the
+    task locally (no IPI either way)."""
+    from migsim.cost.timeline import LATENCY_FACTOR, idle_exit_s
 
     s, d = platform.sched, platform.dma
     slept = bc.copy_wait_s > 0
     lumped = d.irq_wakeup_us * US * scale
     engine = np.where(slept, np.maximum(bc.copy_wait_s - lumped, 0.0), 0.0)
+    switch = np.where(slept, s.ctx_switch_us * US * scale, 0.0)
+    last = np.where(slept, d.desc_irq_us * US * scale, 0.0)  # the last handler, MSI's CPU
     if s.msi_on_cpu_switch:
         here = np.where(slept, bc.copy_irq_s, 0.0)
-        latency = np.where(slept, d.desc_irq_us * US * scale, 0.0)  # the last handler
+        latency = last
+        ttwu = np.zeros(len(engine))
     else:
-        here = np.where(slept, s.wakeup_ipi_us * US * scale, 0.0)
-        latency = np.where(slept, d.desc_irq_us * US * scale, 0.0) + here
-    idle_only = np.where(slept, idle_exit_s(engine, platform) + s.ctx_switch_us * US * scale, 0.0)
-    return engine + latency + idle_only, idle_only, here
+        ttwu = np.where(slept, s.wakeup_ipi_us * US * scale, 0.0)
+        latency = last + ttwu
+        here = ttwu
+    idle_only = np.where(slept, idle_exit_s(engine, platform), 0.0) + switch
+    if busy:
+        return engine + latency + idle_only, idle_only, here, np.zeros(len(engine))
+    polls = engine < LATENCY_FACTOR * s.c2_exit_us * US  # the governor's C1: MWAIT polls
+    here = np.where(polls, here - ttwu, here)  # ttwu is 0 with the MSI here
+    hidden = switch + np.where(polls, ttwu, 0.0)
+    return engine + latency + idle_only, idle_only, here, hidden
 
 
 # the phases of migrate_pages() (mm/migrate.c) as the per-page decomposition names them
@@ -272,8 +291,10 @@ def cost_log(
         bursts[-1] = move_s[-1] + tail
     else:
         bursts[-1] = tail
-    wait_s, wake_s, irq_s = wake_up(bc, platform, scale)
-    timeline = run_timeline(bursts, wait_s, platform, busy=busy, wake_s=wake_s, irq_s=irq_s)
+    wait_s, wake_s, irq_s, hidden_s = wake_up(bc, platform, scale, busy=busy)
+    timeline = run_timeline(
+        bursts, wait_s, platform, busy=busy, wake_s=wake_s, irq_s=irq_s, unaccounted_s=hidden_s
+    )
     sleep = wait_s
     if busy:  # the part of a wake-up only an idle CPU pays (run_timeline)
         sleep = np.maximum(sleep - wake_s, 0.0)

@@ -5,6 +5,8 @@ tests that reject the wrong engines mutation testing found (benchmarks/mutation.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -1027,7 +1029,8 @@ def test_run_compaction_passes_order_threshold_and_progress(round_platform, caps
     monkeypatch.setenv("FORCE_COLOR", "1")
     shown = run_compaction(round_platform, progress=True, **kw).row()
     bar = capsys.readouterr().out
-    assert "alloc_pages_node" in bar and "4/4" in bar
+    lines = re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", bar))  # drop ANSI codes
+    assert any(ln.startswith("alloc_pages_node ") and ln.split()[-2] == "4/4" for ln in lines)
     assert shown["alloc_success"] == 4 and shown["wall_ms"] == quiet["wall_ms"]
 
 
@@ -1130,3 +1133,231 @@ def test_make_copier_takes_cpu_for_the_baseline():
     from migsim.cost.copiers import make_copier
 
     assert make_copier("cpu").name == make_copier("baseline").name == "cpu"
+
+
+def test_an_unpaired_last_pageblock_is_no_order_10_block():
+    """A zone of 3 pageblocks has one aligned pair (0, 1) and a lone pageblock 2: freed
+    together, the three give buddyinfo order 9: 1 and order 10: 1 (MAX_PAGE_ORDER blocks are
+    aligned pairs inside the zone; pageblock 2 has no buddy). The frees span two pageblocks, so
+    they take the vectorised accounting (Zone._account with several pageblocks)."""
+    from migsim.kernel.zone import ALLOCATED, Zone
+
+    state = np.zeros(3 * 512, dtype=np.uint8)
+    state[512] = ALLOCATED  # one page of pageblock 1
+    state[1024:] = ALLOCATED  # all of pageblock 2
+    z = Zone(3 * 512, state=state)
+    z.recount()
+    assert z.free_area_counts()[9:].tolist() == [1, 0]  # pageblock 0 alone: order 9
+    z.free_to_buddy(np.r_[512, np.arange(1024, 1536)])
+    assert z.free_area_counts().tolist() == [0] * 9 + [1, 1]
+    z.check()
+
+
+@pytest.mark.parametrize("init_on_alloc", [1, 0])
+def test_l2_refill_of_a_64_folio_batch_by_hand(platform, init_on_alloc):
+    """l2_refill_s for one batch of 64 order-0 folios, line by line from its docstring: between
+    folio i's unmap and its move the CPU touches 63 - i later unmaps (12 lines = 768 B each,
+    plus a 4096 B zeroed target each under init_on_alloc) and i earlier moves (768 B, plus the
+    4096 B source and 4096 B target with the CPU copy, nothing with the offloaded copy). Zen 3's
+    L2: 512 KiB of 8 ways = 1024 sets; a line survives if at most 7 other lines fall in its
+    set, Poisson with lines / 1024. E.g. the last folio of the CPU copy sees 63 x 8960 B =
+    8820 lines (lam 8.61, survives with p 0.38). Each surviving line saves l3 - l2 hit."""
+    from scipy.stats import poisson
+
+    from migsim.studies.compaction import l2_refill_s
+
+    p = platform.replace(compaction__init_on_alloc_switch=init_on_alloc)
+    c = p.compaction
+    assert (c.l2_kb, c.l2_ways_count, c.move_lines_count) == (512.0, 8, 12)
+    saved = (c.l3_hit_us - c.l2_hit_us) * 1e-6
+    unmap = 768 + 4096 * init_on_alloc
+    for cpu_copy, move in ((True, 768 + 8192), (False, 768)):
+        lines = [((63 - i) * unmap + i * move) / 64 for i in range(64)]
+        kept = sum(poisson.cdf(7, n / 1024) for n in lines)
+        got = l2_refill_s(np.array([64, 0, 64]), p, cpu_copy=cpu_copy)
+        assert got[0] == pytest.approx(-12 * saved * kept, rel=1e-9)
+        assert got.tolist() == [got[0], 0.0, got[0]]
+    last = poisson.cdf(7, 63 * 8960 / 64 / 1024)
+    assert last == pytest.approx(0.38, abs=0.01)
+
+
+def test_run_compaction_sizes_the_node_and_costs_noise_only_when_asked(platform):
+    """run_compaction(): the node it fragments is `node_bytes` (64 MiB: 16384 frames, zone end
+    pfn 16384, half the frames of 31 movable pageblocks free: 7936), and the lognormal trial
+    factor (noise.trial_sd_frac, 3.4% on the committed platform) applies only with noise=True:
+    the default run equals noise=False exactly, a noisy one differs in wall time but migrates
+    the same pages (the factor scales costs, not the kernel's work)."""
+    from migsim.studies.compaction import run_compaction
+
+    assert platform.noise.trial_sd_frac > 0
+    kw = dict(mode="dma", node_bytes=64 << 20, allocations=2)
+    plain = run_compaction(platform, **kw)
+    assert plain.zone_pfns == (0, 16384)
+    assert plain.fragmentation["free_pages"] == 31 * 256
+    off = run_compaction(platform, noise=False, **kw).row()
+    noisy = run_compaction(platform, noise=True, **kw).row()
+    assert plain.row()["wall_ms"] == off["wall_ms"]
+    assert noisy["wall_ms"] != off["wall_ms"]
+    assert noisy["pages_migrated"] == off["pages_migrated"] > 0
+
+
+def test_the_json_summary_has_the_vmstat_deltas_and_latency_percentiles(round_platform):
+    """CompactionResult.summary(): what --json prints besides the row, under the keys
+    "vmstat" (the run's counters, e.g. compact_stall = one per allocation that compacted)
+    and "alloc_latency_us" (percentiles of the per-allocation latency)."""
+    from migsim.studies.compaction import run_compaction
+
+    res = run_compaction(round_platform, mode="baseline", node_bytes=64 << 20, allocations=2)
+    s = res.summary()
+    assert sorted(s) == ["alloc_latency_us", "vmstat"]
+    assert s["vmstat"]["compact_stall"] == 2 == res.alloc_success
+    assert s["vmstat"]["pgmigrate_success"] == res.row()["pages_migrated"] > 0
+
+
+def test_pageblock_start_and_end_pfn():
+    """pageblock_start_pfn() / pageblock_end_pfn() (ALIGN(pfn + 1, 512)) of a 512-page
+    pageblock: pfns 0 and 511 lie in [0, 512), pfn 512 in [512, 1024)."""
+    from migsim.kernel.zone import Zone
+
+    assert [Zone.pageblock_start(p) for p in (0, 511, 512, 1500)] == [0, 0, 512, 1024]
+    assert [Zone.pageblock_end_pfn(p) for p in (0, 511, 512, 1500)] == [512, 512, 1024, 1536]
+
+
+def test_unknown_platform_parameter_is_named(platform):
+    """Platform.replace() with a key the SPEC does not have: one error naming section.key."""
+    from migsim.cost.platform import PlatformError
+
+    with pytest.raises(PlatformError, match=r"^unknown platform parameter dma\.no_such_us$"):
+        platform.replace(dma__no_such_us=1.0)
+
+
+def test_platform_digest_is_16_hex_digits_of_the_values(platform):
+    """Platform.digest(): 16 hex digits (64 bits of SHA-256 over the values), the same for
+    the same values and different when one value changes."""
+    d = platform.digest()
+    assert len(d) == 16 and int(d, 16) >= 0
+    assert platform.replace().digest() == d
+    assert platform.replace(dma__prep_us=platform.dma.prep_us + 0.5).digest() != d
+
+
+def test_restart_with_nothing_to_move_below_a_free_block_resets_the_scanners():
+    """__reset_isolation_suitable(): when the first pageblock with pages to migrate is not
+    below the last with free pages (here both are pageblock 10: blocks 2-9 hold every other
+    page free between kernel pages, block 10 every other page on the LRU, the rest is kernel
+    memory), a migration scanner starting there has no free page above it: the scanners are
+    reset to the zone's ends (reset_cached_positions) and no restart pfn is recorded, where a
+    restart at block 10 would record pfn 5120 for both."""
+    from migsim.kernel.compaction import COMPACT_MAX_DEFER_SHIFT, Compactor
+    from migsim.kernel.zone import FREE, KERNEL, LRU, Zone
+
+    z = Zone(16 * 512)
+    z.state[:] = KERNEL
+    z.state[2 * 512 : 10 * 512 : 2] = FREE
+    z.state[10 * 512 : 11 * 512] = FREE
+    z.state[10 * 512 : 11 * 512 : 2] = LRU
+    z.recount()
+    z.skip[:] = True
+    z.compact_cached_migrate_pfn = [12 * 512, 12 * 512]
+    z.compact_cached_free_pfn = 14 * 512
+    z.compact_defer_shift = COMPACT_MAX_DEFER_SHIFT
+    z.compact_considered = 1 << COMPACT_MAX_DEFER_SHIFT
+    c = Compactor(z)
+    c.alloc_pages_node(9)
+    assert c.vmstat["compact_stall"] > 0  # compaction ran (and restarted)
+    assert (z.compact_init_migrate_pfn, z.compact_init_free_pfn) == (0, 0)
+    z.check()
+
+
+def test_a_run_from_a_state_is_the_states_node_and_the_wall_is_the_allocations(
+    round_platform, tmp_path
+):
+    """simulate(state=...): the node is the saved zone (64 MiB), so node_bytes is neither used
+    nor checked (8 MiB could not hold 6 order-9 allocations: 12 MiB). The run's wall time is
+    the allocations' latencies (from each entry into the slow path to the page returned) plus
+    the one get_page_from_freelist() attempt before each (freelist_us 0.3 us), stretched by the
+    tick's share of the CPU (irq + softirq, 0.31% of the CPU copy's wall). A
+    CPU copy has no DMA fallbacks column value (None), an offloaded one counts them (0)."""
+    from migsim.kernel.fragment import FragmentConfig, fragment, save_state
+    from migsim.studies.compaction import run_compaction
+
+    path = tmp_path / "z.npz"
+    save_state(fragment(FragmentConfig(node_bytes=64 << 20)), path)
+    kw = dict(node_bytes=8 << 20, allocations=6, state=path)
+    rows = {m: run_compaction(round_platform, mode=m, **kw).row() for m in ("baseline", "dma")}
+    for r in rows.values():
+        assert r["alloc_success"] == 6 and len(r["alloc_latency_us"]) == 6
+    r = rows["baseline"]
+    task = 1 - (r["irq_pct"] + r["softirq_pct"]) / 100
+    outside = r["wall_s"] * 1e6 - sum(r["alloc_latency_us"])
+    assert outside == pytest.approx(6 * 0.3 / task, rel=1e-6)
+    r = rows["dma"]  # the completion interrupts take their share too (under 1% here)
+    assert r["wall_s"] * 1e6 - sum(r["alloc_latency_us"]) == pytest.approx(6 * 0.3, rel=0.01)
+    assert round_platform.compaction.freelist_us == 0.3
+    assert rows["baseline"]["dma_fallbacks"] is None and rows["dma"]["dma_fallbacks"] == 0
+
+
+def test_costing_of_a_run_without_migrations_is_its_tail(round_platform):
+    """cost_log() of a log with no migrate_pages() call (an allocation that compaction could
+    not help, or that needed none): the whole run is the tail work. Here one slow-path attempt
+    (5 us) and one order-9 block handed out, prep_new_page's post_alloc_hook (2 us) and its
+    512 base pages' prep_compound_page tails (0.01 us each: 5.12 us), every other cost off:
+    12.12 us of kernel time on one CPU, no sleep, nothing in migrate_pages."""
+    from migsim.kernel.compaction import NR_WORK, W_ALLOC, W_ALLOC_PAGES, W_SLOWPATH, CompactionLog
+    from migsim.studies.compaction import cost_log
+
+    off = {
+        f"compaction__{k}": 0.0 for k in round_platform.compaction.as_dict() if k.endswith("_us")
+    }
+    p = round_platform.replace(
+        **off, compaction__init_on_alloc_switch=0, sched__tick_irq_us=0.0
+    ).replace(
+        compaction__slowpath_us=5.0,
+        compaction__post_alloc_hook_us=2.0,
+        compaction__compound_tail_us=0.01,
+    )
+    tail = np.zeros(NR_WORK, dtype=np.int64)
+    tail[[W_SLOWPATH, W_ALLOC, W_ALLOC_PAGES]] = (1, 1, 512)
+    log = CompactionLog(
+        pages=np.zeros(0, dtype=np.int64), work=np.zeros((0, NR_WORK), np.int64), tail=tail
+    )
+    cost = cost_log(log, p, dma=False, busy=False)
+    assert cost.work_s["post_alloc_hook (prep_new_page)"] == pytest.approx(2.0 * US)
+    assert cost.work_s["prep_compound_page"] == pytest.approx(5.12 * US)
+    assert cost.compaction_s == pytest.approx(12.12 * US, rel=1e-12) and cost.migrate_s == 0.0
+    t = cost.timeline
+    assert t.wall_s == pytest.approx(12.12 * US, rel=1e-12)
+    assert t.sys_s == t.wall_s and t.nr_sleeps == 0
+
+
+def test_fragmentation_metrics_of_a_64m_node_by_hand():
+    """metrics() of 64 MiB fragmented evenly at 50%: 31 movable pageblocks (the last is the
+    kernel's) with 256 free order-0 pages each: 7936 free pages = 32505856 bytes, all
+    unusable for order 9."""
+    from migsim.kernel.fragment import FragmentConfig, fragment, metrics
+
+    m = metrics(fragment(FragmentConfig(node_bytes=64 << 20)))
+    assert (m["free_pages"], m["free_bytes"]) == (7936, 32505856)
+    assert m["buddyinfo"] == [7936] + [0] * 10 and m["unusable_index_9"] == 1.0
+    assert m["movable_blocks"] == 31
+
+
+def test_platform_file_errors_name_the_file_and_line(platform, tmp_path):
+    """load_platform(): broken YAML names the file and the line (libyaml's problem mark), a
+    bad value the file and the key; the file's other top-level keys (its fit record) are
+    kept as the platform's meta, the parameters and the name are not."""
+    import yaml
+
+    from migsim.cost.platform import DEFAULT_PLATFORM, PlatformError, load_platform
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nparameters:\n  dma: [unclosed\n")
+    with pytest.raises(PlatformError, match=rf"^platform: {broken} is not valid YAML at line 4"):
+        load_platform(broken)
+    doc = yaml.safe_load(DEFAULT_PLATFORM.read_text())
+    doc["parameters"]["dma"]["prep_us"]["value"] = -1.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(PlatformError, match=rf"^platform: {bad}: .*dma\.prep_us"):
+        load_platform(bad)
+    assert "stage1" in platform.meta
+    assert "parameters" not in platform.meta and "name" not in platform.meta

@@ -131,3 +131,39 @@ def test_indices_on_hand_made_free_lists():
     # 1000 - (1000 + 1024 * 1000 / 512) / 1024 = 1000 - 2 = 998
     assert fragmentation_index(counts, 9) == 998
     assert fragmentation_index(np.zeros(11, dtype=np.int64), 9) == 0
+
+
+def test_state_file_errors_name_what_is_wrong(tmp_path):
+    """read_state_meta() / load_state() / save_state(): each refusal says why, in one line:
+    an empty file, metadata that is not a mapping (format None), no page count, an array of
+    the wrong shape, an undrained per-CPU list."""
+    import json
+
+    z = fragment(FragmentConfig(node_bytes=8 * MB))
+    good = tmp_path / "good.npz"
+    save_state(z, good)
+    with np.load(good) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+
+    def write(name, **change):
+        path = tmp_path / name
+        with open(path, "wb") as fh:
+            np.savez(fh, **(arrays | change))
+        return path
+
+    def blob(doc):
+        return np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
+
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"is not a migsim zone state \(empty file\)"):
+        load_state(tmp_path / "empty.npz")
+    with pytest.raises(ValueError, match=r"has format None, expected"):
+        load_state(write("list.npz", meta=blob([1, 2])))
+    with pytest.raises(ValueError, match=r"\(no page count\)"):
+        load_state(write("nopages.npz", meta=blob(meta | {"nr_pages": 0})))
+    with pytest.raises(ValueError, match=r"array migratetype has the wrong shape or type"):
+        load_state(write("shape.npz", migratetype=arrays["migratetype"][:-1]))
+    z.pcp_free(np.flatnonzero(z.state == LRU)[:3])
+    with pytest.raises(ValueError, match=r"^zone: drain the per-CPU lists before saving"):
+        save_state(z, tmp_path / "z.npz")

@@ -318,7 +318,7 @@ def test_init_on_alloc_zeroes_the_targets_and_the_block(platform):
     """With init_on_alloc every migration target (compaction_alloc) and every page of the
     captured block (prep_new_page) is zeroed at clear_page_gbps; without it neither is."""
     c, log = logged_run(256, 10)
-    on = cost_log(log, platform, dma=False, busy=False)
+    on = cost_log(log, platform.replace(compaction__init_on_alloc_switch=1), dma=False, busy=False)
     off = cost_log(log, platform.replace(compaction__init_on_alloc_switch=0), dma=False, busy=False)
     clear = 4096 / (platform.compaction.clear_page_gbps * 1e9)
     targets = c.vmstat["pgmigrate_success"]  # one target per migrated page here

@@ -53,10 +53,15 @@ STAGE2_PRIORS: dict[str, dict[str, float]] = {
         # writes once: between 10.8 (stores that still read for ownership) and 21.6 GB/s
         # (none); the middle, 16 GB/s, is the prior
         "clear_page_gbps": 16.0,
-        # init_on_alloc=1: the distribution kernels' default (Ubuntu, Fedora and Arch build
-        # with CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y); the reply's vanilla v7.0-rc2 is assumed
-        # built from such a configuration (it does not say)
-        "init_on_alloc_switch": 1,
+        # init_on_alloc=0 on the published kernel (v7.0-rc2; Kconfig's default for
+        # CONFIG_INIT_ON_ALLOC_DEFAULT_ON is n, the distributions' configs say y; the reply
+        # does not say). The throughput table of the same kernel rules it out: move_pages'
+        # targets come from alloc_migration_target -> post_alloc_hook, which would zero them
+        # (kernel_init_pages, want_init_on_alloc) on the migrating CPU before their copy is
+        # issued, and the 2M row with 16 channels moves 1 GiB in 16.1 ms (66.86 GB/s) where
+        # zeroing 1 GiB at this platform's clear rate takes 50-99 ms (clear_page_gbps' range
+        # 10.8-21.6 GB/s); the same machine and kernel ran the compaction table
+        "init_on_alloc_switch": 0,
         # prep_compound_tail: one struct page (64 B) written per tail page, sequentially
         "compound_tail_us": 0.002,
         # __free_one_page: buddy lookup and list insertion, one or two cache misses

@@ -135,7 +135,13 @@ def test_pipeline_writes_latency_and_mmtests_outputs(tmp_path_factory):
     assert "Amean     alloc-latency-us" in text and "Ops       pgmigrate_success" in text
     for ext in ("html", "svg", "png"):
         assert (res / "figures" / f"alloc_latency.{ext}").stat().st_size > 1000
-    assert "id='study-alloc_latency'" in (res / "index.html").read_text()
+    page = (res / "index.html").read_text()
+    assert "id='study-alloc_latency'" in page
+    # its summary is an input of the index rule, so its card answers in one line
+    card = page.split("id='study-alloc_latency'")[1].split("</section>")[0]
+    med = s.filter(pl.col("q") == 0.5).sort("mode_order").row(0, named=True)
+    assert f"<p class='line'>Median order-9 allocation latency: {med['mode']} " in card
+    assert f"{med['latency_us']:,.0f} us" in card
 
 
 def test_pipeline_trace_target_and_compare(tmp_path):

@@ -40,18 +40,11 @@ STATE = mp.state_file(RESULTS, mp.fragmentation_params(config), CODE_DIGEST["fra
 ENGINE = mp.all_engine_sources()
 THROUGHPUT_ROWS = mp.throughput_rows(config)
 COMPACTION_MODES = list(config["compaction"]["modes"])
-FIGURES = {
-    "throughput": "throughput",
-    "speedup": "throughput",
-    "parity": "throughput",
-    "compaction": "compaction",
-    "alloc_latency": "compaction",  # rule kernel_formats (workflow/rules/kernel.smk)
-}
-TABLES = {
-    "throughput": ["throughput", "throughput_vs_published"],
-    "compaction": ["compaction", "compaction_vs_published"],
-    "kernel": ["alloc_latency", "mmtests_compaction"],  # rule kernel_formats
-}
+# The published experiments (migsim.studies.EXPERIMENTS): their summaries, figures and tables,
+# each written by the generic rules aggregate_<name>, figure_<figure> and tables_<name>
+# (aggregate.smk, figures.smk, tables.smk) or by the experiment's own rule (kernel_formats).
+EXPERIMENTS = ms.experiments()
+GENERIC = [e for e in EXPERIMENTS.values() if e.rule is None]
 
 
 def throughput_run(row):
@@ -64,28 +57,40 @@ def compaction_run(mode):
     return mp.run_file(RESULTS, "compaction", mode, params, CODE_DIGEST["compaction"])
 
 
+def experiment_runs(kind):
+    """The run files of the published experiment `kind` (throughput, compaction)."""
+    if kind == "throughput":
+        return [throughput_run(r) for r in THROUGHPUT_ROWS]
+    return [compaction_run(m) for m in COMPACTION_MODES]
+
+
 def run_files():
     """The run files of the current configuration (what results/index.html lists)."""
-    return [throughput_run(r) for r in THROUGHPUT_ROWS] + [
-        compaction_run(m) for m in COMPACTION_MODES
-    ]
+    return [f for kind in ("throughput", "compaction") for f in experiment_runs(kind)]
+
+
+def summary_file(name):
+    """The summary Parquet of the published experiment `name`."""
+    return f"{RESULTS}/summary/{name}.parquet"
 
 
 def figure_files():
+    """Every figure of the published experiments, in every format."""
+    names = [f for e in EXPERIMENTS.values() for f in e.figures]
     return expand(
-        f"{RESULTS}/figures/{{name}}.{{fmt}}", name=FIGURES, fmt=mp.FIGURE_FORMATS
+        f"{RESULTS}/figures/{{name}}.{{fmt}}", name=names, fmt=mp.FIGURE_FORMATS
     )
 
 
 def table_files():
-    names = [name for names in TABLES.values() for name in names]
+    """Every table of the published experiments, as Markdown and HTML."""
+    names = [t for e in EXPERIMENTS.values() for t in e.tables]
     return expand(f"{RESULTS}/tables/{{name}}.{{fmt}}", name=names, fmt=["md", "html"])
 
 
 def summary_files():
-    return expand(
-        f"{RESULTS}/summary/{{kind}}.parquet", kind=["throughput", "compaction"]
-    )
+    """The summary of every published experiment (every one is an input of the index)."""
+    return [summary_file(name) for name in EXPERIMENTS]
 
 
 def default_targets():

@@ -1,4 +1,6 @@
-"""The `migsim` command line: one sub-command module per job (cli_*.py), registered here."""
+"""The `migsim` command line: one sub-command module per job (cli/*.py), registered here;
+`migsim reproduce TABLE` has one sub-command per published experiment that declares one
+(``migsim.studies.EXPERIMENTS``)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rsub = reproduce.add_subparsers(dest="table", required=True, metavar="TABLE")
     for module in _modules():
-        module.register(sub, rsub)
+        module.register(sub)
+    for module in _reproduce_modules():
+        module.register_reproduce(rsub)
     parser.set_defaults(_flags=_option_strings(parser))
     return parser
 
@@ -60,6 +64,17 @@ def _modules():
     from migsim.cli import trace as cli_trace
 
     return [cli_throughput, cli_compaction, cli_calibrate, cli_probe, cli_trace, cli_host]
+
+
+def _reproduce_modules():
+    """The command-line modules of the published experiments that reproduce a table
+    (``migsim.studies.EXPERIMENTS``, field ``reproduce``), in their order."""
+    import importlib
+
+    from migsim.studies import EXPERIMENTS
+
+    names = dict.fromkeys(e.reproduce for e in EXPERIMENTS if e.reproduce)
+    return [importlib.import_module(name) for name in names]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

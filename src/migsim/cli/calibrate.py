@@ -16,7 +16,7 @@ from migsim.limits import REPEATS
 REFERENCE_DIR = Path(DEFAULT_PLATFORM).parents[1] / "reference"
 
 
-def register(sub, rsub) -> None:
+def register(sub) -> None:
     """Add the calibrate sub-command."""
     c = sub.add_parser(
         "calibrate",

@@ -38,8 +38,8 @@ ORDER0_NOTE = (
 CAPTURE_CONTEXTS = ("task", "kthread")  # migsim.kernel.compaction.CAPTURE_CONTEXTS
 
 
-def register(sub, rsub) -> None:
-    """Add the compaction and reproduce-compaction sub-commands."""
+def register(sub) -> None:
+    """Add the compaction sub-command."""
     c = sub.add_parser("compaction", help="simulate order-9 allocations through direct compaction")
     c.add_argument("--mode", type=choice(MODES), default="baseline", help=" | ".join(MODES))
     c.add_argument("--channels", type=whole_number("--channels"), default=None,
@@ -74,6 +74,10 @@ def register(sub, rsub) -> None:
                    help=f"cap of the trace (events; default {DEFAULT_MAX_EVENTS})")  # fmt: skip
     c.set_defaults(func=cmd_compaction)
 
+
+def register_reproduce(rsub) -> None:
+    """Add ``migsim reproduce compaction``
+    (declared by migsim.studies.EXPERIMENTS, whose reproduce field names this module)."""
     r = rsub.add_parser("compaction", help="the RFC reply's compaction table")
     platform_arg(r)
     r.add_argument("--reference", type=existing_file("--reference"), default=REFERENCE_COMPACTION)

@@ -14,7 +14,7 @@ from pathlib import Path
 from migsim.cli.args import EXIT_UNAVAILABLE, fraction, int_range, size_arg
 
 
-def register(sub, rsub) -> None:
+def register(sub) -> None:
     """Add `migsim host snapshot`, `migsim host twin` and `migsim host predict`."""
     p = sub.add_parser("host", help="digital twin of this machine's memory (snapshot, twin)")
     hsub = p.add_subparsers(dest="host", required=True, metavar="ACTION")

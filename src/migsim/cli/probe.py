@@ -28,7 +28,7 @@ def _copy_size(text: str) -> str:
     return format_size(nbytes)
 
 
-def register(sub, rsub) -> None:
+def register(sub) -> None:
     """Add `migsim probe copy` and `migsim probe compaction`."""
     p = sub.add_parser("probe", help="measure this machine: copy bandwidth, real compaction")
     psub = p.add_subparsers(dest="probe", required=True, metavar="PROBE")

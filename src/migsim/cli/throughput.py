@@ -50,8 +50,8 @@ def batch_limit_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def register(sub, rsub) -> None:
-    """Add the throughput and reproduce-throughput sub-commands."""
+def register(sub) -> None:
+    """Add the throughput sub-command."""
     t = sub.add_parser("throughput", help="simulate move_pages() of folios between two nodes")
     t.add_argument("--mode", type=choice(MODES), default="baseline", help=" | ".join(MODES))
     t.add_argument("--folio-size", type=folio_size_arg(), default=4096,
@@ -83,6 +83,10 @@ def register(sub, rsub) -> None:
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=cmd_throughput)
 
+
+def register_reproduce(rsub) -> None:
+    """Add ``migsim reproduce throughput`` and ``migsim reproduce all`` (the whole series)
+    (declared by migsim.studies.EXPERIMENTS, whose reproduce field names this module)."""
     r = rsub.add_parser("throughput", help="the RFC's move_pages throughput table")
     platform_arg(r)
     r.add_argument("--reference", type=existing_file("--reference"), default=REFERENCE_THROUGHPUT)

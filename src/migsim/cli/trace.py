@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 
-def register(sub, rsub) -> None:
+def register(sub) -> None:
     """Add `migsim trace import` and `migsim compare`."""
     t = sub.add_parser("trace", help="read tracepoint events of compaction and migration")
     tsub = t.add_subparsers(dest="trace", required=True, metavar="ACTION")

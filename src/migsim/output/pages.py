@@ -16,14 +16,6 @@ from migsim.atomic import atomic_write_text
 from migsim.output.html import CSS
 from migsim.output.html import rel as _rel
 
-FIGURE_TITLES = {
-    "throughput": "Throughput against folio size",
-    "speedup": "Speed-up over the baseline",
-    "parity": "Simulated against published throughput",
-    "compaction": "Direct compaction modes",
-    "alloc_latency": "Order-9 allocation latency per mode (CDF)",
-}
-
 
 def _plain(obj):
     """Nested mappings and lists as plain dicts and lists (for yaml.safe_dump)."""
@@ -45,7 +37,7 @@ def _study_entries(
     """The front page's studies, from the files the index job is given (what-if studies:
     those of the registry of `config`)."""
     from migsim.output.front import StudyEntry
-    from migsim.studies import registry, study_files, summary_study
+    from migsim.studies import experiments, registry, study_files, summary_study
 
     # by folder and name: figures/throughput.html and tables/throughput.html both exist
     by_name = {
@@ -70,35 +62,17 @@ def _study_entries(
         return tuple(out)
 
     entries = []
-    for name, figs, tabs, title in (
-        (
-            "throughput",
-            ("throughput", "speedup", "parity"),
-            ("throughput", "throughput_vs_published"),
-            "move_pages() throughput (published experiment)",
-        ),
-        (
-            "compaction",
-            ("compaction",),
-            ("compaction", "compaction_vs_published"),
-            "Direct compaction (published experiment)",
-        ),
-        (
-            "alloc_latency",
-            ("alloc_latency",),
-            ("alloc_latency", "mmtests_compaction"),
-            FIGURE_TITLES["alloc_latency"],
-        ),
-    ):
+    for exp in experiments().values():  # the published experiments, then the series
+        figs = exp.figures
         if f"figures/{figs[0]}.html" in by_name:
             entries.append(
                 StudyEntry(
-                    name,
-                    title,
+                    exp.name,
+                    exp.title,
                     page=by_name[f"figures/{figs[0]}.html"],
                     thumbnail=by_name.get(f"figures/{figs[0]}.png"),
-                    summary=summary.get(name),
-                    files=files(figs, tabs),
+                    summary=summary.get(exp.name),
+                    files=files(figs, exp.tables),
                 )
             )
     if "series/published.html" in by_name:

@@ -86,6 +86,84 @@ class Study:
         return f"whatif.{self.name}"
 
 
+@dataclass(frozen=True)
+class Experiment:
+    """A published experiment (or a view of its runs): declared here, by name, because its
+    module drives the engine (NumPy and the kernel model at import), while the Snakefile and
+    the command-line parser read these declarations at start-up.
+
+    name: its summary ``summary/<name>.parquet`` and its card on the index. title: the card's
+    heading. category: its section of ``snakemake --report``. module: the study module that
+    runs it. runs: whose run files its summary aggregates (``runs/<runs>/``; one job per
+    throughput row, one for every compaction mode: workflow/rules/<runs>.smk). figures: the
+    figures drawn from its summary (``figures/<f>.{html,svg,png}``); tables: its table files
+    (``tables/<t>.{md,html}``). reference: the key of the configuration's ``reference``
+    section naming the published table its summary is compared with and reproduces (None: it
+    reproduces none). rule: the rule that writes its summary, figures and tables when it is
+    not the generic ``aggregate_<name>``, ``figure_<f>`` and ``tables_<name>``
+    (workflow/rules/{aggregate,figures,tables}.smk). reproduce: the command-line module that
+    registers ``migsim reproduce <name>`` (``register_reproduce(rsub)``; None: no command).
+    """
+
+    name: str
+    title: str
+    category: str
+    module: str
+    runs: str
+    figures: tuple[str, ...]
+    tables: tuple[str, ...]
+    reference: str | None = None
+    rule: str | None = None
+    reproduce: str | None = None
+
+
+# The published experiments, in the order of the index (then the what-if studies).
+EXPERIMENTS = (
+    Experiment(
+        name="throughput",
+        title="move_pages() throughput (published experiment)",
+        category="Throughput",
+        module="migsim.studies.throughput",
+        runs="throughput",
+        figures=("throughput", "speedup", "parity"),
+        tables=("throughput", "throughput_vs_published"),
+        reference="throughput",
+        reproduce="migsim.cli.throughput",
+    ),
+    Experiment(
+        name="compaction",
+        title="Direct compaction (published experiment)",
+        category="Compaction",
+        module="migsim.studies.compaction",
+        runs="compaction",
+        figures=("compaction",),
+        tables=("compaction", "compaction_vs_published"),
+        reference="compaction",
+        reproduce="migsim.cli.compaction",
+    ),
+    Experiment(
+        name="alloc_latency",
+        title="Order-9 allocation latency per mode (CDF)",
+        category="Compaction",
+        module="migsim.studies.kernel_formats",
+        runs="compaction",
+        figures=("alloc_latency",),
+        tables=("alloc_latency", "mmtests_compaction"),
+        rule="kernel_formats",
+    ),
+)
+
+
+def experiments() -> dict[str, Experiment]:
+    """The published experiments by name (``EXPERIMENTS``)."""
+    return {e.name: e for e in EXPERIMENTS}
+
+
+def figure_experiments() -> dict[str, Experiment]:
+    """Every figure of the published experiments and the experiment it is drawn from."""
+    return {f: e for e in EXPERIMENTS for f in e.figures}
+
+
 def load_study(module: str) -> Study:
     try:
         mod = importlib.import_module(module)

@@ -9,7 +9,7 @@ table, figure and findings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ from migsim.output.schema import (
 )
 from migsim.output.style import WHATIF_H as H
 from migsim.output.style import WHATIF_W as W
-from migsim.studies import Study, section
 from migsim.studies.common import (
     _RUN,
     _RUN_NULLS,
@@ -43,9 +42,7 @@ from migsim.studies.common import (
     _metrics,
     _pct_change,
     _pct_word,
-    check_setup,
-    run_study_fn,
-    setup_params,
+    section_study,
 )
 
 NAME = "cluster_max"
@@ -371,32 +368,14 @@ def cluster_max_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
     return alt.vconcat(*rows, title=alt.Title(TITLE)).resolve_scale(color="shared")
 
 
-def params(config: Mapping) -> dict[str, Any]:
-    """The job's parameters from the configuration (JSON-serialisable)."""
-    sec = section(config, NAME)
-    return {"kwargs": sec, "setup": setup_params(config)}
-
-
-def run(platform: Platform, params: Mapping) -> pl.DataFrame:
-    """The study's summary rows for the job parameters `params` (``params()`` plus the seed)."""
-    return run_study_fn(study_cluster_max, platform, params)
-
-
-def check(config: Mapping) -> None:
-    """Checks of the section the JSON schema cannot express (ValueError naming the key)."""
-    check_setup(config)
-
-
-STUDY = Study(
+STUDY = section_study(
     name=NAME,
     title=TITLE,
     config_schema=CONFIG,
     schema=SCHEMA,
-    params=params,
-    run=run,
+    study=study_cluster_max,
     tables=cluster_max_table,
     figure=cluster_max_chart,
     findings=findings_cluster_max,
-    check=check,
     caption=CAPTION,
 )

@@ -275,6 +275,87 @@ def run_study_fn(
     return study(platform, **kwargs)
 
 
+# Conversions of a section's values into a job's keyword arguments (value, its key -> value).
+def as_size(value: Any, key: str) -> int:
+    """A size in bytes."""
+    return parse_size(value, name=key)
+
+
+def as_float(value: Any, key: str) -> float:
+    return float(value)
+
+
+def as_floats(values: Sequence, key: str) -> list[float]:
+    return [float(v) for v in values]
+
+
+def as_strings(values: Sequence, key: str) -> list[str]:
+    return [str(v) for v in values]
+
+
+def as_sizes_or_zero(values: Sequence, key: str) -> list[int]:
+    """Sizes in bytes, where 0 is allowed."""
+    return [size_or_zero(v, f"{key}[{i}]") for i, v in enumerate(values)]
+
+
+def section_study(
+    *,
+    name: str,
+    title: str,
+    config_schema: Mapping[str, Any],
+    schema: Any,
+    study: Callable[..., pl.DataFrame],
+    tables: Callable,
+    figure: Callable,
+    findings: Callable,
+    caption: str,
+    convert: Mapping[str, Callable[[Any, str], Any]] | None = None,
+    setup: bool = True,
+    seed: bool = False,
+    total_bytes: bool = False,
+) -> Any:
+    """The ``Study`` of a what-if module whose job is ``study(platform, **section)``: its
+    section ``whatif.<name>`` as keyword arguments (each key of `convert` converted by its
+    function), the fragmented node of the compaction studies (``setup``: ``setup_params``,
+    built with the job's seed; its allocations checked against the node) and the job's seed
+    where the study takes one (`seed`); `total_bytes`: the section's ``total_bytes`` must be a
+    multiple of each of its ``folio_sizes``."""
+    from migsim.studies import Study, section
+
+    def params(config: Mapping) -> dict[str, Any]:
+        """The job's parameters from the configuration (JSON-serialisable)."""
+        sec = section(config, name)
+        for key, fn in (convert or {}).items():
+            sec[key] = fn(sec[key], f"whatif.{name}.{key}")
+        return {"kwargs": sec, **({"setup": setup_params(config)} if setup else {})}
+
+    def run(platform: Platform, params: Mapping) -> pl.DataFrame:
+        """The study's summary rows for the job parameters `params` (``params()`` plus the
+        seed)."""
+        return run_study_fn(study, platform, params, seed=seed)
+
+    def check(config: Mapping) -> None:
+        """Checks of the section the JSON schema cannot express (ValueError naming the key)."""
+        if setup:
+            check_setup(config)
+        if total_bytes:
+            check_total_bytes(config, name)
+
+    return Study(
+        name=name,
+        title=title,
+        config_schema=config_schema,
+        schema=schema,
+        params=params,
+        run=run,
+        tables=tables,
+        figure=figure,
+        findings=findings,
+        check=check,
+        caption=caption,
+    )
+
+
 def check_setup(config: Mapping) -> None:
     """The studies' allocations fit in their node (ValueError naming the key)."""
     wi = config["whatif"]

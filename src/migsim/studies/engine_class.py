@@ -10,7 +10,7 @@ table, figure and findings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,18 +22,17 @@ from migsim.output.schema import F64, I32, I64, S, Schema, Table, count_noun
 from migsim.output.style import BASELINE_COLOUR, PALETTE
 from migsim.output.style import WHATIF_H as H
 from migsim.output.style import WHATIF_W as W
-from migsim.studies import Study, section
 from migsim.studies.common import (
     LOADS,
     CompactionSetup,
     _c,
     _check_choices,
     _check_ints,
-    check_setup,
-    check_total_bytes,
+    as_floats,
+    as_size,
+    as_strings,
     derive_seed,
-    run_study_fn,
-    setup_params,
+    section_study,
 )
 from migsim.studies.throughput import run_throughput
 from migsim.units import format_size, parse_size
@@ -567,36 +566,17 @@ def engine_class_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
     )
 
 
-def params(config: Mapping) -> dict[str, Any]:
-    """The job's parameters from the configuration (JSON-serialisable)."""
-    sec = section(config, NAME)
-    sec["folio_sizes"] = [str(s) for s in sec["folio_sizes"]]
-    sec["total_bytes"] = parse_size(sec["total_bytes"], name=f"{KEY}.total_bytes")
-    sec["latency_scales"] = [float(s) for s in sec["latency_scales"]]
-    return {"kwargs": sec, "setup": setup_params(config)}
-
-
-def run(platform: Platform, params: Mapping) -> pl.DataFrame:
-    """The study's summary rows for the job parameters `params` (``params()`` plus the seed)."""
-    return run_study_fn(study_engine_class, platform, params, seed=True)
-
-
-def check(config: Mapping) -> None:
-    """Checks of the section the JSON schema cannot express (ValueError naming the key)."""
-    check_setup(config)
-    check_total_bytes(config, NAME)
-
-
-STUDY = Study(
+STUDY = section_study(
     name=NAME,
     title=TITLE,
     config_schema=CONFIG,
     schema=SCHEMA,
-    params=params,
-    run=run,
+    study=study_engine_class,
     tables=engine_class_table,
     figure=engine_class_chart,
     findings=findings_engine_class,
-    check=check,
     caption=CAPTION,
+    convert={"folio_sizes": as_strings, "total_bytes": as_size, "latency_scales": as_floats},
+    seed=True,
+    total_bytes=True,
 )

@@ -9,7 +9,7 @@ table, figure and findings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ from migsim.output.schema import (
 )
 from migsim.output.style import WHATIF_H as H
 from migsim.output.style import WHATIF_W as W
-from migsim.studies import Study, section
 from migsim.studies.common import (
     _RUN,
     _RUN_NULLS,
@@ -40,9 +39,8 @@ from migsim.studies.common import (
     _check_choices,
     _frame,
     _metrics,
-    check_setup,
-    run_study_fn,
-    setup_params,
+    as_floats,
+    section_study,
 )
 
 NAME = "fragmentation"
@@ -317,33 +315,15 @@ def fragmentation_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
     )
 
 
-def params(config: Mapping) -> dict[str, Any]:
-    """The job's parameters from the configuration (JSON-serialisable)."""
-    sec = section(config, NAME)
-    sec["free_ratios"] = [float(r) for r in sec["free_ratios"]]
-    return {"kwargs": sec, "setup": setup_params(config)}
-
-
-def run(platform: Platform, params: Mapping) -> pl.DataFrame:
-    """The study's summary rows for the job parameters `params` (``params()`` plus the seed)."""
-    return run_study_fn(study_fragmentation, platform, params)
-
-
-def check(config: Mapping) -> None:
-    """Checks of the section the JSON schema cannot express (ValueError naming the key)."""
-    check_setup(config)
-
-
-STUDY = Study(
+STUDY = section_study(
     name=NAME,
     title=TITLE,
     config_schema=CONFIG,
     schema=SCHEMA,
-    params=params,
-    run=run,
+    study=study_fragmentation,
     tables=fragmentation_table,
     figure=fragmentation_chart,
     findings=findings_fragmentation,
-    check=check,
     caption=CAPTION,
+    convert={"free_ratios": as_floats},
 )

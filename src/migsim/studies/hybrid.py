@@ -10,7 +10,7 @@ table, figure and findings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ from migsim.output.schema import (
 from migsim.output.style import BASELINE_COLOUR
 from migsim.output.style import WHATIF_H as H
 from migsim.output.style import WHATIF_W as W
-from migsim.studies import Study, section
 from migsim.studies.common import (
     _RUN,
     _RUN_NULLS,
@@ -45,10 +44,8 @@ from migsim.studies.common import (
     _metrics,
     _pct_change,
     _pct_word,
-    check_setup,
-    run_study_fn,
-    setup_params,
-    size_or_zero,
+    as_sizes_or_zero,
+    section_study,
 )
 from migsim.units import format_size
 
@@ -355,35 +352,15 @@ def hybrid_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
     )
 
 
-def params(config: Mapping) -> dict[str, Any]:
-    """The job's parameters from the configuration (JSON-serialisable)."""
-    sec = section(config, NAME)
-    sec["thresholds"] = [
-        size_or_zero(t, f"{KEY}.thresholds[{i}]") for i, t in enumerate(sec["thresholds"])
-    ]
-    return {"kwargs": sec, "setup": setup_params(config)}
-
-
-def run(platform: Platform, params: Mapping) -> pl.DataFrame:
-    """The study's summary rows for the job parameters `params` (``params()`` plus the seed)."""
-    return run_study_fn(study_hybrid, platform, params)
-
-
-def check(config: Mapping) -> None:
-    """Checks of the section the JSON schema cannot express (ValueError naming the key)."""
-    check_setup(config)
-
-
-STUDY = Study(
+STUDY = section_study(
     name=NAME,
     title=TITLE,
     config_schema=CONFIG,
     schema=SCHEMA,
-    params=params,
-    run=run,
+    study=study_hybrid,
     tables=hybrid_table,
     figure=hybrid_chart,
     findings=findings_hybrid,
-    check=check,
     caption=CAPTION,
+    convert={"thresholds": as_sizes_or_zero},
 )

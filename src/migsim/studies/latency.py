@@ -10,7 +10,7 @@ table, figure and findings.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,15 +21,15 @@ from migsim.cost.platform import Platform
 from migsim.output.schema import F64, I32, I64, S, Schema, Table, copy_label, count_noun
 from migsim.output.style import WHATIF_H as H
 from migsim.output.style import WHATIF_W as W
-from migsim.studies import Study, section
 from migsim.studies.common import (
     _c,
     _check_ints,
     _pct_change,
     _pct_word,
-    check_total_bytes,
+    as_float,
+    as_size,
     derive_seed,
-    run_study_fn,
+    section_study,
 )
 from migsim.studies.throughput import run_throughput
 from migsim.units import HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
@@ -374,34 +374,18 @@ def latency_chart(df: pl.DataFrame) -> alt.TopLevelMixin:
     )
 
 
-def params(config: Mapping) -> dict[str, Any]:
-    """The job's parameters from the configuration (JSON-serialisable)."""
-    sec = section(config, NAME)
-    sec["total_bytes"] = parse_size(sec["total_bytes"], name=f"{KEY}.total_bytes")
-    sec["knee_pct"] = float(sec["knee_pct"])
-    return {"kwargs": sec}
-
-
-def run(platform: Platform, params: Mapping) -> pl.DataFrame:
-    """The study's summary rows for the job parameters `params` (``params()`` plus the seed)."""
-    return run_study_fn(study_latency, platform, params, seed=True)
-
-
-def check(config: Mapping) -> None:
-    """Checks of the section the JSON schema cannot express (ValueError naming the key)."""
-    check_total_bytes(config, NAME)
-
-
-STUDY = Study(
+STUDY = section_study(
     name=NAME,
     title=TITLE,
     config_schema=CONFIG,
     schema=SCHEMA,
-    params=params,
-    run=run,
+    study=study_latency,
     tables=latency_table,
     figure=latency_chart,
     findings=findings_latency,
-    check=check,
     caption=CAPTION,
+    convert={"total_bytes": as_size, "knee_pct": as_float},
+    setup=False,
+    seed=True,
+    total_bytes=True,
 )

@@ -172,3 +172,44 @@ def test_twin_bad_input_names_the_flag_and_the_range():
         twin.host_twin("64M", 0.5, 0)
     with pytest.raises(LimitError, match=r"^--size: must be a size from 2M"):
         twin.host_twin("1M", 0.5, 1)
+
+
+def test_realtime_restores_the_policy_also_on_error():
+    """probe.realtime(): SCHED_FIFO inside (root), the task's own policy and priority after,
+    also when the block raises; without CAP_SYS_NICE it runs the block at the task's own."""
+    import os
+
+    import pytest
+
+    from migsim.host import probe
+
+    before = (os.sched_getscheduler(0), os.sched_getparam(0), os.getpriority(os.PRIO_PROCESS, 0))
+    with probe.realtime() as policy:
+        inside = os.sched_getscheduler(0)
+    if policy == "fifo":
+        assert inside == os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+    else:
+        assert os.geteuid() != 0 and inside == before[0]
+    with pytest.raises(RuntimeError), probe.realtime():
+        raise RuntimeError("injected")
+    after = (os.sched_getscheduler(0), os.sched_getparam(0), os.getpriority(os.PRIO_PROCESS, 0))
+    assert after == before
+
+
+def test_thread_times_counts_this_threads_cpu_only():
+    """probe.thread_times(): CPU seconds grow by the work done (CLOCK_THREAD_CPUTIME_ID), not
+    while the thread sleeps."""
+    import time
+
+    from migsim.host import probe
+
+    c0, _ = probe.thread_times()
+    time.sleep(0.2)
+    c1, _ = probe.thread_times()
+    t = time.thread_time()
+    while time.thread_time() - t < 0.05:
+        pass
+    c2, d2 = probe.thread_times()
+    assert c1 - c0 < 0.05  # asleep: next to nothing
+    assert c2 - c1 >= 0.05  # 50 ms of spinning
+    assert d2 >= 0.0

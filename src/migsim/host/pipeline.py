@@ -396,8 +396,10 @@ def twin_markdown(doc: dict) -> str:
     lines += [
         "",
         "Each cell: measured / predicted (error). Seconds: wall time of the write to "
-        "compact_memory and the writing task's CPU time, predicted with the compaction costs "
-        "fitted (one common scale) on the *other* runs of the table.",
+        "compact_memory (made under SCHED_FIFO) and cpu_seconds the writing thread's CPU time "
+        "in it (CLOCK_THREAD_CPUTIME_ID: the compaction's own work, what the model "
+        "charges), predicted with the compaction costs fitted (one common scale) on the "
+        "*other* runs of the table.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -659,15 +659,17 @@ RT_PRIORITY = 1  # SCHED_FIFO priority of the compacting write (realtime): above
 
 
 def thread_times() -> tuple[float, float]:
-    """(CPU seconds, run-queue wait seconds) of the calling thread so far: sum_exec_runtime and
-    run_delay of /proc/thread-self/schedstat (kernel/sched/stats.c, CONFIG_SCHED_INFO; both
-    exclude the time the hypervisor stole from the vCPU where the steal clock is paravirtual);
-    without it ``time.thread_time()`` and 0."""
+    """(CPU seconds, run-queue wait seconds) of the calling thread so far: the CPU seconds from
+    ``time.thread_time()`` (CLOCK_THREAD_CPUTIME_ID: task_sched_runtime(), sum_exec_runtime
+    plus the running slice; where the steal clock is paravirtual, as on KVM with
+    CONFIG_PARAVIRT_TIME_ACCOUNTING, the time the hypervisor stole is not in it), the wait
+    from run_delay of /proc/thread-self/schedstat (kernel/sched/stats.h, CONFIG_SCHED_INFO;
+    0 without it)."""
+    cpu = time.thread_time()
     try:
-        ns = SCHEDSTAT.read_text().split()
-        return int(ns[0]) * 1e-9, int(ns[1]) * 1e-9
+        return cpu, int(SCHEDSTAT.read_text().split()[1]) * 1e-9
     except (OSError, IndexError, ValueError):
-        return time.thread_time(), 0.0
+        return cpu, 0.0
 
 
 def cpu_ticks() -> np.ndarray:

@@ -801,7 +801,7 @@ def twin_run(
         "nice": nice,  # of the reading and compacting task (snapshot.high_priority)
         "policy": policy,  # its scheduling policy for the reads and the write (probe.realtime)
         "loadavg": list(load),  # 1, 5, 15 minutes, just before the reads
-        # the writing thread's CPU seconds during the write (schedstat sum_exec_runtime): the
+        # the writing thread's CPU seconds during the write (CLOCK_THREAD_CPUTIME_ID): the
         # compaction's own work, what the model charges; getrusage's split of the process's
         "cpu_seconds": times["cpu_s"],
         "sys_seconds": r1.ru_stime - r0.ru_stime,

@@ -144,8 +144,9 @@ def cmd_twin(args) -> int:
             cells.append(f"{m[k]:>12.4g} {pv:>12.4g} {err * 100:+6.1f}%")
         print(f"{i:>3} " + " ".join(f"{c:>32}" for c in cells))
     print(
-        "each cell: measured, predicted, error; seconds (wall) and cpu_seconds (the compacting "
-        "task's): predicted after the host fit of two cost scales on the other runs"
+        "each cell: measured, predicted, error; seconds (wall, the write under SCHED_FIFO) and "
+        "cpu_seconds (the writing thread's CPU time): predicted after the host fit of one "
+        "common cost scale on the other runs"
     )
     return 0
 

@@ -152,7 +152,11 @@ def zone_from_snapshot(
     # __buffer_migrate_folio(check_refs): ext4 keeps its superblock and group-descriptor
     # buffers referenced while mounted, jbd2 the buffers of its transactions), which no /proc
     # file exports; on the 6.18 test VM (ext4) 27,450 pages matched this rule, while real
-    # runs failed 33-35 pages (13 of 15 runs; 72 and 97 in the other two)
+    # runs failed 33-35 pages (13 of 15 runs; 72 and 97 in the other two). No kpageflags bit
+    # separates them: KPF_OWNER_2 (bit 34, KPF_MAPPEDTODISK before PG_mappedtodisk became
+    # PG_owner_2) was set on 2 of the machine's 96,589 file LRU pages with PG_private and on
+    # none of the 27,450; those are LRU, PG_private, mostly active (27,331), referenced
+    # (26,364) and idle (23,964), mapcount 0, like the uptodate ones with buffers
     busy = (
         np.isin(kind, (S.LRU_FILE, S.UNEVICTABLE))
         & ((pf & S.PF_ANON) == 0)
@@ -737,7 +741,9 @@ def twin_run(
     """One twin run (root; call inside the probe's settings and interrupt guards): settle,
     fragment a `size` region as the compaction probe does, write back dirty page cache
     (``sync``), read the snapshot files twice back to back, run the real compact_memory right
-    after the second read (tracing mm_migrate_pages where tracefs is mounted), then predict
+    after the second read (the write under SCHED_FIFO, ``probe.realtime``, timed in wall and
+    in the writing thread's CPU seconds; tracing mm_migrate_pages where tracefs is mounted),
+    then predict
     the same compaction from both snapshots. The prediction is the second's; ``drift`` lists
     where the two differ by more than the drift rule allows (DRIFT_REL): such a run is to be
     discarded, not judged. Returns {"measured", "predicted", "predicted_first", "drift",

@@ -1361,3 +1361,48 @@ def test_platform_file_errors_name_the_file_and_line(platform, tmp_path):
         load_platform(bad)
     assert "stage1" in platform.meta
     assert "parameters" not in platform.meta and "name" not in platform.meta
+
+
+def test_busy_timeline_with_the_tick_by_hand(platform):
+    """run_timeline(busy=True): 10 us of compaction, a 100 us DMA sleep, 10 us more, against
+    the hog, switches 1 us, completion interrupt 5 us, no slice boundary (slice 1 ms), a tick
+    taking 1% of the CPU (1000 Hz x 10 us), irq time accounted. In the sleep: switch to the hog,
+    the interrupt, switch back, so the hog runs 100 - 2 - 5 = 93 us there and its fair share 20
+    us of the compaction's time: 113 us of user time; sys = 20 + 2 switches = 22 us; with the
+    interrupt 140 us of task and irq time, stretched by the tick to 140 / (1 - 1%) = 141.41 us
+    (the tick's 1.41 us split half hard irq, half softirq: irq 5.71 us)."""
+    from migsim.cost.timeline import run_timeline
+
+    p = platform.replace(
+        sched__ctx_switch_us=1.0, sched__completion_irq_us=5.0, sched__slice_us=1000.0,
+        sched__tick_hz=1000.0, sched__tick_irq_us=10.0, sched__irq_time_accounting_switch=1,
+        sched__tick_softirq_frac=0.5,
+    )  # fmt: skip
+    t = run_timeline(np.array([10e-6, 10e-6]), np.array([100e-6]), p, busy=True)
+    assert t.wall_s == pytest.approx(140e-6 / 0.99, rel=1e-12)
+    assert (t.sys_s, t.user_s, t.hog_run_s) == pytest.approx((22e-6, 113e-6, 113e-6), rel=1e-12)
+    tick = 140e-6 / 0.99 - 140e-6
+    assert (t.irq_s, t.softirq_s) == pytest.approx((5e-6 + tick / 2, tick / 2), rel=1e-12)
+    assert t.idle_s == 0.0 and t.context_switches == 2
+
+
+def test_a_busy_runs_sleeps_are_the_waits_less_the_idle_only_wake_up(round_platform):
+    """cost_log(busy=True) of one offloaded migrate_pages() call of 32 pages: against the hog
+    there is no idle state, so the sleep each call sees (CallCosts.sleep_s, which the latency
+    trace uses) is the idle run's sleep less the part only an idle CPU pays (its exit from the
+    idle state and the switch from the idle task), and it is the sleep the timeline accounts
+    (run_timeline subtracts the same part itself from the wake_s it is given)."""
+    from migsim.kernel.compaction import NR_WORK, CompactionLog
+    from migsim.studies.compaction import cost_log
+
+    log = CompactionLog(
+        pages=np.array([32]), work=np.zeros((1, NR_WORK), np.int64), tail=np.zeros(NR_WORK, int)
+    )
+    idle = cost_log(log, round_platform, dma=True, busy=False)
+    busy = cost_log(log, round_platform, dma=True, busy=True)
+    assert idle.dma_copies == busy.dma_copies == 32
+    c = round_platform.sched
+    idle_only = (c.c1_exit_us + c.ctx_switch_us) * US
+    assert idle.calls.sleep_s[0] - busy.calls.sleep_s[0] == pytest.approx(idle_only, rel=1e-9)
+    assert busy.timeline.sleep_s == pytest.approx(busy.calls.sleep_s.sum(), rel=1e-12)
+    assert idle.timeline.sleep_s == pytest.approx(idle.calls.sleep_s.sum(), rel=1e-12)

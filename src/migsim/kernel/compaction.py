@@ -279,7 +279,7 @@ class Compactor:
         if self._log_shared:
             self._unshare_log()
         self._calls_pages.append(nr_pages)
-        self._calls_work.extend(self._acc)
+        self._calls_work.fromlist(self._acc)  # (fromlist: no iterator protocol per item)
         self._acc = [0] * NR_WORK
 
     def _mark(self, kind: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0) -> None:
@@ -287,7 +287,7 @@ class Compactor:
         self._sync_buddy()
         if self._log_shared:
             self._unshare_log()
-        self._marks.extend((kind, len(self._calls_pages), *self._acc, a0, a1, a2, a3))
+        self._marks.fromlist([kind, len(self._calls_pages), *self._acc, a0, a1, a2, a3])
 
     def log(self) -> CompactionLog:
         """The calls logged so far and the work since the last one."""
@@ -544,7 +544,9 @@ class Compactor:
                     z.compact_cached_migrate_pfn[1] = z.compact_cached_migrate_pfn[0]
             else:
                 update_cached = False
-                last_migrated_pfn = max(start_pfn, (cc.migrate_pfn - 1) & BLOCK_MASK)
+                last_migrated_pfn = (cc.migrate_pfn - 1) & BLOCK_MASK  # max(start_pfn, ...)
+                if last_migrated_pfn < start_pfn:  # (no builtin min/max in the hot loop:
+                    last_migrated_pfn = start_pfn  # they parse their arguments each call)
                 captured_before = capc is not None and capc.page is not None
                 if captured_before:
                     self.batches_after_capture += 1
@@ -726,11 +728,12 @@ class Compactor:
         start_pfn = low_pfn
         b = low_pfn >> PAGEBLOCK_ORDER
         valid_page = not (low_pfn & (PAGEBLOCK_NR_PAGES - 1)) or low_pfn == z.zone_start_pfn
-        need = (
-            end_pfn - low_pfn
-            if cc.finish_pageblock
-            else max(self.cluster_max - cc.nr_migratepages, 1)
-        )
+        if cc.finish_pageblock:
+            need = end_pfn - low_pfn
+        else:  # max(cluster_max - nr_migratepages, 1)
+            need = self.cluster_max - cc.nr_migratepages
+            if need < 1:
+                need = 1
         skip_on_failure = cc.direct_compaction and cc.mode == MIGRATE_ASYNC
         if valid_page and not cc.ignore_skip_hint and z.skip_b[b]:
             low_pfn = end_pfn
@@ -771,10 +774,14 @@ class Compactor:
             isolated = []
             nr_isolated = 0
             pos, n = 0, len(seg)
+            # the cc->order aligned blocks that skip_on_failure aborts: min(max(order, 0), 9)
+            o = cc.order if cc.order > 0 else 0
+            size = 1 << (o if o < PAGEBLOCK_ORDER else PAGEBLOCK_ORDER)
             while pos < n:
                 if skip_on_failure:
-                    size = 1 << min(max(cc.order, 0), PAGEBLOCK_ORDER)
-                    sub_end = min(n, ((low_pfn + pos) // size + 1) * size - low_pfn)
+                    sub_end = ((low_pfn + pos) // size + 1) * size - low_pfn
+                    if sub_end > n:
+                        sub_end = n
                 else:
                     sub_end = n
                 whole = pos == 0 and sub_end == n
@@ -856,7 +863,9 @@ class Compactor:
         self._acc[W_ISOLATE_FREE] += 1
         isolate_start_pfn = cc.free_pfn
         block_start = isolate_start_pfn & BLOCK_MASK  # pageblock_start_pfn()
-        block_end = min(block_start + PAGEBLOCK_NR_PAGES, z.zone_end_pfn)
+        block_end = block_start + PAGEBLOCK_NR_PAGES
+        if block_end > z.nr_pages:  # min(..., zone_end_pfn)
+            block_end = z.nr_pages
         low_pfn = (cc.migrate_pfn + PAGEBLOCK_NR_PAGES) & BLOCK_MASK  # pageblock_end_pfn()
         stride = COMPACT_CLUSTER_MAX if cc.mode == MIGRATE_ASYNC else 1
         while block_start >= low_pfn:
@@ -983,7 +992,7 @@ class Compactor:
                 if cc.nr_freepages == 0:
                     break
             head = cc.freepages[0]
-            t = min(n - got, len(head))
+            t = n - got if n - got < len(head) else len(head)
             if t == len(head):
                 out.append(head)
                 cc.freepages.pop(0)

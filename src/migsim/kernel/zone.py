@@ -175,7 +175,8 @@ class PerCpuPages:
         if 0 < n < self.high - self.count:  # the common case: the list stays below high
             self._chunks.append((pfns, block))
             self.count += n
-            self.free_count = min(self.free_count + n, cap)
+            fc = self.free_count + n  # min(free_count + n, cap), without the builtin's call
+            self.free_count = fc if fc < cap else cap
             return []
         out: list[list[Part]] = []
         while pos < n:
@@ -196,7 +197,7 @@ class PerCpuPages:
         while need > 0 and self._chunks:
             c, blk = self._chunks[0]
             avail = len(c) - self._head
-            t = min(avail, need)
+            t = avail if avail < need else need
             parts.append((c[self._head : self._head + t] if (self._head or t < len(c)) else c, blk))
             need -= t
             if t == avail:
@@ -668,9 +669,9 @@ class Zone:
 
     def drain_pages(self) -> int:
         """drain_local_pages(zone): every per-CPU page into the buddy lists; returns pages."""
-        parts = self.pcp.drain()
-        self.free_to_buddy(parts)
-        return sum(len(p) for p, _ in parts)
+        n = self.pcp.count  # drain() takes every page on the list
+        self.free_to_buddy(self.pcp.drain())
+        return n
 
     def zone_watermark_ok(self, order: int, mark: int) -> bool:
         """__zone_watermark_ok(): enough free pages above `mark` and a free block of `order`."""

@@ -713,6 +713,11 @@ class Zone:
             # a target twice (a target stays mapped until the queue is applied)
             src = np.concatenate([m[0] for m in moves])
             dst = np.concatenate([m[1] for m in moves])
+            tags = d[src]
+            src -= dst  # in place (the concatenation is ours): no temporaries of 512 KB
+            src += tags
+            d[dst] = src  # int64, stored as int32 (the same value mod 2^32)
+            return
         else:
             return
         d[dst] = d[src] + (src - dst)  # int64, stored as int32 (the same value mod 2^32)

@@ -10,13 +10,15 @@ The uncertainty of a simulated mean has four parts, combined on the log scale (d
   only observable effect the fit absorbs (``copy.cpu_copy_fixed_us``, ``dma.desc_restart_us``)
   therefore have no range;
 - the trial-to-trial noise of a mean of N trials: noise.trial_sd_frac^2 / N;
-- what the mechanisms do not explain (model discrepancy): ``stage1.discrepancy_sd_log``, the
-  REML estimate from the stage-1 fit residuals with each published mean's own noise (its sd
-  over its trials) taken out (``calibrate.throughput.discrepancy_sd_log``). It is a property
-  of the fitted model, so a measured mean can differ from the simulated one by it; the fit's
-  covariance is the sandwich form under the same error model (so it does not count the
-  discrepancy twice). Simplification: one discrepancy for every cell and version (it is
-  estimated on the v4 table only).
+- what the mechanisms do not explain (model discrepancy): ``stage1.discrepancy_sd_log``, one
+  per copier class declared before the fit (``calibrate.throughput.DISCREPANCY_CLASSES``:
+  baseline, dma, mt), the REML estimate from the fit residuals of that class with each
+  published mean's own noise (its sd over its trials) taken out
+  (``calibrate.throughput.discrepancy_sd_log``). It is a property of the fitted model, so a
+  measured mean can differ from the simulated one by it; the fits' covariances are the
+  sandwich form under the same error model (so they do not count the discrepancy twice).
+  Simplification: baseline and dma are estimated on the v4 table and mt on the v2 tables
+  the mt bandwidths are fitted on, and each applies to that copier in every version.
 
 The gradient is taken by central differences of the quiet engine (noise off) with every
 perturbed parameter set costed in one vectorised call: the platform's sampled parameters
@@ -115,6 +117,17 @@ def log_gradient(platform: Platform, names: list[str], cell: dict, rel: float = 
     return -(np.log(up) - np.log(down)) / (2 * h)
 
 
+def discrepancy_of(stage1: dict, mode: str) -> float:
+    """The model discrepancy (sd, log units) of a cell of `mode` stored by the fit
+    (``stage1.discrepancy_sd_log``: one per copier class); 0 for a class the fit has none of."""
+    from migsim.calibrate.throughput import discrepancy_class
+
+    disc = stage1.get("discrepancy_sd_log", {})
+    if not isinstance(disc, dict):  # a platform file written before the classes
+        return float(disc)
+    return float(disc.get(discrepancy_class(mode), 0.0))
+
+
 def interval(platform: Platform, mean_gbps: float, trials: int, cell: dict) -> Interval:
     """The 90% interval of a measured mean of `trials` trials of `cell` around `mean_gbps`."""
     from migsim.calibrate.throughput import PRIOR_RANGES
@@ -129,7 +142,7 @@ def interval(platform: Platform, mean_gbps: float, trials: int, cell: dict) -> I
     ranges = np.array([hi - lo for lo, hi in PRIOR_RANGES.values()])
     var_prior = float(np.sum(g_prior**2 * ranges**2 / 12.0))
     var_noise = platform.noise.trial_sd_frac**2 / max(trials, 1)
-    var_disc = float(st.get("discrepancy_sd_log", 0.0)) ** 2
+    var_disc = discrepancy_of(st, cell["mode"]) ** 2
     sd = float(np.sqrt(var_fit + var_prior + var_noise + var_disc))
     parts = {
         "fit": float(np.sqrt(var_fit)),

@@ -249,12 +249,17 @@ def fit_mt(platform: Platform, cells) -> tuple[Platform, dict[str, float]]:
 
     lo, hi, x0 = (np.array([f[i] for f in MT_FREE]) for i in (2, 3, 4))
     r = least_squares(residual, x0, bounds=(lo, hi), x_scale="jac", xtol=1e-12, ftol=1e-12)
-    cov = standard_errors(r.jac, float(r.cost))
+    # the mt class's discrepancy (REML, as in fit_throughput) and the covariance under it
+    noise_var = np.array([(c.sd_gbps / c.gbps) ** 2 / PUBLISHED_TRIALS for c in cells])
+    tau = float(discrepancy_sd_log(r.fun, noise_var, r.jac)[0])
+    cov = sandwich_covariance(r.jac, tau**2 + noise_var)
     names = [f"{sec}.{key}" for sec, key, *_ in MT_FREE]
     sd = {n: float(np.sqrt(cov[i, i])) for i, n in enumerate(names)}
     out = with_x(platform, r.x)
     st = out.meta.setdefault("stage1", {})
     st.setdefault("parameter_sd", {}).update({k: round(v, 6) for k, v in sd.items()})
+    disc = st.get("discrepancy_sd_log")
+    st["discrepancy_sd_log"] = {**(disc if isinstance(disc, dict) else {}), "mt": round(tau, 6)}
     if "covariance" in st:
         st["covariance"] = merge_covariance(st["covariance"], names, cov)
     return out, sd
@@ -280,35 +285,51 @@ def offload_saving_per_folio_us(platform: Platform, folio_bytes: int = 4096) -> 
     return c.cpu_copy_fixed_us + folio_bytes / (c.cpu_copy_gbps * 1e3) - d.prep_us
 
 
-def standard_errors(jac: np.ndarray, cost: float) -> np.ndarray:
-    """Covariance of least-squares estimates from the Jacobian at the optimum, with the
-    residual variance estimated from the fit (cost = half the sum of squared residuals)."""
-    n, p = jac.shape
-    s2 = 2.0 * cost / max(n - p, 1)
-    return np.linalg.pinv(jac.T @ jac) * s2
+# Classes of the model-discrepancy term, declared before any fit: one per copy path (the CPU's
+# folio_copy, the dcbm offload, mtcopy's threads). Each path has its own mechanisms and fitted
+# parameters, so what they leave unexplained need not be the same size.
+DISCREPANCY_CLASSES = ("baseline", "dma", "mt")
 
 
-def discrepancy_sd_log(resid: np.ndarray, noise_var: np.ndarray, jac: np.ndarray) -> float:
-    """Model discrepancy of a log-scale least-squares fit (sd, log units): the REML estimate
-    of tau in resid_i ~ N(0, tau^2 + noise_var_i), where noise_var_i is the known variance of
-    published mean i (its own sd over its trials). REML: the likelihood of the residuals'
-    part orthogonal to the fitted directions (the columns of `jac`), so the fitted
+def discrepancy_class(mode: str) -> str:
+    """The discrepancy class of a cell's mode (`cpu` is the baseline's copier)."""
+    return "baseline" if mode == "cpu" else mode
+
+
+def discrepancy_sd_log(
+    resid: np.ndarray, noise_var: np.ndarray, jac: np.ndarray, classes: np.ndarray | None = None
+) -> np.ndarray:
+    """Model discrepancy of a log-scale least-squares fit (sd, log units), one per class: the
+    REML estimate of tau_c in resid_i ~ N(0, tau_c(i)^2 + noise_var_i), where noise_var_i is
+    the known variance of published mean i (its own sd over its trials) and c(i) the class
+    index of residual i (`classes`, default one class). REML: the likelihood of the
+    residuals' part orthogonal to the fitted directions (the columns of `jac`), so the fitted
     parameters do not bias tau low; a random-effects estimate (as in meta-analysis), here
     the standard form of a model-discrepancy term estimated from the fit residuals."""
-    from scipy.optimize import minimize_scalar
+    from scipy.optimize import minimize
 
-    u, sv, _ = np.linalg.svd(jac, full_matrices=True)
-    rank = int(np.sum(sv > sv.max() * 1e-10)) if sv.size else 0
-    k = u[:, rank:]  # basis of the residual space
-    z = k.T @ resid
+    classes = np.zeros(len(resid), dtype=np.int64) if classes is None else np.asarray(classes)
+    ncls = int(classes.max()) + 1 if len(classes) else 1
+    # the columns of `jac` the fit could move (a rank-deficient Jacobian keeps its span)
+    u, sv, _ = np.linalg.svd(jac, full_matrices=False)
+    x = u[:, sv > sv.max() * 1e-10] if sv.size else u[:, :0]
 
     def nll(t):
-        m = k.T @ ((t * t + noise_var)[:, None] * k)
-        sign, logdet = np.linalg.slogdet(m)
-        return 0.5 * (logdet + z @ np.linalg.solve(m, z))
+        # -log REML likelihood with V = diag(tau_c^2 + noise_var): log|V| + log|X'V^-1 X| +
+        # r'Pr, P = V^-1 - V^-1 X (X'V^-1 X)^-1 X'V^-1 (equal to the likelihood of the
+        # residuals' projection on the space orthogonal to X, up to a constant); O(n p^2)
+        w = 1.0 / (np.asarray(t)[classes] ** 2 + noise_var)
+        xtwx = x.T @ (w[:, None] * x)
+        xtwr = x.T @ (w * resid)
+        quad = resid @ (w * resid) - xtwr @ np.linalg.solve(xtwx, xtwr)
+        return 0.5 * (-np.sum(np.log(w)) + np.linalg.slogdet(xtwx)[1] + quad)
 
-    r = minimize_scalar(nll, bounds=(0.0, 1.0), method="bounded", options={"xatol": 1e-7})
-    return float(r.x) if nll(r.x) < nll(0.0) else 0.0
+    best = np.zeros(ncls)
+    for start in (0.01, 0.05, 0.2):  # a few starts, the lowest kept (bounded, no sign flip)
+        r = minimize(nll, np.full(ncls, start), method="L-BFGS-B", bounds=[(0.0, 1.0)] * ncls)
+        if nll(r.x) < nll(best):
+            best = r.x
+    return np.asarray(best, dtype=np.float64)
 
 
 def sandwich_covariance(jac: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -371,8 +392,10 @@ def fit_throughput(cells: list[Cell], name: str = "fitted", fit_cells=None) -> F
     # published mean (its own sd over PUBLISHED_TRIALS trials), and the parameters'
     # covariance under that error model
     noise_var = np.array([(c.sd_gbps / c.gbps) ** 2 / PUBLISHED_TRIALS for c in fit_cells])
-    tau = discrepancy_sd_log(best.fun, noise_var, best.jac)
-    cov = sandwich_covariance(best.jac, tau**2 + noise_var)
+    names = sorted({discrepancy_class(c.mode) for c in fit_cells}, key=DISCREPANCY_CLASSES.index)
+    classes = np.array([names.index(discrepancy_class(c.mode)) for c in fit_cells])
+    tau = discrepancy_sd_log(best.fun, noise_var, best.jac, classes)
+    cov = sandwich_covariance(best.jac, tau[classes] ** 2 + noise_var)
     sd = {f"{sec}.{key}": float(np.sqrt(cov[i, i])) for i, (sec, key, *_) in enumerate(FREE)}
     # the delta method for the 4K saving, its gradient by central differences
     grad = np.zeros(len(FREE))
@@ -388,7 +411,7 @@ def fit_throughput(cells: list[Cell], name: str = "fitted", fit_cells=None) -> F
         "parameter_sd": {k: round(v, 6) for k, v in sd.items()},
         "offload_saving_4k_us": {"value": round(saving[0], 6), "sd": round(saving[1], 6)},
         "covariance": covariance_meta([f"{sec}.{key}" for sec, key, *_ in FREE], cov),
-        "discrepancy_sd_log": round(tau, 6),
+        "discrepancy_sd_log": {n: round(float(t), 6) for n, t in zip(names, tau, strict=True)},
     }
     return Fit(platform, residuals, mape, float(best.cost), sd, saving)
 

@@ -202,12 +202,13 @@ class CompactionLog:
 
     ``pages[k]``: pages migrated by call k; ``work[k]``: compaction work done before call k
     (and after call k-1); ``tail``: work after the last call; ``marks``: (nmarks,
-    NR_MARK_COLS) int64, the M_* events in order (kind, the call they precede, the work done
-    since the previous call, arguments).
+    NR_MARK_COLS), the M_* events in order (kind, the call they precede, the work done
+    since the previous call, arguments). ``pages``, ``work`` and ``marks`` are int32, or int64
+    once a value needs it (Compactor.log); their sums are int64 either way.
     """
 
     pages: np.ndarray
-    work: np.ndarray  # (ncalls, NR_WORK) int64
+    work: np.ndarray  # (ncalls, NR_WORK) int32 or int64
     tail: np.ndarray  # (NR_WORK,) int64
     marks: np.ndarray = field(default_factory=lambda: np.zeros((0, NR_MARK_COLS), np.int64))
 
@@ -249,13 +250,15 @@ class Compactor:
         self.batches_after_capture = 0  # migrate_pages() calls made after a drain capture
         self.pages_after_capture = 0
         self._acc = [0] * NR_WORK
-        # the log as flat int64 arrays (a list of lists costs ~250 bytes a call, 12 MB at
-        # full scale): pages per call, NR_WORK counters per call, NR_MARK_COLS per mark
-        self._calls_pages = array("q")
-        self._calls_work = array("q")
+        # the log as flat int32 arrays (a list of lists costs ~250 bytes a call, 12 MB at
+        # full scale; int32 halves the 10 MB of int64), each widened to int64 the first time
+        # a value does not fit (_append): pages per call, NR_WORK counters per call,
+        # NR_MARK_COLS per mark
+        self._calls_pages = array("i")
+        self._calls_work = array("i")
         self._buddy_frees_seen = zone.buddy_frees
         self.trace = bool(trace)  # mark every tracepoint event, not only the slow path
-        self._marks = array("q")
+        self._marks = array("i")
         self._log_shared = False  # log() handed out views of the three arrays above
 
     # -- the work log -----------------------------------------------------------------------
@@ -267,10 +270,17 @@ class Compactor:
     def _unshare_log(self) -> None:
         """Copy the log arrays before they grow: log() handed out views of them (an exported
         buffer cannot be resized), which keep what was logged up to then."""
-        self._calls_pages = array("q", self._calls_pages)
-        self._calls_work = array("q", self._calls_work)
-        self._marks = array("q", self._marks)
+        self._calls_pages = array(self._calls_pages.typecode, self._calls_pages)
+        self._calls_work = array(self._calls_work.typecode, self._calls_work)
+        self._marks = array(self._marks.typecode, self._marks)
         self._log_shared = False
+
+    def _widen(self, name: str, values: list[int]) -> None:
+        """Append `values` to the log array `name` after widening it to int64 (a value did
+        not fit in int32; fromlist() leaves the array unchanged when it fails)."""
+        wide = array("q", getattr(self, name))
+        wide.fromlist(values)
+        setattr(self, name, wide)
 
     def _log_call(self, nr_pages: int) -> None:
         now = self.zone.buddy_frees  # _sync_buddy(), inline: once per migrate_pages() call
@@ -278,8 +288,14 @@ class Compactor:
         self._buddy_frees_seen = now
         if self._log_shared:
             self._unshare_log()
-        self._calls_pages.append(nr_pages)
-        self._calls_work.fromlist(self._acc)  # (fromlist: no iterator protocol per item)
+        try:
+            self._calls_pages.append(nr_pages)
+        except OverflowError:
+            self._widen("_calls_pages", [nr_pages])
+        try:
+            self._calls_work.fromlist(self._acc)  # (fromlist: no iterator protocol per item)
+        except OverflowError:
+            self._widen("_calls_work", self._acc)
         self._acc = [0] * NR_WORK
 
     def _mark(self, kind: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0) -> None:
@@ -287,15 +303,21 @@ class Compactor:
         self._sync_buddy()
         if self._log_shared:
             self._unshare_log()
-        self._marks.fromlist([kind, len(self._calls_pages), *self._acc, a0, a1, a2, a3])
+        row = [kind, len(self._calls_pages), *self._acc, a0, a1, a2, a3]
+        try:
+            self._marks.fromlist(row)
+        except OverflowError:
+            self._widen("_marks", row)
 
     def log(self) -> CompactionLog:
         """The calls logged so far and the work since the last one."""
         self._sync_buddy()
         self._log_shared = True  # views, not copies: at full scale the log is ~10 MB
 
-        def view(buf: array) -> np.ndarray:
-            return np.frombuffer(buf, dtype=np.int64) if len(buf) else np.zeros(0, np.int64)
+        def view(buf: array) -> np.ndarray:  # int32 or int64, as the array holds them
+            if not len(buf):
+                return np.zeros(0, np.int64)
+            return np.frombuffer(buf, dtype=np.intc if buf.typecode == "i" else np.int64)
 
         return CompactionLog(
             pages=view(self._calls_pages),

@@ -318,7 +318,8 @@ def discrepancy_sd_log(
         # -log REML likelihood with V = diag(tau_c^2 + noise_var): log|V| + log|X'V^-1 X| +
         # r'Pr, P = V^-1 - V^-1 X (X'V^-1 X)^-1 X'V^-1 (equal to the likelihood of the
         # residuals' projection on the space orthogonal to X, up to a constant); O(n p^2)
-        w = 1.0 / (np.asarray(t)[classes] ** 2 + noise_var)
+        # (a floor keeps a published sd of 0 with tau 0 finite)
+        w = 1.0 / np.maximum(np.asarray(t)[classes] ** 2 + noise_var, 1e-12)
         xtwx = x.T @ (w[:, None] * x)
         xtwr = x.T @ (w * resid)
         quad = resid @ (w * resid) - xtwr @ np.linalg.solve(xtwx, xtwr)

@@ -107,7 +107,18 @@ def test_reproduce_compaction_json_and_text(capsys):
     sim = {r["mode"]: r for r in d["per_page_us"]["simulated"]}
     assert [r["mode"] for r in d["per_page_us"]["simulated"]] == [m["mode"] for m in d["modes"]]
     for r in d["modes"]:
-        assert {"irq_pct", "softirq_pct"} <= set(r)
+        assert {"irq_pct", "softirq_pct", "unaccounted_pct"} <= set(r)
+        # the simulated per-page share outside user, sys and idle is the one the published
+        # rows have: irq + softirq and the idle task's time in no /proc/stat column
+        rest = 100 - r["user_pct"] - r["sys_pct"] - r["idle_pct"]
+        assert rest == pytest.approx(r["irq_pct"] + r["softirq_pct"] + r["unaccounted_pct"])
+        us = r["wall_ms"] * 1e3 / r["pages_migrated"]
+        assert sim[r["mode"]]["irq_softirq_us"] == pytest.approx(us * rest / 100, rel=1e-9)
+    # alone on its CPU in C1 the wake-up and the switch from idle are in no column; the busy
+    # CPU has no idle task
+    unaccounted = {r["mode"]: r["unaccounted_pct"] for r in d["modes"]}
+    assert unaccounted["dma"] > 0
+    assert unaccounted["baseline"] == unaccounted["busy-dma"] == 0.0
     # the missing share of a published row is its irq + softirq: baseline 100 - 99.40 - 0.29
     assert pub["baseline"]["irq_softirq_us"] == pytest.approx(16708e3 * 0.0031 / 4563506)
     # alone on its CPU the compacting task's kernel time (the timeline's sys share) is exactly

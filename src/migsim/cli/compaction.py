@@ -239,7 +239,7 @@ def cmd_reproduce(args) -> int:
     if args.json:
 
         def per_page(rows):
-            return [{"mode": r["mode"], **per_page_us(r)} for r in rows]
+            return [{"mode": r["mode"], **per_page_us(_missing_only(r))} for r in rows]
 
         print(json.dumps({
             "platform": platform.name, "channels": args.channels, "capture": args.capture,
@@ -288,10 +288,10 @@ def cmd_reproduce(args) -> int:
     print(f"pages migrated per allocation: {per_alloc['baseline']:.1f} simulated, "
           f"{pub['baseline']['pages_migrated'] / 16384:.1f} published (baseline)")  # fmt: skip
     print("\nper migrated page, us: simulated / published")
-    cols = ("wall", "sys", "idle", "user (hog)", "irq+softirq")
+    cols = ("wall", "sys", "idle", "user (hog)", "not u/s/i")
     print(f"{'mode':<14}" + "".join(f"{h:>18}" for h in cols))
     for s, p in zip(sim, published, strict=True):
-        ps, pp = per_page_us(s), per_page_us(p)
+        ps, pp = per_page_us(_missing_only(s)), per_page_us(p)
         ks = ("wall_us", "sys_us", "idle_us", "user_us", "irq_softirq_us")
         cells = [f"{ps[k]:.3f} / {pp[k]:.3f}" for k in ks]
         print(f"{s['mode']:<14}" + "".join(f"{c:>18}" for c in cells))
@@ -334,6 +334,16 @@ def _with_missing_share(row: dict) -> dict:
     """A published row with the share /proc/stat gives none of user, system and idle (the
     irq + softirq columns the reply did not print), in points."""
     return {**row, "irq_softirq_pct": 100.0 - row["user_pct"] - row["sys_pct"] - row["idle_pct"]}
+
+
+def _missing_only(row: dict) -> dict:
+    """A row whose share none of user, system and idle take is given as the published rows
+    give it (irq_softirq_pct: 100 - user - sys - idle), so that per_page_us compares like with
+    like: the simulated idle CPU's unaccounted idle-task time is in it, as in /proc/stat."""
+    if "irq_softirq_pct" in row:
+        return row
+    rest = {k: v for k, v in row.items() if k not in ("irq_pct", "softirq_pct")}
+    return _with_missing_share(rest)
 
 
 def _parts_per_page(result) -> dict[str, float]:

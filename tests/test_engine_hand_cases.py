@@ -1406,3 +1406,31 @@ def test_a_busy_runs_sleeps_are_the_waits_less_the_idle_only_wake_up(round_platf
     assert idle.calls.sleep_s[0] - busy.calls.sleep_s[0] == pytest.approx(idle_only, rel=1e-9)
     assert busy.timeline.sleep_s == pytest.approx(busy.calls.sleep_s.sum(), rel=1e-12)
     assert idle.timeline.sleep_s == pytest.approx(idle.calls.sleep_s.sum(), rel=1e-12)
+
+
+def test_a_saved_zone_keeps_its_pcp_sizes(tmp_path):
+    """save_state()/load_state(): the per-CPU list's high and batch (here 100 and 7, not the
+    kernel's formulas for 2048 frames) come back with the zone."""
+    from migsim.kernel.fragment import load_state, save_state
+    from migsim.kernel.zone import Zone, kernel_batchsize, kernel_pcp_high
+
+    assert (kernel_pcp_high(2048, 64), kernel_batchsize(2048)) != (100, 7)
+    save_state(Zone(4 * 512, pcp_high=100, pcp_batch=7), tmp_path / "z.npz")
+    back, _ = load_state(tmp_path / "z.npz")
+    assert (back.pcp.high, back.pcp.batch) == (100, 7)
+
+
+def test_compact_memory_of_a_saved_state_is_the_states_node(round_platform, tmp_path):
+    """run_compact_memory(state=...): the zone is the saved 64 MiB node whatever node_bytes
+    says (16 MiB here), so the run is test_compact_memory_run_of_a_64m_node_by_hand's: 3840
+    pages migrated. With the CPU copy and no tick the whole run is system time."""
+    from migsim.kernel.fragment import FragmentConfig, fragment, save_state
+    from migsim.studies.compaction import run_compact_memory
+
+    path = tmp_path / "z.npz"
+    save_state(fragment(FragmentConfig(node_bytes=64 << 20)), path)
+    p = round_platform.replace(sched__tick_irq_us=0.0)
+    r = run_compact_memory(p, node_bytes=16 << 20, state=path)
+    assert (r["node_bytes"], r["pages_migrated"]) == (64 << 20, 15 * 256)
+    assert r["sys_s"] == pytest.approx(r["wall_s"], rel=1e-12) and r["wall_s"] > 0
+    assert r["idle_s"] == 0.0

@@ -131,9 +131,13 @@ def run_sequence(zone_cfg, sequence) -> None:
         assert np.array_equal(lru_tags(z), tags)  # contents arrive intact
 
 
-@given(st.lists(st.booleans(), min_size=512, max_size=512))
-def test_free_lists_are_the_canonical_buddy_decomposition(bits):
-    free = np.array(bits)
+# The 512 frame bits as 64 drawn bytes: every 512-frame mask can be drawn, as with a list of
+# 512 booleans, at one hypothesis draw per example instead of 512 (27.7 -> 2.3 ms CPU per
+# example; the suite runs 2,000 under the thorough profile).
+@given(st.binary(min_size=64, max_size=64))
+def test_free_lists_are_the_canonical_buddy_decomposition(frame_bytes):
+    free = np.unpackbits(np.frombuffer(frame_bytes, dtype=np.uint8)).astype(bool)
+    assert free.shape == (512,)
     counts = buddy_block_counts(free[None, :])[0]
     # the blocks tile exactly the free frames
     assert int((counts[:9] * (1 << np.arange(9))).sum() + 512 * counts[9]) == int(free.sum())

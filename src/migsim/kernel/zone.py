@@ -214,8 +214,14 @@ class PerCpuPages:
         return parts
 
     def drain(self) -> list[Part]:
-        """drain_local_pages(): every page, oldest first."""
-        out = self.take_oldest(self.count)
+        """drain_local_pages(): every page, oldest first (take_oldest(count), whole chunks)."""
+        out = list(self._chunks)
+        if out and self._head:
+            c, blk = out[0]
+            out[0] = (c[self._head :], blk)
+        self._chunks.clear()
+        self._head = 0
+        self.count = 0
         self.free_count = 0
         return out
 
@@ -464,7 +470,7 @@ class Zone:
         high = self._nr_full - self._nr_pairs  # order-9 blocks plus order-10 blocks
         base = self._lo_sum + high
         slack = 256 * self._nr_dirty
-        return max(base - slack, high), base + slack
+        return (base - slack if base - slack > high else high), base + slack
 
     def block_free_mask(self, blocks: np.ndarray) -> np.ndarray:
         """(k, 512) bool: frames of `blocks` that are in the buddy free lists."""

@@ -1434,3 +1434,35 @@ def test_compact_memory_of_a_saved_state_is_the_states_node(round_platform, tmp_
     assert (r["node_bytes"], r["pages_migrated"]) == (64 << 20, 15 * 256)
     assert r["sys_s"] == pytest.approx(r["wall_s"], rel=1e-12) and r["wall_s"] > 0
     assert r["idle_s"] == 0.0
+
+
+def test_split_batches_of_one_folio_size_by_hand():
+    """split_batches() with every folio the same size: 2 MiB folios (512 pages) under a limit
+    of 1024 pages go two to a batch; folios larger than the limit get one batch each."""
+    from migsim.kernel.migrate import split_batches
+
+    assert split_batches(np.full(5, 512), 1024).tolist() == [0, 0, 1, 1, 2]
+    assert split_batches(np.full(3, 512), 256).tolist() == [0, 1, 2]
+
+
+def test_run_compaction_defaults_to_the_configs_seed_and_costs_dma_failures(round_platform):
+    """run_compaction(): without a seed the run is config/config.yaml's base seed (1); a
+    descriptor failure rate of 1 fails every offloaded batch, which the CPU copies instead
+    (dma_copies 0, every folio a fallback), the same pages migrated."""
+    from pathlib import Path
+
+    import yaml
+
+    from migsim.studies.compaction import run_compaction
+
+    config = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+    base = yaml.safe_load(config.read_text())["seed"]
+    kw = dict(node_bytes=64 << 20, allocations=2)
+    default = run_compaction(round_platform, mode="baseline", **kw).row()
+    assert default["seed"] == base == 1
+    assert default == run_compaction(round_platform, mode="baseline", seed=base, **kw).row()
+    ok = run_compaction(round_platform, mode="dma", **kw).row()
+    failed = run_compaction(round_platform, mode="dma", fail_rate=1.0, **kw).row()
+    assert ok["dma_copies"] == ok["pages_migrated"] and ok["dma_fallbacks"] == 0
+    assert failed["dma_copies"] == 0 and failed["dma_fallbacks"] == ok["pages_migrated"] > 0
+    assert failed["pages_migrated"] == ok["pages_migrated"]

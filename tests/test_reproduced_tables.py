@@ -95,7 +95,7 @@ def compaction_rows():
     return sim, pub
 
 
-# the summary table holds the published columns; the irq + softirq checks run on the engine
+# the summary table holds the published columns; the missing-share checks run on the engine
 # (tests/test_compaction_reproduce.py)
 @pytest.mark.parametrize("name", check_names(with_irq=False))
 def test_compaction_table_reproduced(name, compaction_rows):

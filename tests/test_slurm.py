@@ -32,6 +32,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 sys.path.insert(0, str(Path(__file__).parent))
+from pipeline_util import smoke_run  # noqa: E402
 from slurm_cluster import SlurmCluster, missing_binaries, single_node_cluster  # noqa: E402
 
 pytestmark = pytest.mark.slurm
@@ -259,12 +260,12 @@ def assert_same_tables(actual: Path, expected: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def local_run(workdirs) -> Path:
-    """The smoke config run by the local executor: the reference for the cluster runs."""
-    workdir = copy_workflow(workdirs / "local")
-    code, out = run_snakemake(workdir, ["--cores", "2"], dict(os.environ))
-    assert code == 0, f"local smoke run failed:\n{out[-4000:]}"
-    return workdir
+def local_run(tmp_path_factory) -> Path:
+    """The smoke config run by the local executor: the reference for the cluster runs. It is
+    the session's shared smoke run (tests/pipeline_util.smoke_run: the same config/smoke.yaml
+    with `--cores 2`, which the e2e, dry-run and browser tests read too), not a run of its own;
+    smoke_run raises with snakemake's output if that run fails."""
+    return smoke_run(tmp_path_factory)
 
 
 def test_smoke_on_slurm_equals_local_run(cluster, workdirs, local_run):

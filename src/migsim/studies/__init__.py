@@ -185,11 +185,24 @@ def plugin_modules(config: Mapping | None = None) -> list[str]:
     """The study modules besides the built-in ones: the entry points of group
     ``migsim.studies`` of the installed distributions, then the configuration's
     ``study_modules``."""
-    from importlib.metadata import entry_points
-
-    mods = [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    mods = list(_entry_point_modules())
     mods += [str(m) for m in (config or {}).get(CONFIG_KEY) or []]
     return [m for m in dict.fromkeys(mods) if m not in BUILTIN]
+
+
+_ENTRY_POINTS: dict[Any, tuple[str, ...]] = {}
+
+
+def _entry_point_modules() -> tuple[str, ...]:
+    """The modules of the ``migsim.studies`` entry points, read once per process (scanning the
+    installed distributions costs about 0.1 s, and the Snakefile asks for the registry about 45
+    times); keyed by the entry_points function itself, so that a test patching it is served."""
+    from importlib import metadata
+
+    fn = metadata.entry_points
+    if fn not in _ENTRY_POINTS:
+        _ENTRY_POINTS[fn] = tuple(ep.value for ep in fn(group=ENTRY_POINT_GROUP))
+    return _ENTRY_POINTS[fn]
 
 
 def registry(config: Mapping | None = None) -> dict[str, Study]:

@@ -156,12 +156,16 @@ def fragment(config: FragmentConfig, *, node_cpus: int = 64, pcp_high=None, pcp_
         zone.migratetype[(nr_pages - reserved_pages) // PAGEBLOCK_NR_PAGES :] = MIGRATE_UNMOVABLE
     # the fragmenter's anonymous pages, touched: ascending frames from the zone start; the
     # content tag of a page is 1 + its index in the mapping = pfn + 1 (tag_delta stays 0)
-    st[:alloc_pages] = LRU
     # MADV_DONTNEED of free_ratio of every 2 MB region
     nregions = -(-alloc_pages // REGION_PAGES)
     offs = free_offsets(cfg, rng, nregions)
+    full = alloc_pages // REGION_PAGES
+    if offs.shape[1] and cfg.pattern in ("even", "clustered"):
+        # every whole region written once, mapped and freed pages together
+        st[full * REGION_PAGES : alloc_pages] = LRU
+    else:
+        st[:alloc_pages] = LRU
     if offs.shape[1]:
-        full = alloc_pages // REGION_PAGES
         view_st = st[: full * REGION_PAGES].reshape(full, REGION_PAGES)
         if cfg.pattern in ("even", "clustered"):
             one = np.full(REGION_PAGES, LRU, dtype=np.uint8)

@@ -298,7 +298,8 @@ class Zone:
         for name, arr, dt in (("state", state, np.uint8), ("tag_delta", tag_delta, np.int32)):
             if arr is not None and (arr.shape != (self.nr_pages,) or arr.dtype != dt):
                 raise ValueError(f"{name}: expected {self.nr_pages} frames of {np.dtype(dt)}")
-        self.state = np.full(self.nr_pages, FREE, dtype=np.uint8) if state is None else state
+        # all FREE (state 0): np.zeros maps zeroed pages lazily, np.full(FREE) would write them
+        self.state = np.zeros(self.nr_pages, dtype=np.uint8) if state is None else state
         # content tag of a frame = pfn + 1 + tag_delta[pfn] where the frame holds a page (a
         # page that never moved from where it was first written keeps delta 0: the zeroed
         # array is never touched there, so a 65M-frame zone does not pay 262 MB for tags)
@@ -776,23 +777,27 @@ class Zone:
         ``state``, such as fragmenting or loading a saved zone); empties the pcp list."""
         view = self.state.reshape(self.nr_blocks, PAGEBLOCK_NR_PAGES)
         on_pcp = False
+        self._lo_total[:] = 0
         # per chunk of pageblocks: a whole-zone comparison would hold a second copy of the
-        # frame states (65 MB at 250 GB) in a temporary
+        # frame states (65 MB at 250 GB) in a temporary; the free mask of a chunk gives its
+        # free counts and its order-0..8 counts (_refresh_lo's, without a second pass)
         for lo in range(0, self.nr_blocks, RECOUNT_CHUNK_BLOCKS):
             part = view[lo : lo + RECOUNT_CHUNK_BLOCKS]
-            self.nr_free_pb[lo : lo + RECOUNT_CHUNK_BLOCKS] = (part == FREE).sum(1, dtype=np.int16)
+            free = part == FREE
+            self.nr_free_pb[lo : lo + RECOUNT_CHUNK_BLOCKS] = free.sum(1, dtype=np.int16)
+            new = buddy_block_counts(free)[:, :9].astype(np.int16)
+            self._lo_counts[lo : lo + RECOUNT_CHUNK_BLOCKS] = new
+            self._lo_total += new.sum(0, dtype=np.int64)
             on_pcp = on_pcp or bool((part == PCP).any())
+        self._lo_sum = int(self._lo_total.sum())
         self.nr_free = int(self.nr_free_pb.sum(dtype=np.int64))
         full = self.nr_free_pb == PAGEBLOCK_NR_PAGES
         self._nr_full = int(full.sum())
         even = self.nr_blocks // 2 * 2
         self._nr_pairs = int((full[0:even:2] & full[1:even:2]).sum())
-        self._lo_counts[:] = 0
-        self._lo_total[:] = 0
-        self._lo_sum = 0
         self.drop_scan_caches()
-        self._dirty = bytearray(b"\x01") * self.nr_blocks  # recount every pageblock next time
-        self._nr_dirty = self.nr_blocks
+        self._dirty = bytearray(self.nr_blocks)  # every pageblock's counts are exact now
+        self._nr_dirty = 0
         if on_pcp:
             raise ValueError("state: frames on a per-CPU list cannot be recounted")
         self.pcp = PerCpuPages(self.pcp.high, self.pcp.batch)

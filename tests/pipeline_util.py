@@ -3,6 +3,7 @@ dry-run plan, decode PNG files (no imaging library needed)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -239,3 +240,43 @@ def study_summary(results: Path, name: str) -> Path:
     found = sorted((Path(results) / "runs" / "whatif" / name).glob("*.parquet"))
     assert len(found) == 1, (name, found)
     return found[0]
+
+
+def config_error(workdir: Path, *, configfiles: tuple[str, ...] = (), config: tuple[str, ...] = ()):
+    """The one-line error that ``snakemake --configfile F... --config K=V...`` in `workdir`
+    stops with before any job, computed in-process, or None if the configuration passes.
+
+    The configuration is assembled as Snakemake does it: the Snakefile's configfile
+    (config/config.yaml), each `configfiles` merged over it, then each `config` entry parsed
+    by Snakemake's own parser (snakemake.cli.parse_config) and merged; then the workflow's
+    own steps (workflow/rules/common.smk): migsim.pipeline.coerce_config and validate_config
+    against the workflow's schema. The real snakemake runs of tests/test_config_schema.py and
+    tests/test_bad_inputs.py show that those steps stop the workflow before any job."""
+    import yaml
+    from snakemake.cli import parse_config, update_config
+
+    from migsim import pipeline
+
+    cfg = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    for f in configfiles:
+        path = Path(f) if Path(f).is_absolute() else workdir / f
+        update_config(cfg, yaml.safe_load(path.read_text()))
+    update_config(cfg, parse_config(list(config)))
+    schema = pipeline.load_schema(workdir / "workflow" / "schemas" / "config.schema.yaml")
+    cfg.update(pipeline.coerce_config(cfg, schema))
+    try:
+        with _chdir(workdir):  # relative paths as the workflow resolves them (its workdir)
+            pipeline.validate_config(cfg, schema, workdir)
+    except ValueError as err:  # what common.smk turns into snakemake's WorkflowError
+        return str(err)
+    return None
+
+
+@contextlib.contextmanager
+def _chdir(path: Path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)

@@ -3,11 +3,12 @@ naming the key, and leaves every file under results/ as it was."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_util import copy_workflow, edit, snakemake, snapshot
+from pipeline_util import config_error, copy_workflow, edit, snakemake, snapshot
 
 from migsim import pipeline
 
@@ -25,31 +26,43 @@ def work(tmp_path_factory) -> Path:
     return work
 
 
-# Three classes through the real snakemake (a schema error, a check past the schema, one against
-# the platform); every other bad value runs in-process in tests/test_bad_inputs.py, through the
-# same migsim.pipeline.validate_config that the workflow runs.
+# One class through the real snakemake (a schema error in the config file) and one bad
+# command-line value (test_bad_values_on_the_command_line): they show that the workflow stops
+# before any job and leaves results/ alone. The other classes (a check past the schema, one
+# against the platform, command-line values, a bad --configfile) run in-process through the
+# same steps (pipeline_util.config_error: Snakemake's own config parser and merge, then
+# migsim.pipeline.coerce_config and validate_config, as workflow/rules/common.smk runs them),
+# as does every other bad value in tests/test_bad_inputs.py.
 CASES = [
     # (dotted key, new value or "DELETE", text the message must contain)
     ("throughput.modes", ["baseline", "dma", "turbo"], "throughput.modes[2]"),
     ("throughput.total_bytes", "1000K", "throughput.total_bytes"),  # not a multiple of 16K
     ("throughput.channels", [1, 64], "throughput.channels[1]: must be a whole number in 1..16"),
 ]
+REAL = CASES[:1]
 
 
-@pytest.mark.parametrize(
-    ("key", "value", "message"), CASES, ids=[c[0] + "=" + str(c[1]) for c in CASES]
-)
-def test_bad_config_file_stops_before_any_job(work, key, value, message):
+@contextmanager
+def config_file(work: Path, key: str, value):
+    """config/config.yaml of `work` with `key` set to `value` (or deleted), restored after."""
     cfg_path = work / "config" / "config.yaml"
     good = cfg_path.read_text()
     config = yaml.safe_load(good)
     bad = edit(config, key, delete=True) if value == "DELETE" else edit(config, key, value)
-    before = snapshot(work / "results")
     cfg_path.write_text(yaml.safe_dump(bad))
     try:
-        proc = snakemake(work, "--cores", "1", check=False)
+        yield
     finally:
         cfg_path.write_text(good)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"), REAL, ids=[c[0] + "=" + str(c[1]) for c in REAL]
+)
+def test_bad_config_file_stops_before_any_job(work, key, value, message):
+    before = snapshot(work / "results")
+    with config_file(work, key, value):
+        proc = snakemake(work, "--cores", "1", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert message in out, out[-3000:]
@@ -57,22 +70,38 @@ def test_bad_config_file_stops_before_any_job(work, key, value, message):
     assert snapshot(work / "results") == before
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"), CASES, ids=[c[0] + "=" + str(c[1]) for c in CASES]
+)
+def test_bad_config_file_stops_the_workflow_steps(work, key, value, message):
+    with config_file(work, key, value):
+        err = config_error(work)
+    assert err is not None and "\n" not in err and err.startswith("config: "), err
+    assert message in err, err
+
+
+def test_the_workflow_steps_pass_the_shipped_configurations(work):
+    """config_error is not an error for any input: the committed configurations pass."""
+    assert config_error(work) is None
+    assert config_error(work, configfiles=("config/smoke.yaml",), config=("seed=2",)) is None
+
+
 def test_bad_values_on_the_command_line(work):
     before = snapshot(work / "results")
     proc = snakemake(work, "--cores", "1", "--config", "seed=-3", check=False)
     assert proc.returncode != 0 and "config: seed: -3 is less than the minimum of 0" in proc.stderr
-    proc = snakemake(work, "--cores", "1", "--config", "throughput={channels: [4, 0]}", check=False)
-    assert proc.returncode != 0 and "config: throughput.channels[1]" in proc.stderr
     assert snapshot(work / "results") == before
+    err = config_error(work, config=("seed=-3",))
+    assert err is not None and "config: seed: -3 is less than the minimum of 0" in err, err
+    err = config_error(work, config=("throughput={channels: [4, 0]}",))
+    assert err is not None and "config: throughput.channels[1]" in err, err
 
 
 def test_bad_configfile(work, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("throughput:\n  modes: [baseline, gpu]\n")
-    before = snapshot(work / "results")
-    proc = snakemake(work, "--cores", "1", "--configfile", str(bad), check=False)
-    assert proc.returncode != 0 and "throughput.modes[1]: 'gpu' is not one of" in proc.stderr
-    assert snapshot(work / "results") == before
+    err = config_error(work, configfiles=(str(bad),))
+    assert err is not None and "throughput.modes[1]: 'gpu' is not one of" in err, err
 
 
 def test_messages_are_one_line_and_name_the_key():

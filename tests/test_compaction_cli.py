@@ -72,7 +72,7 @@ def test_bad_input_is_one_line_naming_the_argument(args, names, capsys):
 
 
 def test_per_page_us_by_hand():
-    from migsim.output.tables import offload_saving_per_page_us, per_page_us
+    from migsim.studies.compaction import offload_saving_per_page_us, per_page_us
 
     row = {"wall_ms": 2000.0, "pages_migrated": 1_000_000, "sys_pct": 75.0, "idle_pct": 25.0,
            "user_pct": 0.0}  # fmt: skip

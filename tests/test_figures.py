@@ -14,8 +14,12 @@ import pytest
 from pipeline_util import PNG_SIGNATURE, ink_fraction
 from test_tables import REF_CP, REF_TP, cp_row, tp_row
 
-from migsim.output import figures, tables
-from migsim.output.tables import COMPACTION_RUNS, THROUGHPUT_RUNS
+import migsim.studies as studies
+from migsim.output import figures
+from migsim.studies import compaction as compaction_study
+from migsim.studies import throughput as throughput_study
+from migsim.studies.compaction import COMPACTION_RUNS
+from migsim.studies.throughput import THROUGHPUT_RUNS
 
 FOLIOS = ["4K", "16K", "2M"]
 
@@ -24,6 +28,13 @@ FOLIOS = ["4K", "16K", "2M"]
 URL_IDENTIFIERS = re.compile(
     r"https?://(www\.w3\.org/|vega\.github\.io/|github\.com/vega/|json-schema\.org/)"
 )
+
+# the figures of the published experiments drawn by the generic rules (figure_<name>)
+BUILDERS = {
+    name: studies.figure_builder(name)
+    for name, exp in studies.figure_experiments().items()
+    if exp.rule is None
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +49,8 @@ def tp_summary() -> pl.DataFrame:
                 for i, d in enumerate((-0.2, 0.2))
             ]
         rows += [tp_row("mt", f, gbps[f] * 1.5, threads=2)]
-    return tables.summarise_throughput(
-        THROUGHPUT_RUNS.frame(rows), tables.load_reference_throughput(REF_TP)
+    return throughput_study.summarise_throughput(
+        THROUGHPUT_RUNS.frame(rows), throughput_study.load_reference_throughput(REF_TP)
     )
 
 
@@ -53,7 +64,9 @@ def cp_summary() -> pl.DataFrame:
             cp_row("busy-dma", 32000.0, hog=6.6e10, user=56.0, sys=43.9, idle=0.1),
         ]
     )
-    return tables.summarise_compaction(runs, tables.load_reference_compaction(REF_CP))
+    return compaction_study.summarise_compaction(
+        runs, compaction_study.load_reference_compaction(REF_CP)
+    )
 
 
 def _walk(obj):
@@ -80,7 +93,7 @@ def _encodings(spec: dict, channel: str) -> list[dict]:
 
 
 def test_throughput_chart(tp_summary):
-    spec = figures.throughput_chart(tp_summary).to_dict()  # to_dict validates the schema
+    spec = throughput_study.throughput_chart(tp_summary).to_dict()  # to_dict validates the schema
     xs = [e for e in _encodings(spec, "x") if e.get("field") == "folio_size"]
     assert xs and all(e["sort"] == FOLIOS for e in xs)  # 4K..2M in size order, not A-Z
     titles = [e.get("title") for e in _encodings(spec, "y") if e.get("title")]
@@ -123,7 +136,7 @@ def test_line_end_labels_move_apart_where_lines_crowd():
 
 
 def test_speedup_heatmap_prints_values(tp_summary):
-    spec = figures.speedup_heatmap(tp_summary).to_dict()
+    spec = throughput_study.speedup_heatmap(tp_summary).to_dict()
     data = _datasets(spec)
     cell = next(
         r
@@ -148,7 +161,7 @@ def test_parity_chart_title_has_the_mape(tp_summary):
         abs(m / p - 1) for m, p in zip(pub["mean_gbps"], pub["published_gbps"], strict=True)
     )
     expected = 100 * expected / pub.height
-    spec = figures.parity_chart(tp_summary).to_dict()
+    spec = throughput_study.parity_chart(tp_summary).to_dict()
     assert f"MAPE {expected:.1f}% over {pub.height} cells" in spec["title"]["text"]
     lines = [
         d
@@ -172,7 +185,7 @@ def test_parity_chart_labels_the_cells_outside_the_tolerance(tp_summary):
         .otherwise(pl.col("mean_gbps"))
         .alias("mean_gbps")
     ).with_columns((pl.col("mean_gbps") / pl.col("published_gbps") - 1).alias("rel_error"))
-    spec = figures.parity_chart(worse).to_dict()
+    spec = throughput_study.parity_chart(worse).to_dict()
     labels = {r["label"] for r in _datasets(spec) if "label" in r}
     want = set()
     for r in worse.filter(pl.col("published_gbps").is_not_null()).iter_rows(named=True):
@@ -185,7 +198,7 @@ def test_parity_chart_labels_the_cells_outside_the_tolerance(tp_summary):
 
 
 def test_compaction_chart_shows_published_beside_simulated(cp_summary):
-    spec = figures.compaction_chart(cp_summary).to_dict()
+    spec = compaction_study.compaction_chart(cp_summary).to_dict()
     data = _datasets(spec)
     walls = {(r["mode"], r["source"]): r["v"] for r in data if r.get("metric") == "wall_ms"}
     assert walls[("dma", "simulated")] == pytest.approx(18000.0)  # ms, as the tables
@@ -222,17 +235,19 @@ def test_compaction_chart_shows_published_beside_simulated(cp_summary):
 
 def test_compaction_misfit_is_red():
     runs = COMPACTION_RUNS.frame([cp_row("dma", 25000.0, pages=4_600_000, sys=76.0, idle=24.0)])
-    s = tables.summarise_compaction(runs, tables.load_reference_compaction(REF_CP))
-    data = _datasets(figures.compaction_chart(s).to_dict())
+    s = compaction_study.summarise_compaction(
+        runs, compaction_study.load_reference_compaction(REF_CP)
+    )
+    data = _datasets(compaction_study.compaction_chart(s).to_dict())
     wall = next(r for r in data if r.get("metric") == "wall_ms" and r.get("error"))
     assert wall["error"] == "+32.4%" and wall["misfit"]  # 25000 / 18887 - 1, beyond 10%
-    assert figures.MISFIT_COLOUR in json.dumps(figures.compaction_chart(s).to_dict())
+    assert figures.MISFIT_COLOUR in json.dumps(compaction_study.compaction_chart(s).to_dict())
 
 
 def test_builders_accept_empty_summaries():
-    empty_tp = pl.DataFrame(schema=tables.THROUGHPUT_SUMMARY.polars_schema())
-    empty_cp = pl.DataFrame(schema=tables.COMPACTION_SUMMARY.polars_schema())
-    for name, builder in figures.BUILDERS.items():
+    empty_tp = pl.DataFrame(schema=throughput_study.THROUGHPUT_SUMMARY.polars_schema())
+    empty_cp = pl.DataFrame(schema=compaction_study.COMPACTION_SUMMARY.polars_schema())
+    for name, builder in BUILDERS.items():
         spec = builder(empty_cp if name == "compaction" else empty_tp).to_dict()
         assert "no data" in json.dumps(spec)
 
@@ -261,7 +276,7 @@ def check_figure_files(stem: Path) -> None:
 
 
 def test_save_chart_writes_three_formats(tmp_path, tp_summary, cp_summary):
-    for name, builder in figures.BUILDERS.items():
+    for name, builder in BUILDERS.items():
         chart = builder(cp_summary if name == "compaction" else tp_summary)
         figures.save_chart(chart, tmp_path / name)
         check_figure_files(tmp_path / name)
@@ -272,14 +287,14 @@ def test_save_chart_writes_three_formats(tmp_path, tp_summary, cp_summary):
         )
         assert spec == chart.to_dict()  # the HTML holds exactly this chart
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{n}.{ext}" for n in figures.BUILDERS for ext in ("html", "svg", "png")
+        f"{n}.{ext}" for n in BUILDERS for ext in ("html", "svg", "png")
     )
 
 
 def test_saved_files_are_deterministic(tmp_path, tp_summary):
-    chart = figures.parity_chart(tp_summary)
+    chart = throughput_study.parity_chart(tp_summary)
     figures.save_chart(chart, tmp_path / "a")
-    figures.save_chart(figures.parity_chart(tp_summary), tmp_path / "b")
+    figures.save_chart(throughput_study.parity_chart(tp_summary), tmp_path / "b")
     for ext in ("html", "svg", "png"):
         assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes()
 
@@ -288,7 +303,7 @@ def test_a_prebuilt_bundle_gives_the_same_files(tmp_path, tp_summary):
     """The pipeline builds the script the offline HTML inlines once (vega_bundle) and every
     figure job reads it: the files are byte-identical to a figure that builds it itself; a
     bundle built for other versions is not used."""
-    chart = figures.speedup_heatmap(tp_summary)
+    chart = throughput_study.speedup_heatmap(tp_summary)
     figures.save_chart(chart, tmp_path / "own")
     bundle = tmp_path / "vega-bundle.js"
     figures.write_javascript_bundle(bundle)

@@ -12,8 +12,8 @@ import pytest
 from pipeline_util import copy_workflow, smoke_run, snakemake
 
 from migsim.formats import mmtests
-from migsim.output.tables import ALLOC_LATENCY_SUMMARY, COMPACTION_RUNS, TRACE_EVENTS
-from migsim.studies.compaction import simulate
+from migsim.output.tables import ALLOC_LATENCY_SUMMARY, TRACE_EVENTS
+from migsim.studies.compaction import COMPACTION_RUNS, simulate
 from migsim.studies.kernel_formats import summarise_alloc_latency, write_trace
 
 

@@ -12,9 +12,8 @@ import pytest
 
 from migsim.cost.platform import DEFAULT_PLATFORM
 from migsim.kernel.fragment import FragmentConfig, fragment, save_state
-from migsim.output.tables import COMPACTION_RUNS
 from migsim.pipeline import COMPACTION_CONTROL_FLOW, cell_seed, simulate_compaction_modes
-from migsim.studies.compaction import MODES, run_compaction, simulate
+from migsim.studies.compaction import COMPACTION_RUNS, MODES, run_compaction, simulate
 
 MB = 1 << 20
 CONTROL = {

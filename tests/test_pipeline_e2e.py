@@ -18,6 +18,8 @@ from test_figures import check_figure_files
 from migsim import __version__, pipeline
 from migsim.cost.platform import load_platform
 from migsim.output import tables
+from migsim.studies import compaction as compaction_study
+from migsim.studies import throughput as throughput_study
 from migsim.units import parse_size
 
 pytestmark = pytest.mark.slow
@@ -44,7 +46,7 @@ def test_one_run_file_per_job_each_matching_its_schema(work, config):
     modes = sorted(p.parent.name for p in (runs / "compaction").glob("*/*.parquet"))
     assert modes == sorted(config["compaction"]["modes"])
     for p in (runs / "throughput").glob("*/*.parquet"):
-        tables.THROUGHPUT_RUNS.check_file(p)
+        throughput_study.THROUGHPUT_RUNS.check_file(p)
         meta = tables.read_metadata(p)
         assert meta["migsim_version"] == __version__ and meta["seed"] == str(config["seed"])
         assert meta["config_hash"] == pipeline.config_hash(
@@ -55,10 +57,14 @@ def test_one_run_file_per_job_each_matching_its_schema(work, config):
             df.height == len(config["throughput"]["folio_sizes"]) * config["throughput"]["trials"]
         )
     for p in (runs / "compaction").glob("*/*.parquet"):
-        tables.COMPACTION_RUNS.check_file(p)
+        compaction_study.COMPACTION_RUNS.check_file(p)
         assert pl.read_parquet(p).height == config["compaction"]["runs"]
-    tables.THROUGHPUT_SUMMARY.check_file(work / "results" / "summary" / "throughput.parquet")
-    tables.COMPACTION_SUMMARY.check_file(work / "results" / "summary" / "compaction.parquet")
+    throughput_study.THROUGHPUT_SUMMARY.check_file(
+        work / "results" / "summary" / "throughput.parquet"
+    )
+    compaction_study.COMPACTION_SUMMARY.check_file(
+        work / "results" / "summary" / "compaction.parquet"
+    )
 
 
 def test_throughput_summary_agrees_with_the_engine(work, config):

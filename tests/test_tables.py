@@ -13,14 +13,13 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+import migsim.studies as studies
 from migsim import __version__
 from migsim.output import tables
-from migsim.output.tables import (
-    COMPACTION_RUNS,
-    COMPACTION_SUMMARY,
-    THROUGHPUT_RUNS,
-    THROUGHPUT_SUMMARY,
-)
+from migsim.studies import compaction as compaction_study
+from migsim.studies import throughput as throughput_study
+from migsim.studies.compaction import COMPACTION_RUNS, COMPACTION_SUMMARY
+from migsim.studies.throughput import THROUGHPUT_RUNS, THROUGHPUT_SUMMARY
 
 ROOT = Path(__file__).resolve().parents[1]
 REF_TP = ROOT / "config" / "reference" / "move_pages_throughput.csv"
@@ -212,7 +211,7 @@ def test_failed_write_leaves_the_old_file_untouched(tmp_path, tp_runs):
 
 
 def test_reference_throughput_table():
-    ref = tables.load_reference_throughput(REF_TP)
+    ref = throughput_study.load_reference_throughput(REF_TP)
     assert ref.height == 42
     base = ref.filter(pl.col("mode") == "baseline")
     assert base.height == 6 and base["channels"].null_count() == 6
@@ -224,7 +223,7 @@ def test_reference_throughput_table():
 
 
 def test_reference_compaction_table():
-    ref = tables.load_reference_compaction(REF_CP)
+    ref = compaction_study.load_reference_compaction(REF_CP)
     assert ref.height == 4 * 7
     wall = ref.filter((pl.col("mode") == "dma") & (pl.col("metric") == "wall_ms"))
     assert wall["published"].to_list() == [18887.0]
@@ -257,7 +256,7 @@ def test_throughput_summary_statistics_and_published_values(tp_runs):
         },
         schema_overrides={"channels": pl.Int32},
     )
-    s = tables.summarise_throughput(tp_runs, ref)
+    s = throughput_study.summarise_throughput(tp_runs, ref)
     THROUGHPUT_SUMMARY.conform(s)  # the summary has the summary schema
     b4 = _cell(s, "baseline", "4K")
     assert (b4["n"], b4["mean_gbps"], b4["sd_gbps"]) == (3, 4.0, 1.0)
@@ -277,7 +276,7 @@ def test_throughput_summary_statistics_and_published_values(tp_runs):
 
 
 def test_throughput_mape():
-    s = tables.summarise_throughput(
+    s = throughput_study.summarise_throughput(
         THROUGHPUT_RUNS.frame([tp_row("baseline", "4K", 4.0), tp_row("baseline", "2M", 12.0)]),
         pl.DataFrame(
             {
@@ -290,7 +289,7 @@ def test_throughput_mape():
             schema_overrides={"channels": pl.Int32},
         ),
     )
-    mape, cells = tables.throughput_mape(s)
+    mape, cells = throughput_study.throughput_mape(s)
     assert cells == 2 and mape == pytest.approx((20.0 + 20.0) / 2)
 
 
@@ -309,7 +308,7 @@ def test_compaction_summary_long_format_and_errors():
             "published": [100.0, 99.0, 0.0, 1e9, None],
         }
     )
-    s = tables.summarise_compaction(runs, ref)
+    s = compaction_study.summarise_compaction(runs, ref)
     COMPACTION_SUMMARY.conform(s)
     get = {(r["mode"], r["metric"]): r for r in s.iter_rows(named=True)}
     wall = get[("baseline", "wall_ms")]
@@ -343,8 +342,8 @@ def _md_rows(md: str) -> list[list[str]]:
 
 
 def test_throughput_table_published_layout(tp_runs):
-    s = tables.summarise_throughput(tp_runs)
-    md = tables.throughput_table(s).markdown()
+    s = throughput_study.summarise_throughput(tp_runs)
+    md = throughput_study.throughput_table(s).markdown()
     rows = _md_rows(md)
     assert rows[0] == ["rows \\ folio size", "4K", "2M"]  # folio sizes in size order
     assert len({len(r) for r in rows}) == 1  # every row has every column
@@ -356,9 +355,9 @@ def test_throughput_table_published_layout(tp_runs):
 
 
 def test_throughput_table_with_published_values(tp_runs):
-    ref = tables.load_reference_throughput(REF_TP)
-    s = tables.summarise_throughput(tp_runs, ref)
-    md = tables.throughput_table(s, with_published=True).markdown()
+    ref = throughput_study.load_reference_throughput(REF_TP)
+    s = throughput_study.summarise_throughput(tp_runs, ref)
+    md = throughput_study.throughput_table(s, with_published=True).markdown()
     body = {r[0]: r[1:] for r in _md_rows(md)[2:]}
     # baseline 4K: simulated 4.00±1.00, published 3.55±0.19, error 4/3.55 - 1 = +12.7%
     assert body["baseline"][0] == "4.00±1.00 / 3.55±0.19 (+12.7%)"
@@ -374,8 +373,10 @@ def test_compaction_table_layout():
             cp_row("baseline", 16000.0, pages=4_500_000, sys=99.5, idle=0.5),
         ]
     )
-    s = tables.summarise_compaction(runs, tables.load_reference_compaction(REF_CP))
-    rows = _md_rows(tables.compaction_table(s).markdown())
+    s = compaction_study.summarise_compaction(
+        runs, compaction_study.load_reference_compaction(REF_CP)
+    )
+    rows = _md_rows(compaction_study.compaction_table(s).markdown())
     assert rows[0] == [
         "mode",
         "wall (ms)",
@@ -390,7 +391,7 @@ def test_compaction_table_layout():
     assert rows[2][1:3] == ["16,000", "4,500,000"] and rows[2][4] == "–"
     vs = {
         r[0]: r[1:]
-        for r in _md_rows(tables.compaction_table(s, with_published=True).markdown())[2:]
+        for r in _md_rows(compaction_study.compaction_table(s, with_published=True).markdown())[2:]
     }
     # 16000 / 16708 - 1 = -4.2%; sys 99.50 - 99.40 = +0.10 points
     assert vs["baseline"][0] == "16,000 / 16,708 (-4.2%)"
@@ -406,8 +407,10 @@ def test_compaction_per_page_table_by_hand():
             cp_row("busy-dma", 34000.0, pages=4_000_000, hog=1, user=55.0, sys=45.0, idle=0.0),
         ]
     )  # fmt: skip
-    s = tables.summarise_compaction(runs, tables.load_reference_compaction(REF_CP))
-    t = tables.compaction_per_page_table(s)
+    s = compaction_study.summarise_compaction(
+        runs, compaction_study.load_reference_compaction(REF_CP)
+    )
+    t = compaction_study.compaction_per_page_table(s)
     rows = {r[0]: r[1:] for r in _md_rows(t.markdown())[2:]}
     assert list(rows) == ["baseline", "dma", "busy-baseline", "busy-dma"]
     # baseline: 16000 ms over 4e6 pages = 4.000 us, published 16708 ms / 4563506 = 3.661 us
@@ -419,8 +422,8 @@ def test_compaction_per_page_table_by_hand():
     # saved: idle 4.000 - 3.750, busy 4.000 - 3.825; published 0.508 and 0.565
     assert "idle 0.250, busy 0.175 us (published 0.508 and 0.565)" in t.notes[-1]
     # one mode alone: its row, no saving
-    one = tables.summarise_compaction(runs.filter(pl.col("mode") == "dma"))
-    t1 = tables.compaction_per_page_table(one)
+    one = compaction_study.summarise_compaction(runs.filter(pl.col("mode") == "dma"))
+    t1 = compaction_study.compaction_per_page_table(one)
     assert [r[0] for r in t1.rows] == ["dma"] and t1.rows[0][1] == "5.000"
     assert not any("saved" in n for n in t1.notes)
 
@@ -433,32 +436,35 @@ def test_table_html_is_offline_and_escaped():
 
 
 def test_describe_schemas_documents_every_column():
-    doc = tables.describe_schemas()
-    for schema in tables.SCHEMAS.values():
+    doc = tables.describe_schemas(studies.schemas().values())
+    for schema in studies.schemas().values():
         assert f"### {schema.name}" in doc
         for c in schema.columns:
             assert f"| {c.name} |" in doc
 
 
 def test_published_values_only_for_the_published_setup():
-    ref_tp = tables.load_reference_throughput(REF_TP)
+    ref_tp = throughput_study.load_reference_throughput(REF_TP)
     small = dict(tp_row("baseline", "4K", 3.0), total_bytes=64 << 20)
-    s = tables.summarise_throughput(THROUGHPUT_RUNS.frame([small]), ref_tp)
+    s = throughput_study.summarise_throughput(THROUGHPUT_RUNS.frame([small]), ref_tp)
     assert s["published_gbps"].to_list() == [None]  # 64 MB moved: not the published 1 GiB run
-    full = tables.summarise_throughput(
+    full = throughput_study.summarise_throughput(
         THROUGHPUT_RUNS.frame([tp_row("baseline", "4K", 3.0)]), ref_tp
     )
     assert full["published_gbps"].to_list() == [3.55]
-    ref_cp = tables.load_reference_compaction(REF_CP)
+    ref_cp = compaction_study.load_reference_compaction(REF_CP)
     tiny = dict(cp_row("baseline", 10.0), allocations=256)
-    c = tables.summarise_compaction(COMPACTION_RUNS.frame([tiny]), ref_cp)
+    c = compaction_study.summarise_compaction(COMPACTION_RUNS.frame([tiny]), ref_cp)
     assert c["published"].null_count() == c.height
-    c = tables.summarise_compaction(COMPACTION_RUNS.frame([cp_row("baseline", 10.0)]), ref_cp)
+    c = compaction_study.summarise_compaction(
+        COMPACTION_RUNS.frame([cp_row("baseline", 10.0)]), ref_cp
+    )
     assert c.filter(pl.col("metric") == "wall_ms")["published"].to_list() == [16708.0]
 
 
 def test_results_readme_documents_the_current_schemas():
     readme = (ROOT / "results" / "README.md").read_text()
-    assert tables.describe_schemas().strip() in readme, (
-        "results/README.md is out of date: paste migsim.output.tables.describe_schemas() into it"
+    assert tables.describe_schemas(studies.schemas().values()).strip() in readme, (
+        "results/README.md is out of date: paste migsim.output.schema.describe_schemas("
+        "migsim.studies.schemas().values()) into it"
     )

@@ -24,8 +24,7 @@ from migsim.formats.trace import (
 from migsim.kernel.compaction import M_ALLOC_ENTER, Compactor
 from migsim.kernel.fragment import FragmentConfig, fragment
 from migsim.kernel.vmstat import alloc_latency_us, mark_times, vmstat_from_log
-from migsim.output.tables import COMPACTION_RUNS
-from migsim.studies.compaction import simulate
+from migsim.studies.compaction import COMPACTION_RUNS, simulate
 
 # ---- regexes written from the kernel headers (TP_printk of each event), not from trace.py
 # include/trace/events/compaction.h, include/trace/events/mmflags.h, include/trace/events/migrate.h

@@ -244,14 +244,17 @@ def resolve_path(path: str | os.PathLike, basedir: str | os.PathLike) -> str:
 def engine_sources(*roots: str) -> list[str]:
     """The migsim source files a simulation job depends on (Snakemake does not track imported
     packages): the modules `roots` (dotted names below migsim, e.g. ``studies.throughput``)
-    and every migsim module they import, directly or not, plus this module (the job functions).
+    and every migsim module they import, directly or not, plus this module (the job functions),
+    but not the presentation modules (``STUDY_PRESENTATION``: a study module imports them
+    inside its figure builders; editing them redraws figures, it reruns no simulation).
     Modules that do not exist (yet) are skipped."""
     pkg = Path(__file__).resolve().parent
     seen: set[Path] = set()
+    skip = {pkg / p for p in STUDY_PRESENTATION}
     todo = [_module_file(pkg, r) for r in roots]
     while todo:
         f = todo.pop()
-        if f is None or f in seen or not f.is_file():
+        if f is None or f in seen or f in skip or not f.is_file():
             continue
         seen.add(f)
         todo += [_module_file(pkg, m) for m in _imported_modules(pkg, f)]
@@ -537,8 +540,7 @@ def simulate_throughput_row(platform_path: str, params: Mapping, out_path: str) 
     """One throughput row: every folio size, `trials` trials each, into one Parquet file."""
     from migsim.calibrate.intervals import result_interval
     from migsim.cost.platform import load_platform
-    from migsim.output.tables import THROUGHPUT_RUNS
-    from migsim.studies.throughput import run_throughput
+    from migsim.studies.throughput import THROUGHPUT_RUNS, run_throughput
 
     platform = load_platform(platform_path)
     rows: list[dict] = []
@@ -627,7 +629,7 @@ def simulate_compaction_modes(
     and costed for every mode and run that shares it (the rows are those of a run_compaction()
     per mode and run from the state: tests/test_one_simulation.py)."""
     from migsim.cost.platform import load_platform
-    from migsim.output.tables import COMPACTION_RUNS
+    from migsim.studies.compaction import COMPACTION_RUNS
 
     platform = load_platform(platform_path)
     sims: dict[tuple, Any] = {}
@@ -653,19 +655,20 @@ def aggregate(
     """Aggregate the run files of one experiment (throughput or compaction) with its published
     table into its summary Parquet."""
     from migsim.output import tables as t
+    from migsim.studies import compaction, throughput
 
     runs_schema, summary_schema, load_reference, summarise = {
         "throughput": (
-            t.THROUGHPUT_RUNS,
-            t.THROUGHPUT_SUMMARY,
-            t.load_reference_throughput,
-            t.summarise_throughput,
+            throughput.THROUGHPUT_RUNS,
+            throughput.THROUGHPUT_SUMMARY,
+            throughput.load_reference_throughput,
+            throughput.summarise_throughput,
         ),
         "compaction": (
-            t.COMPACTION_RUNS,
-            t.COMPACTION_SUMMARY,
-            t.load_reference_compaction,
-            t.summarise_compaction,
+            compaction.COMPACTION_RUNS,
+            compaction.COMPACTION_SUMMARY,
+            compaction.load_reference_compaction,
+            compaction.summarise_compaction,
         ),
     }[kind]
     runs = t.read_runs(run_paths, runs_schema)
@@ -686,25 +689,31 @@ def write_tables(kind: str, summary_path: str, outputs: Mapping[str, str]) -> No
     import polars as pl
 
     from migsim.output import tables
+    from migsim.studies import compaction, throughput
 
     summary = pl.read_parquet(summary_path)
-    build = {"throughput": tables.throughput_table, "compaction": tables.compaction_table}[kind]
+    build = {"throughput": throughput.throughput_table, "compaction": compaction.compaction_table}[
+        kind
+    ]
     tables.write_table(build(summary), outputs["md"], outputs["html"])
     versus = [build(summary, with_published=True)]
     if kind == "compaction":
-        versus.append(tables.compaction_per_page_table(summary))
+        versus.append(compaction.compaction_per_page_table(summary))
     tables.write_table(versus, outputs["vs_md"], outputs["vs_html"])
 
 
 def draw_figure(name: str, summary_path: str, out_stem: str, bundle: str | None = None) -> None:
-    """One figure (throughput, speedup, parity, compaction) as HTML, SVG and PNG (`bundle`:
-    the prebuilt script the HTML inlines, see figures.write_javascript_bundle)."""
+    """One figure of a published experiment (throughput, speedup, parity, compaction: its
+    builder is named by the experiment's declaration, ``migsim.studies.EXPERIMENTS``) as HTML,
+    SVG and PNG (`bundle`: the prebuilt script the HTML inlines, see
+    figures.write_javascript_bundle)."""
     import polars as pl
 
     from migsim.output import figures
+    from migsim.studies import figure_builder
 
-    summary = pl.read_parquet(summary_path)
-    figures.save_chart(figures.BUILDERS[name](summary), out_stem, bundle=bundle)
+    chart = figure_builder(name)(pl.read_parquet(summary_path))
+    figures.save_chart(chart, out_stem, bundle=bundle)
 
 
 def series_reference_files(basedir: str | os.PathLike) -> list[str]:

@@ -18,7 +18,6 @@ rule kernel_formats:
             for m in (
                 "studies.kernel_formats",
                 "formats.mmtests",
-                "figures_kernel",
                 "output.tables",
             )
         ],
@@ -74,8 +73,7 @@ rule compare_trace:
         real=config.get("trace", {}).get("compare_with") or [],
         sim=f"{RESULTS}/traces/compaction-baseline.parquet",
         code=[
-            mp.module_source(m)
-            for m in ("studies.kernel_formats", "formats.mmtests", "figures_kernel")
+            mp.module_source(m) for m in ("studies.kernel_formats", "formats.mmtests")
         ],
     output:
         txt=f"{RESULTS}/compare/trace.txt",

@@ -203,8 +203,7 @@ def cmd_compaction(args) -> int:
 
 def cmd_reproduce(args) -> int:
     from migsim.calibrate.compaction import read_compaction_reference
-    from migsim.output.tables import offload_saving_per_page_us, per_page_us
-    from migsim.studies.compaction import reproduce_results
+    from migsim.studies.compaction import offload_saving_per_page_us, per_page_us, reproduce_results
 
     platform = load_platform(args.platform)
     check_platform_count(args.channels, "--channels", limits.CHANNELS,

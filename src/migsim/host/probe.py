@@ -71,7 +71,9 @@ import polars as pl
 
 from migsim.kernel import compaction
 from migsim.kernel.fragment import PATTERNS
-from migsim.output.tables import COMPACTION_RUNS, MOVE_PAGES_VMSTAT, THROUGHPUT_RUNS, Column, Schema
+from migsim.output.tables import Column, Schema
+from migsim.studies.compaction import COMPACTION_RUNS
+from migsim.studies.throughput import MOVE_PAGES_VMSTAT, THROUGHPUT_RUNS
 from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
 
 # --------------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def _study_entries(
 
     entries = []
     for exp in experiments().values():  # the published experiments, then the series
-        figs = exp.figures
+        figs = tuple(exp.figures)
         if f"figures/{figs[0]}.html" in by_name:
             entries.append(
                 StudyEntry(

@@ -243,3 +243,35 @@ def copy_label(copy: str, channels: int | None) -> str:
 def markdown(tables: Sequence[Table]) -> str:
     """Markdown of several tables, one after the other."""
     return "\n".join(t.markdown() for t in tables)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signed numbers and mean ± sd (table cells)
+# ---------------------------------------------------------------------------------------------
+
+
+def _signed(value: float, digits: int = 1) -> str:
+    """`+1.5`, `-0.3`, never `-0.0`."""
+    return f"{round(value, digits) + 0.0:+.{digits}f}"
+
+
+def _pm(mean: float | None, sd: float | None, digits: int = 2) -> str:
+    if mean is None:
+        return "–"
+    if sd is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f}±{sd:.{digits}f}"
+
+
+def describe_schemas(schemas: Iterable[Schema]) -> str:
+    """Markdown documentation of `schemas` (results/README.md: ``migsim.studies.schemas()``
+    and the study schemas)."""
+    out = []
+    for s in schemas:
+        out.append(f"### {s.name}\n\n{s.doc} Sorted by {', '.join(s.sort_by)}.\n")
+        out.append("| column | type | unit | meaning |\n|---|---|---|---|")
+        for c in s.columns:
+            kind = dtype_name(c.dtype)
+            out.append(f"| {c.name} | {kind} | {c.unit} | {c.doc} |")
+        out.append("")
+    return "\n".join(out)

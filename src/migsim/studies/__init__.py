@@ -7,10 +7,13 @@ params) -> DataFrame``, on the engine in ``migsim.kernel`` and ``migsim.cost``),
 figure and its findings paragraph. The workflow's rules, the what-if page and the index are
 generic over the registry.
 
-The published experiments (``throughput``, ``compaction``; their reproduction tables and
-figures) keep their own job split (one job per throughput row, one simulation costed for every
-compaction mode) and the rules of workflow/rules/{throughput,compaction,aggregate,figures,
-tables}.smk. Every other study (the what-if studies ``cluster_max``, ``engine_class``,
+The published experiments (``throughput``, ``compaction``, and ``alloc_latency`` of the
+compaction runs) are one module each too (its run on the engine, Parquet schemas, summary,
+tables and figures), with their own job split (one job per throughput row, one simulation
+costed for every compaction mode: workflow/rules/{throughput,compaction}.smk); they are
+declared in ``EXPERIMENTS`` (``Experiment``), from which the rules aggregate_<name>,
+figure_<figure> and tables_<name>, the index cards and ``migsim reproduce`` are generated.
+Every other study (the what-if studies ``cluster_max``, ``engine_class``,
 ``hybrid``, ``fragmentation``, ``latency`` and any plug-in) is one job of rule ``whatif_study``
 and is rendered by rule ``whatif_render``; its outputs are ``study_files(results, name)``, its
 summary ``study_run(...)``.
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from migsim.cost.platform import Platform
-    from migsim.output.tables import Schema, Table
+    from migsim.output.schema import Schema, Table
 
 # The what-if studies shipped with migsim, in the order of the pages.
 BUILTIN = (
@@ -96,7 +99,8 @@ class Experiment:
     heading. category: its section of ``snakemake --report``. module: the study module that
     runs it. runs: whose run files its summary aggregates (``runs/<runs>/``; one job per
     throughput row, one for every compaction mode: workflow/rules/<runs>.smk). figures: the
-    figures drawn from its summary (``figures/<f>.{html,svg,png}``); tables: its table files
+    figures drawn from its summary (``figures/<f>.{html,svg,png}``), each with the name of
+    its builder in `module` (summary DataFrame -> Altair chart); tables: its table files
     (``tables/<t>.{md,html}``). reference: the key of the configuration's ``reference``
     section naming the published table its summary is compared with and reproduces (None: it
     reproduces none). rule: the rule that writes its summary, figures and tables when it is
@@ -110,7 +114,7 @@ class Experiment:
     category: str
     module: str
     runs: str
-    figures: tuple[str, ...]
+    figures: Mapping[str, str]
     tables: tuple[str, ...]
     reference: str | None = None
     rule: str | None = None
@@ -125,7 +129,11 @@ EXPERIMENTS = (
         category="Throughput",
         module="migsim.studies.throughput",
         runs="throughput",
-        figures=("throughput", "speedup", "parity"),
+        figures={
+            "throughput": "throughput_chart",
+            "speedup": "speedup_heatmap",
+            "parity": "parity_chart",
+        },
         tables=("throughput", "throughput_vs_published"),
         reference="throughput",
         reproduce="migsim.cli.throughput",
@@ -136,7 +144,7 @@ EXPERIMENTS = (
         category="Compaction",
         module="migsim.studies.compaction",
         runs="compaction",
-        figures=("compaction",),
+        figures={"compaction": "compaction_chart"},
         tables=("compaction", "compaction_vs_published"),
         reference="compaction",
         reproduce="migsim.cli.compaction",
@@ -147,7 +155,7 @@ EXPERIMENTS = (
         category="Compaction",
         module="migsim.studies.kernel_formats",
         runs="compaction",
-        figures=("alloc_latency",),
+        figures={"alloc_latency": "alloc_latency_chart"},
         tables=("alloc_latency", "mmtests_compaction"),
         rule="kernel_formats",
     ),
@@ -162,6 +170,33 @@ def experiments() -> dict[str, Experiment]:
 def figure_experiments() -> dict[str, Experiment]:
     """Every figure of the published experiments and the experiment it is drawn from."""
     return {f: e for e in EXPERIMENTS for f in e.figures}
+
+
+def figure_builder(name: str) -> Callable[[pl.DataFrame], Any]:
+    """The builder of figure `name` of a published experiment (summary DataFrame -> Altair
+    chart), from its experiment's module (imported here: NumPy, the engine)."""
+    exp = figure_experiments()[name]
+    return getattr(importlib.import_module(exp.module), exp.figures[name])
+
+
+def schemas() -> dict[str, Schema]:
+    """Every Parquet schema of the published experiments' files by name: the run and summary
+    files, the allocation latency summary and the trace events (results/README.md)."""
+    from migsim.output.tables import ALLOC_LATENCY_SUMMARY, TRACE_EVENTS
+    from migsim.studies.compaction import COMPACTION_RUNS, COMPACTION_SUMMARY
+    from migsim.studies.throughput import THROUGHPUT_RUNS, THROUGHPUT_SUMMARY
+
+    return {
+        s.name: s
+        for s in (
+            THROUGHPUT_RUNS,
+            COMPACTION_RUNS,
+            THROUGHPUT_SUMMARY,
+            COMPACTION_SUMMARY,
+            ALLOC_LATENCY_SUMMARY,
+            TRACE_EVENTS,
+        )
+    }
 
 
 def load_study(module: str) -> Study:

@@ -12,8 +12,10 @@ the CPU split with the timeline (``migsim.cost.timeline``). The published table 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,7 +46,12 @@ from migsim.kernel.fragment import FragmentConfig, fragment, load_state, metrics
 from migsim.kernel.migrate import cost_batches
 from migsim.kernel.vmstat import alloc_latency_us, percentiles
 from migsim.kernel.zone import Zone
+from migsim.output.schema import F64, I32, I64, LIST_F64, S, Schema, Table, _c, _signed
 from migsim.units import PAGE_SIZE, PAGEBLOCK_ORDER, format_size
+
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
 
 MODES = ("baseline", "dma", "busy-baseline", "busy-dma")
 # dcbm's nr_dma_chan default; the reply does not say it was changed for the compaction runs
@@ -782,3 +789,538 @@ def run_compact_memory(
         "unusable_index_9_before": before["unusable_index_9"],
         "unusable_index_9_after": after["unusable_index_9"],
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Results: the run and summary Parquet schemas, the summary, its tables
+# ---------------------------------------------------------------------------------------------
+
+
+ALLOC_LATENCY_PERCENTILES = (5, 25, 50, 75, 90, 95, 99)  # migsim.kernel.vmstat.PERCENTILES
+
+
+COMPACTION_RUNS = Schema(
+    name="compaction_runs",
+    doc="One row per run of the direct-compaction experiment (run_compaction().row()).",
+    columns=(
+        _c("experiment", S, "", "always 'compaction'"),
+        _c("mode", S, "", "baseline, dma, busy-baseline or busy-dma"),
+        _c("channels", I32, "channels", "DMA channels used by dcbm"),
+        _c("cluster_max", I32, "pages", "COMPACT_CLUSTER_MAX"),
+        _c("node_bytes", I64, "B", "size of the NUMA node"),
+        _c("allocations", I64, "allocations", "order-9 allocations requested"),
+        _c("free_ratio", F64, "fraction", "fraction of each 2 MB region freed"),
+        _c("pattern", S, "", "fragmentation pattern: even, random, clustered"),
+        _c("seed", I64, "", "seed of the run"),
+        _c("min_batch_bytes", I64, "B", "smallest batch offloaded to DMA (smaller: CPU copy)"),
+        _c("wall_ms", F64, "ms", "wall time of the allocation loop"),
+        _c("pages_migrated", I64, "pages", "base pages migrated"),
+        _c("dma_copies", I64, "folios", "folios copied by the DMA engine"),
+        _c("hog_iterations", I64, "iterations", "CPU-hog loop iterations (null in idle modes)"),
+        _c("user_pct", F64, "%", "CPU time in user mode"),
+        _c("sys_pct", F64, "%", "CPU time in the kernel"),
+        _c("idle_pct", F64, "%", "CPU idle"),
+        _c("irq_pct", F64, "%", "CPU in hard interrupts (/proc/stat irq: ticks, DMA completions)"),
+        _c("softirq_pct", F64, "%", "CPU in softirqs (/proc/stat softirq)"),
+        _c("alloc_success", I64, "allocations", "order-9 allocations that succeeded"),
+        _c("alloc_fail", I64, "allocations", "order-9 allocations that failed"),
+        _c("migrate_calls", I64, "calls", "migrate_pages() calls"),
+        _c("compact_stall", I64, "events", "/proc/vmstat compact_stall"),
+        _c("compact_success", I64, "events", "/proc/vmstat compact_success"),
+        _c("compact_fail", I64, "events", "/proc/vmstat compact_fail"),
+        _c("compact_migrate_scanned", I64, "pages", "/proc/vmstat compact_migrate_scanned"),
+        _c("compact_free_scanned", I64, "pages", "/proc/vmstat compact_free_scanned"),
+        _c("compact_isolated", I64, "pages", "/proc/vmstat compact_isolated"),
+        _c("pgmigrate_success", I64, "pages", "/proc/vmstat pgmigrate_success"),
+        _c("pgmigrate_fail", I64, "pages", "/proc/vmstat pgmigrate_fail"),
+        # beyond the row contract: what the engine reports besides
+        _c("order", I32, "", "allocation order"),
+        _c("fail_rate", F64, "fraction", "injected DMA descriptor failure probability"),
+        _c("rfc", S, "", "version of the batch-copy series whose dcbm code costed the run"),
+        _c("wall_s", F64, "s", "wall time of the allocation loop"),
+        _c("sys_s", F64, "s", "CPU time in the kernel"),
+        _c("user_s", F64, "s", "CPU time in user mode (the CPU hog)"),
+        _c("idle_s", F64, "s", "CPU idle"),
+        _c("sleep_s", F64, "s", "time the allocating task slept waiting for DMA completions"),
+        _c("context_switches", I64, "switches", "context switches on the CPU"),
+        _c("dma_fallbacks", I64, "folios", "offloaded copies that fell back to the CPU"),
+        _c("migrate_cpu_s", F64, "s", "CPU work in migrate_pages() (unmap, flush, copy, move)"),
+        _c("compaction_cpu_s", F64, "s", "CPU work of compaction around migrate_pages()"),
+        _c("capture_in_migrate", I64, "allocations", "blocks captured inside migrate_pages()"),
+        _c("capture_in_drain", I64, "allocations", "blocks captured in the final drain"),
+        _c("pages_after_capture", I64, "pages", "pages migrated after the block was captured"),
+        _c("platform", S, "", "platform name"),
+        *(
+            _c(f"alloc_latency_p{p}_us", F64, "us", f"allocation latency, {p}th percentile")
+            for p in ALLOC_LATENCY_PERCENTILES
+        ),
+        _c(
+            "alloc_latency_us",
+            LIST_F64,
+            "us",
+            "latency of each allocation that entered the slow path (entry to page returned)",
+        ),
+    ),
+    sort_by=("mode", "channels", "cluster_max", "seed"),
+    nulls_allowed=frozenset({"channels", "hog_iterations", "dma_copies", "dma_fallbacks"})
+    | {f"alloc_latency_p{p}_us" for p in ALLOC_LATENCY_PERCENTILES},
+)
+
+
+# Compaction metrics of the published table, in its column order, with units.
+COMPACTION_METRICS: tuple[tuple[str, str], ...] = (
+    ("wall_ms", "ms"),
+    ("pages_migrated", "pages"),
+    ("dma_copies", "folios"),
+    ("hog_iterations", "iterations"),
+    ("user_pct", "%"),
+    ("sys_pct", "%"),
+    ("idle_pct", "%"),
+)
+
+
+COMPACTION_MODES = ("baseline", "dma", "busy-baseline", "busy-dma")
+
+
+COMPACTION_SUMMARY = Schema(
+    name="compaction_summary",
+    doc="One row per compaction mode and metric (long format).",
+    columns=(
+        _c("mode", S, "", "baseline, dma, busy-baseline or busy-dma"),
+        _c("mode_order", I32, "", "position of the mode in the published table"),
+        _c("channels", I32, "channels", "DMA channels"),
+        _c("cluster_max", I32, "pages", "COMPACT_CLUSTER_MAX"),
+        _c("metric", S, "", "wall_ms, pages_migrated, dma_copies, hog_iterations, *_pct"),
+        _c("metric_order", I32, "", "position of the metric in the published table"),
+        _c("unit", S, "", "unit of mean, sd and published"),
+        _c("n", I64, "runs", "number of runs with a value"),
+        _c("mean", F64, "unit", "mean over runs"),
+        _c("sd", F64, "unit", "sample standard deviation (null for n = 1)"),
+        _c(
+            "published",
+            F64,
+            "unit",
+            "published value (null where not measured or the setup differs from the published)",
+        ),
+        _c("abs_error", F64, "unit", "mean - published (percentage points for *_pct)"),
+        _c("rel_error", F64, "fraction", "mean / published - 1 (null when published is 0)"),
+        _c("platform", S, "", "platform name"),
+    ),
+    sort_by=("mode_order", "mode", "metric_order"),
+    nulls_allowed=frozenset({"channels", "mean", "sd", "published", "abs_error", "rel_error", "n"}),
+)
+
+
+def load_reference_compaction(path: str | os.PathLike) -> pl.DataFrame:
+    """The published compaction table in long form: mode, metric, published."""
+    import polars as pl
+
+    df = pl.read_csv(path, comment_prefix="#", infer_schema_length=None)
+    metrics = [m for m, _ in COMPACTION_METRICS]
+    df = df.select(pl.col("mode").cast(pl.String), *[pl.col(m).cast(pl.Float64) for m in metrics])
+    return df.unpivot(index="mode", on=metrics, variable_name="metric", value_name="published")
+
+
+def summarise_compaction(runs: pl.DataFrame, reference: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per mode and metric: n, mean, sd over runs, the published value, absolute and relative
+    error (the absolute error of a *_pct metric is in percentage points)."""
+    import polars as pl
+
+    from migsim.output.tables import published_setup
+
+    runs = COMPACTION_RUNS.conform(runs)
+    metrics = [m for m, _ in COMPACTION_METRICS]
+    runs = runs.with_columns(published_setup("compaction").alias("_published_setup"))
+    long = runs.with_columns(pl.col(metrics).cast(pl.Float64)).unpivot(
+        index=["mode", "channels", "cluster_max", "platform", "_published_setup"],
+        on=metrics,
+        variable_name="metric",
+        value_name="value",
+    )
+    summary = long.group_by(["mode", "channels", "cluster_max", "metric"]).agg(
+        pl.col("value").count().cast(pl.Int64).alias("n"),
+        pl.col("value").mean().alias("mean"),
+        pl.col("value").std(ddof=1).alias("sd"),
+        pl.col("platform").first(),
+        pl.col("_published_setup").all(),
+    )
+    if reference is None:
+        reference = pl.DataFrame(
+            schema={"mode": pl.String, "metric": pl.String, "published": pl.Float64}
+        )
+    summary = summary.join(reference, on=["mode", "metric"], how="left").with_columns(
+        pl.when(pl.col("_published_setup")).then(pl.col("published")).otherwise(None)
+    )
+    mode_order = {m: i for i, m in enumerate(COMPACTION_MODES)}
+    metric_order = {m: i for i, (m, _) in enumerate(COMPACTION_METRICS)}
+    units = dict(COMPACTION_METRICS)
+    summary = summary.with_columns(
+        pl.col("mode")
+        .replace_strict(mode_order, default=len(mode_order), return_dtype=pl.Int32)
+        .alias("mode_order"),
+        pl.col("metric").replace_strict(metric_order, return_dtype=pl.Int32).alias("metric_order"),
+        pl.col("metric").replace_strict(units, return_dtype=pl.String).alias("unit"),
+        (pl.col("mean") - pl.col("published")).alias("abs_error"),
+        pl.when(pl.col("published") != 0)
+        .then(pl.col("mean") / pl.col("published") - 1.0)
+        .otherwise(None)
+        .alias("rel_error"),
+    )
+    return COMPACTION_SUMMARY.conform(summary)
+
+
+_METRIC_TITLES = {
+    "wall_ms": "wall (ms)",
+    "pages_migrated": "pages migrated",
+    "dma_copies": "DMA copies",
+    "hog_iterations": "hog iterations",
+    "user_pct": "user %",
+    "sys_pct": "sys %",
+    "idle_pct": "idle %",
+}
+
+
+def _metric_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if metric.endswith("_pct"):
+        return f"{value:.2f}"
+    return f"{value:,.0f}"
+
+
+def _metric_error(metric: str, r: Mapping) -> str:
+    if metric.endswith("_pct"):
+        return f"{_signed(r['abs_error'], 2)} pt"
+    if r["rel_error"] is None:
+        return f"{r['abs_error']:+,.0f}"
+    return f"{_signed(r['rel_error'] * 100)}%"
+
+
+def compaction_table(summary: pl.DataFrame, *, with_published: bool = False) -> Table:
+    """The published compaction layout: one row per mode, the published columns (wall ms,
+    pages migrated, DMA copies, hog iterations, user/sys/idle %); with `with_published` each
+    cell is `simulated / published (error)`, the error of a percentage in points."""
+    summary = COMPACTION_SUMMARY.conform(summary)
+    metrics = [m for m, _ in COMPACTION_METRICS]
+    cell = {(r["mode"], r["metric"]): r for r in summary.iter_rows(named=True)}
+    modes = summary.select("mode", "mode_order").unique().sort(["mode_order", "mode"])["mode"]
+    rows = []
+    for mode in modes.to_list():
+        row = [mode]
+        for m in metrics:
+            r = cell.get((mode, m))
+            if r is None or r["mean"] is None:
+                text = "–"
+            else:
+                text = _metric_value(m, r["mean"])
+                if r["sd"] is not None and r["n"] and r["n"] > 1:
+                    text += "±" + _metric_value(m, r["sd"])
+            if with_published and r is not None:
+                pub = r["published"]
+                if pub is not None:
+                    text += f" / {_metric_value(m, pub)}"
+                    if r["mean"] is not None:
+                        text += f" ({_metric_error(m, r)})"
+            row.append(text)
+        rows.append(row)
+    runs = sorted({r["n"] for r in summary.iter_rows(named=True) if r["n"]})
+    header = ["mode"] + [_METRIC_TITLES[m] for m in metrics]
+    if with_published:
+        title = "Direct compaction: simulated / published (error)"
+        notes = [
+            "Errors: relative for counts and times, percentage points for user/sys/idle %.",
+            f"Runs per mode: {', '.join(map(str, runs)) or '0'}.",
+        ]
+    else:
+        title = "Direct compaction (simulated)"
+        notes = [f"Runs per mode: {', '.join(map(str, runs)) or '0'} (mean±sd when more than 1)."]
+    return Table(title, header, rows, notes)
+
+
+def per_page_us(row: Mapping) -> dict[str, float]:
+    """Microseconds per migrated page of a compaction row (simulated or published): wall time,
+    kernel CPU (sys), idle (the DMA waits of an idle machine) and user (the hog)."""
+    us = row["wall_ms"] * 1e3 / row["pages_migrated"]
+    out = {
+        "wall_us": us,
+        "sys_us": us * row["sys_pct"] / 100,
+        "idle_us": us * row["idle_pct"] / 100,
+        "user_us": us * row["user_pct"] / 100,
+    }
+    # /proc/stat irq + softirq: simulated rows give both columns, the published ones the
+    # share left over by user, system and idle
+    if "irq_pct" in row and "softirq_pct" in row:
+        out["irq_softirq_us"] = us * (row["irq_pct"] + row["softirq_pct"]) / 100
+    elif "irq_softirq_pct" in row:
+        out["irq_softirq_us"] = us * row["irq_softirq_pct"] / 100
+    return out
+
+
+def offload_saving_per_page_us(rows: Mapping[str, Mapping]) -> dict[str, float]:
+    """Kernel CPU per migrated page that DMA offload saves, idle and busy (us per page), from
+    rows keyed by mode (baseline, dma, busy-baseline, busy-dma)."""
+    sys_us = {m: per_page_us(r)["sys_us"] for m, r in rows.items()}
+    return {
+        "idle": sys_us["baseline"] - sys_us["dma"],
+        "busy": sys_us["busy-baseline"] - sys_us["busy-dma"],
+    }
+
+
+PER_PAGE_METRICS = ("wall_ms", "pages_migrated", "user_pct", "sys_pct", "idle_pct")
+
+
+def compaction_per_page_table(summary: pl.DataFrame) -> Table:
+    """Every mode per migrated page (us), simulated / published, and the kernel CPU that
+    offloading saves: where the DMA rows' time goes, comparable across page counts."""
+    import polars as pl
+
+    summary = COMPACTION_SUMMARY.conform(summary)
+    sim: dict[str, dict] = {}
+    pub: dict[str, dict] = {}
+    for r in summary.filter(pl.col("metric").is_in(PER_PAGE_METRICS)).iter_rows(named=True):
+        sim.setdefault(r["mode"], {})[r["metric"]] = r["mean"]
+        pub.setdefault(r["mode"], {})[r["metric"]] = r["published"]
+
+    def complete(rows: dict, mode: str) -> bool:
+        row = rows.get(mode, {})
+        return all(row.get(k) is not None for k in PER_PAGE_METRICS) and row["pages_migrated"] > 0
+
+    keys = ("wall_us", "sys_us", "idle_us", "user_us")
+    modes = summary.select("mode", "mode_order").unique().sort(["mode_order", "mode"])["mode"]
+    rows = []
+    for mode in modes.to_list():
+        if not complete(sim, mode):
+            continue
+        ps = per_page_us(sim[mode])
+        pp = per_page_us(pub[mode]) if complete(pub, mode) else None
+        rows.append([mode] + [f"{ps[k]:.3f}" + (f" / {pp[k]:.3f}" if pp else "") for k in keys])
+    notes = ["Microseconds per migrated page: simulated / published where a published row exists."]
+    if all(complete(sim, m) for m in COMPACTION_MODES):
+        ss = offload_saving_per_page_us(sim)
+        text = (
+            f"Kernel CPU saved by offload per page: idle {ss['idle']:.3f}, busy {ss['busy']:.3f} us"
+        )
+        if all(complete(pub, m) for m in COMPACTION_MODES):
+            sp = offload_saving_per_page_us(pub)
+            text += f" (published {sp['idle']:.3f} and {sp['busy']:.3f})"
+        notes.append(text + ".")
+    header = ["mode", "wall (us)", "sys (us)", "idle (us)", "user (us)"]
+    return Table("Direct compaction per migrated page", header, rows, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+
+# Tolerances of the compaction reproduction (tests/compaction_tolerance.py, issue 12): a
+# simulated bar outside them against its published one is a misfit, labelled in red.
+COMPACTION_TOLERANCE_PCT = {"wall_ms": 10.0, "pages_migrated": 5.0}
+
+
+FIT_COLOUR = "#333333"
+
+
+CPU_STATES = ("user", "sys", "irq", "idle")
+
+
+CPU_COLOURS = {"user": "#54a24b", "sys": "#e45756", "irq": "#f2a541", "idle": "#bab0ac"}
+
+
+# stage 2 of the calibration fits the compaction costs on this cell only
+# (migsim.calibrate.compaction.FREE on the published baseline row's wall time)
+FITTED_CELL = ("baseline", "wall_ms")
+
+
+_COMPACTION_PANELS = (
+    ("wall_ms", "wall time (ms)", 1.0, ",.0f"),
+    ("pages_migrated", "pages migrated (millions)", 1e-6, ".3f"),
+    ("hog_iterations", "CPU-hog iterations (billions)", 1e-9, ".2f"),
+)
+
+
+def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
+    """Compaction modes side by side with the published ones: wall time (ms, as the tables),
+    pages migrated, the CPU-hog's iterations (busy modes) and the CPU split (user / sys /
+    irq + softirq / idle, %, each bar 100%). Above each simulated bar its error against the
+    published one, red beyond the reproduction's tolerance; the fitted cell is labelled
+    'fitted'; every axis leaves room above its largest bar."""
+    import altair as alt
+    import polars as pl
+
+    from migsim.output.figures import MISFIT_COLOUR, SOURCE_COLOURS, _empty
+
+    s = COMPACTION_SUMMARY.conform(summary)
+    if s.height == 0:
+        return _empty("Direct compaction")
+    modes = s.select("mode", "mode_order").unique().sort(["mode_order", "mode"])["mode"].to_list()
+    rows = []
+    for r in s.iter_rows(named=True):
+        if r["mean"] is not None:
+            rows.append((r["mode"], r["metric"], "simulated", r["mean"], r["sd"], r["rel_error"]))
+        if r["published"] is not None:
+            rows.append((r["mode"], r["metric"], "published", r["published"], None, None))
+    long = pl.DataFrame(
+        rows,
+        schema={
+            "mode": pl.String,
+            "metric": pl.String,
+            "source": pl.String,
+            "value": pl.Float64,
+            "sd": pl.Float64,
+            "rel_error": pl.Float64,
+        },
+        orient="row",
+    )
+    sources = [x for x in ("simulated", "published") if x in long["source"].to_list()]
+    src_colour = alt.Color(
+        "source:N",
+        title="source",
+        scale=alt.Scale(domain=sources, range=[SOURCE_COLOURS[k] for k in sources]),
+    )
+    x = alt.X("mode:N", sort=modes, title="mode", axis=alt.Axis(labelAngle=-30))
+    offset = alt.XOffset("source:N", sort=sources)
+    panels = []
+    for metric, title, factor, fmt in _COMPACTION_PANELS:
+        d = long.filter(pl.col("metric") == metric).with_columns(
+            (pl.col("value") * factor).alias("v"),
+            ((pl.col("value") - pl.col("sd").fill_null(0)) * factor).alias("lo"),
+            ((pl.col("value") + pl.col("sd").fill_null(0)) * factor).alias("hi"),
+        )
+        if d.height == 0:
+            continue
+        tol = COMPACTION_TOLERANCE_PCT.get(metric)
+        top = float(d["hi"].max())
+        d = d.with_columns(
+            pl.when(pl.col("rel_error").is_not_null())
+            .then(pl.format("{}%", (pl.col("rel_error") * 100).round(1)))
+            .otherwise(None)
+            .str.replace(r"^(\d)", "+$1")
+            .alias("error"),
+            (pl.lit(tol is not None) & ((pl.col("rel_error").abs() * 100) > (tol or 0.0))).alias(
+                "misfit"
+            ),
+            ((pl.col("mode") == FITTED_CELL[0]) & pl.lit(metric == FITTED_CELL[1])).alias("fitted"),
+        )
+        tip = [
+            alt.Tooltip("mode:N"),
+            alt.Tooltip("source:N"),
+            alt.Tooltip("v:Q", title=title, format=fmt),
+            alt.Tooltip("error:N", title="error vs published"),
+        ]
+        y = alt.Y("v:Q", title=title, scale=alt.Scale(domain=[0, top * 1.18], nice=False))
+        base = alt.Chart(d)
+        bars = base.mark_bar().encode(
+            x=x,
+            xOffset=offset,
+            y=y,
+            color=src_colour if not panels else src_colour.legend(None),
+            tooltip=tip,
+        )
+        layers = [bars]
+        if d.filter(pl.col("source") == "simulated")["sd"].drop_nulls().len():
+            layers.append(
+                base.transform_filter(alt.datum.source == "simulated")
+                .mark_rule()
+                .encode(x=x, xOffset=offset, y="lo:Q", y2="hi:Q")
+            )
+        labelled = d.filter(pl.col("error").is_not_null()).with_columns(
+            pl.when(pl.col("fitted"))
+            .then(pl.lit("fitted"))
+            .otherwise(pl.col("error"))
+            .alias("error")
+        )
+        if labelled.height:
+            layers.append(
+                alt.Chart(labelled)
+                .mark_text(dy=-4, baseline="bottom", fontSize=10)
+                .encode(
+                    x=x,
+                    xOffset=offset,
+                    y=alt.Y("hi:Q"),
+                    text="error:N",
+                    color=alt.condition(
+                        "datum.misfit", alt.value(MISFIT_COLOUR), alt.value(FIT_COLOUR)
+                    ),
+                )
+            )
+        panels.append(alt.layer(*layers).properties(width=170, height=220, title=title))
+    cpu = _cpu_split(long, modes, sources)
+    if cpu is not None:
+        panels.append(cpu)
+    sub = "bars: simulated (blue, ± sd where several runs)"
+    if "published" in sources:
+        sub += " and published (grey); above a bar: its error, red beyond the tolerance"
+    return (
+        alt.hconcat(*panels)
+        .resolve_scale(color="independent")
+        .properties(
+            title=alt.Title(
+                "Direct compaction: simulated modes beside the published ones", subtitle=sub
+            )
+        )
+    )
+
+
+def _cpu_split(long: pl.DataFrame, modes: list[str], sources: list[str]) -> alt.Chart | None:
+    """The CPU split panel: user, sys, irq + softirq (the share none of the other three
+    take, as /proc/stat's irq and softirq columns) and idle, each bar 100%."""
+    import altair as alt
+    import polars as pl
+
+    wide = (
+        long.filter(pl.col("metric").is_in(["user_pct", "sys_pct", "idle_pct"]))
+        .pivot(on="metric", index=["mode", "source"], values="value")
+        .drop_nulls()
+    )
+    if wide.height == 0:
+        return None
+    rest = (100.0 - pl.col("user_pct") - pl.col("sys_pct") - pl.col("idle_pct")).clip(
+        lower_bound=0.0
+    )
+    cpu = (
+        wide.with_columns(rest.alias("irq_pct"))
+        .unpivot(index=["mode", "source"], on=[f"{k}_pct" for k in CPU_STATES], value_name="value")
+        .with_columns(
+            pl.col("variable").str.replace("_pct", "").alias("state"),
+            pl.format("{} · {}", pl.col("mode"), pl.col("source")).alias("bar"),
+        )
+        .with_columns(
+            pl.col("state")
+            .replace_strict({k: i for i, k in enumerate(CPU_STATES)}, return_dtype=pl.Int32)
+            .alias("state_order")
+        )
+    )
+    cpu = cpu.filter(pl.col("value") > 0)  # no legend entry without a visible mark
+    present = [k for k in CPU_STATES if k in cpu["state"].to_list()]
+    bar_order = [f"{m} · {src}" for m in modes for src in sources]
+    names = {"user": "user", "sys": "sys", "irq": "irq + softirq", "idle": "idle"}
+    cpu = cpu.with_columns(pl.col("state").replace_strict(names).alias("state"))
+    return (
+        alt.Chart(cpu)
+        .mark_bar()
+        .encode(
+            y=alt.Y("bar:N", sort=bar_order, title="mode · source"),
+            x=alt.X(
+                "value:Q",
+                title="CPU time (%)",
+                stack="zero",
+                scale=alt.Scale(domain=[0, 100], nice=False, clamp=True),
+            ),
+            color=alt.Color(
+                "state:N",
+                title="CPU state",
+                scale=alt.Scale(
+                    domain=[names[k] for k in present], range=[CPU_COLOURS[k] for k in present]
+                ),
+            ),
+            order=alt.Order("state_order:Q"),
+            tooltip=[
+                alt.Tooltip("mode:N"),
+                alt.Tooltip("source:N"),
+                alt.Tooltip("state:N", title="CPU state"),
+                alt.Tooltip("value:Q", title="CPU time (%)", format=".2f"),
+            ],
+        )
+        .properties(width=220, height=220, title="CPU split: user / sys / irq + softirq / idle (%)")
+    )

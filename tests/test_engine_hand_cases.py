@@ -293,6 +293,11 @@ def test_first_folio_latency_batched_and_vanilla(round_platform, rng):
     assert batched.first_folio_s == pytest.approx(12.125 * US, rel=1e-12)
     assert vanilla.first_folio_s == pytest.approx(9.125 * US, rel=1e-12)
     assert vanilla.wall_s == batched.wall_s  # the order changes latency, not the work
+    # migrate_trials() (the throughput experiment's trials) copies in batches by default
+    from migsim.kernel.migrate import batch_totals, migrate_trials
+
+    trial = migrate_trials(batch_totals(folios, 512), 4, CpuCopier(), round_platform, rng, [1.0])
+    assert trial[0].first_folio_s == pytest.approx(12.125 * US, rel=1e-12)
 
 
 def test_migrate_pages_batches_and_flushes(round_platform, rng):
@@ -1466,3 +1471,16 @@ def test_run_compaction_defaults_to_the_configs_seed_and_costs_dma_failures(roun
     assert ok["dma_copies"] == ok["pages_migrated"] and ok["dma_fallbacks"] == 0
     assert failed["dma_copies"] == 0 and failed["dma_fallbacks"] == ok["pages_migrated"] > 0
     assert failed["pages_migrated"] == ok["pages_migrated"]
+
+
+def test_a_rows_capture_counts_and_platform(round_platform):
+    """CompactionResult.row(): a capture in the drain (the block completed by the pcp drain
+    after a migrate_pages() call) comes after one more COMPACT_CLUSTER_MAX batch of 32 pages
+    (test_compaction_reproduce's relation, on a small run): pages_after_capture = 32 per
+    capture in the drain; and the row names the platform by its file's name."""
+    from migsim.studies.compaction import run_compaction
+
+    r = run_compaction(round_platform, mode="dma", node_bytes=64 << 20, allocations=4).row()
+    assert r["capture_in_drain"] > 0
+    assert r["pages_after_capture"] == 32 * r["capture_in_drain"]
+    assert r["platform"] == round_platform.name == "epyc-zen3-ptdma"

@@ -1074,7 +1074,8 @@ def test_run_arguments_refused_by_name(round_platform, monkeypatch):
     from migsim.studies.compaction import run_compaction
 
     kw = dict(node_bytes=64 << 20, allocations=4)
-    with pytest.raises(ValueError, match=r"^channels: .*16"):
+    msg = r"^channels: .* 1\.\.16 \(the DMA channels of platform epyc-zen3-ptdma\), got 17$"
+    with pytest.raises(ValueError, match=msg):
         run_compaction(round_platform, mode="dma", channels=17, **kw)
     monkeypatch.setenv("MIGSIM_MEMORY_AVAILABLE", "1000")
     with pytest.raises(ValueError, match=r"^node_bytes: simulating a 64M node needs about"):
@@ -1306,8 +1307,16 @@ def test_costing_of_a_run_without_migrations_is_its_tail(round_platform):
     not help, or that needed none): the whole run is the tail work. Here one slow-path attempt
     (5 us) and one order-9 block handed out, prep_new_page's post_alloc_hook (2 us) and its
     512 base pages' prep_compound_page tails (0.01 us each: 5.12 us), every other cost off:
-    12.12 us of kernel time on one CPU, no sleep, nothing in migrate_pages."""
-    from migsim.kernel.compaction import NR_WORK, W_ALLOC, W_ALLOC_PAGES, W_SLOWPATH, CompactionLog
+    12.12 us, and two isolate_freepages() calls (0.5 us each): 13.12 us of kernel time on one
+    CPU, no sleep, nothing in migrate_pages."""
+    from migsim.kernel.compaction import (
+        NR_WORK,
+        W_ALLOC,
+        W_ALLOC_PAGES,
+        W_ISOLATE_FREE,
+        W_SLOWPATH,
+        CompactionLog,
+    )
     from migsim.studies.compaction import cost_log
 
     off = {
@@ -1319,18 +1328,20 @@ def test_costing_of_a_run_without_migrations_is_its_tail(round_platform):
         compaction__slowpath_us=5.0,
         compaction__post_alloc_hook_us=2.0,
         compaction__compound_tail_us=0.01,
+        compaction__isolate_freepages_us=0.5,
     )
     tail = np.zeros(NR_WORK, dtype=np.int64)
-    tail[[W_SLOWPATH, W_ALLOC, W_ALLOC_PAGES]] = (1, 1, 512)
+    tail[[W_SLOWPATH, W_ALLOC, W_ALLOC_PAGES, W_ISOLATE_FREE]] = (1, 1, 512, 2)
     log = CompactionLog(
         pages=np.zeros(0, dtype=np.int64), work=np.zeros((0, NR_WORK), np.int64), tail=tail
     )
     cost = cost_log(log, p, dma=False, busy=False)
     assert cost.work_s["post_alloc_hook (prep_new_page)"] == pytest.approx(2.0 * US)
     assert cost.work_s["prep_compound_page"] == pytest.approx(5.12 * US)
-    assert cost.compaction_s == pytest.approx(12.12 * US, rel=1e-12) and cost.migrate_s == 0.0
+    assert cost.work_s["isolate_freepages"] == pytest.approx(1.0 * US)
+    assert cost.compaction_s == pytest.approx(13.12 * US, rel=1e-12) and cost.migrate_s == 0.0
     t = cost.timeline
-    assert t.wall_s == pytest.approx(12.12 * US, rel=1e-12)
+    assert t.wall_s == pytest.approx(13.12 * US, rel=1e-12)
     assert t.sys_s == t.wall_s and t.nr_sleeps == 0
 
 

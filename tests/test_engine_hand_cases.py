@@ -1495,3 +1495,21 @@ def test_a_rows_capture_counts_and_platform(round_platform):
     assert r["capture_in_drain"] > 0
     assert r["pages_after_capture"] == 32 * r["capture_in_drain"]
     assert r["platform"] == round_platform.name == "epyc-zen3-ptdma"
+
+
+def test_the_trial_factor_scales_a_dma_sleep_but_not_the_idle_states_exit(round_platform):
+    """cost_log(scale=2) of one offloaded call of 32 pages: the engine's time, the interrupt
+    and the switch from idle all take twice as long (the trial factor is the machine running
+    slower or faster), the exit from the idle state is the state's own latency (C1: 1 us,
+    not scaled; test_a_dma_wake_up_scales_with_the_trial_factor): sleep(2) = 2 x sleep(1) - 1 us.
+    """
+    from migsim.kernel.compaction import NR_WORK, CompactionLog
+    from migsim.studies.compaction import cost_log
+
+    log = CompactionLog(
+        pages=np.array([32]), work=np.zeros((1, NR_WORK), np.int64), tail=np.zeros(NR_WORK, int)
+    )
+    one = cost_log(log, round_platform, dma=True, busy=False).calls.sleep_s[0]
+    two = cost_log(log, round_platform, dma=True, busy=False, scale=2.0).calls.sleep_s[0]
+    assert round_platform.sched.c1_exit_us == 1.0
+    assert two == pytest.approx(2 * one - 1.0 * US, rel=1e-9)

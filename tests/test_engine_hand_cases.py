@@ -1513,3 +1513,73 @@ def test_the_trial_factor_scales_a_dma_sleep_but_not_the_idle_states_exit(round_
     two = cost_log(log, round_platform, dma=True, busy=False, scale=2.0).calls.sleep_s[0]
     assert round_platform.sched.c1_exit_us == 1.0
     assert two == pytest.approx(2 * one - 1.0 * US, rel=1e-9)
+
+
+def test_make_copier_passes_the_fallback_and_counts_whole_folios(round_platform):
+    """make_copier("dma", fallback=...): with half of the descriptors failing, "batch" (v3/v4:
+    a failure aborts the batch, cleanup_dma_work) sends all 100 folios of the batch back to
+    the CPU (P(no failure) = 2^-100), "folio" only the failed ones (binomial(100, 0.5));
+    the counts are whole folios (int64), also without failures."""
+    from migsim.cost.copiers import make_copier
+
+    nr, nbytes = np.array([100, 0]), np.array([100 * 4096.0, 0.0])
+    out = {}
+    for mode in ("batch", "folio"):
+        c = make_copier("dma", channels=1, fail_rate=0.5, fallback=mode)
+        assert c.fallback_mode == mode
+        out[mode] = c.copy_batches(nr, nbytes, round_platform, np.random.default_rng(1))
+    assert out["batch"].failed.tolist() == [100, 0]
+    assert 0 < out["folio"].failed[0] < 100
+    assert out["folio"].offloaded[0] == 100 - out["folio"].failed[0]
+    ok = make_copier("dma", channels=1).copy_batches(nr, nbytes, round_platform, None)
+    assert ok.failed.tolist() == [0, 0] and ok.offloaded.tolist() == [100, 0]
+    for r in (*out.values(), ok):
+        assert r.failed.dtype == np.int64 and r.offloaded.dtype == np.int64
+
+
+def test_idle_timeline_switches_and_the_ticks_bound(round_platform):
+    """run_timeline() alone on its CPU: each DMA sleep is two context switches (to the idle
+    task and back): 3 sleeps, 6 switches; a tick taking half the CPU or more (1000 Hz x 500
+    us) is refused with the numbers."""
+    from migsim.cost.timeline import run_timeline
+
+    t = run_timeline(np.full(4, 10e-6), np.full(3, 50e-6), round_platform, busy=False)
+    assert (t.nr_sleeps, t.context_switches) == (3, 6)
+    bad = round_platform.replace(sched__tick_hz=1000.0, sched__tick_irq_us=500.0)
+    with pytest.raises(ValueError, match=r"the tick takes 50\.0% of the CPU; must be below 50%"):
+        run_timeline(np.full(2, 10e-6), np.full(1, 50e-6), bad, busy=False)
+
+
+def test_a_platform_without_a_section_is_refused_naming_it(tmp_path):
+    """load_platform(): a file without the dma section names the file and the section."""
+    import yaml
+
+    from migsim.cost.platform import DEFAULT_PLATFORM, PlatformError, load_platform
+
+    doc = yaml.safe_load(DEFAULT_PLATFORM.read_text())
+    del doc["parameters"]["dma"]
+    path = tmp_path / "nodma.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(PlatformError, match=rf"^platform: {path}: missing section 'dma'$"):
+        load_platform(path)
+
+
+def test_free_block_bounds_widen_by_256_per_changed_pageblock():
+    """free_blocks_total_range(): the bounds on the free block count without a recount widen
+    by 256 (the most free blocks of order 0-8 one pageblock can hold) per pageblock changed
+    since the last exact count. 16 pageblocks, pfns 1526..2057 allocated: block 2 keeps its
+    first 502 pages free (7 buddy blocks: 256+128+64+32+16+4+2), block 3 none, block 4 its last
+    502 (7); 13 whole pageblocks, 6 of them in aligned pairs: 7 order-9/10 blocks; 21 in all.
+    Freeing pfns 1526..1545 (block 2's last 10, block 3's first 10) through the vectorised
+    accounting makes block 2 whole (14 whole, still 6 pairs: 8) and dirties two pageblocks:
+    (max(14 + 8 - 512, 8), 14 + 8 + 512) = (8, 534); the exact count is 8 + 2 (block 3: 8 + 2
+    pages) + 7 = 17."""
+    from migsim.kernel.zone import ALLOCATED, Zone
+
+    z = Zone(16 * 512)
+    z.state[1526:2058] = ALLOCATED
+    z.recount()
+    assert z.free_area_counts().sum() == 21 and z.free_blocks_total_range() == (21, 21)
+    z.free_to_buddy(np.arange(1526, 1546))
+    assert z.free_blocks_total_range() == (8, 534)
+    assert z.free_area_counts().sum() == 17 and z.free_blocks_total_range() == (17, 17)

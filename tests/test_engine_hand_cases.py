@@ -1583,3 +1583,27 @@ def test_free_block_bounds_widen_by_256_per_changed_pageblock():
     z.free_to_buddy(np.arange(1526, 1546))
     assert z.free_blocks_total_range() == (8, 534)
     assert z.free_area_counts().sum() == 17 and z.free_blocks_total_range() == (17, 17)
+
+
+def test_a_skipped_block_does_not_move_the_cached_migrate_pfn():
+    """isolate_migratepages(): a pageblock marked skip is passed before its migratetype is
+    looked at (isolation_suitable() fails first: `continue` without update_cached_migrate), so
+    an unmovable block 0 that is also marked skip leaves the async cached migrate pfn at 0,
+    where test_async_direct_compaction_takes_only_movable_source_blocks' unmarked one moves it
+    to 1024; block 1's first 32 LRU pages are isolated either way. reset_cached_positions()
+    puts the free scanner at the zone's last pageblock (pageblock_start_pfn(zone_end - 1))."""
+    from migsim.kernel.compaction import MIGRATE_ASYNC, CompactControl
+    from migsim.kernel.zone import LRU, MIGRATE_UNMOVABLE, Zone
+
+    z = Zone(8 * 512)
+    z.state[: 4 * 512] = LRU
+    z.recount()
+    z.migratetype[0] = MIGRATE_UNMOVABLE
+    z.skip[0] = True
+    cc = CompactControl(order=9, mode=MIGRATE_ASYNC, direct_compaction=True, free_pfn=7 * 512)
+    c = _compactor(z)
+    c.isolate_migratepages(cc)
+    assert sorted(np.concatenate(cc.migratepages).tolist()) == list(range(512, 544))
+    assert z.compact_cached_migrate_pfn == [0, 0]
+    c.reset_cached_positions()
+    assert z.compact_cached_free_pfn == 7 * 512 and z.compact_cached_migrate_pfn == [0, 0]

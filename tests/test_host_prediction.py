@@ -22,6 +22,14 @@ are printed and counted, never judged: the drift rule reads the two predictions 
 the measured counters. A wrong model misses: the counters span 5,000 to 600,000 pages from run
 to run.
 
+Known limit (session 3, 2-core VM shared with 6 other jobs): what changes during the real
+compaction itself no rule before the trigger can see. At load average 6-15 ten passes in a
+row passed (30 kept runs); at load 18-21, 3 of the next 4 passes failed, each on one kept run
+whose two snapshots agreed but whose real compaction stopped early (pgmigrate_success +74.4%,
++137.8% and +36.7% over-predicted; the twin's predictions from saved snapshots are the same
+with the code of both loops). The compacting write runs under SCHED_FIFO (probe.realtime), so
+it is not preempted, but the other CPU keeps running.
+
 Needs root (the probe writes compact_memory, /proc/kpageflags is root-only)."""
 
 from __future__ import annotations

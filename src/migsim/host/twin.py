@@ -743,8 +743,7 @@ def twin_run(
     (``sync``), read the snapshot files twice back to back, run the real compact_memory right
     after the second read (the write under SCHED_FIFO, ``probe.realtime``, timed in wall and
     in the writing thread's CPU seconds; tracing mm_migrate_pages where tracefs is mounted),
-    then predict
-    the same compaction from both snapshots. The prediction is the second's; ``drift`` lists
+    then predict the same compaction from both snapshots. The prediction is the second's; ``drift`` lists
     where the two differ by more than the drift rule allows (DRIFT_REL): such a run is to be
     discarded, not judged. Returns {"measured", "predicted", "predicted_first", "drift",
     "calls", "snapshot", ...}."""
@@ -805,10 +804,11 @@ def twin_run(
         },
         "seed": seed,
         "nice": nice,  # of the reading and compacting task (snapshot.high_priority)
-        "policy": policy,  # its scheduling policy for the reads and the write (probe.realtime)
+        "policy": policy,  # its scheduling policy for the write (probe.realtime)
         "loadavg": list(load),  # 1, 5, 15 minutes, just before the reads
         # the writing thread's CPU seconds during the write (CLOCK_THREAD_CPUTIME_ID): the
-        # compaction's own work, what the model charges; getrusage's split of the process's
+        # compaction's own work, what the model charges; sys/user: getrusage's split of the
+        # process's CPU seconds from the end of the reads to the end of the write
         "cpu_seconds": times["cpu_s"],
         "sys_seconds": r1.ru_stime - r0.ru_stime,
         "user_seconds": r1.ru_utime - r0.ru_utime,

@@ -252,7 +252,7 @@ class Compactor:
         self._acc = [0] * NR_WORK
         # the log as flat int32 arrays (a list of lists costs ~250 bytes a call, 12 MB at
         # full scale; int32 halves the 10 MB of int64), each widened to int64 the first time
-        # a value does not fit (_append): pages per call, NR_WORK counters per call,
+        # a value does not fit (_widen): pages per call, NR_WORK counters per call,
         # NR_MARK_COLS per mark
         self._calls_pages = array("i")
         self._calls_work = array("i")

@@ -1607,3 +1607,44 @@ def test_a_skipped_block_does_not_move_the_cached_migrate_pfn():
     assert z.compact_cached_migrate_pfn == [0, 0]
     c.reset_cached_positions()
     assert z.compact_cached_free_pfn == 7 * 512 and z.compact_cached_migrate_pfn == [0, 0]
+
+
+def test_the_free_scanner_passes_an_unmovable_block():
+    """isolate_freepages() -> suitable_migration_target(): a pageblock that is not MOVABLE is
+    no migration target (unless the last priority ignores block suitability). Block 7 is
+    UNMOVABLE with 100 free pages, block 6 MOVABLE with 100 free from offset 200: the 100
+    targets for 100 pages to migrate are all block 6's (pfns 3272..3371), none of block 7's."""
+    from migsim.kernel.compaction import CompactControl
+    from migsim.kernel.zone import FREE, LRU, MIGRATE_UNMOVABLE, Zone
+
+    z = Zone(8 * 512)
+    z.state[:] = LRU
+    z.state[7 * 512 : 7 * 512 + 100] = FREE
+    z.migratetype[7] = MIGRATE_UNMOVABLE
+    z.state[6 * 512 + 200 : 6 * 512 + 300] = FREE
+    z.recount()
+    cc = CompactControl(order=9, free_pfn=7 * 512, nr_migratepages=100)
+    _compactor(z).isolate_freepages(cc)
+    got = np.concatenate(cc.freepages)
+    assert sorted(got.tolist()) == list(range(3272, 3372))
+
+
+def test_zone_check_names_the_invariant_broken_and_free_lists_of_a_whole_zone():
+    """Zone.check() raises AssertionError naming the first invariant broken: a per-pageblock
+    free count, the count of free order-10 blocks, the pcp count. A zone of 4 whole free
+    pageblocks has no free block below order 9 (free_list(3) is empty) and two order-10
+    blocks at pfns 0 and 1024."""
+    from migsim.kernel.zone import Zone
+
+    z = Zone(4 * 512)
+    assert z.free_list(3).tolist() == [] and z.free_list(10).tolist() == [0, 1024]
+    z.check()
+    for broken, why in (
+        (lambda z: z.nr_free_pb.__setitem__(0, 511), "per-pageblock free counts out of sync"),
+        (lambda z: setattr(z, "_nr_pairs", 1), "count of free order-10 blocks out of sync"),
+        (lambda z: setattr(z.pcp, "count", 1), "pcp->count out of sync"),
+    ):
+        z = Zone(4 * 512)
+        broken(z)
+        with pytest.raises(AssertionError, match=f"^{re.escape(why)}$"):
+            z.check()

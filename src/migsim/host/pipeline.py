@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import altair as alt
 import polars as pl
 
 from migsim.cost.platform import atomic_write_text
 from migsim.host import probe
 from migsim.output.tables import read_metadata, write_parquet
+
+if TYPE_CHECKING:
+    import altair as alt
 
 MEASURED_COLOUR = "#e45756"
 SIMULATED_COLOUR = "#4c78a8"
@@ -198,6 +201,9 @@ def host_chart(df: pl.DataFrame) -> alt.FacetChart | alt.Chart:
     """Simulated against measured compaction, per fragmentation ratio: pages per CPU second,
     pages per wall second and pages migrated (rows), one column per pattern; measured runs as
     points with their medians joined by a line, simulated medians as a dashed line."""
+    import altair as alt  # here, not at import: workflow/rules/host.smk imports this module
+    # at every snakemake start for its parameters (about 0.5 CPU s of altair each time)
+
     if df.height == 0:
         data = pl.DataFrame({"text": ["host compaction: no data"]})
         return alt.Chart(data).mark_text(size=14).encode(text="text:N")
@@ -406,6 +412,8 @@ def twin_markdown(doc: dict) -> str:
 
 def twin_parity_chart(doc: dict) -> alt.Chart | alt.FacetChart:
     """Measured against predicted, one panel per counter (log scales), a point per run."""
+    import altair as alt  # here, not at import (see host_chart)
+
     t = twin_table(doc)
     if t.height == 0:
         data = pl.DataFrame({"text": [f"host twin: no runs ({doc.get('skipped', '')})"]})
@@ -476,6 +484,8 @@ def twin_calls_frame(doc: dict) -> pl.DataFrame:
 def twin_calls_chart(doc: dict) -> alt.Chart | alt.FacetChart:
     """Pages per migrate_pages() call over the call index, real against simulated, a row per
     run (empty where tracefs was not mounted: the real calls are not observable)."""
+    import altair as alt  # here, not at import (see host_chart)
+
     df = twin_calls_frame(doc)
     if df.height == 0:
         data = pl.DataFrame({"text": ["host twin: no per-call data (no runs, or no tracefs)"]})

@@ -1648,3 +1648,22 @@ def test_zone_check_names_the_invariant_broken_and_free_lists_of_a_whole_zone():
         broken(z)
         with pytest.raises(AssertionError, match=f"^{re.escape(why)}$"):
             z.check()
+
+
+def test_deferred_and_defer_reset_marks_by_hand():
+    """compaction_deferred() (mm_compaction_deferred) after one defer_compaction(9) on a fresh
+    zone: shift 1, order_failed stays 0 (defer_compaction only lowers it), so the first call
+    of order 9 is deferred (considered 1 < limit 2: fields (9, 1, 1, 0)) and
+    the second is not (considered reaches 2: no event); compaction_defer_reset(9, success)
+    (mm_compaction_defer_reset) clears considered and shift and raises order_failed to 10:
+    (9, 0, 0, 10). Each event is marked under its own kind."""
+    from migsim.kernel.compaction import M_DEFER_RESET, M_DEFERRED, MARK_ARGS, Compactor
+    from migsim.kernel.zone import Zone
+
+    c = Compactor(Zone(8 * 512), trace=True)
+    c.defer_compaction(9)
+    assert c.compaction_deferred(9) and not c.compaction_deferred(9)
+    c.compaction_defer_reset(9, True)
+    marks = c.log().marks
+    assert marks[marks[:, 0] == M_DEFERRED][:, MARK_ARGS:].tolist() == [[9, 1, 1, 0]]
+    assert marks[marks[:, 0] == M_DEFER_RESET][:, MARK_ARGS:].tolist() == [[9, 0, 0, 10]]

@@ -23,12 +23,13 @@ the measured counters. A wrong model misses: the counters span 5,000 to 600,000 
 to run.
 
 Known limit (session 3, 2-core VM shared with 6 other jobs): what changes during the real
-compaction itself no rule before the trigger can see. At load average 6-15 ten passes in a
-row passed (30 kept runs); at load 18-21, 3 of the next 4 passes failed, each on one kept run
-whose two snapshots agreed but whose real compaction stopped early (pgmigrate_success +74.4%,
-+137.8% and +36.7% over-predicted; the twin's predictions from saved snapshots are the same
-with the code of both loops). The compacting write runs under SCHED_FIFO (probe.realtime), so
-it is not preempted, but the other CPU keeps running.
+compaction itself no rule before the trigger can see. One loop of ten passes (load 6-15, 30
+kept runs) passed ten in a row; the next loop of ten (load 11-21) failed 5 times, each time on
+one kept run whose two snapshots agreed but whose real compaction stopped early
+(pgmigrate_success +74.4%, +137.8%, +36.7%, +243.4% over-predicted; once
+compact_migrate_scanned +16.9%). The twin's predictions from saved snapshots are the same with
+the code of both loops. The compacting write runs under SCHED_FIFO (probe.realtime), so it is
+not preempted, but the other CPU keeps running.
 
 Needs root (the probe writes compact_memory, /proc/kpageflags is root-only)."""
 

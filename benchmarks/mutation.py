@@ -18,16 +18,17 @@ surrounding code never reaches) are listed in mutation_equivalent.txt beside thi
 line each: ``function | original line | mutated line | why`` (``*`` matches any line); they are
 matched by their text, so a renumbering of mutants does not break the list.
 
-A full run has about 6200 mutants, more than 2 cores test in 15 minutes: generating them
-and mutmut's stats pass cost about 130 CPU seconds, each mutant about 2 (its fork runs only
+A full run has about 6300 mutants, more than 2 cores test in 15 minutes: generating them
+and mutmut's stats pass cost about 130 CPU seconds, each mutant about 3 (its fork runs only
 the tests that reached its function in the stats pass, fastest first, and a killed mutant
-stops at its first failing test), so all of them take about 12,000 CPU seconds (100 minutes on
-2 idle cores) and ``--sample N`` (default 400) about 130 + 2N (400: about 900 CPU seconds,
-8 minutes on 2 idle cores; measured in CPU seconds on a shared machine, so an estimate of the
-idle time). The sample is deterministic, N mutants spread evenly over every module and
-function (every k-th mutant in name order), and the score is then an estimate (its 95%
-Wilson interval is printed); ``--sample 0`` tests all of them. The printed ``cpu_seconds``
-(every process of the run) divided by the cores is the run's time on an idle machine.
+stops at its first failing test), so all of them take about 19,000 CPU seconds (2.6 hours on
+2 idle cores) and ``--sample N`` (default 400) about 130 + 3N (measured: 1292 CPU seconds
+for 396 mutants, about 11 minutes on 2 idle cores; measured in CPU seconds on a shared
+machine, so an estimate of the idle time). The sample is deterministic, N mutants spread
+evenly over every module and function (every k-th mutant in name order), and the score is
+then an estimate (its 95% Wilson interval is printed); ``--sample 0`` tests all of them.
+The printed ``cpu_seconds`` (every process of the run) divided by the cores is the run's
+time on an idle machine.
 
 ``--audit`` instead applies each hand-made mutation of mutation_audit.txt (the mutations an
 audit of the suite found surviving: ``module | original text | mutated text | tests``) to a

@@ -12,9 +12,13 @@ import pytest
 from pipeline_util import copy_workflow, smoke_run, snakemake
 
 from migsim.formats import mmtests
-from migsim.output.tables import ALLOC_LATENCY_SUMMARY, TRACE_EVENTS
+from migsim.formats.trace import TRACE_EVENTS
 from migsim.studies.compaction import COMPACTION_RUNS, simulate
-from migsim.studies.kernel_formats import summarise_alloc_latency, write_trace
+from migsim.studies.kernel_formats import (
+    ALLOC_LATENCY_SUMMARY,
+    summarise_alloc_latency,
+    write_trace,
+)
 
 
 def two_runs() -> list[mmtests.RunStats]:

@@ -74,7 +74,7 @@ def test_series_page_lists_every_published_number(tmp_path, platform):
 
     from migsim.calibrate.series import REFERENCE_DIR
     from migsim.cost.platform import DEFAULT_PLATFORM
-    from migsim.pipeline import series_page
+    from migsim.studies.series import series_page
 
     out = tmp_path / "published"
     series_page(

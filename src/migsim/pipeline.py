@@ -716,49 +716,6 @@ def draw_figure(name: str, summary_path: str, out_stem: str, bundle: str | None 
     figures.save_chart(chart, out_stem, bundle=bundle)
 
 
-def series_reference_files(basedir: str | os.PathLike) -> list[str]:
-    """The reference CSVs the series page reads (config/reference beside the workflow)."""
-    from migsim.calibrate.series import TABLES
-
-    ref = Path(basedir) / "config" / "reference"
-    return [str(ref / name) for name, _ in TABLES.values()]
-
-
-def series_page(
-    platform_path: str,
-    reference_dir: str,
-    out_csv: str,
-    out_md: str,
-    out_fig: str,
-    out_parquet: str | None = None,
-):
-    """Every published throughput number of the series beside its simulation: a CSV and a
-    Parquet file (sorted, the same rows), a Markdown table and a figure (HTML, SVG, PNG at
-    `out_fig` without suffix)."""
-    import polars as pl
-
-    from migsim.atomic import atomic_write_text
-    from migsim.cost.platform import load_platform
-    from migsim.output import figures
-    from migsim.studies.series import SERIES_COLUMNS, series_markdown, series_rows
-
-    rows = series_rows(load_platform(platform_path), Path(reference_dir))
-    df = pl.DataFrame(rows).select(SERIES_COLUMNS)
-    keys = ["rfc", "table", "mode", "placement", "channels_or_threads", "folio_size", "folios"]
-    table = df.sort(keys, nulls_last=True)
-    atomic_write_text(out_csv, table.write_csv(float_precision=4))
-    if out_parquet:
-        import io
-
-        from migsim.atomic import atomic_write_bytes
-
-        buf = io.BytesIO()
-        table.write_parquet(buf)
-        atomic_write_bytes(out_parquet, buf.getvalue())
-    atomic_write_text(out_md, "# Every published number of the series\n\n" + series_markdown(rows))
-    figures.save_chart(figures.series_chart(df), out_fig)
-
-
 def write_index(
     out_path: str,
     *,

@@ -1,6 +1,8 @@
 # Every published throughput number of the series (all reference tables, every version)
 # beside its simulation with the 90% interval: fitted or predicted, error, inside or not.
 
+import migsim.studies.series as series_study
+
 
 localrules:
     series_page,
@@ -9,7 +11,7 @@ localrules:
 rule series_page:
     input:
         platform=PLATFORM,
-        references=mp.series_reference_files(workflow.basedir),
+        references=series_study.reference_files(workflow.basedir),
         code=ENGINE,
     output:
         csv=f"{RESULTS}/series/published.csv",

@@ -1,8 +1,9 @@
-"""Snakemake adapter of rule series_page: migsim.pipeline.series_page."""
+"""Snakemake adapter of rule series_page: migsim.studies.series.series_page."""
 
 from pathlib import Path
 
-from migsim.pipeline import job_log, series_page
+from migsim.pipeline import job_log
+from migsim.studies.series import series_page
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)
 

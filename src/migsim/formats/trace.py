@@ -52,8 +52,43 @@ from migsim.kernel.compaction import (
     CompactionLog,
 )
 from migsim.kernel.vmstat import mark_times, percentiles, run_clock
-from migsim.output.tables import TRACE_EVENTS
+from migsim.output.schema import F64, I32, I64, S, Schema, _c
 from migsim.units import PAGEBLOCK_NR_PAGES
+
+TRACE_EVENTS = Schema(
+    name="trace_events",
+    doc="One row per tracepoint event of a compaction run (simulated or imported).",
+    columns=(
+        _c("seq", I64, "", "position of the event in the trace, from 0"),
+        _c("time_s", F64, "s", "timestamp (simulated: from the start of the run)"),
+        _c("task", S, "", "task name (comm)"),
+        _c("pid", I64, "", "task pid"),
+        _c("cpu", I32, "", "CPU the event was recorded on"),
+        _c("event", S, "", "tracepoint name"),
+        _c("start_pfn", I64, "pfn", "isolate events: start of the scanned range"),
+        _c("end_pfn", I64, "pfn", "isolate events: where the scan stopped"),
+        _c("nr_scanned", I64, "pages", "isolate events: pfns scanned"),
+        _c("nr_taken", I64, "pages", "isolate events: pages isolated"),
+        _c("nr_succeeded", I64, "pages", "mm_migrate_pages nr_succeeded, migratepages nr_migrated"),
+        _c("nr_failed", I64, "pages", "mm_migrate_pages / mm_compaction_migratepages nr_failed"),
+        _c("order", I32, "", "allocation order (-1: compact_memory)"),
+        _c("status", S, "", "compaction status or ret, migrate mode, or compaction mode"),
+        _c("text", S, "", "the event's fields as printed (TP_printk)"),
+    ),
+    sort_by=("seq",),
+    nulls_allowed=frozenset(
+        {
+            "start_pfn",
+            "end_pfn",
+            "nr_scanned",
+            "nr_taken",
+            "nr_succeeded",
+            "nr_failed",
+            "order",
+            "status",
+        }
+    ),
+)
 
 SIM_TASK, SIM_PID, SIM_CPU = "insmod", 1000, 0  # the test module's loop, pinned to CPU 0
 SIM_NODE, SIM_ZONE = 0, "Normal"

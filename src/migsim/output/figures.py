@@ -1,4 +1,4 @@
-"""Altair figure helpers every study shares, the series figure, and ``save_chart`` that
+"""Altair figure helpers every study shares, and ``save_chart`` that
 writes a chart as offline HTML (Vega bundle inlined), SVG and PNG through vl-convert.
 
 The figures of each study are pure builders in its study module (the published experiments'
@@ -65,7 +65,6 @@ def _parity_axes(lo: float, hi: float, simulated: str):
 # sd, 25%) of it (the v4 reproduction criterion of issue 11)
 PARITY_TOLERANCE = 0.25
 MISFIT_COLOUR = "#c0392b"  # labels of the cells (bars) outside the tolerance
-SERIES_LABELS = 8  # the series figure labels its worst cells outside the tolerance, at most
 
 
 def _tolerance_band(lo: float, hi: float, scale: alt.Scale) -> alt.Chart:
@@ -79,84 +78,6 @@ def _tolerance_band(lo: float, hi: float, scale: alt.Scale) -> alt.Chart:
         .mark_area(color="#4c78a8", opacity=0.08)
         .encode(x=alt.X("a:Q", scale=scale), y=alt.Y("b_lo:Q", scale=scale), y2="b_hi:Q")
     )
-
-
-def series_chart(rows: pl.DataFrame) -> alt.LayerChart | alt.Chart:
-    """Every published throughput number of the series (migsim.studies.series.series_rows) against
-    its simulation, log-log: the simulated mean with its 90% prediction interval, colour by
-    table, filled where the cell was fitted and hollow where it is a prediction."""
-    if rows.height == 0:
-        return _empty("Every published number of the series")
-    data = rows.with_columns(
-        pl.when(pl.col("fitted"))
-        .then(pl.lit("fitted"))
-        .otherwise(pl.lit("predicted"))
-        .alias("use"),
-        pl.col("channels_or_threads").cast(pl.String).fill_null("").alias("k"),
-    )
-    lo = 0.8 * float(min(data["lo"].min(), data["published_gbps"].min()))
-    hi = 1.2 * float(max(data["hi"].max(), data["published_gbps"].max()))
-    scale, x, y, diag = _parity_axes(lo, hi, "simulated_gbps")
-    colour = alt.Color("table:N", title="table")
-    base = alt.Chart(data)
-    bars = base.mark_rule(opacity=0.5).encode(
-        x=x, y=alt.Y("lo:Q", scale=scale), y2="hi:Q", color=colour
-    )
-    tooltip = [alt.Tooltip(f"{c}:N") for c in ("rfc", "table", "mode", "k", "folio_size", "use")]
-    tooltip += [alt.Tooltip("folios:Q"), alt.Tooltip("published_gbps:Q", format=".2f")]
-    tooltip += [alt.Tooltip(f"{c}:Q", format=".2f") for c in ("simulated_gbps", "lo", "hi")]
-    tooltip += [alt.Tooltip("error_pct:Q", format="+.1f", title="error %")]
-    points = base.mark_point(size=45).encode(
-        x=x,
-        y=y,
-        color=colour,
-        # the fill repeats the colour (fitted) or leaves the mark hollow: no second legend
-        fill=alt.condition(
-            alt.datum.use == "fitted", colour.legend(None), alt.value("transparent")
-        ),
-        shape=alt.Shape("use:N", title="cell"),
-        tooltip=tooltip,
-    )
-    worst = (
-        data.filter(pl.col("error_pct").abs() > 100 * PARITY_TOLERANCE)
-        .sort(pl.col("error_pct").abs(), descending=True)
-        .head(SERIES_LABELS)
-        .with_columns(
-            pl.format(
-                "{} {} {} {} ({}%)",
-                pl.col("rfc"),
-                pl.col("mode"),
-                pl.col("k"),
-                pl.col("folio_size"),
-                pl.col("error_pct").round(0).cast(pl.Int64),
-            )
-            .str.replace(r"\((\d)", "(+$1")
-            .str.replace("  ", " ")
-            .alias("label")
-        )
-    )
-    # labels to the right of their points, moved apart where the points crowd
-    worst = worst.with_columns(
-        pl.Series("label_y", _spread_labels(worst["simulated_gbps"].to_list(), lo, hi, 440))
-    )
-    layers = [_tolerance_band(lo, hi, scale), diag, bars, points]
-    if worst.height:
-        layers.append(
-            alt.Chart(worst)
-            .mark_text(align="left", dx=9, fontSize=10, color=MISFIT_COLOUR)
-            .encode(x=x, y=alt.Y("label_y:Q", scale=scale), text="label:N")
-        )
-    n_in = int(data["inside"].sum())
-    n_out = data.filter(pl.col("error_pct").abs() > 100 * PARITY_TOLERANCE).height
-    title = alt.Title(
-        f"Every published number of the series: {data.height} cells, "
-        f"{n_in} inside the simulated 90% interval",
-        subtitle=(
-            f"shaded: ±{PARITY_TOLERANCE:.0%} of the published value; {n_out} cells outside it, "
-            f"the {worst.height} worst labelled (version, mode, channels or threads, error)"
-        ),
-    )
-    return alt.layer(*layers).properties(title=title, width=440, height=440)
 
 
 def _bundle_key() -> str:
@@ -225,7 +146,7 @@ def save_chart(
     atomic_write_bytes(stem.with_suffix(".png"), raw.getvalue())
 
 
-__all__ = ["save_chart", "series_chart", "write_javascript_bundle"]
+__all__ = ["save_chart", "write_javascript_bundle"]
 
 
 # ---------------------------------------------------------------------------------------------

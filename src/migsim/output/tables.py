@@ -1,10 +1,10 @@
 """Parquet files and the tables every study shares: writing (atomic, sorted, with metadata)
 and reading run files, the setups of the published measurements (``PUBLISHED_SETUPS``: a
-summary compares a cell with its published value only for a run of that setup), the schemas of
-the allocation latency summary and of the trace events, and the re-exported declarations of
-``migsim.output.schema``. Each published experiment declares its own run and summary schemas,
-summary and tables in its study module (``migsim.studies.throughput``, ``.compaction``; every
-schema: ``migsim.studies.schemas()``).
+summary compares a cell with its published value only for a run of that setup), and the
+re-exported declarations of ``migsim.output.schema``. Each published experiment declares its
+own schemas, summary and tables in its study module (``migsim.studies.throughput``,
+``.compaction``, ``.kernel_formats``; the trace events' schema is the trace format's,
+``migsim.formats.trace.TRACE_EVENTS``; every schema: ``migsim.studies.schemas()``).
 
 Files are written atomically (temporary name, then ``os.replace``), sorted explicitly, with
 key/value metadata: migsim version, configuration hash, seed, schema name. No timestamp goes
@@ -42,64 +42,6 @@ from migsim.output.schema import (  # noqa: F401  (the declarations, re-exported
     table_page,
 )
 from migsim.units import COMPACT_CLUSTER_MAX, HPAGE_PUD_NR
-
-# ---------------------------------------------------------------------------------------------
-# Schemas
-# ---------------------------------------------------------------------------------------------
-
-
-TRACE_EVENTS = Schema(
-    name="trace_events",
-    doc="One row per tracepoint event of a compaction run (simulated or imported).",
-    columns=(
-        _c("seq", I64, "", "position of the event in the trace, from 0"),
-        _c("time_s", F64, "s", "timestamp (simulated: from the start of the run)"),
-        _c("task", S, "", "task name (comm)"),
-        _c("pid", I64, "", "task pid"),
-        _c("cpu", I32, "", "CPU the event was recorded on"),
-        _c("event", S, "", "tracepoint name"),
-        _c("start_pfn", I64, "pfn", "isolate events: start of the scanned range"),
-        _c("end_pfn", I64, "pfn", "isolate events: where the scan stopped"),
-        _c("nr_scanned", I64, "pages", "isolate events: pfns scanned"),
-        _c("nr_taken", I64, "pages", "isolate events: pages isolated"),
-        _c("nr_succeeded", I64, "pages", "mm_migrate_pages nr_succeeded, migratepages nr_migrated"),
-        _c("nr_failed", I64, "pages", "mm_migrate_pages / mm_compaction_migratepages nr_failed"),
-        _c("order", I32, "", "allocation order (-1: compact_memory)"),
-        _c("status", S, "", "compaction status or ret, migrate mode, or compaction mode"),
-        _c("text", S, "", "the event's fields as printed (TP_printk)"),
-    ),
-    sort_by=("seq",),
-    nulls_allowed=frozenset(
-        {
-            "start_pfn",
-            "end_pfn",
-            "nr_scanned",
-            "nr_taken",
-            "nr_succeeded",
-            "nr_failed",
-            "order",
-            "status",
-        }
-    ),
-)
-
-ALLOC_LATENCY_SUMMARY = Schema(
-    name="alloc_latency_summary",
-    doc=(
-        "Quantiles of the per-allocation latency (slow-path entry to page returned) of each "
-        "compaction mode, pooled over its runs: 101 rows per mode (q = 0, 0.01, .., 1)."
-    ),
-    columns=(
-        _c("mode", S, "", "baseline, dma, busy-baseline or busy-dma"),
-        _c("mode_order", I32, "", "position of the mode in the published table"),
-        _c("q", F64, "fraction", "quantile"),
-        _c("latency_us", F64, "us", "latency at quantile q"),
-        _c("n", I64, "allocations", "allocations that entered the slow path, over all runs"),
-        _c("platform", S, "", "platform name"),
-    ),
-    sort_by=("mode_order", "mode", "q"),
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # Parquet I/O

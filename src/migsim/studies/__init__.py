@@ -182,8 +182,9 @@ def figure_builder(name: str) -> Callable[[pl.DataFrame], Any]:
 def schemas() -> dict[str, Schema]:
     """Every Parquet schema of the published experiments' files by name: the run and summary
     files, the allocation latency summary and the trace events (results/README.md)."""
-    from migsim.output.tables import ALLOC_LATENCY_SUMMARY, TRACE_EVENTS
+    from migsim.formats.trace import TRACE_EVENTS
     from migsim.studies.compaction import COMPACTION_RUNS, COMPACTION_SUMMARY
+    from migsim.studies.kernel_formats import ALLOC_LATENCY_SUMMARY
     from migsim.studies.throughput import THROUGHPUT_RUNS, THROUGHPUT_SUMMARY
 
     return {

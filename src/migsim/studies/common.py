@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 from migsim.cost.platform import Platform
 from migsim.digest import cell_seed
-from migsim.output.schema import F64, I64, Column, polars_dtype
+from migsim.output.schema import F64, I64, _c, polars_dtype
 from migsim.units import COMPACT_CLUSTER_MAX, format_size, parse_size
 
 LOADS = ("idle", "busy")
@@ -195,10 +195,6 @@ def _pct_change(a: pl.Expr, b: pl.Expr) -> pl.Expr:
 
 def _pct_word(pct: float, more: str, less: str) -> str:
     return f"{abs(pct):.1f}% {more if pct > 0 else less}"
-
-
-def _c(name: str, dtype: Any, unit: str, doc: str) -> Column:
-    return Column(name, dtype, unit, doc)
 
 
 _RUN = (

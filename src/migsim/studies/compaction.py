@@ -1142,7 +1142,7 @@ _COMPACTION_PANELS = (
 def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
     """Compaction modes side by side with the published ones: wall time (ms, as the tables),
     pages migrated, the CPU-hog's iterations (busy modes) and the CPU split (user / sys /
-    irq + softirq / idle, %, each bar 100%). Above each simulated bar its error against the
+    irq, softirq and other / idle, %, each bar 100%). Above each simulated bar its error against the
     published one, red beyond the reproduction's tolerance; the fitted cell is labelled
     'fitted'; every axis leaves room above its largest bar."""
     import altair as alt
@@ -1263,8 +1263,11 @@ def compaction_chart(summary: pl.DataFrame) -> alt.HConcatChart | alt.Chart:
 
 
 def _cpu_split(long: pl.DataFrame, modes: list[str], sources: list[str]) -> alt.Chart | None:
-    """The CPU split panel: user, sys, irq + softirq (the share none of the other three
-    take, as /proc/stat's irq and softirq columns) and idle, each bar 100%."""
+    """The CPU split panel: user, sys, idle and the share none of those three take, each bar
+    100%. That share is /proc/stat's irq and softirq (the published rows left them out of
+    their split) and, for a simulated idle row, the idle task's work after its idle state
+    ended, which /proc/stat shows in no column (migsim.cost.timeline): labelled "irq, softirq
+    and other"."""
     import altair as alt
     import polars as pl
 
@@ -1294,7 +1297,7 @@ def _cpu_split(long: pl.DataFrame, modes: list[str], sources: list[str]) -> alt.
     cpu = cpu.filter(pl.col("value") > 0)  # no legend entry without a visible mark
     present = [k for k in CPU_STATES if k in cpu["state"].to_list()]
     bar_order = [f"{m} · {src}" for m in modes for src in sources]
-    names = {"user": "user", "sys": "sys", "irq": "irq + softirq", "idle": "idle"}
+    names = {"user": "user", "sys": "sys", "irq": "irq, softirq and other", "idle": "idle"}
     cpu = cpu.with_columns(pl.col("state").replace_strict(names).alias("state"))
     return (
         alt.Chart(cpu)
@@ -1322,5 +1325,7 @@ def _cpu_split(long: pl.DataFrame, modes: list[str], sources: list[str]) -> alt.
                 alt.Tooltip("value:Q", title="CPU time (%)", format=".2f"),
             ],
         )
-        .properties(width=220, height=220, title="CPU split: user / sys / irq + softirq / idle (%)")
+        .properties(
+            width=220, height=220, title="CPU split: user / sys / irq, softirq, other / idle (%)"
+        )
     )

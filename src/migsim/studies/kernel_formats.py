@@ -12,8 +12,26 @@ import numpy as np
 import polars as pl
 
 from migsim.formats import mmtests
-from migsim.output.tables import ALLOC_LATENCY_SUMMARY, Table, read_runs, write_parquet, write_table
+from migsim.output.schema import F64, I32, I64, S, Schema, _c
+from migsim.output.tables import Table, read_runs, write_parquet, write_table
 from migsim.studies.compaction import ALLOC_LATENCY_PERCENTILES, COMPACTION_MODES, COMPACTION_RUNS
+
+ALLOC_LATENCY_SUMMARY = Schema(
+    name="alloc_latency_summary",
+    doc=(
+        "Quantiles of the per-allocation latency (slow-path entry to page returned) of each "
+        "compaction mode, pooled over its runs: 101 rows per mode (q = 0, 0.01, .., 1)."
+    ),
+    columns=(
+        _c("mode", S, "", "baseline, dma, busy-baseline or busy-dma"),
+        _c("mode_order", I32, "", "position of the mode in the published table"),
+        _c("q", F64, "fraction", "quantile"),
+        _c("latency_us", F64, "us", "latency at quantile q"),
+        _c("n", I64, "allocations", "allocations that entered the slow path, over all runs"),
+        _c("platform", S, "", "platform name"),
+    ),
+    sort_by=("mode_order", "mode", "q"),
+)
 
 QUANTILES = np.linspace(0.0, 1.0, 101)
 

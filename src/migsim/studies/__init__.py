@@ -181,23 +181,16 @@ def figure_builder(name: str) -> Callable[[pl.DataFrame], Any]:
 
 def schemas() -> dict[str, Schema]:
     """Every Parquet schema of the published experiments' files by name: the run and summary
-    files, the allocation latency summary and the trace events (results/README.md)."""
+    files each experiment's module declares (its ``SCHEMAS``, in the order of
+    ``EXPERIMENTS``), then the trace events (the trace format's, results/README.md)."""
     from migsim.formats.trace import TRACE_EVENTS
-    from migsim.studies.compaction import COMPACTION_RUNS, COMPACTION_SUMMARY
-    from migsim.studies.kernel_formats import ALLOC_LATENCY_SUMMARY
-    from migsim.studies.throughput import THROUGHPUT_RUNS, THROUGHPUT_SUMMARY
 
-    return {
-        s.name: s
-        for s in (
-            THROUGHPUT_RUNS,
-            COMPACTION_RUNS,
-            THROUGHPUT_SUMMARY,
-            COMPACTION_SUMMARY,
-            ALLOC_LATENCY_SUMMARY,
-            TRACE_EVENTS,
-        )
-    }
+    out: dict[str, Schema] = {}
+    for exp in EXPERIMENTS:
+        for s in importlib.import_module(exp.module).SCHEMAS:
+            out.setdefault(s.name, s)
+    out[TRACE_EVENTS.name] = TRACE_EVENTS
+    return out
 
 
 def load_study(module: str) -> Study:

@@ -910,6 +910,9 @@ COMPACTION_SUMMARY = Schema(
     nulls_allowed=frozenset({"channels", "mean", "sd", "published", "abs_error", "rel_error", "n"}),
 )
 
+# this experiment's Parquet schemas (migsim.studies.schemas)
+SCHEMAS = (COMPACTION_RUNS, COMPACTION_SUMMARY)
+
 
 def load_reference_compaction(path: str | os.PathLike) -> pl.DataFrame:
     """The published compaction table in long form: mode, metric, published."""

@@ -33,6 +33,10 @@ ALLOC_LATENCY_SUMMARY = Schema(
     sort_by=("mode_order", "mode", "q"),
 )
 
+# this experiment's Parquet schemas (migsim.studies.schemas; the trace events' schema is the
+# trace format's, migsim.formats.trace.TRACE_EVENTS)
+SCHEMAS = (ALLOC_LATENCY_SUMMARY,)
+
 QUANTILES = np.linspace(0.0, 1.0, 101)
 
 

@@ -343,6 +343,9 @@ THROUGHPUT_SUMMARY = Schema(
     ),
 )
 
+# this experiment's Parquet schemas (migsim.studies.schemas)
+SCHEMAS = (THROUGHPUT_RUNS, THROUGHPUT_SUMMARY)
+
 
 def load_reference_throughput(path: str | os.PathLike) -> pl.DataFrame:
     """The published throughput table: mode, channels, folio_size, folio_bytes, GB/s mean, sd."""

@@ -225,7 +225,7 @@ def fit_compaction(
     hi = np.array([b for _, _, _, b in FREE])
 
     # the share /proc/stat shows in none of user, system, idle: irq + softirq (+ steal, 0)
-    base_irq = 100.0 - base["user_pct"] - base["sys_pct"] - base["idle_pct"]
+    base_irq = _missing_pct(base)
 
     def residual(x: np.ndarray) -> np.ndarray:
         t = sim.result(_with(platform, x), mode="baseline").cost.timeline
@@ -353,7 +353,7 @@ def _refit(platform: Platform, log, base: dict, wall_target_s: float) -> Platfor
     CPU), then isolate_lru_folio_us from the wall time, which is linear in it."""
     from migsim.studies.compaction import cost_log
 
-    share = max(100.0 - base["user_pct"] - base["sys_pct"] - base["idle_pct"], 0.0) / 100.0
+    share = max(_missing_pct(base), 0.0) / 100.0
     p = platform.replace(sched__tick_irq_us=share / platform.sched.tick_hz * 1e6)
 
     def wall(x: float) -> float:

@@ -77,6 +77,19 @@ def _require() -> None:
         pytest.skip(why)
 
 
+def _trace_state() -> tuple:
+    """Is tracefs mounted, and if so the enable flag of each TWIN_EVENTS event, buffer_size_kb
+    and tracing_on."""
+    from migsim.host import tracefs
+
+    if not tracefs.is_mounted(twin.TRACEFS):
+        return (False,)
+    root = twin.TRACEFS
+    files = [root / "events" / e / "enable" for e in twin.TWIN_EVENTS]
+    files += [root / "buffer_size_kb", root / "tracing_on"]
+    return (True, *(f.read_text() if f.exists() else None for f in files))
+
+
 def test_twin_predicts_every_real_compact_memory():
     _require()
     plat = load_platform(DEFAULT_PLATFORM)
@@ -105,9 +118,7 @@ def test_twin_restores_settings_on_error_and_on_signal(monkeypatch):
     _require()
     before = probe.snapshot_settings()
     sched = (os.sched_getscheduler(0), os.sched_getparam(0), os.getpriority(os.PRIO_PROCESS, 0))
-    trace_before = (
-        (twin.MIGRATE_EVENT / "enable").read_text() if twin.TraceGuard().available else None
-    )
+    trace_before = _trace_state()
     plat = load_platform(DEFAULT_PLATFORM)
     real = probe.trigger_compaction
     calls = {"n": 0}
@@ -138,5 +149,6 @@ def test_twin_restores_settings_on_error_and_on_signal(monkeypatch):
             os.sched_getparam(0),
             os.getpriority(os.PRIO_PROCESS, 0),
         ) == sched
-        if trace_before is not None:
-            assert (twin.MIGRATE_EVENT / "enable").read_text() == trace_before
+        # tracefs mounted as before (the twin mounts it for its run and unmounts it), and
+        # every event it enabled, the buffer size and tracing_on as found
+        assert _trace_state() == trace_before

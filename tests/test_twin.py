@@ -213,3 +213,67 @@ def test_thread_times_counts_this_threads_cpu_only():
     assert c1 - c0 < 0.05  # asleep: next to nothing
     assert c2 - c1 >= 0.05  # 50 ms of spinning
     assert d2 >= 0.0
+
+
+_TRACE = """\
+# tracer: nop
+          python-1234    [001] ..... 100.000100: mm_compaction_begin: zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0xffe00 zone_end=0x100000, mode=sync
+          python-1234    [001] ..... 100.000200: mm_compaction_end: zone_start=0x1000 migrate_pfn=0xffe00 free_pfn=0xffe00 zone_end=0x100000, mode=sync status=complete
+          python-1234    [001] ..... 100.000300: mm_compaction_begin: zone_start=0x100000 migrate_pfn=0x100000 free_pfn=0x43fe00 zone_end=0x440000, mode=sync
+          python-1234    [001] ..... 100.001000: mm_migrate_pages: nr_succeeded=32 nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=0 nr_thp_split=0 nr_split=0 mode=MIGRATE_SYNC reason=compaction
+      kcompactd0-40      [000] ..... 100.001100: mm_compaction_begin: zone_start=0x100000 migrate_pfn=0x100000 free_pfn=0x43fe00 zone_end=0x440000, mode=sync
+          python-1234    [001] ..... 100.002000: mm_migrate_pages: nr_succeeded=200 nr_failed=24 nr_thp_succeeded=0 nr_thp_failed=0 nr_thp_split=0 nr_split=1 mode=MIGRATE_SYNC reason=compaction
+          python-1234    [001] ..... 100.002100: mm_compaction_end: zone_start=0x100000 migrate_pfn=0x200600 free_pfn=0x43e000 zone_end=0x440000, mode=sync status=contended
+"""  # noqa: E501
+
+
+def test_parse_twin_trace_keeps_the_writers_zones_and_counts_the_others():
+    # the lines above by hand: two zones of task 1234, two compaction calls in the second
+    t = twin.parse_twin_trace(_TRACE, 1234)
+    assert t["calls"] == [32, 200]
+    assert t["failed"] == [0, 24]
+    assert [z["status"] for z in t["zones"]] == ["complete", "contended"]
+    z = t["zones"][1]
+    assert (z["zone_start"], z["migrate_pfn"], z["free_pfn"]) == (0x100000, 0x200600, 0x43E000)
+    assert (z["calls"], z["last_call_failed"]) == (2, 24)
+    assert t["zones"][0]["calls"] == 0
+    assert t["other"] == {"kcompactd0: mm_compaction_begin": 1}
+
+
+def _run(measured_status: str, predicted_status: str, other=None, lost=0) -> dict:
+    t = twin.parse_twin_trace(_TRACE, 1234)
+    t["zones"][1]["status"] = measured_status
+    return {
+        "zones": {
+            "measured": t["zones"],
+            "predicted": {
+                "0:DMA32": {"zone_start": 0x1000, "migrate_pfn": 0xBFE00, "status": "complete"},
+                "0:Normal": {
+                    "zone_start": 0x100000,
+                    "migrate_pfn": 0x300000,
+                    "status": predicted_status,
+                },
+            },
+        },
+        "trace": {"traced": True, "other": other or {}, "lost": lost},
+    }
+
+
+def test_trace_rule_reads_statuses_and_tasks_only():
+    # a zone stopped contended where the twin's ran to the end: discarded, naming the zone
+    (why,) = twin.trace_reasons(_run("contended", "complete"))
+    assert "0:Normal ended contended at migrate_pfn 0x200600" in why
+    # both stopped (the twin found the unsplittable folio too) or both complete: kept
+    assert twin.trace_reasons(_run("contended", "contended")) == []
+    assert twin.trace_reasons(_run("complete", "complete")) == []
+    # the twin stopped where the real run went on: a model miss, kept to be judged
+    assert twin.trace_reasons(_run("complete", "contended")) == []
+    # another task's compact_zone meanwhile; other events of other tasks do not count
+    busy = {"kcompactd0: mm_compaction_begin": 1, "kswapd0: mm_migrate_pages": 3}
+    (why,) = twin.trace_reasons(_run("complete", "complete", busy))
+    assert "kcompactd0: mm_compaction_begin x1" in why
+    # no judgement where events were lost or nothing was traced
+    assert twin.trace_reasons(_run("contended", "complete", lost=5)) == []
+    r = _run("contended", "complete")
+    r["trace"]["traced"] = False
+    assert twin.trace_reasons(r) == []

@@ -381,10 +381,15 @@ def twin_markdown(doc: dict) -> str:
         f"Region {doc.get('size', 0) / 2**30:.1f} GiB, free ratio {doc.get('free_ratio')}, "
         f"{len(runs)} runs; kernel {doc.get('kernel', '')}.",
         "",
-        f"{len(doc.get('discarded', []))} further run(s) discarded by the drift rule (the "
+        f"{len(doc.get('discarded', []))} further run(s) discarded: by the drift rule (the "
         "predictions from two snapshots read back to back before the trigger differed by more "
-        f"than {doc.get('drift_rule', {}).get('rel', 0) * 100:.0f}% in a counter):",
-        *[f"- seed {d['seed']}: {'; '.join(d['drift'])}" for d in doc.get("discarded", [])],
+        f"than {doc.get('drift_rule', {}).get('rel', 0) * 100:.0f}% in a counter), or by the "
+        "trace rule (a zone the real compaction ended contended where the twin's ran until its "
+        "scanners met; another task's compaction meanwhile):",
+        *[
+            f"- seed {d['seed']}: {'; '.join(d['drift'] or d.get('trace_reasons', []))}"
+            for d in doc.get("discarded", [])
+        ],
         "",
         "| counter | " + " | ".join(f"run {r}" for r in runs) + " |",
         "|:---|" + "---:|" * len(runs),

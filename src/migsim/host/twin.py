@@ -47,7 +47,6 @@ between the snapshot and the real compaction: what they change is not in the sna
 from __future__ import annotations
 
 import os
-import re
 import resource
 import time
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ import numpy as np
 from migsim.host import snapshot as S
 from migsim.kernel.compaction import (
     M_MIGRATE_FAIL,
+    RESULT_NAMES,
     VMSTAT_KEYS,
     W_FREE_ISOLATED,
     W_FREE_SCANNED,
@@ -226,6 +226,13 @@ class TwinCompactor(Compactor):
         self.split_folios = 0  # large folios split to be retried as base pages
         self.enomem = 0  # migrate_pages() calls that ended with -ENOMEM
         self.enomem_pfn = -1  # zone pfn of the (last) folio whose -ENOMEM ended a call
+
+    def compact_zone(self, cc: CompactControl, capc) -> int:
+        """The base compact_zone(), keeping `cc` (the scanners where it ended) and the
+        result (``self.cc``, ``self.result``) for the comparison with mm_compaction_end."""
+        self.cc = cc
+        self.result = super().compact_zone(cc, capc)
+        return self.result
 
     # -- migration scanner ---------------------------------------------------------------
     def _source_ok(self, cc: CompactControl, b: int) -> bool:
@@ -564,6 +571,8 @@ class NodeCompaction:
     vmstat: dict[str, int]
     zones: dict[str, dict[str, int]] = field(default_factory=dict)
     logs: dict[str, CompactionLog] = field(default_factory=dict)
+    # per zone how compact_zone() ended, as mm_compaction_end reports it (machine pfns)
+    ends: dict[str, dict] = field(default_factory=dict)
 
     @property
     def call_pages(self) -> np.ndarray:
@@ -592,6 +601,12 @@ def compact_node(snap: S.Snapshot, *, unevictable_allowed: bool | None = None) -
         # where the zone ended with -ENOMEM (COMPACT_CONTENDED), machine pfn; -1: it did not
         out.zones[tz.name]["enomem_pfn"] = comp.enomem_pfn + tz.base if comp.enomem else -1
         out.logs[tz.name] = comp.log()
+        out.ends[tz.name] = {
+            "zone_start": zi.start_pfn,
+            "migrate_pfn": comp.cc.migrate_pfn + tz.base,
+            "free_pfn": comp.cc.free_pfn + tz.base,
+            "status": RESULT_NAMES[comp.result],
+        }
         for k, v in comp.vmstat.items():
             total[k] += v
     return out
@@ -629,6 +644,22 @@ TRACEFS = Path("/sys/kernel/tracing")
 MIGRATE_EVENT = TRACEFS / "events" / "migrate" / "mm_migrate_pages"
 ALLOC_KEYS = ("pgalloc_dma", "pgalloc_dma32", "pgalloc_normal", "pgalloc_movable")
 TWIN_OVERHEAD = 512 << 20  # bytes the twin holds besides the region (buffers, snapshot, zones)
+# the tracepoints a twin run records (include/trace/events/{migrate,compaction}.h): per call
+# of migrate_pages, per zone the scanners at compact_zone()'s start and end with its status,
+# and whatever other compaction ran meanwhile (kcompactd, direct compaction, deferrals); not
+# the per-pageblock isolate_* events (thousands per zone)
+TWIN_EVENTS = (
+    "migrate/mm_migrate_pages",
+    "compaction/mm_compaction_begin",
+    "compaction/mm_compaction_end",
+    "compaction/mm_compaction_migratepages",
+    "compaction/mm_compaction_try_to_compact_pages",
+    "compaction/mm_compaction_deferred",
+    "compaction/mm_compaction_defer_compaction",
+    "compaction/mm_compaction_defer_reset",
+    "compaction/mm_compaction_wakeup_kcompactd",
+    "compaction/mm_compaction_kcompactd_wake",
+)
 
 
 def memory_limit(size: int) -> int:
@@ -637,50 +668,135 @@ def memory_limit(size: int) -> int:
 
 
 class TraceGuard:
-    """Enable mm_migrate_pages (include/trace/events/migrate.h) around the real compaction and
-    restore the event's enable flag and the ring buffer size, also on error. Unavailable
-    (tracefs not mounted, no event): ``available`` is False and nothing is touched."""
+    """Record TWIN_EVENTS around the real compaction: mount tracefs if it is not mounted (and
+    unmount it after), set the ring buffer to 16 MiB per CPU, enable the events, and restore
+    each event's enable flag, the buffer size and tracing_on as found, also on error or signal
+    (restore() runs in __exit__). Unavailable (not root, no tracefs in this kernel, the
+    mount fails): ``available`` is False and nothing is touched."""
 
-    def __init__(self) -> None:
-        self.available = (MIGRATE_EVENT / "enable").exists()
+    def __init__(self, root: Path = TRACEFS) -> None:
+        from migsim.host import tracefs
+
+        self.root = root
+        self._mounted_here = False
         self._saved: list[tuple[Path, str]] = []
+        try:
+            tracefs.check_available(root)
+            self.available = True
+        except tracefs.TraceUnavailable:
+            self.available = False
+        import threading
+
+        self.pid = threading.get_native_id()  # the writer's tid in the trace lines
 
     def _set(self, path: Path, value: str) -> None:
+        from migsim.host import tracefs
+
         text = path.read_text()
-        m = re.search(r"expanded: (\d+)", text)
-        self._saved.append((path, m.group(1) if m else text.split()[0]))
+        # buffer_size_kb reads "7 (expanded: N)" before first use; an enable "0*" when
+        # soft-disabled (written back as "0")
+        old = tracefs._buffer_kb(text) if path.name == "buffer_size_kb" else text.strip()[:1]
+        self._saved.append((path, old))
         path.write_text(value)
 
     def __enter__(self) -> TraceGuard:
-        if self.available:
-            try:
-                self._set(TRACEFS / "buffer_size_kb", "16384")
-                (TRACEFS / "trace").write_text("")
-                self._set(MIGRATE_EVENT / "enable", "1")
-            except BaseException:
-                self.restore()
-                raise
+        from migsim.host import tracefs
+
+        if not self.available:
+            return self
+        try:
+            if not tracefs.is_mounted(self.root):
+                tracefs.mount(self.root)
+                self._mounted_here = True
+            self._set(self.root / "tracing_on", "0")
+            self._set(self.root / "buffer_size_kb", "16384")
+            (self.root / "trace").write_text("")
+            for ev in TWIN_EVENTS:
+                p = self.root / "events" / ev / "enable"
+                if p.exists():
+                    self._set(p, "1")
+            self._set(self.root / "tracing_on", "1")
+        except tracefs.TraceUnavailable:
+            self.restore()
+            self.available = False
+        except BaseException:
+            self.restore()
+            raise
         return self
 
     def restore(self) -> None:
-        for path, value in reversed(self._saved):
-            path.write_text(value)
-        self._saved.clear()
+        """Put back what __enter__ changed (in reverse order); unmount what it mounted."""
+        import subprocess
+
+        try:
+            for path, value in reversed(self._saved):
+                path.write_text(value)
+        finally:
+            self._saved.clear()
+            if self._mounted_here:
+                subprocess.run(["umount", str(self.root)], check=True)
+                self._mounted_here = False
 
     def __exit__(self, *exc) -> None:
         self.restore()
 
-    def pages_per_call(self) -> list[int]:
-        """nr_succeeded of every mm_migrate_pages event with reason=compaction, in order; the
-        ring buffer is cleared afterwards."""
+    def read(self) -> dict:
+        """What the ring buffer holds, parsed (and the buffer cleared): ``calls``, nr_succeeded
+        of every mm_migrate_pages event with reason=compaction of this task, in order;
+        ``zones``, per compact_zone() of this task its mm_compaction_begin and _end (machine
+        pfns, status); ``other``, the events of other tasks, counted by "task: event";
+        ``lost``, events the buffer dropped. Empty where tracing is unavailable."""
         if not self.available:
-            return []
-        text = (TRACEFS / "trace").read_text()
-        (TRACEFS / "trace").write_text("")
-        return [
-            int(m.group(1))
-            for m in re.finditer(r"mm_migrate_pages: nr_succeeded=(\d+).*reason=compaction", text)
-        ]
+            return {"calls": [], "zones": [], "other": {}, "lost": 0, "traced": False}
+        from migsim.host import tracefs
+
+        text = (self.root / "trace").read_text(errors="replace")
+        lost = tracefs._lost_events(self.root)
+        (self.root / "trace").write_text("")
+        return {**parse_twin_trace(text, self.pid), "lost": lost, "traced": True}
+
+    def pages_per_call(self) -> list[int]:
+        """read()'s ``calls``."""
+        return self.read()["calls"]
+
+
+def parse_twin_trace(text: str, pid: int) -> dict:
+    """The twin's view of a tracefs ``trace`` text (TraceGuard.read): the compaction calls and
+    zones of task `pid` (the writer of compact_memory), and the other tasks' events."""
+    from migsim.formats.trace import _MIGRATE, _SCANNERS, _TRACEFS
+
+    calls: list[int] = []
+    failed: list[int] = []
+    zones: list[dict] = []
+    other: dict[str, int] = {}
+    for line in text.splitlines():
+        m = _TRACEFS.match(line)
+        if m is None:
+            continue
+        event, fields = m.group("event"), m.group("fields")
+        if int(m.group("pid")) != pid:
+            key = f"{m.group('task').strip()}: {event}"
+            other[key] = other.get(key, 0) + 1
+            continue
+        if event == "mm_migrate_pages" and (mm := _MIGRATE.match(fields)):
+            if mm.group(8) == "compaction":
+                calls.append(int(mm.group(1)))
+                failed.append(int(mm.group(2)))
+        elif event in ("mm_compaction_begin", "mm_compaction_end") and (
+            mm := _SCANNERS.match(fields)
+        ):
+            zs, mig, free, ze = (int(mm.group(i), 16) for i in range(1, 5))
+            if event.endswith("begin"):
+                zones.append({"zone_start": zs, "zone_end": ze, "begin_migrate_pfn": mig,
+                              "begin_free_pfn": free, "begin_s": float(m.group("ts")),
+                              "first_call": len(calls)})  # fmt: skip
+            elif zones and zones[-1]["zone_start"] == zs and "status" not in zones[-1]:
+                zones[-1].update(
+                    migrate_pfn=mig, free_pfn=free, status=mm.group(6),
+                    end_s=float(m.group("ts")), calls=len(calls) - zones[-1]["first_call"],
+                    last_call_failed=failed[-1] if len(calls) > zones[-1]["first_call"] else 0,
+                )  # fmt: skip
+    return {"calls": calls, "failed": failed, "zones": zones, "other": other}
 
 
 # What a twin run is held to (the issue's tolerances): per counter, the relative error allowed
@@ -729,6 +845,63 @@ def drift_reasons(first: dict, last: dict) -> list[str]:
     return out
 
 
+# The trace rule (fixed, like the drift rule, before any run was judged by it, and before any
+# early-stopped run had been traced): a run is discarded, with its reason, when the trace of
+# the real compaction shows something the snapshot cannot hold:
+# - a zone the real compact_zone() ended with status=contended (compact_zone(): migrate_pages()
+#   returned -ENOMEM before the scanners met: a folio without a target that could not be
+#   split -- MIGRATE_SYNC sets cc->contended only on a fatal signal, and there is none) while
+#   the twin, from the snapshot, ran the same zone until its scanners met (status=complete):
+#   the folio that stopped it was not so in the snapshot (another task took a reference to it,
+#   dirtied it, or allocated it after the read);
+# - another task's compact_zone() (mm_compaction_begin of kcompactd or of a direct compaction)
+#   while the snapshots were read or the real compaction ran: the model runs one compaction.
+# It reads the trace's statuses and tasks and the twin's status, never the measured or
+# predicted counters. Where the trace is unavailable or lost events it is not applied.
+
+
+def trace_reasons(run: dict) -> list[str]:
+    """Why the trace of `run` (twin_run()'s ``zones`` and ``trace``) says the real compaction
+    did what no snapshot can predict (the trace rule above; empty: nothing)."""
+    tr = run.get("trace") or {}
+    if not tr.get("traced") or tr.get("lost"):
+        return []
+    out = []
+    predicted = {z["zone_start"]: (name, z) for name, z in run["zones"]["predicted"].items()}
+    for m in run["zones"]["measured"]:
+        name, p = predicted.get(m["zone_start"], (hex(m["zone_start"]), None))
+        if m.get("status") == "contended" and p is not None and p["status"] == "complete":
+            out.append(
+                f"zone {name} ended contended at migrate_pfn {m['migrate_pfn']:#x} after "
+                f"{m['calls']} calls (the last failed {m['last_call_failed']} pages); the twin's "
+                f"ran until its scanners met at {p['migrate_pfn']:#x}"
+            )
+    others = {k: v for k, v in tr.get("other", {}).items() if k.endswith(": mm_compaction_begin")}
+    if others:
+        out.append(
+            "other tasks compacted meanwhile: " + ", ".join(f"{k} x{v}" for k, v in others.items())
+        )
+    return out
+
+
+def stop_context(snap: S.Snapshot, pfn: int) -> dict:
+    """What the snapshot held in the pageblock where a real zone stopped (the one holding
+    `pfn` - 1, the migration scanner's end): pages by kind, pages of large folios, and the
+    page-cache pages dirty, under writeback or with private data."""
+    lo = ((pfn - 1) // PB) * PB
+    kind, order = snap.kind[lo : lo + PB], snap.order[lo : lo + PB]
+    pf = snap.pflags[lo : lo + PB] if snap.pflags is not None else np.zeros(PB, dtype=np.uint8)
+    file = kind == S.LRU_FILE
+    return {
+        "pageblock_pfn": lo,
+        **{S.KINDS[k]: int((kind == k).sum()) for k in np.unique(kind).tolist()},
+        "large_folio_pages": int(((order > 0) & (kind != S.FREE)).sum()),
+        "file_dirty": int((file & ((pf & S.PF_DIRTY) != 0)).sum()),
+        "file_writeback": int((file & ((pf & S.PF_WRITEBACK) != 0)).sum()),
+        "file_private": int((file & ((pf & S.PF_PRIVATE) != 0)).sum()),
+    }
+
+
 def twin_run(
     size: int,
     ratio: float,
@@ -742,8 +915,8 @@ def twin_run(
     fragment a `size` region as the compaction probe does, write back dirty page cache
     (``sync``), read the snapshot files twice back to back, run the real compact_memory right
     after the second read (the write under SCHED_FIFO, ``probe.realtime``, timed in wall and
-    in the writing thread's CPU seconds; tracing mm_migrate_pages where tracefs is mounted),
-    then predict the same compaction from both snapshots. The prediction is the second's; ``drift`` lists
+    in the writing thread's CPU seconds; TWIN_EVENTS traced where tracefs can be mounted,
+    TraceGuard), then predict the same compaction from both snapshots. The prediction is the second's; ``drift`` lists
     where the two differ by more than the drift rule allows (DRIFT_REL): such a run is to be
     discarded, not judged. Returns {"measured", "predicted", "predicted_first", "drift",
     "calls", "snapshot", ...}."""
@@ -777,7 +950,7 @@ def twin_run(
                 wall = probe.trigger_compaction(times=times)
             v1 = probe.read_vmstat(VMSTAT_KEYS + ALLOC_KEYS)
             r1 = resource.getrusage(resource.RUSAGE_SELF)
-            calls = trace.pages_per_call()
+            traced = trace.read()
     snap = reader.build(raw_dir, freed=freed)
     t0 = time.perf_counter()
     nc = compact_node(snap)
@@ -788,12 +961,23 @@ def twin_run(
     measured["seconds"] = wall
     predicted = dict(nc.vmstat)
     predicted.update(predict_cost(nc, platform))
+    stops = {
+        f"{z['zone_start']:#x}": stop_context(snap, z["migrate_pfn"])
+        for z in traced["zones"]
+        if z.get("status") == "contended"
+    }
     return {
         "measured": measured,
         "predicted": predicted,
         "predicted_first": first_pred,
         "drift": drift_reasons(first_pred, predicted),
-        "calls": {"measured": calls, "predicted": nc.call_pages.tolist()},
+        "calls": {"measured": traced["calls"], "predicted": nc.call_pages.tolist()},
+        # per zone, how compact_zone() ended: measured (mm_compaction_end of the writer) and
+        # predicted (the twin's status and scanner positions, machine pfns); the other tasks'
+        # compaction events during the write
+        "zones": {"measured": traced["zones"], "predicted": nc.ends},
+        "trace": {k: traced[k] for k in ("traced", "other", "lost")},
+        "stop_context": stops,  # per contended zone: the snapshot's pageblock where it stopped
         "snapshot": {
             "read_s": snap.meta["read_s"],
             "first_read_s": first.read_s,
@@ -839,8 +1023,10 @@ def host_twin(
     """`migsim host twin`: `runs` accepted twin runs (seeds seed, seed+1, ... one per attempt)
     under the probe's settings guard (THP madvise, compaction_proactiveness 0, restored also
     on error or signal). A run whose two snapshots show drift (``drift_reasons``) is
-    discarded: it goes to ``discarded`` with its reason, and another attempt is made, at most
-    runs * MAX_ATTEMPTS_PER_RUN in all. Adds the leave-one-out host fit of the cost
+    discarded, and so is a run whose trace shows what no snapshot can predict
+    (``trace_reasons``: a zone stopped by a folio the snapshot did not show as such, another
+    task's compaction): it goes to ``discarded`` with its reason (``discarded_by`` counts
+    both rules), and another attempt is made, at most runs * MAX_ATTEMPTS_PER_RUN in all. Adds the leave-one-out host fit of the cost
     parameters to each accepted run's prediction (``add_fitted_seconds``)."""
     from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
     from migsim.host import probe
@@ -861,6 +1047,7 @@ def host_twin(
         "platform": plat.name,
         "kernel": probe.host_platform_name(),
         "drift_rule": {"rel": DRIFT_REL, "abs": DRIFT_ABS},
+        "trace_rule": "contended zone the twin completes; another task's compact_zone",
         "runs": [],
         "discarded": [],
     }
@@ -871,9 +1058,13 @@ def host_twin(
             r = twin_run(nbytes, ratio, seed + attempt, plat, pattern=pattern)
             attempt += 1
             m, p = r["measured"], r["predicted"]
+            r["trace_reasons"] = trace_reasons(r)
             if r["drift"]:
                 out["discarded"].append(r)
                 msg = f"DISCARDED (drift: {'; '.join(r['drift'])})"
+            elif r["trace_reasons"]:
+                out["discarded"].append(r)
+                msg = f"DISCARDED (trace: {'; '.join(r['trace_reasons'])})"
             else:
                 out["runs"].append(r)
                 bad = misses(m, p)
@@ -886,6 +1077,10 @@ def host_twin(
                     f"{r['loadavg'][0]:.1f}: {msg}"
                 )
     out["attempts"] = attempt
+    out["discarded_by"] = {
+        "drift": sum(1 for r in out["discarded"] if r["drift"]),
+        "trace": sum(1 for r in out["discarded"] if not r["drift"]),
+    }
     add_fitted_seconds(out["runs"])
     return out
 

@@ -115,7 +115,13 @@ PRIORS: dict[str, dict[str, float]] = {
         "desc_prep_us": 0.2,
         # PCI's default max_seg_size (pci_setup_device: dma_set_max_seg_size(65536)); the
         # PTDMA driver (ptdma-pci.c) does not raise it, so iommu_dma_map_sg's __finalise_sg
-        # merges a v3/v4 sg table into segments of up to 64 KiB
+        # merges a v3/v4 sg table into segments of up to 64 KiB. The v4-era dcbm.c
+        # (setup_sg_tables) says of its nents check "In practice, I have not observed merging
+        # in tests", which would mean the IOMMU in passthrough (dma_direct_map_sg never
+        # merges). Not adopted: the comment is about merging *unevenly* on the two sides, and
+        # with one descriptor per folio (0 here) stage 1 cannot fit the v4 table at all
+        # (dma.prep_us runs into its lower bound 0: a 4K descriptor would have to cost less
+        # than its restart and head)
         "max_seg_kb": 64.0,
         # PTDMA restarts its queue from the completion interrupt (pt_core_irq_handler ->
         # pt_check_status_trans -> pt_cmd_callback -> pt_dma_start_desc): MSI delivery and

@@ -4,7 +4,8 @@ mutmut (3.x) rewrites every function of the modules in CORE into a trampoline th
 the original or one of its mutants (an operator, a constant, a comparison or an argument
 changed), records which tests call which function, and runs, for each mutant, only the tests
 that reached its function (stopping at the first failure). The test files it may use are TESTS:
-the unit, property and small-case tests of the engine; tests marked ``change_detector``
+the unit, property and small-case tests of the engine (and of the host twin, whose Compactor
+subclass runs parts of the core the core itself does not); tests marked ``change_detector``
 (committed file equals a re-fit) are left out, since they reject any change, right or wrong,
 and so are the full-scale runs (marked ``slow``: seconds per mutant).
 
@@ -86,6 +87,10 @@ TESTS = (
     "tests/test_fragment.py",
     "tests/test_platform.py",
     "tests/test_engine_hand_cases.py",
+    "tests/test_scanner_hand_cases.py",
+    # the host twin subclasses the Compactor (its free scanner's stride and whole-buddy
+    # isolation reach code of the core that the core's own scanner never runs)
+    "tests/test_twin.py",
 )
 # Tests of the calibration's fitter (calibrate/throughput.py, not in CORE): each re-fits the
 # 42-cell table (tens of seconds), and the strict-xfail fit fails on any mutant that makes it
@@ -340,9 +345,14 @@ def collect(work: Path) -> dict:
 
 
 def read_audit(path: Path = AUDIT_FILE) -> list[tuple[str, str, str, list[str]]]:
-    """(module, original text, mutated text, killing tests) of the audit's mutations."""
+    """(module, original text, mutated text, killing tests) of the audit's mutations; ``\\n``
+    in a text stands for a line break (with the next line's indentation), so that a line whose
+    text occurs twice is named by a neighbour."""
     rows = read_rows(path, "module | original | mutated | tests")
-    return [(m, o, n, tests.split()) for m, o, n, tests in rows]
+    return [
+        (m, o.replace("\\n", "\n"), n.replace("\\n", "\n"), tests.split())
+        for m, o, n, tests in rows
+    ]
 
 
 def audit(work: Path, env: dict[str, str]) -> dict:

@@ -526,3 +526,27 @@ def test_async_compaction_stops_syncing_the_sync_cached_pfn_after_it_isolated():
     assert (c.capture_in_drain, c.batches_after_capture) == (1, 1)
     assert c.vmstat["pgmigrate_success"] == 64
     assert z.compact_cached_migrate_pfn == [1536, 1024]
+
+
+def test_the_twins_free_scanner_stops_where_the_watermark_check_fails():
+    """The host twin (whose Compactor subclass isolates whole buddies and applies
+    __isolate_free_page()'s watermark check) reports where compact_zone() ended, as
+    mm_compaction_end does. 4 pageblocks: blocks 0 and 3 hold 256 anon pages each, block 0
+    then an order-8 free buddy, block 3 one at pfn 1792; blocks 1 and 2 free (1536 free
+    pages). min watermark 1300: the free scanner, from block 3, visits its 256 anon pages and
+    the buddy at 1792, where NR_FREE_PAGES - 256 = 1280 <= 1300 fails; it stops there
+    (free_pfn 1792, 257 pfns scanned), compaction_alloc() has no target for block 0's 256
+    pages: -ENOMEM with the scanners apart, COMPACT_CONTENDED ("contended"), nothing migrated."""
+    from host_snapshot_util import FREE as F_FREE
+    from host_snapshot_util import LRU_ANON, snapshot
+
+    from migsim.host import twin
+
+    f = np.full(4 * PB, F_FREE, dtype=np.uint64)
+    f[:256] = LRU_ANON
+    f[3 * PB : 3 * PB + 256] = LRU_ANON
+    nc = twin.compact_node(snapshot(f, wmark_min=1300))
+    (end,) = nc.ends.values()
+    assert (end["free_pfn"], end["status"]) == (1792, "contended")
+    assert nc.vmstat["compact_free_scanned"] == 257
+    assert nc.vmstat["pgmigrate_success"] == 0

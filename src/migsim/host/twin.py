@@ -1064,7 +1064,7 @@ def host_twin(
                 msg = f"DISCARDED (drift: {'; '.join(r['drift'])})"
             elif r["trace_reasons"]:
                 out["discarded"].append(r)
-                msg = f"DISCARDED (trace: {'; '.join(r['trace_reasons'])})"
+                msg = f"DISCARDED (trace: {'; '.join(r['trace_reasons'])}; {r['stop_context']})"
             else:
                 out["runs"].append(r)
                 bad = misses(m, p)

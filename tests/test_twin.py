@@ -232,6 +232,7 @@ def test_parse_twin_trace_keeps_the_writers_zones_and_counts_the_others():
     t = twin.parse_twin_trace(_TRACE, 1234)
     assert t["calls"] == [32, 200]
     assert t["failed"] == [0, 24]
+    assert t["call_s"] == [100.001, 100.002]
     assert [z["status"] for z in t["zones"]] == ["complete", "contended"]
     z = t["zones"][1]
     assert (z["zone_start"], z["migrate_pfn"], z["free_pfn"]) == (0x100000, 0x200600, 0x43E000)

@@ -747,7 +747,8 @@ class TraceGuard:
         pfns, status); ``other``, the events of other tasks, counted by "task: event";
         ``lost``, events the buffer dropped. Empty where tracing is unavailable."""
         if not self.available:
-            return {"calls": [], "zones": [], "other": {}, "lost": 0, "traced": False}
+            return {"calls": [], "failed": [], "call_s": [], "zones": [], "other": {}, "lost": 0,
+                    "traced": False}  # fmt: skip
         from migsim.host import tracefs
 
         text = (self.root / "trace").read_text(errors="replace")
@@ -767,6 +768,7 @@ def parse_twin_trace(text: str, pid: int) -> dict:
 
     calls: list[int] = []
     failed: list[int] = []
+    call_s: list[float] = []  # the trace clock at each call's end (mm_migrate_pages), seconds
     zones: list[dict] = []
     other: dict[str, int] = {}
     for line in text.splitlines():
@@ -782,6 +784,7 @@ def parse_twin_trace(text: str, pid: int) -> dict:
             if mm.group(8) == "compaction":
                 calls.append(int(mm.group(1)))
                 failed.append(int(mm.group(2)))
+                call_s.append(float(m.group("ts")))
         elif event in ("mm_compaction_begin", "mm_compaction_end") and (
             mm := _SCANNERS.match(fields)
         ):
@@ -796,7 +799,7 @@ def parse_twin_trace(text: str, pid: int) -> dict:
                     end_s=float(m.group("ts")), calls=len(calls) - zones[-1]["first_call"],
                     last_call_failed=failed[-1] if len(calls) > zones[-1]["first_call"] else 0,
                 )  # fmt: skip
-    return {"calls": calls, "failed": failed, "zones": zones, "other": other}
+    return {"calls": calls, "failed": failed, "call_s": call_s, "zones": zones, "other": other}
 
 
 # What a twin run is held to (the issue's tolerances): per counter, the relative error allowed
@@ -971,7 +974,13 @@ def twin_run(
         "predicted": predicted,
         "predicted_first": first_pred,
         "drift": drift_reasons(first_pred, predicted),
-        "calls": {"measured": traced["calls"], "predicted": nc.call_pages.tolist()},
+        "calls": {
+            "measured": traced["calls"],
+            "predicted": nc.call_pages.tolist(),
+            # per measured call: pages that failed, and the trace clock at its end (seconds)
+            "measured_failed": traced["failed"],
+            "measured_s": traced["call_s"],
+        },
         # per zone, how compact_zone() ended: measured (mm_compaction_end of the writer) and
         # predicted (the twin's status and scanner positions, machine pfns); the other tasks'
         # compaction events during the write

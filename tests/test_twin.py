@@ -269,6 +269,12 @@ def test_trace_rule_reads_statuses_and_tasks_only():
     assert twin.trace_reasons(_run("complete", "complete")) == []
     # the twin stopped where the real run went on: a model miss, kept to be judged
     assert twin.trace_reasons(_run("complete", "contended")) == []
+    # the snapshot holds a folio the twin cannot split where the real zone stopped: kept
+    r = _run("contended", "complete")
+    r["stop_context"] = {"0x100000": {"unsplittable_pages": 4}}
+    assert twin.trace_reasons(r) == []
+    r["stop_context"] = {"0x100000": {"unsplittable_pages": 0}}
+    assert len(twin.trace_reasons(r)) == 1
     # another task's compact_zone meanwhile; other events of other tasks do not count
     busy = {"kcompactd0: mm_compaction_begin": 1, "kswapd0: mm_migrate_pages": 3}
     (why,) = twin.trace_reasons(_run("complete", "complete", busy))
@@ -278,3 +284,16 @@ def test_trace_rule_reads_statuses_and_tasks_only():
     r = _run("contended", "complete")
     r["trace"]["traced"] = False
     assert twin.trace_reasons(r) == []
+
+
+def test_stop_context_counts_the_unsplittable_folio_where_a_zone_stopped():
+    # pageblock 1 holds an order-2 page-cache folio with private data, dirty (4 pages the
+    # twin cannot split) and an order-2 anonymous one; the zone stopped at pfn 1.5 pageblocks
+    f = np.full(4 * PB, FREE, dtype=np.uint64)
+    f[PB : PB + 4] = [LRU_FILE | HEAD | DIRTY_PRIVATE] + [LRU_FILE | TAIL | DIRTY_PRIVATE] * 3
+    f[PB + 4 : PB + 8] = [LRU_ANON | HEAD] + [LRU_ANON | TAIL] * 3
+    c = twin.stop_context(snapshot(f), PB + PB // 2)
+    assert c["pageblock_pfn"] == PB
+    assert c["unsplittable_pages"] == 4
+    assert c["large_folio_pages"] == 8
+    assert twin.stop_context(snapshot(f), 3 * PB)["unsplittable_pages"] == 0

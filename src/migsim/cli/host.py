@@ -148,6 +148,12 @@ def cmd_twin(args) -> int:
         "cpu_seconds (the writing thread's CPU time): predicted after the host fit of one "
         "common cost scale on the other runs"
     )
+    by = doc.get("discarded_by", {})
+    print(
+        f"{len(doc['runs'])} runs kept of {doc.get('attempts', len(doc['runs']))} attempts; "
+        f"discarded by the drift rule {by.get('drift', 0)}, by the trace rule "
+        f"{by.get('trace', 0)} (see the lines above)"
+    )
     return 0
 
 

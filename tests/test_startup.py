@@ -97,3 +97,76 @@ def test_version_is_written_once():
     except importlib.metadata.PackageNotFoundError:
         return
     assert installed == migsim.__version__
+
+
+def test_a_sub_command_imports_its_own_module_only():
+    """`migsim compaction --help` builds the compaction parser alone: no other command's
+    module, no cost model (the platform file's default path is a string, migsim.paths)."""
+    code = (
+        "import sys\n"
+        "from migsim.cli import main\n"
+        "try:\n"
+        "    main(['compaction', '--help'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "print('\\n' + ' '.join(sorted(m for m in sys.modules if m.startswith('migsim.'))))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = set(out.stdout.strip().splitlines()[-1].split())
+    others = {f"migsim.cli.{m}" for m in ("throughput", "calibrate", "probe", "trace", "host")}
+    assert "migsim.cli.compaction" in loaded
+    assert not loaded & others, loaded & others
+    assert not {m for m in loaded if m.startswith(("migsim.cost", "migsim.studies"))}
+
+
+# what a user sees, run by run: the parser of one selected command against the full one
+HELP_ARGVS = [
+    [],
+    ["--help"],
+    ["bogus"],
+    ["--bogus"],
+    ["reproduce"],
+    ["reproduce", "--help"],
+    ["reproduce", "bogus"],
+    ["reproduce", "throughput", "--help"],
+    ["reproduce", "all", "--help"],
+    ["reproduce", "compaction", "--help"],
+    ["-h", "compaction"],
+    ["--", "compaction", "--help"],
+    ["compaction", "--mode", "xx"],
+    ["compaction", "--bogus"],
+    ["throughput", "--folio-size", "-4K"],
+    *([name, "--help"] for name in ("throughput", "compaction", "calibrate", "probe")),
+    *([name, "--help"] for name in ("trace", "compare", "host")),
+    ["host", "twin", "--help"],
+    ["probe", "copy", "--help"],
+    ["trace", "import", "--help"],
+]
+
+
+@pytest.mark.parametrize("argv", HELP_ARGVS, ids=" ".join)
+def test_the_selected_parser_answers_as_the_full_one(argv, capsys):
+    from migsim.cli import build_parser
+
+    answers = []
+    for parser in (build_parser(), build_parser(argv)):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(argv)
+        out, err = capsys.readouterr()
+        answers.append((exc.value.code, out, err))
+    assert answers[0] == answers[1]
+    assert answers[0][1] or answers[0][2]  # it said something
+
+
+def test_every_command_is_listed_in_the_table():
+    """migsim.cli.commands lists every command the modules register, in their order."""
+    from migsim.cli import build_parser
+    from migsim.cli.commands import COMMANDS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert list(sub.choices) == list(COMMANDS)
+    assert [a.help for a in sub._choices_actions] == [h for _, h in COMMANDS.values()]

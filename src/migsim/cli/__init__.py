@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
@@ -12,26 +13,46 @@ from collections.abc import Sequence
 
 from migsim import __version__
 from migsim.cli.args import OneLineParser
+from migsim.cli.commands import COMMANDS
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every sub-command registered."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser. Without `argv`, every sub-command is registered in full; with
+    it, only the sub-command `argv` selects (its module imported, the others listed by name
+    and one-line help from migsim.cli.commands, as --help shows them), so that
+    ``migsim <command>`` imports nothing another command needs. Both parsers give the
+    same help, errors and exit codes for that `argv`."""
+    chosen = None if argv is None else selected_command(argv)
     parser = OneLineParser(
         prog="migsim",
         description="Simulate Linux page migration and compaction (batched copy, DMA offload).",
     )
     parser.add_argument("--version", action="version", version=f"migsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    reproduce = sub.add_parser(
-        "reproduce", help="rerun a published table and print it beside the simulated one"
-    )
-    rsub = reproduce.add_subparsers(dest="table", required=True, metavar="TABLE")
-    for module in _modules():
-        module.register(sub)
-    for module in _reproduce_modules():
-        module.register_reproduce(rsub)
+    registered: set[str] = set()
+    for name, (module, text) in COMMANDS.items():
+        if argv is not None and COMMANDS.get(chosen, ("",))[0] != module:
+            sub.add_parser(name, help=text)  # listed only: never run in this process
+        elif name == "reproduce":
+            reproduce = sub.add_parser(name, help=text)
+            rsub = reproduce.add_subparsers(dest="table", required=True, metavar="TABLE")
+            for rmodule in _reproduce_modules():
+                rmodule.register_reproduce(rsub)
+        elif module not in registered:  # registers all of its commands (trace: trace, compare)
+            importlib.import_module(module).register(sub)
+            registered.add(module)
     parser.set_defaults(_flags=_option_strings(parser))
     return parser
+
+
+def selected_command(argv: Sequence[str]) -> str | None:
+    """The sub-command argparse will run for `argv`: its first argument that is not an
+    option (the top-level parser's options, -h and --version, take no value); None when
+    there is none."""
+    for arg in argv:
+        if arg != "--" and not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _option_strings(parser: argparse.ArgumentParser) -> frozenset[str]:
@@ -55,22 +76,9 @@ def error_line(exc: BaseException, flags: frozenset[str] = frozenset()) -> str:
     return text
 
 
-def _modules():
-    from migsim.cli import calibrate as cli_calibrate
-    from migsim.cli import compaction as cli_compaction
-    from migsim.cli import host as cli_host
-    from migsim.cli import probe as cli_probe
-    from migsim.cli import throughput as cli_throughput
-    from migsim.cli import trace as cli_trace
-
-    return [cli_throughput, cli_compaction, cli_calibrate, cli_probe, cli_trace, cli_host]
-
-
 def _reproduce_modules():
     """The command-line modules of the published experiments that reproduce a table
     (``migsim.studies.EXPERIMENTS``, field ``reproduce``), in their order."""
-    import importlib
-
     from migsim.studies import EXPERIMENTS
 
     names = dict.fromkeys(e.reproduce for e in EXPERIMENTS if e.reproduce)
@@ -79,7 +87,8 @@ def _reproduce_modules():
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         rc = int(args.func(args) or 0)

@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from migsim.cost.platform import DEFAULT_PLATFORM
 from migsim.limits import (
     SEED,
     Limit,
@@ -31,7 +29,11 @@ from migsim.limits import (
     SizeLimit,
     check_folio_size,
 )
+from migsim.paths import DEFAULT_PLATFORM_FILE
 from migsim.units import parse_size
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _strip(name: str, exc: ValueError) -> str:
@@ -98,16 +100,25 @@ def folio_size_arg(name: str = "--folio-size") -> Callable[[str], int]:
 
 
 def existing_file(name: str) -> Callable[[str], Path]:
-    """A path to a readable regular file (checked when the arguments are parsed)."""
+    """A path to a readable regular file (checked when the arguments are parsed; a default
+    given as a string is checked the same way when the flag is not given)."""
 
     def parse(text: str) -> Path:
-        p = Path(text)
+        p = path_arg(text)
         if not p.is_file():
             what = "is a directory" if p.is_dir() else "no such file"
             raise argparse.ArgumentTypeError(f"{name}: {what}: {text}")
         return p
 
     return parse
+
+
+def path_arg(text: str) -> Path:
+    """A path (``type=path_arg``, as ``type=Path``): pathlib is imported at parse time, not
+    when the parser is built (`--help`)."""
+    from pathlib import Path
+
+    return Path(text)
 
 
 def seed_arg(name: str = "--seed") -> Callable[[str], int]:
@@ -222,7 +233,7 @@ def list_of(item: Callable[[str], object], allowed: tuple | None = None, what: s
 def platform_arg(p: argparse.ArgumentParser) -> None:
     """The --platform option every simulating sub-command takes."""
     p.add_argument(
-        "--platform", type=existing_file("--platform"), default=DEFAULT_PLATFORM,
+        "--platform", type=existing_file("--platform"), default=DEFAULT_PLATFORM_FILE,
         help="platform YAML file",
     )  # fmt: skip
 
@@ -264,6 +275,7 @@ __all__ = [
     "limit_arg",
     "list_of",
     "only_with",
+    "path_arg",
     "platform_arg",
     "read_table",
     "seed_arg",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from migsim.atomic import atomic_write_text
 from migsim.cli.args import existing_file, limit_arg, read_table, seed_arg, size_arg
+from migsim.cli.commands import command_help
 from migsim.cost.platform import DEFAULT_PLATFORM
 from migsim.limits import REPEATS
 
@@ -18,11 +19,7 @@ REFERENCE_DIR = Path(DEFAULT_PLATFORM).parents[1] / "reference"
 
 def register(sub) -> None:
     """Add the calibrate sub-command."""
-    c = sub.add_parser(
-        "calibrate",
-        help="fit a platform's parameters: stage 1 on the throughput table, stage 2 on the "
-        "baseline compaction row",
-    )
+    c = sub.add_parser("calibrate", help=command_help("calibrate"))
     c.add_argument(
         "--reference", type=existing_file("--reference"),
         default=REFERENCE_DIR / "move_pages_throughput.csv",

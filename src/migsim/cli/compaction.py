@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import os
 import sys
-from pathlib import Path
 
 from migsim import limits
 from migsim.cli.args import (
@@ -14,17 +13,19 @@ from migsim.cli.args import (
     int_range,
     limit_arg,
     only_with,
+    path_arg,
     platform_arg,
     read_table,
     seed_arg,
     size_limit_arg,
     whole_number,
 )
-from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
+from migsim.cli.commands import command_help
+from migsim.paths import REFERENCE_DIR
 from migsim.units import PAGE_SIZE, format_size
 from migsim.versions import RFCS
 
-REFERENCE_COMPACTION = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "compaction_modes.csv"
+REFERENCE_COMPACTION = os.path.join(REFERENCE_DIR, "compaction_modes.csv")
 MODES = ("baseline", "dma", "busy-baseline", "busy-dma")
 PATTERNS = ("even", "random", "clustered")
 DEFAULT_MAX_EVENTS = 2_000_000  # cap of a written trace (--trace-max-events)
@@ -40,7 +41,7 @@ CAPTURE_CONTEXTS = ("task", "kthread")  # migsim.kernel.compaction.CAPTURE_CONTE
 
 def register(sub) -> None:
     """Add the compaction sub-command."""
-    c = sub.add_parser("compaction", help="simulate order-9 allocations through direct compaction")
+    c = sub.add_parser("compaction", help=command_help("compaction"))
     c.add_argument("--mode", type=choice(MODES), default="baseline", help=" | ".join(MODES))
     c.add_argument("--channels", type=whole_number("--channels"), default=None,
                    help="DMA channels (dma modes; default 1, dcbm's nr_dma_chan default)")  # fmt: skip
@@ -67,7 +68,7 @@ def register(sub) -> None:
                    help="context of the allocating loop: task (captures) or kthread (task_capc)")  # fmt: skip
     platform_arg(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
-    c.add_argument("--trace", type=Path, default=None,
+    c.add_argument("--trace", type=path_arg, default=None,
                    help="write the run's tracepoint events: tracefs text, or Parquet if FILE "
                    "ends in .parquet")  # fmt: skip
     c.add_argument("--trace-max-events", type=int_range(1, name="--trace-max-events"), default=DEFAULT_MAX_EVENTS,
@@ -133,6 +134,7 @@ def check_compaction_args(args, platform) -> None:
 
 
 def cmd_compaction(args) -> int:
+    from migsim.cost.platform import load_platform
     from migsim.studies.compaction import run_compaction
 
     platform = load_platform(args.platform)
@@ -164,6 +166,8 @@ def cmd_compaction(args) -> int:
         del row["alloc_latency_us"]  # the distribution: in the run Parquet; here percentiles
         if args.order == 0:
             row["note"] = ORDER0_NOTE
+        import json  # here: `--help` and a table print need none
+
         print(json.dumps({**row, **summary}))
         return 0
     layout = (
@@ -203,6 +207,7 @@ def cmd_compaction(args) -> int:
 
 def cmd_reproduce(args) -> int:
     from migsim.calibrate.compaction import read_compaction_reference
+    from migsim.cost.platform import load_platform
     from migsim.studies.compaction import offload_saving_per_page_us, per_page_us, reproduce_results
 
     platform = load_platform(args.platform)
@@ -239,6 +244,8 @@ def cmd_reproduce(args) -> int:
 
         def per_page(rows):
             return [{"mode": r["mode"], **per_page_us(_missing_only(r))} for r in rows]
+
+        import json  # here: `--help` and a table print need none
 
         print(json.dumps({
             "platform": platform.name, "channels": args.channels, "capture": args.capture,

@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 from migsim.cli.args import EXIT_UNAVAILABLE, fraction, int_range, size_arg
+from migsim.cli.commands import command_help
 
 
 def register(sub) -> None:
     """Add `migsim host snapshot`, `migsim host twin` and `migsim host predict`."""
-    p = sub.add_parser("host", help="digital twin of this machine's memory (snapshot, twin)")
+    p = sub.add_parser("host", help=command_help("host"))
     hsub = p.add_subparsers(dest="host", required=True, metavar="ACTION")
 
     s = hsub.add_parser("snapshot", help="snapshot physical memory to a file (root)")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from migsim.cli.args import EXIT_UNAVAILABLE, fraction, int_range, list_of, size_arg
+from migsim.cli.commands import command_help
 from migsim.units import format_size, parse_size
 
 # the choices of migsim.host.probe and migsim.kernel.fragment, repeated here so that building the parser
@@ -30,7 +31,7 @@ def _copy_size(text: str) -> str:
 
 def register(sub) -> None:
     """Add `migsim probe copy` and `migsim probe compaction`."""
-    p = sub.add_parser("probe", help="measure this machine: copy bandwidth, real compaction")
+    p = sub.add_parser("probe", help=command_help("probe"))
     psub = p.add_subparsers(dest="probe", required=True, metavar="PROBE")
 
     c = psub.add_parser("copy", help="copy bandwidth per folio size (unprivileged)")

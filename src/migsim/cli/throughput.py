@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+import os
 
 from migsim import limits
 from migsim.cli.args import (
@@ -14,18 +13,20 @@ from migsim.cli.args import (
     folio_size_arg,
     limit_arg,
     only_with,
+    path_arg,
     platform_arg,
     read_table,
     seed_arg,
     size_limit_arg,
     whole_number,
 )
-from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
+from migsim.cli.commands import command_help
+from migsim.paths import REFERENCE_DIR
 from migsim.units import HPAGE_PUD_NR, PAGE_SIZE, format_size, parse_size
 from migsim.versions import FALLBACKS, PLACEMENTS, RFCS
 
 MODES = ("baseline", "dma", "mt")
-REFERENCE_THROUGHPUT = Path(DEFAULT_PLATFORM).parents[1] / "reference" / "move_pages_throughput.csv"
+REFERENCE_THROUGHPUT = os.path.join(REFERENCE_DIR, "move_pages_throughput.csv")
 
 
 def batch_limit_arg(text: str) -> int:
@@ -52,7 +53,7 @@ def batch_limit_arg(text: str) -> int:
 
 def register(sub) -> None:
     """Add the throughput sub-command."""
-    t = sub.add_parser("throughput", help="simulate move_pages() of folios between two nodes")
+    t = sub.add_parser("throughput", help=command_help("throughput"))
     t.add_argument("--mode", type=choice(MODES), default="baseline", help=" | ".join(MODES))
     t.add_argument("--folio-size", type=folio_size_arg(), default=4096,
                    help=f"one of {', '.join(limits.FOLIO_SIZE_LABELS)} (default 4K)")  # fmt: skip
@@ -100,7 +101,7 @@ def register_reproduce(rsub) -> None:
         "all", help="every published throughput number of the series beside its simulation"
     )
     platform_arg(a)
-    a.add_argument("--reference-dir", type=Path, default=REFERENCE_THROUGHPUT.parent)
+    a.add_argument("--reference-dir", type=path_arg, default=REFERENCE_DIR)
     a.add_argument("--trials", type=limit_arg(limits.TRIALS, "--trials"), default=5)
     a.add_argument("--seed", type=seed_arg(), default=1)
     a.add_argument("--json", action="store_true")
@@ -142,6 +143,7 @@ def check_throughput_args(args, platform) -> None:
 
 
 def cmd_throughput(args) -> int:
+    from migsim.cost.platform import load_platform
     from migsim.studies.throughput import run_throughput
 
     platform = load_platform(args.platform)
@@ -176,6 +178,8 @@ def cmd_throughput(args) -> int:
         "first_folio_latency_us": res.first_folio_latency_us(),
     }
     if args.json:
+        import json  # here: `--help` and a table print need none
+
         print(json.dumps(out))
         return 0
     what = {"dma": f"{res.channels} DMA channel(s)", "mt": f"{res.threads} copy thread(s)"}
@@ -199,7 +203,7 @@ def cmd_throughput(args) -> int:
 
 
 def reproduce_rows(
-    platform, reference: Path, trials: int, seed: int, rfc: str = "v4"
+    platform, reference: str | os.PathLike, trials: int, seed: int, rfc: str = "v4"
 ) -> list[dict]:
     """Simulate every published cell; one dict per cell with the published value beside it."""
     from migsim.calibrate.throughput import read_reference
@@ -228,12 +232,16 @@ def reproduce_rows(
 
 
 def cmd_reproduce(args) -> int:
+    from migsim.cost.platform import load_platform
+
     platform = load_platform(args.platform)
     rows = reproduce_rows(platform, args.reference, args.trials, args.seed, args.rfc)
     import numpy as np
 
     mape = float(np.mean([abs(r["error_pct"]) for r in rows]))
     if args.json:
+        import json  # here: `--help` and a table print need none
+
         print(json.dumps({"platform": platform.name, "cells": rows, "mape_pct": mape}))
         return 0
     sizes = list(dict.fromkeys(r["folio_size"] for r in rows))
@@ -258,6 +266,8 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_reproduce_all(args) -> int:
+    from migsim.cost.platform import load_platform
+
     platform = load_platform(args.platform)
     if not args.reference_dir.is_dir():
         raise ValueError(f"--reference-dir: no such directory {args.reference_dir}")
@@ -265,6 +275,8 @@ def cmd_reproduce_all(args) -> int:
 
     rows = series_rows(platform, args.reference_dir, args.trials, args.seed)
     if args.json:
+        import json  # here: `--help` and a table print need none
+
         print(json.dumps({"cells": rows}))
         return 0
     print(

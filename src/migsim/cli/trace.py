@@ -7,10 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from migsim.cli.commands import command_help
+
 
 def register(sub) -> None:
     """Add `migsim trace import` and `migsim compare`."""
-    t = sub.add_parser("trace", help="read tracepoint events of compaction and migration")
+    t = sub.add_parser("trace", help=command_help("trace"))
     tsub = t.add_subparsers(dest="trace", required=True, metavar="ACTION")
     i = tsub.add_parser(
         "import", help="read a tracefs `trace` file or `perf script` output into Parquet"
@@ -20,10 +22,7 @@ def register(sub) -> None:
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=cmd_import)
 
-    c = sub.add_parser(
-        "compare",
-        help="an mmtests-style report of two or more runs: real and simulated traces, run files",
-    )
+    c = sub.add_parser("compare", help=command_help("compare"))
     c.add_argument("files", nargs="+", type=Path,
                    help="REAL SIM ...: trace text (tracefs or perf script), trace-event Parquet, "
                    "or compaction run Parquet (one column per mode); the first is the baseline")  # fmt: skip

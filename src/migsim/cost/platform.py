@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 from migsim.atomic import atomic_write_text
 from migsim.limits import CHANNELS, THREADS
+from migsim.paths import DEFAULT_PLATFORM_FILE
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,4 @@ def save_platform(platform: Platform, path: str | os.PathLike, header: str = "")
     atomic_write_text(path, text)
 
 
-DEFAULT_PLATFORM = (
-    Path(__file__).resolve().parents[3] / "config" / "platforms" / "epyc-zen3-ptdma.yaml"
-)
+DEFAULT_PLATFORM = Path(DEFAULT_PLATFORM_FILE)

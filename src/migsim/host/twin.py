@@ -864,8 +864,11 @@ def drift_reasons(first: dict, last: dict) -> list[str]:
 #   MIGRATE_SYNC sets cc->contended only on a fatal signal, and there is none) while the
 #   twin, from the snapshot, ran the same zone until its scanners met (status=complete), and
 #   the snapshot holds no folio the twin cannot split in the pageblock where the real zone
-#   stopped (stop_context): what stopped it is not in the snapshot (another task took a
-#   reference to the folio or dirtied it, or allocated it, after the read). Where the snapshot
+#   stopped (stop_context): what stopped it is not in the snapshot -- another task took a
+#   reference to the folio, dirtied it or allocated it after the read, or its buffers were
+#   held (split_folio() must release a page-cache folio's buffer heads first,
+#   filemap_release_folio(), which fails while one is busy: b_count, which no /proc file
+#   exports; the same blind spot as the "busy" rule of zone_from_snapshot). Where the snapshot
 #   does hold one there, the twin could have stopped too (it did not because its free lists
 #   had a target of that order at that moment): the run is kept and judged. (This last clause
 #   was added after the first traced stop, seed 121, before any run was judged by the rule:

@@ -95,8 +95,8 @@ ISOLATE_ABORT, ISOLATE_NONE, ISOLATE_SUCCESS = 0, 1, 2
 BLOCK_MASK = ~(PAGEBLOCK_NR_PAGES - 1)  # pageblock_start_pfn(pfn) = pfn & BLOCK_MASK
 # the frame states the migration scanner steps over or isolates, as bytes (bytes.translate)
 _FREE_OR_LRU = bytes((FREE, LRU))
-if FREE != 0:  # isolate_migratepages_block finds the LRU frames of a clean block by nonzero()
-    raise ImportError("migsim.kernel.compaction: the FREE frame state must be 0")
+if (FREE, LRU) != (0, 1):  # the scanners find free and LRU frames as the bytes of a bool array
+    raise ImportError("migsim.kernel.compaction: the FREE and LRU frame states must be 0 and 1")
 COMPACT_MAX_DEFER_SHIFT = 6
 PAGE_ALLOC_COSTLY_ORDER = 3
 EXTFRAG_THRESHOLD = 500  # sysctl_extfrag_threshold
@@ -768,7 +768,7 @@ class Compactor:
             rest = z.mscan_lru
             if skip_on_failure and len(rest) and cc.order < PAGEBLOCK_ORDER:
                 size = 1 << max(cc.order, 0)
-                sub_end = min(end_pfn, (int(rest[0]) // size + 1) * size)
+                sub_end = min(end_pfn, (rest.item(0) // size + 1) * size)
                 cand = rest[: int(np.searchsorted(rest, sub_end))]
             else:
                 sub_end = end_pfn
@@ -776,7 +776,7 @@ class Compactor:
             if len(cand) >= need:
                 isolated = [cand[:need]]
                 nr_isolated = need
-                low_pfn = int(cand[need - 1]) + 1
+                low_pfn = cand.item(need - 1) + 1
             else:  # all of them (none: the rest is free), up to the order block's end
                 isolated = [cand] if len(cand) else []
                 nr_isolated = len(cand)
@@ -792,66 +792,86 @@ class Compactor:
             # does the rest of the block hold only free and LRU frames? (the common case; one
             # C pass over its bytes: translate() deletes those two states)
             clean_all = not seg.tobytes().translate(None, _FREE_OR_LRU)
-            lru = None if clean_all else seg == LRU
-            isolated = []
-            nr_isolated = 0
-            pos, n = 0, len(seg)
             # the cc->order aligned blocks that skip_on_failure aborts: min(max(order, 0), 9)
             o = cc.order if cc.order > 0 else 0
             size = 1 << (o if o < PAGEBLOCK_ORDER else PAGEBLOCK_ORDER)
-            while pos < n:
-                if skip_on_failure:
-                    sub_end = ((low_pfn + pos) // size + 1) * size - low_pfn
-                    if sub_end > n:
+            if clean_all and (not skip_on_failure or (low_pfn // size + 1) * size >= end_pfn):
+                # the common case: nothing can fail, and the scan runs to the block's end in
+                # one cc->order block (the loop below would take one step): the LRU frames are
+                # the non-zero ones, and FREE 0 / LRU 1 are the bytes of a bool array
+                lidx = seg.view(np.bool_).nonzero()[0]
+                if len(lidx) >= need:  # COMPACT_CLUSTER_MAX reached: migrate now
+                    stop = lidx.item(need - 1) + 1 + low_pfn
+                    pfns = lidx + low_pfn
+                    isolated = [pfns[:need]]
+                    nr_isolated = need
+                    if stop < end_pfn:  # keep the rest of the block's scan for the next batch
+                        z.mscan_block, z.mscan_pfn, z.mscan_lru = b, stop, pfns[need:]
+                    low_pfn = stop
+                else:  # all of them (none: the rest is free)
+                    isolated = [lidx + low_pfn] if len(lidx) else []
+                    nr_isolated = len(lidx)
+                    low_pfn = end_pfn
+            else:
+                lru = None if clean_all else seg == LRU
+                isolated = []
+                nr_isolated = 0
+                pos, n = 0, len(seg)
+                while pos < n:
+                    if skip_on_failure:
+                        sub_end = ((low_pfn + pos) // size + 1) * size - low_pfn
+                        if sub_end > n:
+                            sub_end = n
+                    else:
                         sub_end = n
-                else:
-                    sub_end = n
-                whole = pos == 0 and sub_end == n
-                # clean: no frame is neither free nor LRU (a state above LRU) in the order block
-                if clean_all:  # FREE is 0: the non-zero frames are the LRU frames
-                    lidx = (seg if whole else seg[pos:sub_end]).nonzero()[0]
-                    clean = True
-                else:
-                    lidx = (lru if whole else lru[pos:sub_end]).nonzero()[0]
-                    clean = None
-                    if skip_on_failure:  # (the ufunc's reduce: no Python wrapper per call)
-                        clean = int(np.maximum.reduce(seg if whole else seg[pos:sub_end])) <= LRU
-                if clean is False:
-                    bad = (seg[pos:sub_end] > LRU).nonzero()[0]
-                    first_bad = int(bad[0])
-                    lidx = lidx[lidx < first_bad]
-                else:
-                    first_bad = sub_end - pos
-                want = need - nr_isolated
-                if len(lidx) >= want:  # COMPACT_CLUSTER_MAX reached: migrate now
-                    stop = int(lidx[want - 1]) + 1 + start_pfn + pos
-                    if sub_end == n and stop < end_pfn:
-                        # keep the rest of the block's scan for the next batch from it
-                        if clean is None:
-                            clean = int(np.maximum.reduce(seg[pos:])) <= LRU
+                    whole = pos == 0 and sub_end == n
+                    # clean: no frame is neither free nor LRU (a state above LRU) in the order block
+                    if clean_all:  # FREE is 0: the non-zero frames are the LRU frames
+                        lidx = (seg if whole else seg[pos:sub_end]).nonzero()[0]
+                        clean = True
                     else:
-                        clean = False
-                    if clean:
-                        pfns = lidx + (start_pfn + pos)
-                        take = pfns[:want]
-                        z.mscan_block, z.mscan_pfn, z.mscan_lru = b, stop, pfns[want:]
+                        lidx = (lru if whole else lru[pos:sub_end]).nonzero()[0]
+                        clean = None
+                        if skip_on_failure:  # (the ufunc's reduce: no Python wrapper per call)
+                            clean = (
+                                int(np.maximum.reduce(seg if whole else seg[pos:sub_end])) <= LRU
+                            )
+                    if clean is False:
+                        bad = (seg[pos:sub_end] > LRU).nonzero()[0]
+                        first_bad = int(bad[0])
+                        lidx = lidx[lidx < first_bad]
                     else:
-                        take = lidx[:want] + (start_pfn + pos)
-                    isolated.append(take)
-                    nr_isolated += want
-                    pos = stop - start_pfn
-                    break
-                if first_bad < sub_end - pos:  # isolation failed in this order block
-                    isolated, nr_isolated = [], 0  # putback_movable_pages
+                        first_bad = sub_end - pos
+                    want = need - nr_isolated
+                    if len(lidx) >= want:  # COMPACT_CLUSTER_MAX reached: migrate now
+                        stop = int(lidx[want - 1]) + 1 + start_pfn + pos
+                        if sub_end == n and stop < end_pfn:
+                            # keep the rest of the block's scan for the next batch from it
+                            if clean is None:
+                                clean = int(np.maximum.reduce(seg[pos:])) <= LRU
+                        else:
+                            clean = False
+                        if clean:
+                            pfns = lidx + (start_pfn + pos)
+                            take = pfns[:want]
+                            z.mscan_block, z.mscan_pfn, z.mscan_lru = b, stop, pfns[want:]
+                        else:
+                            take = lidx[:want] + (start_pfn + pos)
+                        isolated.append(take)
+                        nr_isolated += want
+                        pos = stop - start_pfn
+                        break
+                    if first_bad < sub_end - pos:  # isolation failed in this order block
+                        isolated, nr_isolated = [], 0  # putback_movable_pages
+                        pos = sub_end
+                        continue
+                    if len(lidx):
+                        isolated.append(lidx + (start_pfn + pos))
+                        nr_isolated += len(lidx)
                     pos = sub_end
-                    continue
-                if len(lidx):
-                    isolated.append(lidx + (start_pfn + pos))
-                    nr_isolated += len(lidx)
-                pos = sub_end
-                if skip_on_failure and nr_isolated:
-                    break  # isolated a whole order block: migrate it now
-            low_pfn = low_pfn + pos
+                    if skip_on_failure and nr_isolated:
+                        break  # isolated a whole order block: migrate it now
+                low_pfn = low_pfn + pos
             if nr_isolated and valid_page and not cc.ignore_skip_hint:
                 z.skip_b[b] = 1  # test_and_set_skip() under the LRU lock
         if low_pfn == end_pfn and (not nr_isolated or cc.finish_pageblock):
@@ -972,14 +992,14 @@ class Compactor:
             free = z.fscan_free  # absolute pfns, none free in [fscan_from, fscan_pfn)
         else:
             seg = z.state[start_pfn:end_pfn]
-            free = (seg == FREE).nonzero()[0] + start_pfn
+            free = np.logical_not(seg).nonzero()[0] + start_pfn  # FREE is 0
             z.fscan_from = start_pfn
         need = cc.nr_migratepages - cc.nr_freepages
         if need <= 0:
             need = 1
         if len(free) >= need:
             take = free[:need]
-            stop = int(take[-1]) + 1
+            stop = take.item(-1) + 1
         else:
             take = free
             stop = end_pfn
@@ -1005,6 +1025,20 @@ class Compactor:
         list when it is empty. May return fewer than `n` when the free scanner meets the
         migration scanner. (Each chunk of cc->freepages is ascending: its first pfn is its
         lowest.)"""
+        if cc.nr_freepages == 0 and n > 0:  # the common case: the last call used them all
+            self.isolate_freepages(cc)
+            got = cc.nr_freepages
+            if got == 0:
+                return np.zeros(0, dtype=np.int64), -1
+            if got == n:  # one pass of the free scanner isolated the whole batch: hand it out
+                chunks = cc.freepages
+                cc.freepages, cc.nr_freepages = [], 0
+                # one chunk per pageblock, the pageblocks in descending order: the last
+                # chunk's first pfn is the lowest
+                if len(chunks) == 1:
+                    return chunks[0], chunks[0].item(0)
+                return np.concatenate(chunks), chunks[-1].item(0)
+            # fewer (the free scanner met the migration scanner): the general case below
         out: list[np.ndarray] = []
         got = 0
         lowest = -1
@@ -1021,7 +1055,7 @@ class Compactor:
             else:
                 head, cc.freepages[0] = head[:t], head[t:]
                 out.append(head)
-            first = int(head[0])
+            first = head.item(0)
             if lowest < 0 or first < lowest:
                 lowest = first
             cc.nr_freepages -= t
@@ -1046,7 +1080,7 @@ class Compactor:
         ok = src if m == n else src[:m]
         nr_failed = n - m
         if m:
-            src_block = int(ok[0]) >> PAGEBLOCK_ORDER  # the sources lie in one pageblock
+            src_block = ok.item(0) >> PAGEBLOCK_ORDER  # the sources lie in one pageblock
             z.move_content(ok, dst, src_block, dst_lo >> PAGEBLOCK_ORDER)
             z.state[dst] = LRU
             # folio_put(src) -> free_unref_page_commit

@@ -408,8 +408,10 @@ class Zone:
     def _account_block(self, block: int, change: int) -> None:
         """Add `change` free pages (negative: taken) to pageblock `block`, in plain integers."""
         self.nr_free += change
-        if block == self.mscan_block or block == self.fscan_block:
-            self.drop_scan_caches(block)
+        if block == self.mscan_block:  # drop_scan_caches(block), inline
+            self.mscan_block = -1
+        if block == self.fscan_block:
+            self.fscan_block = -1
         nfp = self.nr_free_pb_a
         before = nfp[block]
         after = before + change

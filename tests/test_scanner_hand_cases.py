@@ -550,3 +550,100 @@ def test_the_twins_free_scanner_stops_where_the_watermark_check_fails():
     assert (end["free_pfn"], end["status"]) == (1792, "contended")
     assert nc.vmstat["compact_free_scanned"] == 257
     assert nc.vmstat["pgmigrate_success"] == 0
+
+
+# ------------------------------------------------------------------ a fresh sample's survivors
+
+
+def test_a_skipped_odd_pageblock_is_passed_without_scanning():
+    """isolate_migratepages(): a pageblock-aligned start is aligned whether the block number
+    is even or odd. Blocks 1 and 3 marked skip: from pfn 512 the scanner passes block 1
+    without scanning it and isolates 1024..1055 from block 2 (32 pfns scanned); from 1536
+    it passes block 3 and takes 2048..2079."""
+    for start, first in ((PB, 2 * PB), (3 * PB, 4 * PB)):
+        z = _zone(8)
+        z.recount()
+        z.skip[[1, 3]] = True
+        cc = CompactControl(order=9, migrate_pfn=start, free_pfn=7 * PB)
+        Compactor(z).isolate_migratepages(cc)
+        assert _isolated(cc) == list(range(first, first + 32))
+        assert cc.total_migrate_scanned == 32
+
+
+def test_a_state_saved_after_compaction_has_boolean_skip_bits(tmp_path):
+    """save_state() after a compaction that set skip bits (the free scanner's on block 7 as
+    in test_free_scanner_marks_a_fully_scanned_block_skip, the migration scanner's on block
+    0 after isolating from it): the saved skip array is a NumPy bool array of 0 and 1 bytes
+    (a byte 2 would be no valid bool), and loads back with the same bits."""
+    from migsim.kernel.fragment import load_state, save_state
+
+    z = _zone(8)
+    z.state[7 * PB : 7 * PB + 100] = FREE
+    z.state[6 * PB + 200 : 6 * PB + 300] = FREE
+    z.recount()
+    c = Compactor(z)
+    c.isolate_freepages(CompactControl(order=9, free_pfn=7 * PB, nr_migratepages=150))
+    c.isolate_migratepages_block(CompactControl(order=9, free_pfn=7 * PB), 0, PB)
+    path = tmp_path / "z.npz"
+    save_state(z, path)
+    with np.load(path) as npz:
+        assert npz["skip"].view(np.uint8).tolist() == [1, 0, 0, 0, 0, 0, 0, 1]
+    assert load_state(path)[0].skip.nonzero()[0].tolist() == [0, 7]
+
+
+def test_a_fresh_zone_of_an_odd_number_of_pageblocks():
+    """A new zone is all free: 3 pageblocks are one order-10 block (0-1) and one order-9
+    block (2), both in buddyinfo and in the free lists, without a recount."""
+    z = Zone(3 * PB)
+    assert z.free_area_counts().tolist() == [0] * 9 + [1, 1]
+    assert z.free_list(9).tolist() == [1024] and z.free_list(10).tolist() == [0]
+    z.check()
+
+
+def test_free_block_bounds_are_exact_right_after_a_recount():
+    """recount() counts every pageblock: free_blocks_total_range() is then exact. 4
+    pageblocks, frame 0 allocated: block 0's 511 free frames are 9 blocks (orders 0-8),
+    block 1 an order-9 block, blocks 2-3 an order-10 block: (11, 11)."""
+    z = Zone(4 * PB)
+    z.state[0] = ALLOCATED
+    z.recount()
+    assert z.free_blocks_total_range() == (11, 11)
+
+
+def test_an_order_10_capture_of_several_groups_takes_the_first_completed():
+    """compaction_capture() of order 10 when one free call completes two order-10 blocks
+    (pageblocks 0-3 freed in order): the first completed, at pfn 0, is captured; the other
+    (1024) stays in the buddy lists."""
+    z = _zone(4, ALLOCATED)
+    z.recount()
+    z.capture_control = capc = CaptureControl(order=10)
+    assert z.free_to_buddy(np.arange(0, 4 * PB)) == 0
+    assert capc.page == 0 and z.nr_free == 2 * PB
+    assert z.free_area_counts()[10] == 1
+    z.check()
+
+
+def test_an_order_10_capture_takes_the_frames_already_free():
+    """An order-10 block completed by freeing pageblock 1 while pageblock 0 is already free:
+    the capture takes all 1024 frames, the 512 that were free leave the free count too (none
+    is left)."""
+    z = _zone(2, ALLOCATED)
+    z.state[:PB] = FREE
+    z.recount()
+    z.capture_control = capc = CaptureControl(order=10)
+    assert z.free_to_buddy(np.arange(PB, 2 * PB)) == 0
+    assert capc.page == 0 and z.nr_free == 0
+    z.check()
+
+
+def test_a_work_counter_past_int32_widens_the_log():
+    """The work log is int32 until a value does not fit (_widen): a call that scanned 3e9
+    pfns (as a 12 TB zone could) is kept exactly, in an int64 log, beside the earlier call."""
+    c = Compactor(Zone(8 * PB))
+    c._log_call(1)
+    c._acc[W_FREE_SCANNED] = 3_000_000_000
+    c._log_call(2)
+    log = c.log()
+    assert log.work.dtype == np.int64
+    assert log.work[:, W_FREE_SCANNED].tolist() == [0, 3_000_000_000]
+    assert log.pages.tolist() == [1, 2]

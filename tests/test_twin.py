@@ -297,3 +297,13 @@ def test_stop_context_counts_the_unsplittable_folio_where_a_zone_stopped():
     assert c["unsplittable_pages"] == 4
     assert c["large_folio_pages"] == 8
     assert twin.stop_context(snapshot(f), 3 * PB)["unsplittable_pages"] == 0
+
+
+def test_stop_note_names_the_contended_zone_and_an_unjudged_trace():
+    r = _run("contended", "contended", lost=3)
+    r["stop_context"] = {"0x100000": {"unsplittable_pages": 4}}
+    note = twin.stop_note(r)
+    assert "real zone 0x100000 ended contended at migrate_pfn 0x200600 after 2 calls" in note
+    assert "the last failed 24 pages" in note and "'unsplittable_pages': 4" in note
+    assert "the trace lost 3 events" in note
+    assert twin.stop_note(_run("complete", "complete")) == ""

@@ -906,6 +906,24 @@ def trace_reasons(run: dict) -> list[str]:
     return out
 
 
+def stop_note(run: dict) -> str:
+    """Where each zone of `run` that the real compaction ended contended stopped, and what the
+    snapshot held there (stop_context), as text for the progress line ('' if none)."""
+    tr = run.get("trace") or {}
+    out = "" if tr.get("traced") else "; not traced (the trace rule not applied)"
+    if tr.get("lost"):
+        out += f"; the trace lost {tr['lost']} events (the trace rule not applied)"
+    for z in run["zones"]["measured"]:
+        if z.get("status") == "contended":
+            held = run["stop_context"].get(f"{z['zone_start']:#x}")
+            out += (
+                f"; real zone {z['zone_start']:#x} ended contended at migrate_pfn "
+                f"{z['migrate_pfn']:#x} after {z['calls']} calls (the last failed "
+                f"{z['last_call_failed']} pages), the snapshot there: {held}"
+            )
+    return out
+
+
 def stop_context(snap: S.Snapshot, pfn: int) -> dict:
     """What the snapshot held in the pageblock where a real zone stopped (the one holding
     `pfn` - 1, the migration scanner's end): pages by kind, pages of large folios, and the
@@ -1100,6 +1118,7 @@ def host_twin(
                 out["runs"].append(r)
                 bad = misses(m, p)
                 msg = "ok" if not bad else f"MISS {'; '.join(bad)}"
+                msg += stop_note(r)  # a kept run whose real zone stopped early
             if progress:
                 progress(
                     f"seed {r['seed']}: pgmigrate_success {m['pgmigrate_success']} (predicted "

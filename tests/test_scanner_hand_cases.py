@@ -647,3 +647,82 @@ def test_a_work_counter_past_int32_widens_the_log():
     assert log.work.dtype == np.int64
     assert log.work[:, W_FREE_SCANNED].tolist() == [0, 3_000_000_000]
     assert log.pages.tolist() == [1, 2]
+
+
+def test_every_compaction_stall_ends_in_a_success_or_a_failure():
+    """/proc/vmstat: each compact_stall is followed by compact_success or compact_fail. The
+    zone of test_only_sync_compaction_defers (no order-9 block can form), two order-9
+    allocations, each trying async then sync-light compaction: the first stalls twice (both
+    COMPACT_COMPLETE; the sync-light failure defers, shift 1); the second's async attempt is
+    deferred (considered 1 < 2: a stall too, DEFERRED is not SKIPPED), its sync-light one runs
+    (considered 2) and fails: 4 stalls, 4 failures, no success."""
+    z = _zone(32)
+    z.state[1::2] = FREE
+    z.state[::PB] = KERNEL
+    z.recount()
+    c = Compactor(z)
+    assert c.alloc_pages_node(9) is None and c.alloc_pages_node(9) is None
+    v = c.vmstat
+    assert (v["compact_stall"], v["compact_fail"], v["compact_success"]) == (4, 4, 0)
+
+
+def test_compaction_is_not_finished_inside_a_pageblock():
+    """compact_finished(): a direct compactor only stops for a free suitable page at a
+    pageblock boundary (always finish a pageblock): with a free order-9 block in the zone it
+    returns COMPACT_CONTINUE at migrate pfn 513 and 514, COMPACT_SUCCESS at 1024."""
+    from migsim.kernel.compaction import COMPACT_CONTINUE
+
+    z = _zone(8)
+    z.state[7 * PB :] = FREE
+    z.recount()
+    c = Compactor(z)
+    for pfn, want in ((513, COMPACT_CONTINUE), (514, COMPACT_CONTINUE), (2 * PB, COMPACT_SUCCESS)):
+        assert c.compact_finished(CompactControl(order=9, migrate_pfn=pfn, free_pfn=6 * PB)) == want
+
+
+def test_a_cached_migrate_pfn_outside_the_zone_restarts_at_the_zone_start():
+    """compact_zone(): a cached migrate pfn outside the zone (8192 = the zone end) starts the
+    migration scanner at the zone start and resets both cached pfns to it;
+    trace_mm_compaction_begin reports migrate pfn 0. The async run then passes block 0 (kernel
+    memory) as test_async_compaction_stops_syncing_the_sync_cached_pfn_after_it_isolated's
+    does."""
+    z = _unmovable_targets()
+    z.compact_cached_migrate_pfn = [16 * PB, 16 * PB]
+    c = Compactor(z, trace=True)
+    c.compact_zone_order(9, COMPACT_PRIO_ASYNC)
+    assert _marks(c, M_BEGIN)[0][:2] == [0, 7680]
+
+
+def test_a_page_count_that_is_no_whole_page_is_refused():
+    """FragmentConfig.resolved(): alloc_bytes must be a whole number of 4K pages >= 0: 4097
+    and -4096 are refused, naming the value."""
+    from migsim.kernel.fragment import FragmentConfig
+
+    for bad in (4097, -4096):
+        with pytest.raises(
+            ValueError, match=rf"^alloc_bytes: must be a whole number of 4K pages >= 0, got {bad}$"
+        ):
+            FragmentConfig(node_bytes=8 << 20, alloc_bytes=bad).resolved()
+
+
+def test_a_64_gib_node_has_the_kernels_watermarks_and_pcp_high_for_64_cpus():
+    """A 64 GiB node (16777216 pages; nothing allocated), fragment()'s defaults: the published
+    node's 64 CPUs. min_free_kbytes = isqrt(64 GiB in KB x 16) = 32768: wmark_min 8192 pages;
+    watermark_scale_factor 10: gap max(8192 // 4, 16777216 x 10 // 10000 = 16777) = 16777, so
+    low 24969 and high 41746; pcp->batch 63 (zone_batchsize: 256 // 4 = 64 -> 2^6 - 1);
+    pcp->high = max(24969 // 64 CPUs = 390, 4 batches = 252) = 390."""
+    from migsim.kernel.fragment import FragmentConfig, fragment
+
+    z = fragment(FragmentConfig(node_bytes=64 << 30, alloc_bytes=0))
+    assert (z.wmark_min, z.wmark_low, z.wmark_high) == (8192, 24969, 41746)
+    assert (z.pcp.high, z.pcp.batch) == (390, 63)
+
+
+def test_the_zone_check_names_free_lists_out_of_step_with_nr_free():
+    """Zone.check(): free lists that do not add up to NR_FREE_PAGES are named: a zone of 4
+    free pageblocks whose cached order-0 count is one too high (as a missed update would
+    leave it; the frames and the page counts agree)."""
+    z = Zone(4 * PB)
+    z._lo_total[0] += 1
+    with pytest.raises(AssertionError, match="^free lists do not add up to NR_FREE_PAGES$"):
+        z.check()

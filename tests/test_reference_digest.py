@@ -185,9 +185,10 @@ def test_the_digest_sees_one_moved_tag_and_one_log_row():
     counters, log, zone = SCENARIOS["even_64M_order9_x40"]()
     ref = run_digest(counters, log, zone)
     pfn = int(np.flatnonzero(zone.state == LRU)[0])
-    zone.tag_delta[pfn] += 1
+    tag = zone.content_tag(np.array([pfn]))
+    zone.set_content(np.array([pfn]), tag + 1)
     assert run_digest(counters, log, zone) != ref
-    zone.tag_delta[pfn] -= 1
+    zone.set_content(np.array([pfn]), tag)
     log.work[len(log.pages) // 2, 1] += 1
     assert run_digest(counters, log, zone) != ref
 

@@ -240,12 +240,12 @@ def save_state(zone: Zone, path: str | os.PathLike, config: FragmentConfig | Non
         "config": asdict(config.resolved()) if config is not None else None,
     }
     with atomic_open(path, "wb") as fh:
-        moved = np.flatnonzero(zone.tag_delta)  # sparse: most pages never moved
+        moved, delta = zone.moved_tags()  # sparse: most pages never moved
         np.savez(
             fh,
             state=zone.state,
             tag_idx=moved,
-            tag_val=zone.tag_delta[moved],
+            tag_val=delta,
             migratetype=zone.migratetype,
             skip=zone.skip,
             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
@@ -300,7 +300,7 @@ def load_state(path: str | os.PathLike) -> tuple[Zone, FragmentConfig | None]:
             idx, val = npz["tag_idx"], npz["tag_val"]
             if idx.shape != val.shape or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
                 raise ValueError(f"state: {path}: content tags do not fit the zone")
-            zone.tag_delta[idx] = val
+            zone.set_tag_offsets(idx, val)
             for name in ("migratetype", "skip"):
                 arr = npz[name]
                 dst = getattr(zone, name)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from migsim.kernel.tags import ContentTags
 from migsim.units import MAX_PAGE_ORDER, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
 
 # Frame states (uint8). A frame is in exactly one of them.
@@ -300,13 +301,11 @@ class Zone:
                 raise ValueError(f"{name}: expected {self.nr_pages} frames of {np.dtype(dt)}")
         # all FREE (state 0): np.zeros maps zeroed pages lazily, np.full(FREE) would write them
         self.state = np.zeros(self.nr_pages, dtype=np.uint8) if state is None else state
-        # content tag of a frame = pfn + 1 + tag_delta[pfn] where the frame holds a page (a
-        # page that never moved from where it was first written keeps delta 0: the zeroed
-        # array is never touched there, so a 65M-frame zone does not pay 262 MB for tags)
-        self._tag_delta = (
-            np.zeros(self.nr_pages, dtype=np.int32) if tag_delta is None else tag_delta
-        )
-        # folio_copy()s not yet applied to _tag_delta: (src, dst) pairs in call order, applied
+        # content tag of a frame = pfn + 1 + its offset where the frame holds a page (a page
+        # that never moved from where it was first written keeps offset 0 and costs nothing:
+        # migsim.kernel.tags, two bytes per frame that ever received a moved page)
+        self._tags = ContentTags(self.nr_pages, tag_delta)
+        # folio_copy()s not yet applied to _tags: (src, dst) pairs in call order, applied
         # in bulk (one gather/scatter per MOVE_FLUSH_PAGES pages instead of four numpy calls
         # per migrate_pages() call); _moves_lo is the lowest pageblock holding a queued target
         self._moves: list[tuple[np.ndarray, np.ndarray]] = []
@@ -705,19 +704,35 @@ class Zone:
 
     @property
     def tag_delta(self) -> np.ndarray:
-        """Content tag offset of every frame (int32; tag = pfn + 1 + delta), moves applied."""
-        if self._moves:
-            self.flush_moves()
-        return self._tag_delta
+        """Content tag offset of every frame (tag = pfn + 1 + delta), moves applied: a dense
+        read-only int32 copy, for small zones and tests (change tags with set_content)."""
+        return self._tag_offsets().dense()
 
     @tag_delta.setter
     def tag_delta(self, value: np.ndarray) -> None:
         self._moves, self._moves_pages, self._moves_lo = [], 0, self.nr_blocks
-        self._tag_delta = value
+        self._tags = ContentTags(self.nr_pages, value)
+
+    def _tag_offsets(self) -> ContentTags:
+        if self._moves:
+            self.flush_moves()
+        return self._tags
+
+    def moved_tags(self) -> tuple[np.ndarray, np.ndarray]:
+        """The frames whose content tag offset is not 0 (ascending pfns) and their offsets
+        (int32): the content tags' state, sparse (most pages never move)."""
+        return self._tag_offsets().nonzero()
+
+    def set_tag_offsets(self, pfns: np.ndarray, delta: np.ndarray) -> None:
+        """Set the content tag offsets of the frames `pfns` (each once), as moved_tags()
+        gives them."""
+        pfns = np.asarray(pfns, dtype=np.int64)
+        # stored as the int32 the offsets are (the value mod 2^32)
+        self._tag_offsets().put(pfns, np.asarray(delta).astype(np.int32).astype(np.int64))
 
     def flush_moves(self) -> None:
         """Apply the queued folio_copy()s to the content tags, in call order."""
-        moves, d = self._moves, self._tag_delta
+        moves = self._moves
         self._moves, self._moves_pages, self._moves_lo = [], 0, self.nr_blocks
         if len(moves) == 1:
             src, dst = moves[0]
@@ -727,19 +742,17 @@ class Zone:
             # a target twice (a target stays mapped until the queue is applied)
             src = np.concatenate([m[0] for m in moves])
             dst = np.concatenate([m[1] for m in moves])
-            tags = d[src]
-            src -= dst  # in place (the concatenation is ours): no temporaries of 512 KB
-            src += tags
-            d[dst] = src  # int64, stored as int32 (the same value mod 2^32)
-            return
         else:
             return
-        d[dst] = d[src] + (src - dst)  # int64, stored as int32 (the same value mod 2^32)
+        delta = self._tags.get(src)  # a new array: src's offsets
+        delta += src
+        delta -= dst
+        self._tags.put(dst, delta)
 
     def content_tag(self, pfns: np.ndarray) -> np.ndarray:
         """Content tag of the pages at `pfns` (0 where the frame holds no page)."""
         pfns = np.asarray(pfns, dtype=np.int64)
-        tags = pfns + 1 + self.tag_delta[pfns]
+        tags = pfns + 1 + self._tag_offsets().get(pfns)
         holds = _holds_content(self.state[pfns])
         return np.where(holds, tags, 0)
 
@@ -751,7 +764,7 @@ class Zone:
     def set_content(self, pfns: np.ndarray, tags: np.ndarray) -> None:
         """Record that the pages at `pfns` now carry content `tags` (positive)."""
         pfns = np.asarray(pfns, dtype=np.int64)
-        self.tag_delta[pfns] = (np.asarray(tags, dtype=np.int64) - pfns - 1).astype(np.int32)
+        self.set_tag_offsets(pfns, np.asarray(tags, dtype=np.int64) - pfns - 1)
 
     def move_content(
         self, src: np.ndarray, dst: np.ndarray, src_block: int = -1, dst_lo: int = -1
@@ -808,7 +821,7 @@ class Zone:
     def check(self) -> None:
         """Verify the zone's invariants; raise AssertionError naming the first one broken."""
         st = self.state
-        assert st.shape == (self.nr_pages,) and self.tag_delta.shape == (self.nr_pages,)
+        assert st.shape == (self.nr_pages,) and self._tags.nr_pages == self.nr_pages
         assert int(st.max(initial=0)) < NR_STATES, "unknown frame state"
         free = (st == FREE).reshape(self.nr_blocks, PAGEBLOCK_NR_PAGES).sum(1)
         assert np.array_equal(free, self.nr_free_pb), "per-pageblock free counts out of sync"
@@ -834,6 +847,6 @@ class Zone:
         )
         # content: only frames that hold a page have a tag, and no tag is held twice
         holds = np.flatnonzero(_holds_content(st))
-        tags = holds + 1 + self.tag_delta[holds]
+        tags = holds + 1 + self._tag_offsets().get(holds)
         assert np.all(tags > 0), "a mapped page lost its content tag"
         assert _all_distinct(tags), "a content tag is held by two frames"

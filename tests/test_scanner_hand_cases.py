@@ -106,16 +106,24 @@ def test_the_work_log_adds_up_to_the_vmstat_counters_drains_and_buddy_frees(run)
         assert len(drains) > 0
 
 
-def test_the_free_scanners_work_over_two_pageblocks_is_logged_whole():
-    """The case of test_free_scanner_marks_a_fully_scanned_block_skip: 150 targets, block 7
-    scanned whole (512 pfns, 100 free), block 6 up to pfn 3322 (250 pfns): one
-    isolate_freepages() call, 762 pfns scanned and 150 pages isolated in the log's tail."""
+def _two_target_blocks_scanned() -> tuple[Zone, Compactor]:
+    """test_free_scanner_marks_a_fully_scanned_block_skip's case: 8 pageblocks of LRU
+    pages, block 7 with 100 free pages at its start, block 6 with 100 from offset 200; the
+    free scanner isolates 150 targets from the top down."""
     z = _zone(8)
     z.state[7 * PB : 7 * PB + 100] = FREE
     z.state[6 * PB + 200 : 6 * PB + 300] = FREE
     z.recount()
     c = Compactor(z)
     c.isolate_freepages(CompactControl(order=9, free_pfn=7 * PB, nr_migratepages=150))
+    return z, c
+
+
+def test_the_free_scanners_work_over_two_pageblocks_is_logged_whole():
+    """The case of test_free_scanner_marks_a_fully_scanned_block_skip: 150 targets, block 7
+    scanned whole (512 pfns, 100 free), block 6 up to pfn 3322 (250 pfns): one
+    isolate_freepages() call, 762 pfns scanned and 150 pages isolated in the log's tail."""
+    _, c = _two_target_blocks_scanned()
     tail = c.log().tail
     assert (tail[W_FREE_SCANNED], tail[W_FREE_ISOLATED]) == (762, 150)
 
@@ -577,12 +585,7 @@ def test_a_state_saved_after_compaction_has_boolean_skip_bits(tmp_path):
     (a byte 2 would be no valid bool), and loads back with the same bits."""
     from migsim.kernel.fragment import load_state, save_state
 
-    z = _zone(8)
-    z.state[7 * PB : 7 * PB + 100] = FREE
-    z.state[6 * PB + 200 : 6 * PB + 300] = FREE
-    z.recount()
-    c = Compactor(z)
-    c.isolate_freepages(CompactControl(order=9, free_pfn=7 * PB, nr_migratepages=150))
+    z, c = _two_target_blocks_scanned()
     c.isolate_migratepages_block(CompactControl(order=9, free_pfn=7 * PB), 0, PB)
     path = tmp_path / "z.npz"
     save_state(z, path)

@@ -56,6 +56,7 @@ from migsim.kernel.zone import (
     ISOLATED_LRU,
     LRU,
     MIGRATE_MOVABLE,
+    STATE_U8,
     CaptureControl,
     Zone,
 )
@@ -883,7 +884,7 @@ class Compactor:
         self._acc[W_MIGRATE_SCANNED] += scanned
         if nr_isolated:
             pfns = np.concatenate(isolated) if len(isolated) > 1 else isolated[0]
-            z.state[pfns] = ISOLATED_LRU
+            z.state[pfns] = STATE_U8[ISOLATED_LRU]
             cc.migratepages.append(pfns)
             cc.nr_migratepages += nr_isolated
             self.vmstat["compact_isolated"] += nr_isolated
@@ -1007,7 +1008,7 @@ class Compactor:
         cc.total_free_scanned += scanned
         self._acc[W_FREE_SCANNED] += scanned
         if k := len(take):
-            z.state[take] = ISOLATED_FREE
+            z.state[take] = STATE_U8[ISOLATED_FREE]
             z._account_block(b, -k)
             cc.freepages.append(take)
             cc.nr_freepages += k
@@ -1082,7 +1083,7 @@ class Compactor:
         if m:
             src_block = ok.item(0) >> PAGEBLOCK_ORDER  # the sources lie in one pageblock
             z.move_content(ok, dst, src_block, dst_lo >> PAGEBLOCK_ORDER)
-            z.state[dst] = LRU
+            z.state[dst] = STATE_U8[LRU]
             # folio_put(src) -> free_unref_page_commit
             z.pcp_free(ok, src_block)
         if nr_failed:

@@ -41,6 +41,18 @@ STATE_NAMES = ("free", "lru", "pcp", "isolated_free", "isolated_lru", "kernel", 
 # states above LRU are neither free nor isolatable: the migration scanner fails on them
 CONTENT_STATES = (LRU, ISOLATED_LRU)  # frames whose content tag is meaningful
 
+
+def _state_value(state: int) -> np.ndarray:
+    value = np.array(state, dtype=np.uint8)
+    value.flags.writeable = False
+    return value
+
+
+# each frame state as a read-only 0-d uint8 array, the value of the hot paths' scatters
+# (``state[pfns] = STATE_U8[LRU]``): numpy converts a Python int anew at every write, about
+# 1.5 k instructions of a 32-page scatter's 3.5 k (model speed only, the same bytes)
+STATE_U8 = tuple(_state_value(s) for s in range(NR_STATES))
+
 # Pageblock migratetypes (enum migratetype order of the kernel)
 MIGRATE_UNMOVABLE = 0
 MIGRATE_MOVABLE = 1
@@ -571,12 +583,12 @@ class Zone:
                 self._account_block(start >> PAGEBLOCK_ORDER, -int(np.count_nonzero(seg == FREE)))
             else:
                 self._account(np.flatnonzero(seg == FREE) + start, -1)
-            seg[:] = ALLOCATED
+            seg[:] = STATE_U8[ALLOCATED]
             capc.page = start
         state = self.state
         for p, b in parts:
             if k := len(p):
-                state[p] = FREE
+                state[p] = STATE_U8[FREE]
                 if b >= 0:
                     self._account_block(b, k)
                 else:
@@ -672,7 +684,7 @@ class Zone:
         (a capture may happen there)."""
         if block < 0 and (not isinstance(pfns, np.ndarray) or pfns.dtype != np.int64):
             pfns = np.asarray(pfns, dtype=np.int64)  # (callers that know the block pass int64)
-        self.state[pfns] = PCP
+        self.state[pfns] = STATE_U8[PCP]
         moved = 0
         for bulk in self.pcp.add(pfns, block):
             self.free_to_buddy(bulk)

@@ -36,12 +36,17 @@ def imported_by(code: str) -> set[str]:
         f"names = {list(HEAVY)!r} + ['importlib.metadata']\n"
         "print('\\n' + __import__('json').dumps([m for m in names if m in sys.modules]))\n"
     )
+    return set(json.loads(last_line_of(probe_code)))
+
+
+def last_line_of(code: str) -> str:
+    """The last line a fresh interpreter prints running `code` with this tree's engine."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     out = subprocess.run(
-        [sys.executable, "-c", probe_code], capture_output=True, text=True, env=env, cwd=ROOT
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+    return out.stdout.strip().splitlines()[-1]
 
 
 def test_import_migsim_needs_no_metadata_lookup():
@@ -111,12 +116,7 @@ def test_a_sub_command_imports_its_own_module_only():
         "    assert e.code == 0, e.code\n"
         "print('\\n' + ' '.join(sorted(m for m in sys.modules if m.startswith('migsim.'))))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    loaded = set(out.stdout.strip().splitlines()[-1].split())
+    loaded = set(last_line_of(code).split())
     others = {f"migsim.cli.{m}" for m in ("throughput", "calibrate", "probe", "trace", "host")}
     assert "migsim.cli.compaction" in loaded
     assert not loaded & others, loaded & others

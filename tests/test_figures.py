@@ -315,3 +315,18 @@ def test_a_prebuilt_bundle_gives_the_same_files(tmp_path, tp_summary):
     stale.write_text("// vega-embed bundle: vl-convert 0.0.0, vega-lite 0\nBROKEN")
     figures.save_chart(chart, tmp_path / "fallback", bundle=stale)
     assert (tmp_path / "fallback.html").read_bytes() == (tmp_path / "own.html").read_bytes()
+
+
+def test_png_is_altairs_own(tmp_path, tp_summary, cp_summary):
+    """save_chart rasterises the SVG it drew instead of rendering the chart again for the PNG:
+    the PNG is byte for byte what chart.save(format="png") writes, for every figure. (The SVGs
+    of two renders in one process can differ in their gradient ids, which Vega numbers per
+    process; the PNG does not depend on them.)"""
+    import io
+
+    for name, builder in BUILDERS.items():
+        chart = builder(cp_summary if name == "compaction" else tp_summary)
+        figures.save_chart(chart, tmp_path / name, png_scale=2.0)
+        png = io.BytesIO()
+        chart.save(png, format="png", scale_factor=2.0)
+        assert (tmp_path / f"{name}.png").read_bytes() == png.getvalue(), name

@@ -285,7 +285,7 @@ def test_smoke_on_slurm_equals_local_run(cluster, workdirs, local_run):
     submitted_rules = Counter(comment.split("_wildcards_")[0] for _, comment in jobs.values())
     assert submitted_rules == Counter({f"rule_{r}": n for r, n in remote.items()})
     assert {"aggregate_throughput", "aggregate_compaction"} <= local
-    assert any(rule.startswith("figure_") for rule in local)
+    assert any(rule.startswith("figures_") for rule in local)
 
     assert_same_tables(workdir, local_run)
 

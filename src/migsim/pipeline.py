@@ -702,18 +702,24 @@ def write_tables(kind: str, summary_path: str, outputs: Mapping[str, str]) -> No
     tables.write_table(versus, outputs["vs_md"], outputs["vs_html"])
 
 
-def draw_figure(name: str, summary_path: str, out_stem: str, bundle: str | None = None) -> None:
-    """One figure of a published experiment (throughput, speedup, parity, compaction: its
-    builder is named by the experiment's declaration, ``migsim.studies.EXPERIMENTS``) as HTML,
-    SVG and PNG (`bundle`: the prebuilt script the HTML inlines, see
-    figures.write_javascript_bundle)."""
+def draw_figures(summary_path: str, stems: Mapping[str, str], bundle: str | None = None) -> None:
+    """Figures of one published experiment (throughput, speedup, parity, compaction: each
+    builder is named by the experiment's declaration, ``migsim.studies.EXPERIMENTS``) from its
+    summary, each as HTML, SVG and PNG: `stems` maps a figure's name to its path without
+    suffix. One process draws them all, so the renderer starts once. `bundle`: the prebuilt
+    script the HTML inlines, see figures.write_javascript_bundle."""
     import polars as pl
 
     from migsim.output import figures
     from migsim.studies import figure_builder
 
-    chart = figure_builder(name)(pl.read_parquet(summary_path))
-    figures.save_chart(chart, out_stem, bundle=bundle)
+    summary = pl.read_parquet(summary_path)
+    # Vega's SVG renderer numbers gradients per process (gradient_0, gradient_1, ...): a
+    # figure's ids follow those of the figures drawn before it in the job. Of the published
+    # figures only the speedup heatmap has one, so each file is what a process of its own
+    # writes.
+    for name, stem in stems.items():
+        figures.save_chart(figure_builder(name)(summary), stem, bundle=bundle)
 
 
 def write_index(

@@ -82,6 +82,25 @@ def figure_files():
     )
 
 
+def figure_outputs(exp):
+    """The outputs of rule figures_<name> (figures.smk): ``<figure>_<fmt>`` for every figure of
+    the published experiment `exp` and format, the SVG flagged for Snakemake's report.
+    """
+    out = {}
+    for fig in exp.figures:
+        for fmt in mp.FIGURE_FORMATS:
+            path = f"{RESULTS}/figures/{fig}.{fmt}"
+            if fmt == "svg":
+                path = report(
+                    path,
+                    caption=f"../report/figure_{fig}.rst",
+                    category=exp.category,
+                    subcategory="Figures",
+                )
+            out[f"{fig}_{fmt}"] = path
+    return out
+
+
 def table_files():
     """Every table of the published experiments, as Markdown and HTML."""
     names = [t for e in EXPERIMENTS.values() for t in e.tables]
@@ -110,6 +129,25 @@ def study_file(name, key):
     table_html, findings, page); `name` may be a wildcard. Its summary: study_summary.
     """
     return ms.study_files(RESULTS, name)[key]
+
+
+def study_outputs(names):
+    """The per-study outputs of rule whatif_render (whatif.smk): ``<study>_<key>`` for every
+    study of `names` and file of migsim.studies.study_files but its summary; the figure's SVG
+    and the table page flagged for Snakemake's report, labelled with the study."""
+    out = {}
+    for name in names:
+        for key, path in ms.study_files(RESULTS, name).items():
+            if key in ("svg", "table_html"):
+                path = report(
+                    path,
+                    caption="../report/study.rst",
+                    category="Studies",
+                    subcategory=name,
+                    labels={"study": name, "file": key},
+                )
+            out[f"{name}_{key}"] = path
+    return out
 
 
 def whatif_targets():

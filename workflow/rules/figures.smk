@@ -1,6 +1,8 @@
 # Stage 4: figures (Altair), each as offline HTML, SVG and PNG; the SVG goes into the report.
-# One rule figure_<figure> for every figure of a published experiment with the generic rules
-# (migsim.studies.EXPERIMENTS, common.smk GENERIC), drawn from the experiment's summary.
+# One rule figures_<name> for every published experiment with the generic rules
+# (migsim.studies.EXPERIMENTS, common.smk GENERIC): all of its figures, drawn from the
+# experiment's summary in one job, so that the figure renderer (vl-convert's JavaScript
+# runtime) and Altair start once per experiment, not once per figure.
 # The script every offline HTML figure inlines (Vega, Vega-Lite, vega-embed) is built once per
 # run by vega_bundle (vl-convert takes seconds to build it) and read by every figure job.
 
@@ -21,30 +23,24 @@ localrules:
 
 
 for exp in GENERIC:
-    for fig in exp.figures:
+    if not exp.figures:
+        continue
 
-        rule:
-            name:
-                f"figure_{fig}"
-            input:
-                summary=summary_file(exp.name),
-                code=mp.module_source("output.figures"),
-                bundle=rules.vega_bundle.output.bundle,
-            output:
-                html=f"{RESULTS}/figures/{fig}.html",
-                svg=report(
-                    f"{RESULTS}/figures/{fig}.svg",
-                    caption=f"../report/figure_{fig}.rst",
-                    category=exp.category,
-                    subcategory="Figures",
-                ),
-                png=f"{RESULTS}/figures/{fig}.png",
-            log:
-                f"{RESULTS}/logs/figures/{fig}.log",
-            localrule: True
-            conda:
-                "../envs/migsim.yaml"
-            params:
-                name=fig,
-            script:
-                "../scripts/figure.py"
+    rule:
+        name:
+            f"figures_{exp.name}"
+        input:
+            summary=summary_file(exp.name),
+            code=mp.module_source("output.figures"),
+            bundle=rules.vega_bundle.output.bundle,
+        output:
+            **figure_outputs(exp),
+        log:
+            f"{RESULTS}/logs/figures/{exp.name}.log",
+        localrule: True
+        conda:
+            "../envs/migsim.yaml"
+        params:
+            names=list(exp.figures),
+        script:
+            "../scripts/figures.py"

@@ -21,6 +21,7 @@ rule kernel_formats:
                 "output.tables",
             )
         ],
+        bundle=rules.vega_bundle.output.bundle,
     output:
         summary=f"{RESULTS}/summary/alloc_latency.parquet",
         latency_md=f"{RESULTS}/tables/alloc_latency.md",

@@ -13,6 +13,7 @@ rule series_page:
         platform=PLATFORM,
         references=series_study.reference_files(workflow.basedir),
         code=ENGINE,
+        bundle=rules.vega_bundle.output.bundle,
     output:
         csv=f"{RESULTS}/series/published.csv",
         parquet=f"{RESULTS}/series/published.parquet",

@@ -1,8 +1,9 @@
 # The studies of migsim.studies (the what-if studies and any plug-in named by `study_modules`):
-# one job per study (its matrix inside) -> summary Parquet; one job per study -> its figure
-# (offline HTML, SVG, PNG), Markdown and HTML table, findings paragraph and own page; then
-# results/whatif/index.html. A study runs when its section of `whatif:` is there and does not
-# say `enabled: false`. Every rule here is generic over the registry.
+# one job per study (its matrix inside) -> summary Parquet; one job for all studies -> each
+# study's figure (offline HTML, SVG, PNG), Markdown and HTML table, findings paragraph and own
+# page, and results/whatif/index.html (one process, so that the figure renderer and Altair
+# start once, not once per study). A study runs when its section of `whatif:` is there and
+# does not say `enabled: false`. Every rule here is generic over the registry.
 
 STUDIES = ms.registry(config)
 WHATIF = ms.enabled(config)
@@ -15,7 +16,6 @@ STUDY_PRESENTATION = [
 
 localrules:
     whatif_render,
-    whatif_page,
 
 
 rule whatif_study:
@@ -50,56 +50,21 @@ rule whatif_study:
 
 rule whatif_render:
     input:
-        summary=lambda wildcards: study_summary(wildcards.study),
-        code=lambda wildcards: [*STUDY_ENGINE[wildcards.study], *STUDY_PRESENTATION],
+        summaries=[study_summary(s) for s in WHATIF],
+        code=sorted(
+            {f for s in WHATIF for f in STUDY_ENGINE[s]} | set(STUDY_PRESENTATION)
+        ),
         bundle=rules.vega_bundle.output.bundle,
     output:
-        html=study_file("{study}", "html"),
-        svg=report(
-            study_file("{study}", "svg"),
-            caption="../report/study.rst",
-            category="Studies",
-            subcategory="{study}",
-        ),
-        png=study_file("{study}", "png"),
-        md=study_file("{study}", "md"),
-        table_html=report(
-            study_file("{study}", "table_html"),
-            caption="../report/study.rst",
-            category="Studies",
-            subcategory="{study}",
-        ),
-        findings=study_file("{study}", "findings"),
-        page=study_file("{study}", "page"),
-    log:
-        f"{RESULTS}/logs/whatif/{{study}}_render.log",
-    wildcard_constraints:
-        study="|".join(WHATIF) or "(?!)",
-    conda:
-        "../envs/migsim.yaml"
-    params:
-        study=lambda wildcards: STUDIES[wildcards.study].module,
-        caption=lambda wildcards: f"{STUDIES[wildcards.study].title}. {STUDIES[wildcards.study].caption}",
-    script:
-        "../scripts/whatif_render.py"
-
-
-rule whatif_page:
-    input:
-        files=[
-            f
-            for s in WHATIF
-            for f in ms.study_files(RESULTS, s, study_summary(s)).values()
-        ],
-        code=STUDY_PRESENTATION,
-    output:
+        **study_outputs(WHATIF),
         page=f"{RESULTS}/whatif/index.html",
     log:
-        f"{RESULTS}/logs/whatif/report.log",
+        f"{RESULTS}/logs/whatif/render.log",
     conda:
         "../envs/migsim.yaml"
     params:
-        summaries={s: study_summary(s) for s in WHATIF},
-        titles={s: STUDIES[s].title for s in WHATIF},
+        files={s: ms.study_files(RESULTS, s, study_summary(s)) for s in WHATIF},
+        modules={s: STUDIES[s].module for s in WHATIF},
+        captions={s: f"{STUDIES[s].title}. {STUDIES[s].caption}" for s in WHATIF},
     script:
-        "../scripts/whatif_page.py"
+        "../scripts/whatif_render.py"

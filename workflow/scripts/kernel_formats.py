@@ -10,4 +10,10 @@ smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)
 with job_log(smk.log[0], "allocation latency and mmtests report"):
     outputs = dict(smk.output.items())
     outputs["figure"] = str(Path(smk.output.svg).with_suffix(""))
-    kernel_outputs(list(smk.input.runs), outputs, seed=smk.params.seed, digest=smk.params.digest)
+    kernel_outputs(
+        list(smk.input.runs),
+        outputs,
+        seed=smk.params.seed,
+        digest=smk.params.digest,
+        bundle=smk.input.bundle,
+    )

@@ -15,4 +15,5 @@ with job_log(smk.log[0], "series page"):
         smk.output.md,
         str(Path(smk.output.svg).with_suffix("")),
         smk.output.parquet,
+        bundle=smk.input.bundle,
     )

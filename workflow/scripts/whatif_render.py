@@ -1,11 +1,9 @@
-"""Snakemake adapter of rule whatif_render: migsim.output.study_pages.render_study."""
+"""Snakemake adapter of rule whatif_render: migsim.output.study_pages.render_studies."""
 
-from migsim.output.study_pages import render_study
+from migsim.output.study_pages import render_studies
 from migsim.pipeline import job_log
-from migsim.studies import load_study
 
 smk = snakemake  # noqa: F821 (defined by Snakemake's script preamble)
 
-with job_log(smk.log[0], f"study {smk.wildcards.study}: figure, table, findings, page"):
-    outputs = {"parquet": smk.input.summary, **dict(smk.output.items())}
-    render_study(load_study(smk.params.study), outputs, bundle=smk.input.bundle)
+with job_log(smk.log[0], "studies: figures, tables, findings, pages; results/whatif/index.html"):
+    render_studies(smk.params.modules, smk.params.files, smk.output.page, bundle=smk.input.bundle)

@@ -140,10 +140,15 @@ def save_chart(
     atomic_write_text(stem.with_suffix(".html"), buf.getvalue())
     buf = io.StringIO()
     chart.save(buf, format="svg")
-    atomic_write_text(stem.with_suffix(".svg"), buf.getvalue())
-    raw = io.BytesIO()
-    chart.save(raw, format="png", scale_factor=png_scale)
-    atomic_write_bytes(stem.with_suffix(".png"), raw.getvalue())
+    svg = buf.getvalue()
+    atomic_write_text(stem.with_suffix(".svg"), svg)
+    # the PNG: the SVG just drawn, rasterised by vl-convert (at altair's default 72 ppi). The
+    # bytes are those of chart.save(format="png"), whose vl-convert call renders the same SVG
+    # and rasterises it (tests/test_figures.py compares them), without running Altair's
+    # validation and Vega a second time
+    import vl_convert as vlc
+
+    atomic_write_bytes(stem.with_suffix(".png"), vlc.svg_to_png(svg, scale=png_scale, ppi=72))
 
 
 __all__ = ["save_chart", "write_javascript_bundle"]

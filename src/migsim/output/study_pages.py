@@ -14,7 +14,7 @@ from pathlib import Path
 from migsim.atomic import atomic_write_text
 from migsim.output.html import CSS, inline_svg
 from migsim.output.html import rel as _rel
-from migsim.studies import Study, registry, study_files, summary_study
+from migsim.studies import Study, load_study, registry, study_files, summary_study
 
 
 def _findings_text(md_path: str) -> str:
@@ -137,21 +137,19 @@ def render_study(study: Study, outputs: Mapping[str, str], bundle: str | None = 
     atomic_write_text(own, _page(study.title, html.escape(study.caption), [body]))
 
 
-def render_all(
-    results: str,
-    summaries: Mapping[str, str],
-    page: str,
+def render_studies(
+    modules: Mapping[str, str],
+    files: Mapping[str, Mapping[str, str]],
+    page: str | os.PathLike,
     bundle: str | None = None,
-    config: Mapping | None = None,
 ) -> None:
-    """Render every study of `summaries` (name of the registry of `config` -> its summary
-    Parquet, ``migsim.studies.study_run``) into its files under `results`/whatif (one process:
-    the figure renderer starts once), then write the what-if page `page`."""
-    reg = registry(config)
-    files = {s: study_files(results, s, path) for s, path in summaries.items()}
-    for name, outputs in files.items():
-        render_study(reg[name], outputs, bundle)
-    write_page(page, files, {s: reg[s].title for s in files})
+    """Render every study of `modules` (its name -> its module, ``Study.module``) into its
+    files `files[name]` (``migsim.studies.study_files`` with its summary) in one process, so
+    that the figure renderer and Altair start once; then write the what-if page `page`."""
+    studies = {name: load_study(module) for name, module in modules.items()}
+    for name, study in studies.items():
+        render_study(study, files[name], bundle)
+    write_page(page, files, {name: study.title for name, study in studies.items()})
 
 
 def index_section(

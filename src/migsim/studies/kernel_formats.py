@@ -80,11 +80,12 @@ def alloc_latency_table(summary: pl.DataFrame) -> Table:
 
 
 def kernel_outputs(run_paths: Sequence[str], outputs: Mapping[str, str], *, seed: int,
-                   digest: str) -> None:  # fmt: skip
+                   digest: str, bundle: str | None = None) -> None:  # fmt: skip
     """The compaction modes in the kernel developers' formats: latency summary (Parquet),
     latency table and mmtests report (md, html; the report also as text), latency figure.
     `outputs` keys: summary, latency_md, latency_html, mmtests_txt, mmtests_md, mmtests_html,
-    figure (a stem: .html, .svg, .png)."""
+    figure (a stem: .html, .svg, .png). `bundle`: the prebuilt script the HTML figure inlines
+    (figures.write_javascript_bundle; without it the figure builds it, seconds of CPU)."""
     from migsim.output.figures import save_chart
 
     runs = read_runs(run_paths, COMPACTION_RUNS)
@@ -108,7 +109,7 @@ def kernel_outputs(run_paths: Sequence[str], outputs: Mapping[str, str], *, seed
         atomic_write_text(outputs["mmtests_txt"], msg)
         write_table(Table(title, ["stat"], [], [msg.strip()]), outputs["mmtests_md"],
                     outputs["mmtests_html"])  # fmt: skip
-    save_chart(alloc_latency_chart(summary), outputs["figure"])
+    save_chart(alloc_latency_chart(summary), outputs["figure"], bundle=bundle)
 
 
 def compare(paths: Sequence[str | Path], names: Sequence[str] | None = None,

@@ -196,10 +196,12 @@ def series_page(
     out_md: str,
     out_fig: str,
     out_parquet: str | None = None,
+    bundle: str | None = None,
 ) -> None:
     """Every published throughput number of the series beside its simulation: a CSV and a
     Parquet file (sorted, the same rows), a Markdown table and a figure (HTML, SVG, PNG at
-    `out_fig` without suffix)."""
+    `out_fig` without suffix). `bundle`: the prebuilt script the HTML figure inlines
+    (figures.write_javascript_bundle; without it the figure builds it, seconds of CPU)."""
     import polars as pl
 
     from migsim.atomic import atomic_write_text
@@ -220,4 +222,4 @@ def series_page(
         table.write_parquet(buf)
         atomic_write_bytes(out_parquet, buf.getvalue())
     atomic_write_text(out_md, "# Every published number of the series\n\n" + series_markdown(rows))
-    save_chart(series_chart(df), out_fig)
+    save_chart(series_chart(df), out_fig, bundle=bundle)

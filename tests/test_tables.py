@@ -187,6 +187,40 @@ def test_same_input_gives_byte_identical_files_whatever_the_row_order(tmp_path, 
     assert b"2026" not in text and b"created_at" not in text  # no timestamps
 
 
+def test_run_rows_without_polars_give_the_same_bytes(tmp_path):
+    """A simulation job writes its rows with PyArrow alone (output.arrow.write_rows): the file
+    is byte-identical to write_parquet of the rows' DataFrame, for shuffled rows with nulls,
+    ints for float columns and floats for int ones, NaNs, list columns; a string for a float
+    column, which PyArrow does not convert, takes the Polars path, with the same bytes."""
+    from migsim.output import arrow
+
+    tp = [tp_row("baseline", "4K", g, trial=i) for i, g in enumerate([3.0, 4, 5.0])]
+    tp += [tp_row("dma", "2M", 26.0, channels=c, trial=1) for c in (16, 1, None, 4)]
+    tp += [tp_row("mt", "16K", float("nan"), threads=2) | {"lo_gbps": 1.0, "hi_gbps": 2}]
+    random.Random(5).shuffle(tp)
+    cp = [cp_row(m, w, hog=h, seed=s) for m, w, h, s in [("dma", 2.0, None, 1),
+          ("baseline", 3.5, 7, 0), ("busy-dma", 1.0, 9, 2), ("baseline", 3.5, 7, 1)]]  # fmt: skip
+    cases = [(tp, THROUGHPUT_RUNS), (cp, COMPACTION_RUNS)]
+    cases += [([tp[0] | {"seed": 7.0, "nr_pages": 7.5}, *tp[1:]], THROUGHPUT_RUNS)]  # floats
+    cases += [([tp[0] | {"lo_gbps": "n/a"}, *tp[1:]], THROUGHPUT_RUNS)]  # Polars: a null
+    assert arrow.arrow_table(cases[-2][0], THROUGHPUT_RUNS) is not None
+    assert arrow.arrow_table(cases[-1][0], THROUGHPUT_RUNS) is None
+    nan_key = [tp_row("dma", "4K", 1.0, channels=1, trial=0) | {"fail_rate": float("nan")}]
+    assert "fail_rate" not in THROUGHPUT_RUNS.sort_by  # (a NaN in a key: see arrow_table)
+    cases += [(nan_key + tp, THROUGHPUT_RUNS)]
+    meta = {"config_hash": "c0ffee", "seed": 7, "extra": {"platform_digest": "p"}}
+    for i, (rows, schema) in enumerate(cases):
+        arrow.write_rows(rows, tmp_path / f"a{i}.parquet", schema, **meta)
+        tables.write_parquet(schema.frame(rows), tmp_path / f"b{i}.parquet", schema, **meta)
+        a, b = (tmp_path / f"a{i}.parquet").read_bytes(), (tmp_path / f"b{i}.parquet").read_bytes()
+        assert a == b, (i, schema.name)
+    with pytest.raises(ValueError, match="missing columns"):
+        arrow.write_rows([{"mode": "x"}], tmp_path / "x.parquet", THROUGHPUT_RUNS, **meta)
+    nulls = [tp[0] | {"mode": None}]
+    with pytest.raises(ValueError, match="column mode has null values"):
+        arrow.write_rows(nulls, tmp_path / "x.parquet", THROUGHPUT_RUNS, **meta)
+
+
 def test_check_file_rejects_another_schema(tmp_path, tp_runs):
     path = tmp_path / "runs.parquet"
     tables.write_parquet(tp_runs, path, THROUGHPUT_RUNS, config_hash="h", seed=1)

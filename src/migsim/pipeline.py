@@ -523,11 +523,11 @@ def _write_runs(
     rows: list[dict], schema: Schema, out_path: str, params: Mapping, platform: Platform
 ) -> None:
     """One simulation job's rows as its Parquet file, with the job's parameter hash, its seed
-    and the digest of the platform it ran on in the metadata."""
-    from migsim.output.tables import write_parquet
+    and the digest of the platform it ran on in the metadata (written without Polars)."""
+    from migsim.output.arrow import write_rows
 
-    write_parquet(
-        schema.frame(rows),
+    write_rows(
+        rows,
         out_path,
         schema,
         config_hash=config_hash(dict(params)),

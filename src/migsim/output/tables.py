@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from migsim import __version__
-from migsim.atomic import atomic_write_bytes, atomic_write_text
+from migsim.atomic import atomic_write_text
+from migsim.output.arrow import conformed_arrow, file_metadata, write_arrow
 from migsim.output.schema import (  # noqa: F401  (the declarations, re-exported here)
     F64,
     I32,
@@ -58,23 +58,8 @@ def write_parquet(
     extra: Mapping[str, str] | None = None,
 ) -> None:
     """Conform `df` to `schema`, sort it and write it atomically with metadata (no timestamps)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out = schema.conform(df)
-    meta = {
-        "schema": schema.name,
-        "schema_doc": schema.doc,
-        "migsim_version": __version__,
-        "config_hash": config_hash,
-        "seed": str(int(seed)),
-    }
-    for key, value in (extra or {}).items():
-        meta[str(key)] = str(value)
-    table = out.to_arrow().cast(schema.arrow_schema()).replace_schema_metadata(meta)
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, compression="zstd")
-    atomic_write_bytes(path, buf.getvalue().to_pybytes())
+    meta = file_metadata(schema, config_hash=config_hash, seed=seed, extra=extra)
+    write_arrow(conformed_arrow(df, schema), path, meta)
 
 
 def read_runs(paths: Sequence[str | os.PathLike], schema: Schema) -> pl.DataFrame:

@@ -729,3 +729,25 @@ def test_the_zone_check_names_free_lists_out_of_step_with_nr_free():
     z._lo_total[0] += 1
     with pytest.raises(AssertionError, match="^free lists do not add up to NR_FREE_PAGES$"):
         z.check()
+
+
+def test_make_copier_passes_the_mtcopy_placement():
+    """make_copier("mt", placement=...): the MtCopier gets the placement asked for (each of
+    versions.PLACEMENTS), not its default."""
+    from migsim.cost.copiers import make_copier
+    from migsim.versions import PLACEMENTS
+
+    for placement in PLACEMENTS:
+        assert make_copier("mt", threads=8, placement=placement).placement == placement
+
+
+def test_a_compaction_rows_idle_time_is_zero_for_the_cpu_copy_only(quiet_platform):
+    """CompactionResult.row()["idle_s"]: the CPU copy (baseline) never sleeps, the offloaded
+    copy waits for the engine: 0.0 and > 0 on a 64 MiB node, 4 allocations."""
+    from migsim.studies.compaction import run_compaction
+
+    rows = {
+        m: run_compaction(quiet_platform, mode=m, node_bytes=64 << 20, allocations=4).row()
+        for m in ("baseline", "dma")
+    }
+    assert rows["baseline"]["idle_s"] == 0.0 and rows["dma"]["idle_s"] > 0.0

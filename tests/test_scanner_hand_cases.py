@@ -751,3 +751,24 @@ def test_a_compaction_rows_idle_time_is_zero_for_the_cpu_copy_only(quiet_platfor
         for m in ("baseline", "dma")
     }
     assert rows["baseline"]["idle_s"] == 0.0 and rows["dma"]["idle_s"] > 0.0
+
+
+def test_a_costing_draws_its_dma_failures_from_the_generator_it_is_given(quiet_platform):
+    """cost_log(rng=...): the DMA descriptor failures come from the generator passed; without
+    one from np.random.default_rng(0). At fail_rate 0.01 a batch of 32 folios fails (and falls
+    back whole) with probability 1 - 0.99^32 = 27%, so which batches fall back depends on the
+    draws: rng=None and default_rng(0) cost alike, default_rng(7) gives another fallback count
+    on the same log of 8 order-9 allocations of a 64 MiB node."""
+    from migsim.kernel.fragment import FragmentConfig, fragment
+    from migsim.studies.compaction import cost_log
+
+    c = Compactor(fragment(FragmentConfig(node_bytes=64 << 20, free_ratio=0.3)))
+    for _ in range(8):
+        c.alloc_pages_node(9)
+
+    def fallbacks(rng):
+        kw = dict(dma=True, busy=False, channels=2, fail_rate=0.01)
+        return cost_log(c.log(), quiet_platform, rng=rng, **kw).dma_fallbacks
+
+    assert fallbacks(None) == fallbacks(np.random.default_rng(0)) > 0
+    assert fallbacks(np.random.default_rng(7)) != fallbacks(None)

@@ -484,12 +484,6 @@ def test_too_much_memory_to_allocate_is_named_in_units():
             FragmentConfig(alloc_bytes=alloc, **cfg).resolved()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Compactor.fragmentation_index's shortcut returns the upper bound's index when "
-    "both bounds lie outside [0, 500] on opposite sides, where the exact index can be inside "
-    "(compaction_suitable then says suitable; told to i17b, /work/notes/i18-to-i17b.txt)",
-)
 def test_fragmentation_index_shortcut_agrees_with_the_exact_count():
     """compaction_suitable(9) must follow the exact fragmentation index, whether or not the
     changed pageblocks were recounted. 400 pageblocks, 390 of them with an order-8 free block

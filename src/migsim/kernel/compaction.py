@@ -498,9 +498,11 @@ class Compactor:
         return True
 
     def fragmentation_index(self, order: int) -> int:
-        """fragmentation_index() x 1000 of the zone. The free-block total is recounted only
-        when the pageblocks changed since the last count could move the index across
-        sysctl_extfrag_threshold (the answer is exact either way)."""
+        """fragmentation_index() x 1000 of the zone, as compaction_suitable() reads it: the
+        free-block total is recounted only when the pageblocks changed since the last count
+        could move the index across sysctl_extfrag_threshold. Without a recount the value is
+        the upper bound's index, on the same side of [0, threshold] as the exact one (the
+        index grows with the total, so the bounds' indices enclose it)."""
         z = self.zone
         if z.has_free_order(order):
             return -1000
@@ -508,7 +510,9 @@ class Compactor:
         wanted = 1000 + z.nr_free * 1000 // (1 << order)
         if lo > 0:
             f_lo, f_hi = 1000 - wanted // lo, 1000 - wanted // hi
-            if (0 <= f_lo <= EXTFRAG_THRESHOLD) == (0 <= f_hi <= EXTFRAG_THRESHOLD):
+            # decided only when the whole range [f_lo, f_hi] is on one side: both below 0,
+            # both above the threshold, or both within [0, threshold]
+            if f_hi < 0 or f_lo > EXTFRAG_THRESHOLD or (f_lo >= 0 and f_hi <= EXTFRAG_THRESHOLD):
                 return f_hi
         from migsim.kernel.fragment import fragmentation_index
 

@@ -36,6 +36,15 @@ compact_migrate_scanned +16.9%). The twin's predictions from saved snapshots are
 the code of both loops. The compacting write runs under SCHED_FIFO (probe.realtime), so it is
 not preempted, but the other CPU keeps running.
 
+Session 4 (the per-zone trace and the trace rule): a loop of ten passes of the four host test
+files at load 6.6-13.2 passed ten in a row (30 kept runs, every pgmigrate_success within
+13.7%; 6 runs discarded, all by the drift rule). Three kept runs stopped early for real
+(contended on a dirty page-cache large folio with buffers, order 4 to 6) and the twin stopped
+with them (6,319 measured / 6,318 predicted, 50,688 / 50,651, 81,993 / 80,512). An earlier loop
+of the same code without the progress note failed once in six passes (load 6.8-11.1): a kept
+run whose real compaction stopped after 15 ms (3,685 pages measured, 138,814 predicted); its
+trace details were not printed, so why the rule kept it is not known.
+
 Needs root (the probe writes compact_memory, /proc/kpageflags is root-only)."""
 
 from __future__ import annotations

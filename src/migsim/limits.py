@@ -178,11 +178,12 @@ def check_folio_size(value: str | int, name: str) -> int:
 # that the estimate covers the measured peak and is at most three times it): a throughput run
 # costs its folios batch by batch for all trials at once, holding per batch about 25 B plus
 # per trial some twenty to thirty int64/float64 values (counts and phase times: 176 B measured
-# for baseline and dma, 241 B for mt), nothing per folio; a compaction run keeps per base page the page state (uint8) and the content tag
-# (int32), about 6.6 B measured, plus per pageblock arrays.
+# for baseline and dma, 241 B for mt), nothing per folio; a compaction run keeps per base page the page state (uint8) and the content
+# tag's uint8 code (kernel/tags.py), plus per pageblock arrays and the recount's chunk temporaries: about 4.3 B measured on a
+# 2 GiB node (tests/test_limits.py), less on larger ones, where a chunk is a smaller share of the zone.
 THROUGHPUT_BYTES_PER_BATCH = 32
 THROUGHPUT_BYTES_PER_BATCH_TRIAL = 256
-COMPACTION_BYTES_PER_PAGE = 10
+COMPACTION_BYTES_PER_PAGE = 6
 MEMORY_BASE_BYTES = 64 << 20  # interpreter, imports and small tables
 
 

@@ -83,7 +83,7 @@ def figure_files():
 
 
 def figure_outputs(exp):
-    """The outputs of rule figures_<name> (figures.smk): ``<figure>_<fmt>`` for every figure of
+    """The outputs of figures_<name> (figures.smk), ``<figure>_<fmt>`` for every figure of
     the published experiment `exp` and format, the SVG flagged for Snakemake's report.
     """
     out = {}
@@ -132,7 +132,7 @@ def study_file(name, key):
 
 
 def study_outputs(names):
-    """The per-study outputs of rule whatif_render (whatif.smk): ``<study>_<key>`` for every
+    """The per-study outputs of whatif_render (whatif.smk), ``<study>_<key>`` for every
     study of `names` and file of migsim.studies.study_files but its summary; the figure's SVG
     and the table page flagged for Snakemake's report, labelled with the study."""
     out = {}

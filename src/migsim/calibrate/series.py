@@ -14,10 +14,11 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from migsim.cost.platform import DEFAULT_PLATFORM, Platform
+from migsim.cost.platform import Platform
+from migsim.paths import REFERENCE_DIR as _REFERENCE_DIR
 from migsim.units import parse_size
 
-REFERENCE_DIR = Path(DEFAULT_PLATFORM).parents[1] / "reference"
+REFERENCE_DIR = Path(_REFERENCE_DIR)
 GiB = 1 << 30
 
 # table name -> (file, series version)

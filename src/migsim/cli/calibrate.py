@@ -13,8 +13,9 @@ from migsim.cli.args import existing_file, limit_arg, read_table, seed_arg, size
 from migsim.cli.commands import command_help
 from migsim.cost.platform import DEFAULT_PLATFORM
 from migsim.limits import REPEATS
+from migsim.paths import REFERENCE_DIR as _REFERENCE_DIR
 
-REFERENCE_DIR = Path(DEFAULT_PLATFORM).parents[1] / "reference"
+REFERENCE_DIR = Path(_REFERENCE_DIR)
 
 
 def register(sub) -> None:

@@ -315,7 +315,8 @@ class Zone:
         self.state = np.zeros(self.nr_pages, dtype=np.uint8) if state is None else state
         # content tag of a frame = pfn + 1 + its offset where the frame holds a page (a page
         # that never moved from where it was first written keeps offset 0 and costs nothing:
-        # migsim.kernel.tags, two bytes per frame that ever received a moved page)
+        # migsim.kernel.tags: about one byte per frame, allocated zeroed and so paid only where
+        # a moved page landed)
         self._tags = ContentTags(self.nr_pages, tag_delta)
         # folio_copy()s not yet applied to _tags: (src, dst) pairs in call order, applied
         # in bulk (one gather/scatter per MOVE_FLUSH_PAGES pages instead of four numpy calls

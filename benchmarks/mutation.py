@@ -32,6 +32,8 @@ for 396 mutants, about 11 minutes on 2 idle cores; measured in CPU seconds on a 
 machine, so an estimate of the idle time). The sample is deterministic, N mutants spread
 evenly over every module and function (every k-th mutant in name order), and the score is
 then an estimate (its 95% Wilson interval is printed); ``--sample 0`` tests all of them.
+``--offset K`` (0 the default) shifts the stride's start by K (modulo k): for K in 1..k-1 an
+independent sample of the same size, disjoint from the default one (k = 17 for the whole core).
 The printed ``cpu_seconds`` (every process of the run) divided by the cores is the run's
 time on an idle machine.
 
@@ -40,8 +42,8 @@ audit of the suite found surviving: ``module | original text | mutated text | te
 scratch copy and checks that the named tests fail on it and pass without it; a mutation whose
 original text is no longer in the module is reported as stale.
 
-    python benchmarks/mutation.py [--json] [--sample 400] [--max-children 2] [--keep DIR]
-                                  [--only copiers] [--audit]
+    python benchmarks/mutation.py [--json] [--sample 400] [--offset 0] [--max-children 2]
+                                  [--keep DIR] [--only copiers] [--audit]
 
 Prints ``{"killed", "survived", "timeout", "equivalent", "score"}`` (score = (killed + timeout)
 / (killed + timeout + survived), in %; survivors include mutants no test reaches), the time and
@@ -110,6 +112,7 @@ TESTS = (
     "tests/test_tags.py",
     "tests/test_timeline.py",
     "tests/test_fragment.py",
+    "tests/test_fragment_hand_cases.py",
     "tests/test_platform.py",
     "tests/test_engine_hand_cases.py",
     "tests/test_scanner_hand_cases.py",
@@ -262,13 +265,17 @@ def in_core(mutant: str) -> bool:
     return func not in NOT_CORE.get(module, ())
 
 
-def sample(names: list[str], n: int) -> list[str]:
-    """Every k-th of the sorted names (k = ceil(len / n)): spread over every module and
-    function in proportion to their mutants; all of them when n is 0 or too large."""
-    if n <= 0 or n >= len(names):
-        return names
-    k = -(-len(names) // n)
-    return names[k // 2 :: k]
+def stride(count: int, n: int) -> int:
+    """The sample's stride k = ceil(count / n) for n of count mutants (1: all of them)."""
+    return 1 if n <= 0 or n >= count else -(-count // n)
+
+
+def sample(names: list[str], n: int, offset: int = 0) -> list[str]:
+    """Every k-th of the sorted names (k = stride), starting at (k // 2 + offset) mod k:
+    spread over every module and function in proportion to their mutants; all of them when n
+    is 0 or too large. Offsets that differ modulo k give disjoint samples."""
+    k = stride(len(names), n)
+    return names[(k // 2 + offset) % k :: k]
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -419,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--sample", type=int, default=400, help="mutants to test (0: all)")
+    ap.add_argument(
+        "--offset", type=int, default=0, help="shift the sample's stride (0..k-1; default 0)"
+    )
     ap.add_argument("--max-children", type=int, default=2, help="parallel mutant processes")
     ap.add_argument("--keep", type=Path, help="run in DIR and keep it (default: a temp dir)")
     ap.add_argument(
@@ -438,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--max-children: must be >= 1, got {args.max_children}")
     if args.sample < 0:
         ap.error(f"--sample: must be >= 0, got {args.sample}")
+    if args.offset < 0:
+        ap.error(f"--offset: must be >= 0, got {args.offset}")
     work = args.keep or Path(tempfile.mkdtemp(prefix="migsim-mutation-"))
     if args.keep and (work / "mutants").exists():
         ap.error(f"--keep: {work} already holds a run; give a new directory")
@@ -463,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     prepare(work, only, args.max_children)
     generated = generate(work, args.max_children)
     names = [n for n in generated if in_core(n)]
-    chosen = sample(names, args.sample)
+    chosen = sample(names, args.sample, args.offset)
+    k = stride(len(names), args.sample)
     with open(work / "mutmut.log", "w") as log:
         cmd = [sys.executable, "-c", LAUNCH, "run", "--max-children", str(args.max_children)]
         proc = subprocess.run(
@@ -486,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
         "generated": len(generated),
         "in_core": len(names),
         "tested": len(chosen),
+        "sample": args.sample,
+        "offset": args.offset,
+        "stride": k,
+        "start": (k // 2 + args.offset) % k,
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu_seconds, 1),
         "mutants_per_second": round(len(chosen) / seconds, 3),

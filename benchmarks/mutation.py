@@ -108,6 +108,7 @@ TESTS = (
     "tests/test_compaction_properties.py",
     "tests/test_compaction_reproduce.py",
     "tests/test_compaction_cli.py",
+    "tests/test_compaction_study_hand_cases.py",
     "tests/test_zone.py",
     "tests/test_tags.py",
     "tests/test_timeline.py",

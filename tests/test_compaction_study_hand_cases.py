@@ -166,13 +166,20 @@ def test_poisson_cdf_against_scipy_in_float64():
     assert study.poisson_cdf(0, np.array([2.0]))[0] == pytest.approx(math.exp(-2.0), rel=1e-15)
 
 
-def test_the_progress_bar_allocates_the_same_and_leaves_no_output(quiet_platform, capsys):
+def test_the_progress_bar_allocates_the_same_and_leaves_no_output(
+    quiet_platform, capsys, monkeypatch
+):
     """_allocate(progress=True) makes the same calls in steps of 256 (an allocation count that
     is not a multiple of 256 included) and its bar is transient: nothing but a line break is
     left on the console when it ends."""
+    import rich
+
     from migsim.kernel.compaction import Compactor
     from migsim.kernel.fragment import FragmentConfig, fragment
 
+    # rich keeps one global console, made on first use with the terminal settings of then:
+    # restore it afterwards, so that a later test's FORCE_COLOR gets a console of its own
+    monkeypatch.setattr(rich, "_console", None)
     counts = []
     for progress in (False, True):
         comp = Compactor(fragment(FragmentConfig(node_bytes=16 * MIB)))

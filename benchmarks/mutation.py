@@ -118,6 +118,7 @@ TESTS = (
     "tests/test_engine_hand_cases.py",
     "tests/test_scanner_hand_cases.py",
     "tests/test_compactor_hand_cases.py",
+    "tests/test_zone_edge_cases.py",
     # the host twin subclasses the Compactor (its free scanner's stride and whole-buddy
     # isolation reach code of the core that the core's own scanner never runs)
     "tests/test_twin.py",

@@ -1,0 +1,201 @@
+"""Hand cases for the edges of the zone, the content tags, batching and platform loading
+(issue 18: the mutation sample's survivors in kernel/zone.py, kernel/tags.py,
+kernel/migrate.py and cost/platform.py). Every expectation is derived by hand in the test's
+docstring from the kernel function the code follows (or from the documented error format),
+never from the code's own output. All zones are one or two pageblocks: milliseconds each."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from migsim.cost.platform import DEFAULT_PLATFORM, PlatformError, load_platform
+from migsim.kernel.migrate import batch_totals, split_batches
+from migsim.kernel.tags import ContentTags
+from migsim.kernel.zone import (
+    FREE,
+    LRU,
+    PCP,
+    STATE_U8,
+    Zone,
+    kernel_batchsize,
+)
+
+
+def _zone_with_allocated(nr: int, *, high: int, batch: int) -> Zone:
+    """A 1024-frame zone (two pageblocks) whose frames 0..nr-1 are allocated (one
+    alloc_block of order log2(nr): the lowest pfn of the only free block, the order-10 one)."""
+    z = Zone(1024, pcp_high=high, pcp_batch=batch)
+    order = nr.bit_length() - 1
+    assert 1 << order == nr
+    assert z.alloc_block(order) == 0
+    return z
+
+
+def test_pcp_free_returns_the_pages_its_bulk_free_moved_and_drain_the_rest():
+    """pcp high 8, batch 2, eight allocated pages 0..7 freed as [0..4] then [5, 6, 7].
+
+    free_unref_page_commit(): the first five stay on the list (5 < high): nothing moves, 0.
+    The next three bring count to 8 = high, so free_pcppages_bulk() frees nr_pcp_free()
+    pages: free_count (8 consecutive frees) clamped to [batch, high - batch] = [2, 6] -> 6,
+    the oldest ones (0..5); pcp_free returns 6 and 2 pages (6, 7) stay, count 2.
+    drain_local_pages() then moves those 2 (drain_pages returns 2); every frame is back in
+    the buddy lists: 1024 free, 8 buddy frees in all, an empty list whose pfns index the
+    state array."""
+    z = _zone_with_allocated(8, high=8, batch=2)
+    assert z.pcp_free(np.arange(0, 5, dtype=np.int64)) == 0
+    assert (z.pcp.count, z.buddy_frees, z.nr_free) == (5, 0, 1016)
+    assert z.pcp_free(np.arange(5, 8, dtype=np.int64)) == 6
+    assert (z.pcp.count, z.buddy_frees, z.nr_free) == (2, 6, 1022)
+    assert z.pcp.pfns().tolist() == [6, 7]
+    assert z.state[:8].tolist() == [FREE] * 6 + [PCP] * 2
+    z.check()
+    assert z.drain_pages() == 2
+    assert (z.pcp.count, z.buddy_frees, z.nr_free) == (0, 8, 1024)
+    empty = z.pcp.pfns()
+    assert len(empty) == 0 and z.state[empty].tolist() == []  # integer pfns, even when empty
+    assert z.drain_pages() == 0
+    z.check()
+
+
+def test_free_to_buddy_counts_every_page_of_every_part():
+    """__free_one_page() per page: parts of 3, 0 and 2 pages free 5 pages (buddy_frees and
+    NR_FREE_PAGES both +5); an empty list frees nothing and returns None (no capture)."""
+    z = _zone_with_allocated(8, high=100, batch=2)
+    parts = [
+        (np.array([0, 1, 2], dtype=np.int64), 0),
+        (np.zeros(0, dtype=np.int64), 0),
+        (np.array([3, 4], dtype=np.int64), 0),
+    ]
+    z.state[:5] = PCP  # as the pcp list leaves them before the bulk free
+    assert z.free_to_buddy(parts) is None
+    assert (z.buddy_frees, z.nr_free) == (5, 1016 + 5)
+    assert z.free_to_buddy([]) is None and z.buddy_frees == 5
+    z.state[5:8] = LRU
+    z.check()
+
+
+def test_recount_refuses_frames_on_a_per_cpu_list():
+    """recount() rebuilds the buddy accounting from the frame states; a frame in the PCP
+    state belongs to a per-CPU list the states do not describe, so it is refused with the
+    documented message (and without one the recount succeeds)."""
+    z = Zone(512)
+    z.state[10] = PCP
+    with pytest.raises(ValueError, match=r"^state: frames on a per-CPU list cannot be recounted$"):
+        z.recount()
+    z.state[10] = LRU
+    z.recount()
+    assert z.nr_free == 511
+    z.check()
+
+
+def test_zone_batchsize_of_small_zones():
+    """zone_batchsize() (mm/page_alloc.c): batch = min(pages >> 10, 1 MiB / 4 KiB = 256) / 4,
+    at least 1, then rounddown_pow_of_two(batch + batch / 2) - 1; zone_set_pageset_high_and_
+    batch() takes max(1, that) (the kernel's formula gives 0 for batch 1).
+    512 pages: 0 -> 1 -> rounddown(1) - 1 = 0 -> 1. 8192: 8 / 4 = 2 -> rounddown(3) - 1 = 1.
+    12288: 3 -> rounddown(4) - 1 = 3. 16384: 4 -> rounddown(6) - 1 = 3. 40960: 10 ->
+    rounddown(15) - 1 = 7. 262144 (1 GiB): 64 -> rounddown(96) - 1 = 63. 2^24: 256 / 4 = 64
+    -> 63."""
+    pages = (512, 8192, 12288, 16384, 40960, 262144, 1 << 24)
+    assert [kernel_batchsize(p) for p in pages] == [1, 1, 3, 3, 7, 63, 63]
+    assert Zone(512).pcp.batch == 1
+
+
+def test_the_shared_frame_state_values_are_read_only():
+    """STATE_U8 holds the one value every hot-path scatter writes; a write through it would
+    change the meaning of a state for every later scatter, so the arrays refuse writes."""
+    with pytest.raises(ValueError):
+        STATE_U8[LRU][()] = PCP
+    assert [int(v) for v in STATE_U8[:3]] == [FREE, LRU, PCP]
+
+
+def test_content_tags_above_8_tib_wrap_offsets_mod_2_32():
+    """A node above 2^31 frames (8 TiB) stores an offset mod 2^32, as the dense int32 array
+    did: 2^32 + 7 reads back as 7, -(2^31) - 5 as 2^31 - 5; a small offset is unchanged.
+    The store is allocated zeroed, so the 2 GiB of codes cost only the pages written."""
+    top = (1 << 31) + 64
+    tags = ContentTags(top)
+    pfns = np.array([(1 << 31) + 3, (1 << 31) + 40, 5], dtype=np.int64)
+    tags.put(pfns.copy(), np.array([(1 << 32) + 7, -(1 << 31) - 5, -2], dtype=np.int64))
+    assert tags.get(pfns).tolist() == [7, (1 << 31) - 5, -2]
+
+
+def test_split_batches_by_hand():
+    """migrate_pages_batch() fills a batch up to the limit in base pages; a folio at or over
+    the limit gets a batch of its own. One 2 MiB folio, limit 512 -> [0]; five 4-page folios,
+    limit 8 -> two per batch [0, 0, 1, 1, 2]; two 1024-page folios, limit 512 -> [0, 1];
+    sizes 1, 1, 2, 4 with limit 4 -> running starts 0, 1, 2, 4 -> [0, 0, 0, 1]."""
+    assert split_batches(np.array([512]), 512).tolist() == [0]
+    assert split_batches(np.array([4] * 5), 8).tolist() == [0, 0, 1, 1, 2]
+    assert split_batches(np.array([1024, 1024]), 512).tolist() == [0, 1]
+    assert split_batches(np.array([1, 1, 2, 4]), 4).tolist() == [0, 0, 0, 1]
+    assert split_batches(np.zeros(0, dtype=np.int64), 512).tolist() == []
+
+
+def test_batch_totals_of_mixed_folio_sizes_by_hand():
+    """Sizes 1, 1, 2, 4 and 512 pages, limit 4: batches {1, 1, 2}, {4}, {512} (start 8 // 4
+    = 2), so folios [3, 1, 1], pages [4, 4, 512]; mapping entries: one PTE per base page
+    below 2 MiB, one PMD for the 2 MiB folio -> [4, 4, 1]."""
+    nr_folios, nr_pages, nr_ptes = batch_totals(np.array([1, 1, 2, 4, 512]), 4)
+    assert nr_folios.tolist() == [3, 1, 1]
+    assert nr_pages.tolist() == [4, 4, 512]
+    assert nr_ptes.tolist() == [4.0, 4.0, 1.0]
+
+
+def _platform_text() -> str:
+    return DEFAULT_PLATFORM.read_text()
+
+
+def test_platform_yaml_errors_name_the_parser_problem(tmp_path):
+    """load_platform's YAML error: 'platform: <file> is not valid YAML at line N: <the
+    parser's problem>' (an unclosed flow list is found at the end of the stream, line 2), and
+    for a file that is not UTF-8 the decoder's message (no line)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nparameters: [1, 2\n")
+    with pytest.raises(PlatformError) as err:
+        load_platform(bad)
+    msg = str(err.value)
+    assert msg.startswith(f"platform: {bad} is not valid YAML at line ")
+    assert "expected" in msg and not msg.endswith("None")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(PlatformError) as err:
+        load_platform(binary)
+    assert str(err.value).startswith(f"platform: {binary} is not valid YAML: ")
+    assert "decode" in str(err.value)
+
+
+def test_platform_value_errors_name_the_file_once(tmp_path):
+    """A bad value's message is the validator's with the file named once after
+    'platform: ': an infinite cpu.folio_fixed_us (range 0..100 us) reads 'platform: <file>:
+    cpu.folio_fixed_us must be a finite number in [0, 100] us, got inf'; a string value that
+    itself contains 'platform: ' is quoted as it is, not rewritten."""
+    import yaml
+
+    doc = yaml.safe_load(_platform_text())
+    doc["parameters"]["cpu"]["folio_fixed_us"] = float("inf")
+    path = tmp_path / "inf.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(PlatformError) as err:
+        load_platform(path)
+    assert str(err.value) == (
+        f"platform: {path}: cpu.folio_fixed_us must be a finite number in [0, 100] us, got inf"
+    )
+    doc["parameters"]["cpu"]["folio_fixed_us"] = "platform: x"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(PlatformError) as err:
+        load_platform(path)
+    assert str(err.value) == (
+        f"platform: {path}: cpu.folio_fixed_us must be a number in us, got 'platform: x'"
+    )
+
+
+def test_platform_replace_keeps_the_files_provenance():
+    """Platform.replace() changes values only: the name and the metadata the file carries
+    beside its parameters (its provenance, written back by save_platform) stay."""
+    p = load_platform(DEFAULT_PLATFORM)
+    assert p.meta  # the shipped file documents where its values come from
+    q = p.replace(cpu__folio_fixed_us=p.cpu.folio_fixed_us + 1.0)
+    assert q.name == p.name and q.meta == p.meta
+    assert q.cpu.folio_fixed_us == p.cpu.folio_fixed_us + 1.0

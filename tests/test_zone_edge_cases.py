@@ -199,3 +199,142 @@ def test_platform_replace_keeps_the_files_provenance():
     q = p.replace(cpu__folio_fixed_us=p.cpu.folio_fixed_us + 1.0)
     assert q.name == p.name and q.meta == p.meta
     assert q.cpu.folio_fixed_us == p.cpu.folio_fixed_us + 1.0
+
+
+# ------------------------------------------------------------------ per-CPU list, by hand
+
+
+def test_one_large_free_triggers_a_bulk_free_each_time_the_list_reaches_high():
+    """free_unref_page_commit() page by page: high 4, batch 1, ten pages 0..9 freed at once.
+    The list reaches high after 4 pages; nr_pcp_free() = free_count clamped to
+    [batch, high - batch] = [1, 3] -> 3: pages 0, 1, 2 go (oldest first), 1 stays. Then 3 more
+    make 4 again -> 3, 4, 5 go; then 6, 7, 8; page 9 stays. Three bulk frees of 3 pages."""
+    from migsim.kernel.zone import PerCpuPages
+
+    pcp = PerCpuPages(4, 1)
+    bulks = pcp.add(np.arange(10, dtype=np.int64))
+    got = [np.concatenate([p for p, _ in bulk]).tolist() for bulk in bulks]
+    assert got == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert pcp.count == 1 and pcp.pfns().tolist() == [9]
+    assert all(b == 0 for bulk in bulks for _, b in bulk)  # all in pageblock 0
+
+
+def test_pcp_free_count_is_capped_and_a_high_below_batch_frees_one_page():
+    """nr_pcp_free(): free_count is capped at batch << CONFIG_PCP_BATCH_SCALE_MAX (5): batch 2
+    -> 64, so 100 consecutive frees count 64, and with high 1000 the bulk free is
+    min(max(64, 2), 998) = 64. With high (1) below batch (2) the kernel frees 1 page."""
+    from migsim.kernel.zone import PerCpuPages
+
+    pcp = PerCpuPages(1000, 2)
+    pcp.add(np.arange(100, dtype=np.int64))
+    assert pcp.free_count == 64 and pcp.nr_pcp_free() == 64
+    assert PerCpuPages(1, 2).nr_pcp_free() == 1
+    with pytest.raises(ValueError, match="batch >= 1"):
+        PerCpuPages(4, 0)
+
+
+def test_drain_after_a_partial_take_returns_the_rest_oldest_first():
+    """take_oldest(3) of chunks [0, 1] and [2, 3, 4] takes 0, 1, 2 and leaves 3, 4 (the
+    head of the second chunk moved by 1); drain_local_pages() then returns exactly 3, 4 and
+    empties the list (count and free_count 0)."""
+    from migsim.kernel.zone import PerCpuPages
+
+    pcp = PerCpuPages(100, 2)
+    pcp.add(np.array([0, 1], dtype=np.int64))
+    pcp.add(np.array([2, 3, 4], dtype=np.int64))
+    taken = pcp.take_oldest(3)
+    assert np.concatenate([p for p, _ in taken]).tolist() == [0, 1, 2]
+    assert pcp.count == 2 and pcp.pfns().tolist() == [3, 4]
+    rest = pcp.drain()
+    assert np.concatenate([p for p, _ in rest]).tolist() == [3, 4]
+    assert (pcp.count, pcp.free_count, len(pcp.pfns())) == (0, 0, 0)
+    assert pcp.take_oldest(5) == [] and pcp.count == 0
+
+
+# ------------------------------------------------------------------ platform validation
+
+
+def _write_doc(tmp_path, section: str, key: str, value, name: str = "p.yaml"):
+    import yaml
+
+    doc = yaml.safe_load(_platform_text())
+    doc["parameters"][section][key] = value
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_platform_range_is_inclusive_and_its_message_exact(tmp_path):
+    """dma.engine_gbps is allowed in [0.1, 400] GB/s, both ends included (p.lo <= v <= p.hi);
+    400.5 is refused with 'platform: <file>: dma.engine_gbps = 400.5 GB/s is outside the
+    allowed range [0.1, 400] GB/s'."""
+    for v in (0.1, 400.0):
+        assert load_platform(_write_doc(tmp_path, "dma", "engine_gbps", v)).dma.engine_gbps == v
+    path = _write_doc(tmp_path, "dma", "engine_gbps", 400.5)
+    with pytest.raises(PlatformError) as err:
+        load_platform(path)
+    assert str(err.value) == (
+        f"platform: {path}: dma.engine_gbps = 400.5 GB/s is outside the allowed range "
+        "[0.1, 400] GB/s"
+    )
+
+
+def test_platform_refuses_nan_and_booleans_and_keeps_whole_numbers_integers(tmp_path):
+    """A NaN is no finite number ('... must be a finite number in [0, 10] us, got nan' for
+    cpu.pte_us); a YAML boolean is no number even though Python's bool is an int; a whole
+    2.0 for an integer parameter (dma.chans_per_engine_count) is taken as the int 2; the
+    {value, unit} form without a unit is taken as the value."""
+    path = _write_doc(tmp_path, "cpu", "pte_us", float("nan"))
+    with pytest.raises(PlatformError) as err:
+        load_platform(path)
+    assert str(err.value) == (
+        f"platform: {path}: cpu.pte_us must be a finite number in [0, 10] us, got nan"
+    )
+    path = _write_doc(tmp_path, "cpu", "pte_us", True)
+    with pytest.raises(PlatformError) as err:
+        load_platform(path)
+    assert str(err.value) == f"platform: {path}: cpu.pte_us must be a number in us, got True"
+    p = load_platform(_write_doc(tmp_path, "dma", "chans_per_engine_count", 2.0))
+    assert p.dma.chans_per_engine_count == 2 and type(p.dma.chans_per_engine_count) is int
+    p = load_platform(_write_doc(tmp_path, "cpu", "pte_us", {"value": 0.25}))
+    assert p.cpu.pte_us == 0.25
+
+
+def test_platform_structure_errors(tmp_path):
+    """A file without a 'parameters' mapping, an unknown section, a missing section and a
+    replace() of an unknown parameter are each refused with a message naming what is wrong."""
+    import yaml
+
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("name: x\n")
+    with pytest.raises(PlatformError, match=r"^platform: .*bare\.yaml must have a 'parameters'"):
+        load_platform(bare)
+    doc = yaml.safe_load(_platform_text())
+    doc["parameters"]["gpu"] = {}
+    path = tmp_path / "extra.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(PlatformError, match=r"unknown section\(s\) \['gpu'\]"):
+        load_platform(path)
+    doc = yaml.safe_load(_platform_text())
+    del doc["parameters"]["noise"]
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(PlatformError, match=r"missing section 'noise'"):
+        load_platform(path)
+    p = load_platform(DEFAULT_PLATFORM)
+    with pytest.raises(PlatformError, match=r"^unknown platform parameter cpu\.nope_us$"):
+        p.replace(cpu__nope_us=1.0)
+    with pytest.raises(PlatformError, match=r"^unknown platform parameter gpu\.x$"):
+        p.replace(gpu__x=1.0)
+
+
+def test_trial_scale_is_one_lognormal_draw_or_none_at_all():
+    """trial_scale(): exp(N(0, sd)) from the generator, the same draw numpy's own
+    exp(normal(0, sd)) makes from an identical generator; with sd 0 it is 1.0 and the
+    generator is not advanced (the next draw equals a fresh generator's first)."""
+    p = load_platform(DEFAULT_PLATFORM).replace(noise__trial_sd_frac=0.2)
+    rng, twin = np.random.default_rng(7), np.random.default_rng(7)
+    assert p.trial_scale(rng) == float(np.exp(twin.normal(0.0, 0.2)))
+    quiet = p.replace(noise__trial_sd_frac=0.0)
+    rng = np.random.default_rng(7)
+    assert quiet.trial_scale(rng) == 1.0
+    assert rng.random() == np.random.default_rng(7).random()

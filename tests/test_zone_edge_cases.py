@@ -338,3 +338,46 @@ def test_trial_scale_is_one_lognormal_draw_or_none_at_all():
     rng = np.random.default_rng(7)
     assert quiet.trial_scale(rng) == 1.0
     assert rng.random() == np.random.default_rng(7).random()
+
+
+# ------------------------------------------------------------------ batches and descriptors
+
+
+def test_uniform_batches_by_hand():
+    """One folio size: whole batches of limit // size folios plus a remainder. Ten 4-page
+    folios, limit 16 -> 4 per batch: folios [4, 4, 2], pages [16, 16, 8], one PTE per base
+    page; three 2 MiB folios, limit 256 -> one per batch (max(1, 0)), one PMD each; two
+    4 MiB folios, limit 512 -> one per batch, two PMD pieces each."""
+    f, p, e = batch_totals(np.full(10, 4), 16)
+    assert (f.tolist(), p.tolist(), e.tolist()) == ([4, 4, 2], [16, 16, 8], [16.0, 16.0, 8.0])
+    f, p, e = batch_totals(np.full(3, 512), 256)
+    assert (f.tolist(), p.tolist(), e.tolist()) == ([1, 1, 1], [512] * 3, [1.0] * 3)
+    f, p, e = batch_totals(np.full(2, 1024), 512)
+    assert (f.tolist(), p.tolist(), e.tolist()) == ([1, 1], [1024, 1024], [2.0, 2.0])
+    f, p, e = batch_totals(np.zeros(0, dtype=np.int64), 512)
+    assert (len(f), len(p), len(e)) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("rfc", "nr", "kib", "total", "busiest"),
+    [
+        # v4, 4 channels, 64 KiB segments: 4K folios 16 to a descriptor, 16K 4, 64K one
+        ("v4", 5, 4, 4, 1),  # channels get 2, 1, 1, 1 folios: one descriptor each
+        ("v4", 5, 64, 5, 2),  # 2 + 1 + 1 + 1 descriptors, the busiest channel 2
+        ("v4", 10, 16, 4, 1),  # 3, 3, 2, 2 folios: ceil(3/4) = ceil(2/4) = 1 each
+        ("v4", 3, 4, 3, 1),  # 3 folios use 3 of the 4 channels
+        ("v4", 0, 4, 0, 0),  # an empty batch has no descriptor
+        ("v2", 10, 16, 10, 3),  # dma_map_page: one descriptor per folio, 3 on the busiest
+        ("v6", 10, 16, 10, 10),  # one device group of 1 channel, one descriptor per folio
+    ],
+)
+def test_dma_descriptors_by_hand(rfc, nr, kib, total, busiest):
+    """folios_copy_dma splits n folios over min(channels, n) channels, n mod channels of
+    them one more; a v3/v4 descriptor copies floor(64 KiB / folio) merged folios (at least
+    one), v2 and v6 one folio each; v6 uses one device group (chans_per_device_count 1)."""
+    from migsim.cost.copiers import DmaCopier
+
+    p = load_platform(DEFAULT_PLATFORM).replace(dma__max_seg_kb=64.0, dma__chans_per_device_count=1)
+    n = np.array([nr], dtype=np.float64)
+    got = DmaCopier(channels=4, rfc=rfc).descriptors(n, n * kib * 1024.0, p)
+    assert (got[0].tolist(), got[1].tolist()) == ([float(total)], [float(busiest)])

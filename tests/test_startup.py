@@ -1,7 +1,7 @@
 """Start-up: each command imports only what it uses. Building the whole `migsim` parser
 (every `--help`) imports no numpy, polars, pyarrow, scipy or yaml; a compaction run and
 `reproduce throughput` import no polars, pyarrow or scipy (scipy is imported inside a fit
-only); `import migsim` does not look its version up with importlib.metadata. Each case runs
+only); a throughput row's pipeline job imports no polars or pandas; `import migsim` does not look its version up with importlib.metadata. Each case runs
 in a fresh interpreter, since this test process has imported everything already."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from migsim.kernel import fragment
 from migsim.studies import compaction
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("numpy", "polars", "pyarrow", "scipy", "yaml", "altair", "vl_convert", "rich")
+HEAVY = ("numpy", "polars", "pyarrow", "scipy", "yaml", "altair", "vl_convert", "rich", "pandas")
 
 
 def imported_by(code: str) -> set[str]:
@@ -80,6 +80,22 @@ def test_a_compaction_run_imports_numpy_and_yaml_only():
 def test_reproduce_throughput_imports_numpy_and_yaml_only():
     code = "from migsim.cli import main\nassert main(['reproduce', 'throughput', '--json']) == 0"
     assert imported_by(code) == {"numpy", "yaml"}
+
+
+def test_a_throughput_rows_job_imports_no_polars_or_pandas(tmp_path):
+    """The pipeline's throughput job (workflow/scripts/throughput.py) writes its run file with
+    PyArrow alone; PyArrow's first pa.array() would import pandas (about 0.15 CPU s)."""
+    code = (
+        "import yaml\n"
+        "import migsim.pipeline as mp\n"
+        "cfg = yaml.safe_load(open('config/config.yaml'))\n"
+        "cfg.update(mp.coerce_config(cfg, mp.load_schema('workflow/schemas/config.schema.yaml')))\n"
+        "row = mp.throughput_rows(cfg)[1]\n"
+        "mp.simulate_throughput_row(cfg['platform'], mp.throughput_params(cfg, row), "
+        f"{str(tmp_path / 'run.parquet')!r})\n"
+    )
+    assert imported_by(code) == {"numpy", "yaml", "pyarrow"}
+    assert (tmp_path / "run.parquet").stat().st_size > 0
 
 
 def test_the_cli_copies_of_the_choices_are_the_engines():

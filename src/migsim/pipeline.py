@@ -31,6 +31,8 @@ from migsim.digest import (  # noqa: F401 (mp.cell_seed, mp.config_hash, mp.run_
 from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES, format_size, parse_size
 
 if TYPE_CHECKING:  # the engine is imported inside the job functions, not by the Snakefile
+    import ast
+
     from migsim.cost.platform import Platform
     from migsim.output.tables import Schema
 
@@ -289,6 +291,22 @@ def _imported_modules(pkg: Path, path: Path) -> list[str]:
     return list(_imports_of(str(pkg), str(path), st.st_mtime_ns, st.st_size))
 
 
+def _statements(tree: ast.AST) -> Iterator[ast.stmt]:
+    """Every statement of `tree`, nested ones included (an import is a statement: the
+    expressions, most of a module's nodes, need no visit; half the time of ast.walk)."""
+    import ast
+
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            for child in getattr(node, name, ()):
+                if isinstance(child, (ast.stmt, ast.excepthandler, ast.match_case)):
+                    todo.append(child)
+                    if isinstance(child, ast.stmt):
+                        yield child
+
+
 @functools.cache
 def _imports_of(pkg_dir: str, file: str, mtime_ns: int, size: int) -> tuple[str, ...]:
     """_imported_modules of one version (mtime, size) of `file`."""
@@ -297,7 +315,8 @@ def _imports_of(pkg_dir: str, file: str, mtime_ns: int, size: int) -> tuple[str,
     pkg, path = Path(pkg_dir), Path(file)
     package = list(path.parent.relative_to(pkg).parts)  # the module's own package
     out = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in sorted(_statements(tree), key=lambda n: (n.lineno, n.col_offset)):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - (node.level - 1)]

@@ -9,7 +9,9 @@ not convert the same way it returns None and ``write_rows`` takes the Polars pat
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from migsim import __version__
@@ -48,6 +50,34 @@ def write_arrow(table: pa.Table, path: str | os.PathLike, meta: Mapping[str, str
     atomic_write_bytes(path, buf.getvalue().to_pybytes())
 
 
+class _NoPandas:
+    """A finder (sys.meta_path) for which pandas is not installed."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas":
+            raise ModuleNotFoundError("pandas is hidden from PyArrow here", name=name)
+
+
+@contextmanager
+def _pandas_unseen() -> Iterator[None]:
+    """PyArrow's first pa.array() of a process imports pandas, if it is installed, to ask
+    whether the values are a pandas object (pyarrow/array.pxi _is_array_like, pandas-shim.pxi
+    _check_import): about 0.15 CPU s of a simulation job, whose values are Python lists. In
+    this block, a process that has not imported pandas finds none, so PyArrow takes the values
+    as the lists they are; PyArrow tries the import again where it needs pandas (to_pandas,
+    from_pandas)."""
+    if "pandas" in sys.modules:
+        yield
+        return
+    finder = _NoPandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def arrow_table(rows: Sequence[Mapping[str, Any]], schema: Schema) -> pa.Table | None:
     """The rows as `schema`'s Arrow table, sorted by ``schema.sort_by`` (stable, nulls first),
     as ``schema.conform(schema.frame(rows))`` gives it; ValueError for a row with missing or
@@ -66,11 +96,12 @@ def arrow_table(rows: Sequence[Mapping[str, Any]], schema: Schema) -> pa.Table |
             )
     target = schema.arrow_schema()
     columns = []
-    for field in target:
-        try:
-            columns.append(pa.array([row[field.name] for row in rows], type=field.type))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-            return None
+    with _pandas_unseen():
+        for field in target:
+            try:
+                columns.append(pa.array([row[field.name] for row in rows], type=field.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+                return None
     table = pa.Table.from_arrays(columns, schema=target)
     for name in table.column_names:
         if name not in schema.nulls_allowed and table[name].null_count:

@@ -119,6 +119,7 @@ TESTS = (
     "tests/test_scanner_hand_cases.py",
     "tests/test_compactor_hand_cases.py",
     "tests/test_zone_edge_cases.py",
+    "tests/test_migration_scanner_reference.py",
     # the host twin subclasses the Compactor (its free scanner's stride and whole-buddy
     # isolation reach code of the core that the core's own scanner never runs)
     "tests/test_twin.py",

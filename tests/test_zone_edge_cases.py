@@ -381,3 +381,64 @@ def test_dma_descriptors_by_hand(rfc, nr, kib, total, busiest):
     n = np.array([nr], dtype=np.float64)
     got = DmaCopier(channels=4, rfc=rfc).descriptors(n, n * kib * 1024.0, p)
     assert (got[0].tolist(), got[1].tolist()) == ([float(total)], [float(busiest)])
+
+
+# ------------------------------------------------------------------ buddy lists by hand
+
+
+def _zone_without_frame_0() -> Zone:
+    """Two pageblocks, all free but frame 0: the buddy decomposition of 1..1023 is one
+    block of each order 0..9 at pfn 2^order (1, 2, 4, ..., 512) and no order-10 block."""
+    from migsim.kernel.zone import ALLOCATED
+
+    z = Zone(1024)
+    z.state[0] = ALLOCATED
+    z.recount()
+    return z
+
+
+def test_free_lists_of_a_zone_missing_its_first_frame():
+    """free_area[order] holds the one block at 2^order for orders 0..9 (order 0 at pfn 1),
+    none at order 10; /proc/buddyinfo reads 1 x10 then 0; free_blocks_total 10."""
+    z = _zone_without_frame_0()
+    assert [z.free_list(o).tolist() for o in range(11)] == [[1], [2], [4], [8], [16], [32],
+                                                             [64], [128], [256], [512], []]  # fmt: skip
+    assert z.free_area_counts().tolist() == [1] * 10 + [0]
+    assert z.free_blocks_total() == 10
+    assert (z.nr_free, z.nr_full_blocks) == (1023, 1)
+    with pytest.raises(ValueError, match=r"order: must be in 0\.\.10, got 11"):
+        z.free_list(11)
+
+
+def test_allocation_takes_the_smallest_order_that_fits_lowest_pfn_first():
+    """__rmqueue_smallest(): order 3 takes the order-3 block at 8; a second order 3 splits
+    the order-4 block at 16 (expand() leaves 24..31 as an order-3 block); order 0, 1 and 2
+    take 1, 2 and 4. Afterwards free_area[3] is [24] and order 0..2 are empty."""
+    from migsim.kernel.zone import ALLOCATED
+
+    z = _zone_without_frame_0()
+    assert [z.alloc_block(o) for o in (3, 3, 0, 1, 2)] == [8, 16, 1, 2, 4]
+    assert z.free_list(3).tolist() == [24]
+    assert [len(z.free_list(o)) for o in range(3)] == [0, 0, 0]
+    assert z.count_state(ALLOCATED) == 1 + 8 + 8 + 1 + 2 + 4
+    assert z.nr_free == 1024 - 24
+    z.check()
+
+
+def test_watermark_check_counts_the_request_as_used():
+    """__zone_watermark_ok(): free_pages = NR_FREE_PAGES - (2^order - 1) must exceed the
+    mark, and for order > 0 a free block of that order must exist. 1023 free pages: order 0
+    passes mark 1022 and fails 1023; order 9 has 512 usable pages: passes mark 511, fails
+    512."""
+    z = _zone_without_frame_0()
+    assert z.zone_watermark_ok(0, 1022) and not z.zone_watermark_ok(0, 1023)
+    assert z.zone_watermark_ok(9, 511) and not z.zone_watermark_ok(9, 512)
+
+
+def test_free_block_refuses_a_misaligned_or_outside_frame():
+    """__free_pages() of an order-2 block must start at a multiple of 4 inside the zone."""
+    z = Zone(512)
+    with pytest.raises(ValueError, match=r"pfn: 2 is not an order-2 aligned frame"):
+        z.free_block(2, 2)
+    with pytest.raises(ValueError, match=r"pfn: 512 is not an order-0 aligned frame"):
+        z.free_block(512, 0)

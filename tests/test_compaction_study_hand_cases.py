@@ -188,3 +188,31 @@ def test_the_progress_bar_allocates_the_same_and_leaves_no_output(
     assert counts[0] == counts[1] and counts[0][0] + counts[0][1] == 300
     out = capsys.readouterr()
     assert out.out.strip() == "" and out.err == ""  # a bar left behind prints its last line
+
+
+def test_the_l2_term_follows_who_copied_each_batch(quiet_platform, dma_run):
+    """cost_log() charges each migrate_pages() call the L2 refill of its copier: with every
+    batch offloaded (dma_copies = all 576 pages of the run, min_batch_bytes 0) the engine's
+    copy leaves the CPU's caches alone (cpu_copy=False); the baseline run of the same log,
+    the CPU copy's 8 KiB per folio between the uses (cpu_copy=True), which evicts more."""
+    pages = dma_run.log.pages
+    assert dma_run.cost.dma_copies == int(pages.sum()) == 576
+    key = "L2 still warm at migrate_folio_move"
+    engine = study.l2_refill_s(pages, quiet_platform, cpu_copy=False).sum()
+    cpu = study.l2_refill_s(pages, quiet_platform, cpu_copy=True).sum()
+    assert engine < cpu < 0  # more lines survive without the CPU copy
+    assert dma_run.cost.work_s[key] == pytest.approx(engine, rel=1e-12)
+    base = study.cost_log(dma_run.log, quiet_platform, dma=False, busy=False)
+    assert base.work_s[key] == pytest.approx(cpu, rel=1e-12)
+
+
+def test_simulate_passes_its_free_ratio_and_capture_context(quiet_platform):
+    """A 16 MiB node keeps one 2M pageblock for the kernel (default_reserved_bytes); the 7
+    regions of the fragmenter lose free_ratio x 512 pages each: 7 x 128 = 896 at 0.25. The
+    capture context reaches the run; a context outside task/kthread is refused by name."""
+    sim = study.simulate(quiet_platform, node_bytes=16 * MIB, allocations=1, free_ratio=0.25)
+    assert sim.fragmentation["free_pages"] == 7 * 128 and sim.free_ratio == 0.25
+    kthread = study.simulate(quiet_platform, node_bytes=16 * MIB, allocations=1, capture="kthread")
+    assert kthread.capture == "kthread" and sim.capture == "task"
+    with pytest.raises(ValueError, match=r"^capture: must be one of task, kthread, got 'x'$"):
+        study.simulate(quiet_platform, node_bytes=16 * MIB, allocations=1, capture="x")

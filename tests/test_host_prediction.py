@@ -45,6 +45,16 @@ of the same code without the progress note failed once in six passes (load 6.8-1
 run whose real compaction stopped after 15 ms (3,685 pages measured, 138,814 predicted); its
 trace details were not printed, so why the rule kept it is not known.
 
+Session 5 (fresh VM, kernel 6.18 with deferred_init=lazy; the marker below stays): at load 0.1-0.7,
+five `host twin --size 1G --runs 3 --seed 1` series kept 13 runs; 3 missed pgmigrate_success by
++25.5%, +29.5%, +28.2% (compact_isolated likewise; migrate_scanned within 4.1%). The per-zone trace
+places every miss in the Normal zone: DMA and DMA32 end where the twin's do (no migrate_pages call;
+the twin's DMA32 end 0xbfe00 against the kernel's 0xffe00 is the PCI hole, same counts), while in
+Normal the kernel's scanners met 0x9e00-0xdc00 pfns below the twin's, its free scanner taking fewer
+targets near the zone top than the snapshot shows. Later, at load 5-6 with the Normal zone grown
+from 0xe0000 to 0x188000 managed pages, 12 single-run processes with the per-pageblock isolate
+events traced all passed (worst -4.2%). The mechanism is not found.
+
 Needs root (the probe writes compact_memory, /proc/kpageflags is root-only)."""
 
 from __future__ import annotations

@@ -271,3 +271,40 @@ def test_compaction_begin_and_end_trace_points():
     assert begin == [[0, 15872, MIGRATE_SYNC, -1]]
     assert len(end) == 1 and end[0][2:] == [MIGRATE_SYNC, COMPACT_COMPLETE]
     assert z.migratetype[0] == MIGRATE_MOVABLE
+
+
+def test_compact_zone_releases_its_unused_targets():
+    """compact_zone()'s out: release_free_list() frees the targets isolated but not used and
+    sets cc->nr_freepages = 0: afterwards the list is empty, its count 0, and no frame of
+    the zone is still an isolated free page (compact_memory on 64 MiB fragmented 30%)."""
+    z = fragment(FragmentConfig(node_bytes=64 << 20, free_ratio=0.3))
+    c = Compactor(z)
+    cc = CompactControl(
+        order=-1, mode=MIGRATE_SYNC, direct_compaction=False, whole_zone=True,
+        ignore_skip_hint=True,
+    )  # fmt: skip
+    assert c.compact_zone(cc, None) == COMPACT_COMPLETE
+    assert (cc.nr_freepages, cc.freepages) == (0, [])
+    assert not (z.state == ISOLATED_FREE).any()
+    z.drain_pages()
+    z.check()
+
+
+def test_the_log_widens_to_int64_and_keeps_negative_values():
+    """The log arrays are int32 until a value needs int64 (Compactor._widen): a migrate call
+    of 2**40 pages (beyond any zone, but the log must not wrap) and a mark argument of 2**40
+    after trace marks holding -1 (compaction_begin's order of compact_memory) come back
+    exactly, the earlier values with them."""
+    z = fragment(FragmentConfig(node_bytes=16 << 20))
+    c = Compactor(z, trace=True)
+    c.compact_memory()
+    before = c.log()
+    pages0, marks0 = before.pages.tolist(), before.marks.tolist()
+    assert before.marks.dtype == np.int32 and (before.marks == -1).any()
+    c._log_call(2**40)
+    c._mark(M_END, 2**40, -1, 0, 0)
+    log = c.log()
+    assert log.pages.dtype == np.int64 and log.marks.dtype == np.int64
+    assert log.pages.tolist() == [*pages0, 2**40]
+    assert log.marks.tolist()[: len(marks0)] == marks0
+    assert log.marks[-1, 0] == M_END and log.marks[-1, MARK_ARGS:].tolist() == [2**40, -1, 0, 0]

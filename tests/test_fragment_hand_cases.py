@@ -174,10 +174,11 @@ def test_free_offsets_by_hand():
         assert (np.diff(row) > 0).all() and row[0] >= 0 and row[-1] < 512
     assert not (rand[0] == rand[1]).all()  # drawn per region
     # a second code path: the k smallest of each region's 512 float32 keys by a full argsort
-    keys = np.random.default_rng(9).random((3, 512), dtype=np.float32)
-    smallest = np.sort(np.argsort(keys, axis=1, kind="stable")[:, :51], axis=1)
-    cfg = FragmentConfig(node_bytes=8 * MB, free_ratio=0.1, pattern="random").resolved()
-    assert (free_offsets(cfg, np.random.default_rng(9), 3) == smallest).all()
+    for k in (1, 2, 51, 256, 500, 511):  # 64 regions each
+        keys = np.random.default_rng(k).random((64, 512), dtype=np.float32)
+        smallest = np.sort(np.argsort(keys, axis=1, kind="stable")[:, :k], axis=1)
+        cfg = FragmentConfig(node_bytes=8 * MB, free_ratio=k / 512, pattern="random").resolved()
+        assert (free_offsets(cfg, np.random.default_rng(k), 64) == smallest).all()
     every = offs(free_ratio=0.9995, pattern="random")  # k = round(511.74) = 512
     assert (every == np.arange(512)).all()
     assert offs(free_ratio=0.0).shape == (3, 0)

@@ -83,7 +83,7 @@ def test_reproduce_throughput_imports_numpy_and_yaml_only():
 
 
 def test_a_throughput_rows_job_imports_no_polars_or_pandas(tmp_path):
-    """The pipeline's throughput job (workflow/scripts/throughput.py) writes its run file with
+    """The pipeline's throughput job (workflow/rules/throughput.smk) writes its run file with
     PyArrow alone; PyArrow's first pa.array() would import pandas (about 0.15 CPU s)."""
     code = (
         "import yaml\n"

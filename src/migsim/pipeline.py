@@ -770,3 +770,34 @@ def write_index(
         series=series,
         answer_svg=answer_svg,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Shell jobs
+# ---------------------------------------------------------------------------------------------
+#
+# A `script:` job's interpreter imports Snakemake to unpickle its job object (about 0.1 CPU s,
+# a fifth of a throughput row's job); a `shell:` job's runs migsim alone. The throughput rows,
+# the pipeline's most numerous jobs, are shell jobs (workflow/rules/throughput.smk):
+#
+#   python -m migsim.pipeline throughput ROW PLATFORM PARAMS_JSON OUT LOG
+
+
+def job_main(argv: Sequence[str]) -> int:
+    """Run the shell job `argv` (``throughput ROW PLATFORM PARAMS_JSON OUT LOG``): what
+    workflow/scripts/throughput.py did, the same log and run file."""
+    if len(argv) != 6 or argv[0] != "throughput":
+        raise SystemExit(
+            "usage: python -m migsim.pipeline throughput ROW PLATFORM PARAMS_JSON OUT LOG"
+        )
+    _, row, platform, params_json, out, log = argv
+    params = json.loads(params_json)
+    with job_log(log, f"throughput row {row}", params):
+        simulate_throughput_row(platform, params, out)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(job_main(sys.argv[1:]))

@@ -1,6 +1,8 @@
 # Shared helpers of the migsim workflow: configuration check, paths and the job matrix.
 # All logic lives in migsim.pipeline; this file only binds it to Snakemake.
+import json
 import os
+import sys
 
 import migsim.pipeline as mp
 import migsim.studies as ms
@@ -19,6 +21,14 @@ try:
 except ValueError as err:
     raise WorkflowError(str(err)) from None
 RESULTS = "results"
+# The interpreter of the shell jobs that run migsim (throughput.smk): the one running Snakemake
+# (a `script:` job's too; a `python` on PATH may be a version manager's shim, 0.1 CPU s a
+# start), or the rule's environment's with --software-deployment-method conda.
+PYTHON = (
+    "python"
+    if "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+    else sys.executable
+)
 PLATFORM = mp.resolve_path(config["platform"], workflow.basedir)
 REFERENCE = {
     kind: mp.resolve_path(path, workflow.basedir)

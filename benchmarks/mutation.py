@@ -53,6 +53,7 @@ the load average, and each surviving mutant's diff. Exit status 0 unless mutmut 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -188,6 +189,10 @@ from mutmut.__main__ import cli
 sys.argv = ["mutmut", *sys.argv[1:]]
 cli()
 """
+# pytest in one process whatever the project's addopts say (pytest-xdist's "-n auto", issue
+# 17): mutmut runs each mutant's tests inside its forked process; "-n 0" only where the plugin
+# is installed (elsewhere pytest would reject the option)
+SERIAL = ("-n", "0") if importlib.util.find_spec("xdist") else ()
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "survived", 33: "survived"}
 TIMEOUT_CODES = {36, -24, 24, 152, 255}
 
@@ -205,7 +210,7 @@ def mutmut_config(only: list[str], max_children: int) -> str:
         # small-case tests must kill what they would
         "pytest_add_cli_args = "
         + json.dumps(
-            ["-p", "no:cacheprovider", "-m", "not change_detector and not slow"]
+            ["-p", "no:cacheprovider", *SERIAL, "-m", "not change_detector and not slow"]
             + [arg for test in DESELECT for arg in ("--deselect", test)]
         ),
         'also_copy = ["config"]',
@@ -411,7 +416,17 @@ def audit(work: Path, env: dict[str, str]) -> dict:
             row["verdict"] = f"stale: the original occurs {text.count(old)} times in {module}"
             rows.append(row)
             continue
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-x",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *SERIAL,
+            *tests,
+        ]
         clean = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         path.write_text(text.replace(old, new))
         try:

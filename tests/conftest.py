@@ -31,10 +31,61 @@ def pytest_addoption(parser):
     )
 
 
-def pytest_collection_modifyitems(config, items):
-    enabled, why = host_tests_enabled(
+def _host_tests_enabled(config) -> tuple[bool, str]:
+    return host_tests_enabled(
         dict(os.environ), os.geteuid(), config.getoption("markexpr"), config.getoption("--host")
     )
+
+
+# Parallel runs (pytest-xdist). pyproject's addopts pass `-n auto --dist loadgroup`; the hook
+# below decides what "auto" means: two or more workers (xdist's own count: the CPUs) for the
+# whole suite or a directory, none (an ordinary serial run, no worker start-up) where
+# - the arguments name a file or a test (`pytest tests/test_zone.py`, `path::test`): a
+#   developer's run of a few tests, and benchmarks/mutation.py's runs of one mutant;
+# - the host tests run (--host, -m host, MIGSIM_HOST_TESTS=1, or CI=true as root unless -m
+#   deselects them): they change kernel settings that the check below reads around *every*
+#   test, so nothing may run beside them (.ci/run runs them in a second, serial pytest).
+# An explicit `-n N` is taken as given; `-n 0` (or `-p no:xdist` with `-o addopts=-ra`) is serial.
+def _names_a_file_or_test(arg: str) -> bool:
+    return "::" in arg or not Path(arg.split("::")[0]).is_dir()
+
+
+def _host_tests_run(config) -> bool:
+    enabled, _ = _host_tests_enabled(config)
+    return enabled and "not host" not in (config.getoption("markexpr") or "")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """Workers for `-n auto`: 0 for a file or test selection and for a run with host tests,
+    else xdist's default (None: the CPU count)."""
+    if any(_names_a_file_or_test(a) for a in config.args) or _host_tests_run(config):
+        return 0
+    return None
+
+
+def _xdist_group(item) -> str:
+    """The worker group of a test under --dist loadgroup: every test marked host in one group
+    (one worker, in order: they share the kernel and tests/host_gate.py's lock); every other
+    test with the rest of its module, so that module-scoped fixtures (a pipeline run into a
+    shared output directory, a browser, a Slurm cluster, a simulation) are built once, in one
+    worker, and never used by two workers at once."""
+    if item.get_closest_marker("host") is not None:
+        return "host"
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+    if getattr(config, "workerinput", None) is not None:
+        # In a worker: modules with slow tests first (stable otherwise), so that the long
+        # groups start at once and the short ones fill the end of the run on both workers.
+        slow = {i.nodeid.split("::", 1)[0] for i in items if i.get_closest_marker("slow")}
+        items.sort(key=lambda i: i.nodeid.split("::", 1)[0] not in slow)
+    enabled, why = _host_tests_enabled(config)
     if enabled:
         return
     skip = pytest.mark.skip(reason=f"host test: {why}")
@@ -87,9 +138,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     """Without derandomization, fix hypothesis's seed for the run (a random one unless
-    --hypothesis-seed is given) so that the header and a failing run can print it."""
-    if not _DERANDOMIZE and config.getoption("hypothesis_seed", None) is None:
+    --hypothesis-seed is given) so that the header and a failing run can print it. An xdist
+    worker takes the controller's seed (pytest_configure_node), so the printed seed is the run's."""
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and "hypothesis_seed" in worker:
+        config.option.hypothesis_seed = worker["hypothesis_seed"]
+    elif not _DERANDOMIZE and config.getoption("hypothesis_seed", None) is None:
         config.option.hypothesis_seed = random.SystemRandom().randrange(2**32)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """Controller side of pytest-xdist: every worker runs with the run's hypothesis seed."""
+    node.workerinput["hypothesis_seed"] = node.config.getoption("hypothesis_seed", None)
 
 
 def _hypothesis_seed_line(config) -> str:

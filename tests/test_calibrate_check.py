@@ -24,3 +24,18 @@ def test_written_values_are_rounded():
     assert written_value(96.82988671313394) == 96.8299
     assert written_value(16) == 16
     assert len(repr(written_value(1 / 3)).rstrip("0").split(".")[1]) == WRITTEN_DIGITS
+
+
+def test_check_tolerates_only_a_refit_on_another_cpu():
+    """--check's numeric comparison (cli/calibrate.py FLOAT_REL_TOL): the cross-CPU digits seen
+    between two VMs pass, a real change of a fitted value or any text does not."""
+    from migsim.cli.calibrate import _numbers_agree
+
+    assert _numbers_agree("    dma.ramp_kb: 22.963444", "    dma.ramp_kb: 22.963445")
+    assert _numbers_agree("    mt.ccd_gbps: 0.391701", "    mt.ccd_gbps: 0.3917")
+    assert _numbers_agree("      - 0.00165963541", "      - 0.00165962915")
+    assert _numbers_agree("      - -8.61917198e-05", "      - -8.61917105e-05")
+    assert not _numbers_agree("    dma.ramp_kb: 22.963444", "    dma.ramp_kb: 22.9637")
+    assert not _numbers_agree("      - 0.00165963541", "      - 0.00166")
+    assert not _numbers_agree("    dma.ramp_kb: 1.0", "    dma.ramp_gbps: 1.0")
+    assert not _numbers_agree("    x: 1.0", "    x: 1.0 2.0")

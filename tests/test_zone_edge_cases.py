@@ -435,6 +435,22 @@ def test_watermark_check_counts_the_request_as_used():
     assert z.zone_watermark_ok(9, 511) and not z.zone_watermark_ok(9, 512)
 
 
+def test_an_order_10_request_needs_a_whole_free_buddy_pair():
+    """__zone_watermark_ok() for order 10 looks in free_area[10] only: the zone missing frame 0
+    has a whole free pageblock (order 9 at 512) but no order-10 block, so order 9 passes and
+    order 10 fails, at any mark; frame 0 freed (to the pcp list) and drained merges the pair
+    into one order-10 block."""
+    z = _zone_without_frame_0()
+    assert z.has_free_order(9) and not z.has_free_order(10)
+    assert z.zone_watermark_ok(9, 0) and not z.zone_watermark_ok(10, 0)
+    assert z.alloc_block(10) is None
+    z.free_block(0, 0)
+    assert not z.has_free_order(10)  # frame 0 sits on the pcp list, not in the buddy
+    z.drain_pages()
+    assert z.has_free_order(10) and z.zone_watermark_ok(10, 0)
+    assert z.alloc_block(10) == 0
+
+
 def test_free_block_refuses_a_misaligned_or_outside_frame():
     """__free_pages() of an order-2 block must start at a multiple of 4 inside the zone."""
     z = Zone(512)

@@ -536,10 +536,13 @@ class Zone:
 
     def has_free_order(self, order: int) -> bool:
         """Is there a free block of at least `order` (any migratetype: movable allocations may
-        fall back and steal a whole free pageblock)?"""
+        fall back and steal a whole free pageblock)? Above pageblock_order (order 10) only two
+        whole free buddy pageblocks make one (__zone_watermark_ok walks free_area[order..])."""
+        if order > PAGEBLOCK_ORDER:
+            return self._nr_pairs > 0
         if self._nr_full > 0:
             return True
-        if order >= PAGEBLOCK_ORDER:
+        if order == PAGEBLOCK_ORDER:
             return False
         self._refresh_lo()
         return bool(self._lo_total[order:].sum() > 0)

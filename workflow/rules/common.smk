@@ -26,7 +26,8 @@ RESULTS = "results"
 # start), or the rule's environment's with --software-deployment-method conda.
 PYTHON = (
     "python"
-    if "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+    if "conda"
+    in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
     else sys.executable
 )
 PLATFORM = mp.resolve_path(config["platform"], workflow.basedir)

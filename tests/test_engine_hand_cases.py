@@ -412,6 +412,31 @@ def test_free_area_counts_by_hand(nr_blocks):
     z.check()
 
 
+@pytest.mark.parametrize("nr_blocks", [64, 16384 + 64])
+def test_free_area_counts_after_a_bulk_free_by_hand(nr_blocks):
+    """The same layout reached through the buddy allocator instead of recount(): every frame
+    allocated, then all but the first frame of every 8th pageblock freed in one
+    free_to_buddy() call. Every pageblock is then dirty, so free_area_counts() recounts them
+    all in _refresh_lo's chunks (RECOUNT_CHUNK_BLOCKS = 8192 pageblocks; the large zone has
+    three), and must find the counts of test_free_area_counts_by_hand."""
+    from migsim.kernel.zone import ALLOCATED, PCP, Zone
+
+    z = Zone(nr_blocks * 512)
+    z.state[:] = ALLOCATED
+    z.recount()
+    keep = np.zeros(nr_blocks * 512, dtype=bool)
+    keep[:: 8 * 512] = True
+    pfns = np.flatnonzero(~keep)
+    z.state[pfns] = PCP  # as free_block() hands them over
+    z.free_to_buddy(pfns)
+    broken = nr_blocks // 8
+    counts = z.free_area_counts()
+    assert counts[:9].tolist() == [broken] * 9
+    assert counts[9] == broken
+    assert counts[10] == nr_blocks // 2 - broken
+    z.check()
+
+
 # ------------------------------------------------------------------ compaction
 
 

@@ -64,12 +64,17 @@ def require_compaction_probe() -> None:
         pytest.skip(f"compaction probe unavailable here: {exc}")
 
 
-def _mapped(addr: int) -> bool:
-    """Whether any mapping of this process contains `addr` (VMAs may have merged)."""
+def _mapped(addr: int, nbytes: int) -> bool:
+    """Whether one mapping of this process covers all of [addr, addr + nbytes) (the region's
+    VMA, perhaps merged with a neighbour). Not "contains addr": once the probe has unmapped
+    its region, the process may map something new at the freed address (Polars and NumPy
+    allocate between the probe's munmap and this check; seen in CI on a fresh VM), and that
+    says nothing about the probe. The probe's madvise calls change no VMA flags on part of the
+    region, so while it runs one VMA covers it all (checked in the hook)."""
     with open("/proc/self/maps") as fh:
         for line in fh:
             lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-            if lo <= addr < hi:
+            if lo <= addr and addr + nbytes <= hi:
                 return True
     return False
 
@@ -78,7 +83,7 @@ class Recorder:
     """Hooks that record what the probe had changed while it held its memory."""
 
     def __init__(self, fail_at: str | None = None, exc: BaseException | None = None):
-        self.addrs: list[int] = []
+        self.addrs: list[tuple[int, int]] = []  # (addr, nbytes) of the region at each stage
         self.rss_before = own_rss()
         self.locked_before = own_status("VmLck") + own_status("VmPin")
         self.rss_during: list[int] = []  # this process's VmRSS at each stage
@@ -88,8 +93,8 @@ class Recorder:
 
     def hook(self, stage: str):
         def run(region):
-            self.addrs.append(region.addr)
-            assert _mapped(region.addr)
+            self.addrs.append((region.addr, region.nbytes))
+            assert _mapped(region.addr, region.nbytes)
             self.rss_during.append(own_rss())
             self.resident.append(int(region.present().sum()) * 4096)
             self.during = probe.snapshot_settings()
@@ -117,7 +122,7 @@ def _check_restored(before: dict[str, str], rec: Recorder, size: int = SIZE) -> 
     assert grew < size + RSS_TOLERANCE, (
         f"the probe took {grew >> 20} MiB for a {size >> 20}M region"
     )
-    assert not any(_mapped(a) for a in rec.addrs)
+    assert not any(_mapped(a, n) for a, n in rec.addrs)
     kept = own_rss() - rec.rss_before
     assert kept < RSS_TOLERANCE, f"this process kept {kept >> 20} MiB after the probe"
     assert own_status("VmLck") + own_status("VmPin") <= rec.locked_before

@@ -66,6 +66,35 @@ def test_kinds_orders_and_checks():
     assert check["estimated_block_counts"] == check["pagetypeinfo_block_counts"]
 
 
+def test_migratetype_ranking_by_hand():
+    """estimate_migratetypes() with pagetypeinfo's 2 non-movable pageblocks among 5:
+    0 holds 20 slab pages among 480 file pages (a MOVABLE block with stolen pages: more LRU
+    than unmovable pages, never taken); 1 is blank (512 pages without flags: kernel memory or
+    movable pages in transit); 2 holds 100 slab pages and 412 free ones; 3 holds 10 page-table
+    pages, 2 blank and 500 free; 4 is anon. By unmovable less LRU pages (0: -460, 1: 0, 2: 100,
+    3: 10, 4: -512) blocks 2 and 3 are taken; ranked with the slab pages the blank block 1
+    (512 unmovable-looking pages) would have taken 3's place and block 0 (20) would have come
+    before 3 (12). Without pagetypeinfo counts 1, 2 and 3 are UNMOVABLE."""
+    f = np.zeros(5 * PB, dtype=np.uint64)
+    f[:20] = SLAB
+    f[20:PB] = LRU_FILE
+    f[2 * PB : 2 * PB + 100] = SLAB
+    f[2 * PB + 100 : 3 * PB] = FREE
+    f[3 * PB : 3 * PB + 10] = 1 << S.KPF_PGTABLE
+    f[3 * PB + 12 : 4 * PB] = FREE
+    f[4 * PB :] = LRU_ANON
+    nr_free = int(((f & FREE) != 0).sum())
+    snap = S.build(
+        f,
+        None,
+        zoneinfo(len(f), nr_free),
+        pagetypeinfo({"Unmovable": 1, "Reclaimable": 1, "Movable": 3}),
+    )
+    assert snap.block_migratetype.tolist() == [1, 1, 0, 2, 1]
+    bare = S.build(f, None, zoneinfo(len(f), nr_free), "")
+    assert bare.block_migratetype.tolist() == [1, 0, 0, 0, 1]
+
+
 def test_buddy_decomposition_by_hand():
     free = np.zeros(2048, dtype=bool)
     free[1:4] = True  # orders 0 (pfn 1) and 1 (pfns 2-3)

@@ -117,6 +117,24 @@ def report(title: str, reference: Measurement, runs: list[Measurement], out_name
 # ---------------------------------------------------------------------------------------------
 
 
+def build_extensions(tree: Path, rev: str) -> None:
+    """Build a tree's C extensions in place as `pip install -e .` does (a commit with a
+    setup.py: since issue 17 the compiled allocation loop, migsim.kernel._compact); says so,
+    so that a comparison never times an unbuilt tree's Python fallback unknowingly."""
+    if not (tree / "setup.py").exists():
+        print(f"{rev[:10]}: no setup.py, nothing to build")
+        return
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+        cwd=tree,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    built = sorted(p.relative_to(tree).as_posix() for p in (tree / "src").rglob("*.so"))
+    print(f"{rev[:10]}: python setup.py build_ext --inplace built {', '.join(built) or 'nothing'}")
+
+
 @contextmanager
 def worktrees(*revs: str) -> Iterator[list[Path]]:
     """Temporary detached `git worktree`s of `revs` (removed afterwards, also on error), each
@@ -138,6 +156,7 @@ def worktrees(*revs: str) -> Iterator[list[Path]]:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
+            build_extensions(path, rev)
         yield paths
     finally:
         for path in paths:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# every test on both engines of the allocation loop (tests/engines.py)
+from engines import loop_engine, pytest_generate_tests  # noqa: E402, F401
+
 from migsim.cost.copiers import cpu_copy_seconds
 from migsim.kernel.compaction import (
     COMPACT_DEFERRED,

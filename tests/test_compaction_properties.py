@@ -15,6 +15,9 @@ from contextlib import ExitStack
 from unittest import mock
 
 import numpy as np
+
+# every test on both engines of the allocation loop (tests/engines.py)
+from engines import loop_engine, pytest_generate_tests  # noqa: E402, F401
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -12,6 +12,9 @@ import math
 import numpy as np
 import pytest
 
+# every test on both engines of the allocation loop (tests/engines.py)
+from engines import loop_engine, pytest_generate_tests  # noqa: E402, F401
+
 from migsim.studies import compaction as study
 
 MIB = 1 << 20

@@ -12,6 +12,9 @@ import itertools
 import numpy as np
 import pytest
 
+# every test on both engines of the allocation loop (tests/engines.py)
+from engines import loop_engine, pytest_generate_tests  # noqa: E402, F401
+
 from migsim.kernel.compaction import (
     COMPACT_COMPLETE,
     COMPACT_CONTENDED,

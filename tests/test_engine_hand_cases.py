@@ -10,6 +10,9 @@ import re
 import numpy as np
 import pytest
 
+# every test on both engines of the allocation loop (tests/engines.py)
+from engines import loop_engine, pytest_generate_tests  # noqa: E402, F401
+
 from migsim.cost.copiers import CpuCopier, DmaCopier, MtCopier
 from migsim.kernel.migrate import migrate_pages
 

@@ -6,6 +6,9 @@ free, LRU and unmovable frames (hypothesis, counts from the profile)."""
 from __future__ import annotations
 
 import numpy as np
+
+# every test on both engines of the allocation loop (tests/engines.py)
+from engines import loop_engine, pytest_generate_tests  # noqa: E402, F401
 from hypothesis import given
 from hypothesis import strategies as st
 

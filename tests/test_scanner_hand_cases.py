@@ -11,6 +11,9 @@ import re
 import numpy as np
 import pytest
 
+# every test on both engines of the allocation loop (tests/engines.py)
+from engines import loop_engine, pytest_generate_tests  # noqa: E402, F401
+
 from migsim.kernel.compaction import (
     COMPACT_PRIO_ASYNC,
     COMPACT_PRIO_SYNC_FULL,

@@ -45,22 +45,34 @@ reclaim, no kswapd, no kcompactd, no lock contention.
 
 from __future__ import annotations
 
+import os
+import sys
 from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from migsim.kernel.zone import (
+    ALLOCATED,
     FREE,
     ISOLATED_FREE,
     ISOLATED_LRU,
     LRU,
     MIGRATE_MOVABLE,
+    MOVE_FLUSH_PAGES,
+    PCP,
+    PCP_BATCH_SCALE_MAX,
     STATE_U8,
     CaptureControl,
+    PerCpuPages,
     Zone,
 )
 from migsim.units import COMPACT_CLUSTER_MAX, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
+
+try:  # compact_zone()'s allocation loop compiled (_compact.c; setup.py builds it)
+    from migsim.kernel import _compact
+except ImportError:  # not built: the Python below runs (engine "python"), with a warning
+    _compact = None
 
 # migrate modes
 MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT, MIGRATE_SYNC = 0, 1, 2
@@ -162,6 +174,125 @@ CAPTURE_CONTEXTS = ("task", "kthread")
 MARK_CALL, MARK_WORK, MARK_ARGS = 1, 2, 2 + NR_WORK
 NR_MARK_COLS = MARK_ARGS + 4
 
+# The engines of compact_zone()'s migrate_pages() loop: "c", the compiled loop of
+# migsim.kernel._compact (_compact.c, the same functions in the same order), and "python", the
+# reference below. Both give the same counters, per-call logs, marks and zone state
+# (tests/test_engines.py). Chosen by Compactor(engine=...), else by MIGSIM_ENGINE, else "c" if
+# the extension is built. Compactor(trace=True) (every tracepoint mark) and subclasses that
+# replace a step of the loop (the host twin's TwinCompactor) always run the Python loop.
+ENGINES = ("c", "python")
+ENGINE_ENV = "MIGSIM_ENGINE"
+_MISSING_WARNED = False
+# the Compactor and Zone methods the compiled loop does in C: a subclass that replaces one of
+# them runs the Python loop
+_C_COMPACTOR_STEPS = frozenset(
+    (
+        "compact_finished",
+        "reset_cached_positions",
+        "compact_scanners_met",
+        "isolate_migratepages",
+        "_source_ok",
+        "_suitable_source_block",
+        "_suitable_source",
+        "_next_source_block",
+        "update_cached_migrate",
+        "isolate_migratepages_block",
+        "isolate_freepages",
+        "_target_ok",
+        "_target_mask",
+        "_next_target_block",
+        "isolate_freepages_block",
+        "compaction_alloc",
+        "migrate_pages",
+        "_log_call",
+        "_mark",
+    )
+)
+_C_ZONE_STEPS = frozenset(
+    (
+        "move_content",
+        "pcp_free",
+        "drain_pages",
+        "free_to_buddy",
+        "_find_capture",
+        "_account_block",
+        "_account",
+        "has_free_order",
+        "flush_moves",
+    )
+)
+
+
+def _check_compiled_constants() -> None:
+    """The compiled loop's constants must be this module's (a stale build fails loudly)."""
+    ours = {
+        "PAGEBLOCK_ORDER": PAGEBLOCK_ORDER,
+        "COMPACT_CLUSTER_MAX": COMPACT_CLUSTER_MAX,
+        "MIGRATE_SKIP_WINDOW_BLOCKS": MIGRATE_SKIP_WINDOW_BLOCKS,
+        "MOVE_FLUSH_PAGES": MOVE_FLUSH_PAGES,
+        "PCP_BATCH_SCALE_MAX": PCP_BATCH_SCALE_MAX,
+        "FREE": FREE,
+        "LRU": LRU,
+        "PCP": PCP,
+        "ISOLATED_FREE": ISOLATED_FREE,
+        "ISOLATED_LRU": ISOLATED_LRU,
+        "ALLOCATED": ALLOCATED,
+        "MIGRATE_ASYNC": MIGRATE_ASYNC,
+        "MIGRATE_MOVABLE": MIGRATE_MOVABLE,
+        "COMPACT_CONTINUE": COMPACT_CONTINUE,
+        "COMPACT_COMPLETE": COMPACT_COMPLETE,
+        "COMPACT_PARTIAL_SKIPPED": COMPACT_PARTIAL_SKIPPED,
+        "COMPACT_CONTENDED": COMPACT_CONTENDED,
+        "COMPACT_SUCCESS": COMPACT_SUCCESS,
+        "ISOLATE_NONE": ISOLATE_NONE,
+        "ISOLATE_SUCCESS": ISOLATE_SUCCESS,
+        "M_MIGRATE_FAIL": M_MIGRATE_FAIL,
+        "NR_WORK": NR_WORK,
+        "W_MIGRATE_SCANNED": W_MIGRATE_SCANNED,
+        "W_FREE_SCANNED": W_FREE_SCANNED,
+        "W_ISOLATED": W_ISOLATED,
+        "W_FREE_ISOLATED": W_FREE_ISOLATED,
+        "W_BUDDY_FREED": W_BUDDY_FREED,
+        "W_DRAIN": W_DRAIN,
+        "W_ISOLATE_FREE": W_ISOLATE_FREE,
+    }
+    if _compact is not None and ours != _compact.CONSTANTS:
+        bad = sorted(k for k in ours if _compact.CONSTANTS.get(k) != ours[k])
+        raise ImportError(
+            f"migsim.kernel._compact: built from another version (constants differ: "
+            f"{', '.join(bad)}); rebuild it with `python setup.py build_ext --inplace`"
+        )
+
+
+def resolve_engine(engine: str | None = None) -> str:
+    """The engine of the allocation loop: `engine` ("c" or "python"), else $MIGSIM_ENGINE,
+    else "c" when the extension is built and "python" (with a one-line warning on stderr, once
+    per process) when it is not."""
+    global _MISSING_WARNED
+    name = "engine"
+    if engine is None and os.environ.get(ENGINE_ENV):
+        engine, name = os.environ[ENGINE_ENV], ENGINE_ENV
+    if engine is None:
+        if _compact is not None:
+            return "c"
+        if not _MISSING_WARNED:
+            _MISSING_WARNED = True
+            print(
+                "migsim: the compiled allocation loop (migsim.kernel._compact) is not built; "
+                "running the Python reference (slower): build it with `pip install -e .`",
+                file=sys.stderr,
+            )
+        return "python"
+    if engine not in ENGINES:
+        raise ValueError(f"{name}: must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "c" and _compact is None:
+        raise ValueError(
+            f"{name}: the compiled engine c is not built (migsim.kernel._compact); build it "
+            "with `pip install -e .` or `python setup.py build_ext --inplace`, or use python"
+        )
+    return engine
+
+
 VMSTAT_KEYS = (
     "pgmigrate_success",
     "pgmigrate_fail",
@@ -229,6 +360,7 @@ class Compactor:
         cluster_max: int = COMPACT_CLUSTER_MAX,
         trace: bool = False,
         capture: str = "task",
+        engine: str | None = None,
     ):
         if cluster_max < 1:
             raise ValueError(f"cluster_max: must be >= 1, got {cluster_max}")
@@ -259,6 +391,15 @@ class Compactor:
         self._calls_work = array("i")
         self._buddy_frees_seen = zone.buddy_frees
         self.trace = bool(trace)  # mark every tracepoint event, not only the slow path
+        # the engine of compact_zone()'s loop (ENGINES): the compiled one unless the marks of
+        # every tracepoint are wanted or a subclass replaces a step of the loop
+        self.engine = resolve_engine(engine)
+        if self.engine == "c" and (
+            self.trace
+            or any(getattr(type(self), m) is not getattr(Compactor, m) for m in _C_COMPACTOR_STEPS)
+            or any(getattr(type(zone), m) is not getattr(Zone, m) for m in _C_ZONE_STEPS)
+        ):
+            self.engine = "python"
         self._marks = array("i")
         self._log_shared = False  # log() handed out views of the three arrays above
 
@@ -555,50 +696,59 @@ class Compactor:
         )
         # lru_add_drain(): its cost is counted per run; the LRU batches are not modelled
         self._acc[W_COMPACT_ZONE] += 1
-        while True:
-            ret = self.compact_finished(cc)
-            if self.trace:
-                self._mark(M_FINISHED, cc.order, ret, cc.migrate_pfn)
-            if ret != COMPACT_CONTINUE:
-                break
-            iteration_start_pfn = cc.migrate_pfn
-            cc.finish_pageblock = (last_migrated_pfn & BLOCK_MASK) == (
-                iteration_start_pfn & BLOCK_MASK
-            )
-            isolated = self.isolate_migratepages(cc)
-            if isolated == ISOLATE_NONE:
-                if update_cached:
-                    z.compact_cached_migrate_pfn[1] = z.compact_cached_migrate_pfn[0]
-            else:
-                update_cached = False
-                last_migrated_pfn = (cc.migrate_pfn - 1) & BLOCK_MASK  # max(start_pfn, ...)
-                if last_migrated_pfn < start_pfn:  # (no builtin min/max in the hot loop:
-                    last_migrated_pfn = start_pfn  # they parse their arguments each call)
-                captured_before = capc is not None and capc.page is not None
-                if captured_before:
-                    self.batches_after_capture += 1
-                    self.pages_after_capture += cc.nr_migratepages
-                nr_failed = self.migrate_pages(cc)
-                if capc is not None and capc.page is not None and not captured_before:
-                    self.capture_in_migrate += 1
-                if nr_failed and not self.compact_scanners_met(cc):  # -ENOMEM, no target left
-                    ret = COMPACT_CONTENDED
+        if (
+            self.engine == "c"
+            and type(z.pcp) is PerCpuPages
+            # a step replaced on the instance (a test's wrapper) runs in Python
+            and not (vars(self).keys() & _C_COMPACTOR_STEPS or vars(z).keys() & _C_ZONE_STEPS)
+        ):
+            # the loop below, compiled: migsim.kernel._compact.compact_zone_loop (_compact.c)
+            ret = _compact.compact_zone_loop(self, cc, capc, update_cached)
+        else:
+            while True:
+                ret = self.compact_finished(cc)
+                if self.trace:
+                    self._mark(M_FINISHED, cc.order, ret, cc.migrate_pfn)
+                if ret != COMPACT_CONTINUE:
                     break
-                # v6.3+: stop if a page has been captured -- before the drain below
-                if capc is not None and capc.page is not None:
-                    ret = COMPACT_SUCCESS
-                    break
-            # check_drain: has the migration scanner moved away from the cc->order aligned
-            # block it migrated from? Then flush the freed pages so that they can merge.
-            if cc.order > 0 and last_migrated_pfn:
-                current_block_start = cc.migrate_pfn & ~((1 << cc.order) - 1)
-                if last_migrated_pfn < current_block_start:
-                    had = capc is not None and capc.page is not None
-                    z.drain_pages()  # lru_add_drain_cpu_zone -> drain_local_pages
-                    self._acc[W_DRAIN] += 1
-                    if capc is not None and capc.page is not None and not had:
-                        self.capture_in_drain += 1
-                    last_migrated_pfn = 0
+                iteration_start_pfn = cc.migrate_pfn
+                cc.finish_pageblock = (last_migrated_pfn & BLOCK_MASK) == (
+                    iteration_start_pfn & BLOCK_MASK
+                )
+                isolated = self.isolate_migratepages(cc)
+                if isolated == ISOLATE_NONE:
+                    if update_cached:
+                        z.compact_cached_migrate_pfn[1] = z.compact_cached_migrate_pfn[0]
+                else:
+                    update_cached = False
+                    last_migrated_pfn = (cc.migrate_pfn - 1) & BLOCK_MASK  # max(start_pfn, ...)
+                    if last_migrated_pfn < start_pfn:  # (no builtin min/max in the hot loop:
+                        last_migrated_pfn = start_pfn  # they parse their arguments each call)
+                    captured_before = capc is not None and capc.page is not None
+                    if captured_before:
+                        self.batches_after_capture += 1
+                        self.pages_after_capture += cc.nr_migratepages
+                    nr_failed = self.migrate_pages(cc)
+                    if capc is not None and capc.page is not None and not captured_before:
+                        self.capture_in_migrate += 1
+                    if nr_failed and not self.compact_scanners_met(cc):  # -ENOMEM, no target left
+                        ret = COMPACT_CONTENDED
+                        break
+                    # v6.3+: stop if a page has been captured -- before the drain below
+                    if capc is not None and capc.page is not None:
+                        ret = COMPACT_SUCCESS
+                        break
+                # check_drain: has the migration scanner moved away from the cc->order aligned
+                # block it migrated from? Then flush the freed pages so that they can merge.
+                if cc.order > 0 and last_migrated_pfn:
+                    current_block_start = cc.migrate_pfn & ~((1 << cc.order) - 1)
+                    if last_migrated_pfn < current_block_start:
+                        had = capc is not None and capc.page is not None
+                        z.drain_pages()  # lru_add_drain_cpu_zone -> drain_local_pages
+                        self._acc[W_DRAIN] += 1
+                        if capc is not None and capc.page is not None and not had:
+                            self.capture_in_drain += 1
+                        last_migrated_pfn = 0
         # out: release the unused targets and move the cached free pfn back to them
         if cc.nr_freepages > 0:
             free = np.concatenate(cc.freepages)
@@ -1098,3 +1248,6 @@ class Compactor:
         self.vmstat["pgmigrate_fail"] += nr_failed
         self._log_call(m)
         return nr_failed
+
+
+_check_compiled_constants()

@@ -1,0 +1,232 @@
+"""The two engines of compact_zone()'s allocation loop give the same run: the compiled loop
+(migsim.kernel._compact, _compact.c) and the Python reference (migsim.kernel.compaction).
+
+"The same" is everything a later call or a costing can observe: every counter, every
+migrate_pages() call's log row and the marks between them, every frame's state, every page's
+content tag, the pageblock arrays, the pcp list and the zone's compaction state (the sha256
+of tests/test_reference_digest.py over all of it), plus zone.check() after the compiled run:
+at full scale (the default 250 GB run) and on random small zones (hypothesis, example counts
+from the settings profile). Then how the engine is chosen, and what a missing build does.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_reference_digest import compactor_counters, run_digest, small, with_unmovable
+
+from migsim.host.twin import TwinCompactor
+from migsim.kernel import compaction
+from migsim.kernel.compaction import ENGINE_ENV, Compactor
+from migsim.kernel.fragment import FragmentConfig, fragment
+from migsim.kernel.zone import Zone
+
+needs_c = pytest.mark.skipif(compaction._compact is None, reason="_compact is not built")
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_env(monkeypatch):
+    monkeypatch.delenv(ENGINE_ENV, raising=False)
+
+
+def _run(
+    make_zone,
+    engine: str,
+    *,
+    order,
+    allocations,
+    cluster_max=32,
+    capture="task",
+    first=False,
+    check=True,
+):
+    """One run on a new zone: counters, log, digest, and the zone.check() failure (or None)."""
+    z = make_zone()
+    c = Compactor(z, cluster_max=cluster_max, capture=capture, engine=engine)
+    assert c.engine == engine
+    if first:
+        c.compact_memory()
+    for _ in range(allocations):
+        c.alloc_pages_node(order)
+    log = c.log()
+    out = {
+        "counters": compactor_counters(c),
+        "pages": log.pages.astype(np.int64).copy(),
+        "work": log.work.astype(np.int64).copy(),
+        "tail": log.tail.copy(),
+        "marks": log.marks.astype(np.int64).copy(),
+        "digest": run_digest(compactor_counters(c), log, z),
+    }
+    out["check"] = None
+    if check and engine == "c":  # (the Python loop's zones: the property tests)
+        try:
+            z.check()
+        except AssertionError as e:
+            out["check"] = str(e) or "zone.check() failed"
+    return out
+
+
+def _assert_same(py: dict, cc: dict) -> None:
+    assert cc["counters"] == py["counters"]
+    for name in ("pages", "work", "tail", "marks"):
+        assert np.array_equal(cc[name], py[name]), f"log.{name} differs"
+    assert cc["digest"] == py["digest"]  # the zone state too
+    assert cc["check"] is None
+
+
+@needs_c
+@pytest.mark.slow
+def test_the_full_scale_run_is_the_same_on_both_engines():
+    """The default run (250 GB node fragmented 50% even, 16384 order-9 allocations): the same
+    49149 calls, counters, log, marks and zone from both. (zone.check() after the compiled
+    full-scale run: tests/test_full_scale.py, whose shared run is the default engine's.)"""
+
+    def make_zone():
+        return fragment(FragmentConfig(), node_cpus=64)
+
+    py = _run(make_zone, "python", order=9, allocations=16384)
+    cc = _run(make_zone, "c", order=9, allocations=16384, check=False)
+    assert len(py["pages"]) == 49149 and py["counters"]["alloc_success"] == 16384
+    _assert_same(py, cc)
+
+
+@needs_c
+@given(
+    mb=st.sampled_from([8, 16, 32]),
+    pattern=st.sampled_from(["even", "random", "clustered"]),
+    free_ratio=st.sampled_from([0.1, 0.25, 0.5, 0.75]),
+    seed=st.integers(0, 50),
+    order=st.integers(0, 10),
+    allocations=st.integers(1, 40),
+    cluster_max=st.sampled_from([1, 3, 8, 32, 100]),
+    pcp=st.sampled_from([None, (0, 1), (7, 2), (64, 8)]),
+    unmovable=st.booleans(),
+    capture=st.sampled_from(["task", "kthread"]),
+    first=st.booleans(),
+)
+def test_random_small_runs_are_the_same_on_both_engines(
+    mb, pattern, free_ratio, seed, order, allocations, cluster_max, pcp, unmovable, capture, first
+):
+    """Random small zones and parameters (every order, COMPACT_CLUSTER_MAX from 1, pcp lists
+    that overflow at once or hold a few batches, unmovable pages and pageblocks for the async
+    scanner's skip_on_failure and suitable_migration_source, kernel-thread captures, a
+    compact_memory first): identical counters, logs, marks and zone state; the zone passes
+    zone.check() after the compiled run."""
+    kw = {} if pcp is None else {"pcp_high": pcp[0], "pcp_batch": pcp[1]}
+
+    def make_zone() -> Zone:
+        z = small(mb, pattern=pattern, free_ratio=free_ratio, seed=seed, **kw)
+        return with_unmovable(z, seed) if unmovable else z
+
+    args = {
+        "order": order,
+        "allocations": allocations,
+        "cluster_max": cluster_max,
+        "capture": capture,
+        "first": first,
+    }
+    _assert_same(_run(make_zone, "python", **args), _run(make_zone, "c", **args))
+
+
+# -- choosing the engine ---------------------------------------------------------------------
+@needs_c
+def test_the_compiled_loop_runs_by_default_and_the_python_one_on_request(monkeypatch):
+    """Default: the compiled loop runs every compact_zone() (counted by a wrapper of the
+    module); engine="python" or MIGSIM_ENGINE=python: it never runs."""
+    calls = []
+    real = compaction._compact
+
+    class Spy:
+        CONSTANTS = real.CONSTANTS
+
+        @staticmethod
+        def compact_zone_loop(*args):
+            calls.append(1)
+            return real.compact_zone_loop(*args)
+
+    monkeypatch.setattr(compaction, "_compact", Spy)
+    z = small(16)
+    c = Compactor(z)
+    assert c.engine == "c"
+    for _ in range(3):
+        c.alloc_pages_node(9)
+    assert len(calls) == c.vmstat["compact_stall"] > 0
+    calls.clear()
+    for make in (
+        lambda: Compactor(small(16), engine="python"),
+        lambda: (monkeypatch.setenv(ENGINE_ENV, "python"), Compactor(small(16)))[1],
+    ):
+        c = make()
+        assert c.engine == "python"
+        for _ in range(3):
+            c.alloc_pages_node(9)
+        assert c.vmstat["compact_stall"] > 0 and calls == []
+
+
+@needs_c
+def test_trace_and_subclasses_that_replace_a_step_run_the_python_loop():
+    """The tracepoint marks of trace=True and a subclass's own scanner (the host twin's
+    TwinCompactor) are Python: such a Compactor runs the Python loop even when c is asked."""
+    assert Compactor(small(8), trace=True, engine="c").engine == "python"
+
+    class OwnScanner(Compactor):
+        def isolate_freepages_block(self, cc, start_pfn, end_pfn, stride=1):
+            return super().isolate_freepages_block(cc, start_pfn, end_pfn, stride)
+
+    assert OwnScanner(small(8), engine="c").engine == "python"
+    assert TwinCompactor.isolate_freepages_block is not Compactor.isolate_freepages_block
+    assert Compactor(small(8), engine="c").engine == "c"
+
+
+@pytest.mark.parametrize(
+    ("engine", "env", "msg"),
+    [
+        ("C", None, "engine: must be one of c, python, got 'C'"),
+        (None, "fast", "MIGSIM_ENGINE: must be one of c, python, got 'fast'"),
+    ],
+)
+def test_a_bad_engine_name_is_one_line_naming_where_it_came_from(monkeypatch, engine, env, msg):
+    if env is not None:
+        monkeypatch.setenv(ENGINE_ENV, env)
+    with pytest.raises(ValueError) as e:
+        Compactor(small(8), engine=engine)
+    assert str(e.value) == msg
+
+
+def test_without_the_extension_python_runs_with_one_warning(monkeypatch, capsys):
+    """A missing build: the default falls back to the Python loop with one line on stderr
+    (once per process); asking for c is a one-line error."""
+    monkeypatch.setattr(compaction, "_compact", None)
+    monkeypatch.setattr(compaction, "_MISSING_WARNED", False)
+    z = small(8)
+    assert Compactor(z).engine == "python"
+    assert Compactor(z).engine == "python"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not built" in err and "Python reference" in err
+    with pytest.raises(ValueError, match=r"^engine: the compiled engine c is not built") as e:
+        Compactor(z, engine="c")
+    assert "\n" not in str(e.value)
+
+
+def test_a_stale_build_fails_at_import(monkeypatch):
+    """The compiled loop's constants must be the Python module's (a build from another
+    version of the source would otherwise run with other states or work columns)."""
+
+    class Stale:
+        CONSTANTS = {**(compaction._compact.CONSTANTS if compaction._compact else {}), "LRU": 7}
+
+    monkeypatch.setattr(compaction, "_compact", Stale)
+    with pytest.raises(ImportError, match="constants differ: .*LRU"):
+        compaction._check_compiled_constants()
+
+
+def test_the_compiled_loop_is_built_where_ci_installed_it():
+    """`pip install -e .` builds the extension (setup.py, optional=True: a failed build is
+    only a warning there); CI must run the compiled loop, so a missing build fails here."""
+    if os.environ.get("CI") != "true":
+        pytest.skip("outside CI a checkout may run unbuilt (the Python loop, with a warning)")
+    assert compaction._compact is not None, "migsim.kernel._compact was not built"

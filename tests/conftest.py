@@ -75,16 +75,96 @@ def _xdist_group(item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
+# The order in which pytest-xdist hands the groups to the workers (--dist loadgroup; its
+# default --loadscope-reorder, which sorts them by their number of tests, is switched off in
+# pytest_configure): the wall time of a parallel run is the longest worker's, so the long
+# groups go first and the short ones fill the end on both workers (longest first). One
+# exception: the modules that read the shared smoke run (pipeline_util.smoke_run: one build for
+# every worker, under a file lock) would leave a second worker waiting for the first one's
+# build; so the longest of them goes first (its worker builds the run), then groups that do
+# not need it for about the build's time, then the rest, longest first.
+# Seconds of each module's tests on one worker of a parallel run (the ci profile, machine at
+# load ~3; measured with --junitxml, tests/conftest.py's _GROUP_SECONDS only orders the
+# queue: a stale number slows the run, it changes no result). A module not listed counts
+# _UNLISTED_S a test.
+_GROUP_SECONDS = {
+    "tests/test_pipeline_dryrun.py": 60.0,
+    "tests/test_readme_commands.py": 30.0,
+    "tests/test_mmtests.py": 30.0,
+    "tests/test_pipeline_e2e.py": 30.0,
+    "tests/test_browser.py": 20.0,
+    "tests/test_rerun_keeps_results.py": 20.0,
+    "tests/test_plugin_study.py": 15.0,
+    "tests/test_throughput.py": 14.0,
+    "tests/test_compaction_reproduce.py": 10.0,
+    "tests/test_probe.py": 9.0,
+    "tests/test_calibrate_check.py": 9.0,
+    "tests/test_cli_throughput.py": 9.0,
+    "tests/test_reference_digest.py": 7.0,
+    "tests/test_bad_inputs.py": 6.0,
+    "tests/test_whatif_browser.py": 6.0,
+    "tests/test_figures.py": 6.0,
+    "tests/test_tags.py": 5.0,
+    "tests/test_compaction_cli.py": 5.0,
+    "tests/test_whatif_pipeline.py": 5.0,
+    "tests/test_trace.py": 4.0,
+    "tests/test_memory.py": 3.5,
+    "tests/test_workflow_catalog.py": 3.0,
+    "tests/test_full_scale.py": 3.0,
+    "tests/test_compaction_properties.py": 2.5,
+    "tests/test_config_schema.py": 2.5,
+    "tests/test_engine_hand_cases.py": 2.0,
+}
+_UNLISTED_S = 0.05
+_SMOKE_BUILD_S = 40.0  # the shared smoke run's build on one worker beside another
+
+
+def _group_of(item) -> str:
+    return item.get_closest_marker("xdist_group").args[0]
+
+
+def _reads_smoke_run(path: Path, cache: dict = {}) -> bool:  # noqa: B006 (a per-process cache)
+    if path not in cache:
+        cache[path] = "smoke_run(" in path.read_text()
+    return cache[path]
+
+
+def _queue_order(items) -> list[str]:
+    """The groups of `items` in the order described above (ties by name: deterministic)."""
+    tests: dict[str, int] = {}
+    smoke: set[str] = set()
+    for item in items:
+        group = _group_of(item)
+        tests[group] = tests.get(group, 0) + 1
+        if group != "host" and _reads_smoke_run(Path(item.fspath)):
+            smoke.add(group)
+
+    def cost(group: str) -> float:
+        return _GROUP_SECONDS.get(group, _UNLISTED_S * tests[group])
+
+    longest = sorted((g for g in tests if g != "host"), key=lambda g: (-cost(g), g))
+    order = [g for g in longest if g in smoke][:1]
+    filled = 0.0
+    for g in longest:
+        if filled >= _SMOKE_BUILD_S:
+            break
+        if g not in smoke:
+            order.append(g)
+            filled += cost(g)
+    order += [g for g in longest if g not in order]
+    return order + (["host"] if "host" in tests else [])
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
     if getattr(config, "workerinput", None) is not None:
-        # In a worker: modules with slow tests first (stable otherwise), so that the long
-        # groups start at once and the short ones fill the end of the run on both workers.
-        slow = {i.nodeid.split("::", 1)[0] for i in items if i.get_closest_marker("slow")}
-        items.sort(key=lambda i: i.nodeid.split("::", 1)[0] not in slow)
+        # In a worker: the collection in the order of the groups' queue (_queue_order). Every
+        # worker sorts the same collection the same way, as pytest-xdist requires.
+        rank = {g: k for k, g in enumerate(_queue_order(items))}
+        items.sort(key=lambda i: rank[_group_of(i)])
     enabled, why = _host_tests_enabled(config)
     if enabled:
         return
@@ -137,9 +217,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    """Without derandomization, fix hypothesis's seed for the run (a random one unless
+    """Switch off pytest-xdist's reordering of the groups (they go in _queue_order's order).
+    Without derandomization, fix hypothesis's seed for the run (a random one unless
     --hypothesis-seed is given) so that the header and a failing run can print it. An xdist
     worker takes the controller's seed (pytest_configure_node), so the printed seed is the run's."""
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: groups in our order
+        config.option.loadscopereorder = False
     worker = getattr(config, "workerinput", None)
     if worker is not None and "hypothesis_seed" in worker:
         config.option.hypothesis_seed = worker["hypothesis_seed"]

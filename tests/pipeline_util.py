@@ -1,16 +1,24 @@
 """Helpers of the workflow tests: run the real snakemake on a copy of the workflow, read its
-dry-run plan, decode PNG files (no imaging library needed)."""
+dry-run plan, share one smoke run between every test (and pytest-xdist worker) that reads it,
+decode PNG files (no imaging library needed)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
+import fcntl
+import json
 import os
 import re
+import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
+import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -44,16 +52,151 @@ def env_for(workdir: Path) -> dict[str, str]:
     return env
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the real snakemake in `workdir`; on failure with `check`, raise with its output."""
-    proc = subprocess.run(
-        [*SNAKEMAKE, *args],
-        cwd=workdir,
-        env=env_for(workdir),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
+# ---------------------------------------------------------------------------------------------
+# snakemake from a forked interpreter that has imported it once
+# ---------------------------------------------------------------------------------------------
+#
+# `python -m snakemake` spends ~2.3 of a dry run's ~3.4 CPU seconds importing Snakemake and its
+# plug-ins' libraries (boto3, pandas, smart_open, ...: `python -X importtime`), the same in every
+# one of the suite's ~40 invocations. So each pytest process starts one server that imports
+# them once (not migsim, which every run imports from its own PYTHONPATH) and forks a child per
+# invocation. The child is what `python -m snakemake ARGS` would be: the same entry point
+# (snakemake.cli.main) and argv, its own working directory, environment and sys.path (the run's
+# PYTHONPATH first), stdout and stderr to their own files, non-daemon threads joined and
+# atexit handlers run before it exits with main's status. test_pipeline_dryrun's
+# test_the_forked_snakemake_plans_what_a_fresh_process_plans compares the two.
+# MIGSIM_TEST_SNAKEMAKE_FORK=0, or a platform without fork, runs every invocation as a fresh
+# process.
+
+_SERVER_CODE = r"""
+import atexit, json, os, sys, threading, traceback
+from pathlib import Path
+import snakemake, snakemake.cli, snakemake.workflow, snakemake.report.html_reporter
+import jsonschema, nbformat, smart_open, yaml
+assert "migsim" not in sys.modules, "the snakemake server must not import migsim"
+MAIN = str(Path(snakemake.__file__).with_name("__main__.py"))
+own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+rest = [p for p in sys.path if p and p not in own]
+out = os.fdopen(os.dup(1), "w")
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+for line in sys.stdin:
+    req = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.chdir(req["cwd"])
+            os.environ.clear()
+            os.environ.update(req["env"])
+            extra = [p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+            sys.path[:] = [req["cwd"], *extra, *rest]
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(os.open(req["stdout"], os.O_WRONLY | os.O_TRUNC), 1)
+            os.dup2(os.open(req["stderr"], os.O_WRONLY | os.O_TRUNC), 2)
+            sys.argv = [MAIN, *req["args"]]
+            snakemake.workflow.Workflow._rundir = str(Path.cwd().absolute())
+            try:
+                snakemake.cli.main(req["args"])
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            for t in threading.enumerate():
+                if t is not threading.main_thread() and not t.daemon:
+                    t.join()
+            atexit._run_exitfuncs()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    print(json.dumps({"pid": pid}), file=out, flush=True)
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), file=out, flush=True)
+"""
+
+
+class _Server:
+    """The snakemake server of this pytest process (started on first use)."""
+
+    proc: subprocess.Popen | None = None
+
+    @classmethod
+    def get(cls) -> subprocess.Popen | None:
+        if os.environ.get("MIGSIM_TEST_SNAKEMAKE_FORK", "1") == "0" or not hasattr(os, "fork"):
+            return None
+        if cls.proc is None or cls.proc.poll() is not None:
+            cls.proc = subprocess.Popen(
+                [sys.executable, "-c", _SERVER_CODE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            atexit.register(cls.stop)
+        return cls.proc
+
+    @classmethod
+    def stop(cls) -> None:
+        if cls.proc is not None and cls.proc.poll() is None:
+            cls.proc.stdin.close()
+            cls.proc.wait(timeout=60)
+        cls.proc = None
+
+
+def _reply(server: subprocess.Popen, deadline: float | None) -> dict:
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    ready, _, _ = select.select([server.stdout], [], [], timeout)
+    if not ready:
+        raise TimeoutError
+    line = server.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the snakemake server exited ({server.poll()})")
+    return json.loads(line)
+
+
+def run_snakemake(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = TIMEOUT_S
+) -> subprocess.CompletedProcess:
+    """`python -m snakemake ARGS` in `workdir` with `env` (default env_for(workdir)): stdout
+    and stderr as text, the exit status; raises subprocess.TimeoutExpired (the run killed)
+    after `timeout` seconds, as subprocess.run does."""
+    env = env_for(workdir) if env is None else env
+    cmd = [*SNAKEMAKE, *args]
+    server = _Server.get()
+    if server is None:
+        return subprocess.run(
+            cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    with tempfile.TemporaryDirectory(prefix="snakemake-run-") as d:
+        out, err = Path(d, "stdout"), Path(d, "stderr")
+        out.touch()
+        err.touch()
+        req = {"cwd": str(Path(workdir).absolute()), "env": env, "args": list(args),
+               "stdout": str(out), "stderr": str(err)}  # fmt: skip
+        server.stdin.write(json.dumps(req) + "\n")
+        server.stdin.flush()
+        deadline = time.monotonic() + timeout
+        pid = _reply(server, None)["pid"]
+        try:
+            rc = _reply(server, deadline)["returncode"]
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            _reply(server, None)
+            raise subprocess.TimeoutExpired(
+                cmd, timeout, out.read_text(), err.read_text()
+            ) from None
+        return subprocess.CompletedProcess(
+            cmd, rc, out.read_text(errors="replace"), err.read_text(errors="replace")
+        )
+
+
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the real snakemake in `workdir` (run_snakemake); on failure with `check`, raise with
+    its output."""
+    proc = run_snakemake(workdir, *args, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} exited {proc.returncode}\n"
@@ -178,17 +321,69 @@ def ink_fraction(data: bytes) -> float:
 # ---------------------------------------------------------------------------------------------
 
 SMOKE_ARGS = ("--configfile", "config/smoke.yaml")
-_SMOKE: dict[str, Path] = {}
+
+
+def _run_root(tmp_path_factory) -> Path:
+    """The directory every process of this pytest run shares: the base temporary directory,
+    or under pytest-xdist its parent (each worker's base is a subdirectory of it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def _flock(path: Path, mode: int):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def smoke_run(tmp_path_factory) -> Path:
-    """A copy of the workflow that has run the smoke configuration to the end (once per
-    session); returns its directory (results under results/)."""
-    if "dir" not in _SMOKE:
-        work = copy_workflow(tmp_path_factory.mktemp("smoke"))
-        snakemake(work, "--cores", "2", *SMOKE_ARGS)
-        _SMOKE["dir"] = work
-    return _SMOKE["dir"]
+    """A copy of the workflow that has run the smoke configuration to the end, once per test
+    run: the first process (pytest-xdist worker) to ask builds it under a file lock, the others
+    wait for it and read the same directory; a failed build fails every later caller with its
+    output. Returns its directory (results under results/). Tests read it; one that changes a
+    file in it holds smoke_edit() meanwhile (test_pipeline_dryrun), one that runs snakemake on
+    it works in smoke_copy()."""
+    root = _run_root(tmp_path_factory)
+    work, done, failed = root / "smoke" / "w", root / "smoke.done", root / "smoke.failed"
+    with _flock(root / "smoke.lock", fcntl.LOCK_EX):
+        if failed.exists():
+            raise AssertionError(f"the shared smoke run failed:\n{failed.read_text()}")
+        if not done.exists():
+            shutil.rmtree(work.parent, ignore_errors=True)
+            copy_workflow(work)
+            try:
+                snakemake(work, "--cores", "2", *SMOKE_ARGS)
+            except AssertionError as err:
+                failed.write_text(str(err))
+                raise
+            done.touch()
+    return work
+
+
+@contextlib.contextmanager
+def smoke_edit(work: Path):
+    """Hold while changing files of the shared smoke run `work` (and restoring them): no
+    smoke_copy() is taken, and no snakemake runs in one, meanwhile."""
+    with _flock(work.parent / "tree.lock", fcntl.LOCK_EX):
+        yield
+
+
+@contextlib.contextmanager
+def smoke_copy(work: Path, dst: Path):
+    """A copy of the shared smoke run `work` at `dst` in which snakemake may run: every file
+    (results, .snakemake metadata, workflow, config) copied with its times, src/ a link to the
+    run's own (a simulation's inputs are its engine files by their real path: the same path
+    keeps the copy's outputs up to date). Held, with snakemake's runs in it, under the lock
+    smoke_edit() takes exclusively."""
+    with _flock(work.parent / "tree.lock", fcntl.LOCK_SH):
+        ignore = shutil.ignore_patterns("src", "locks", "incomplete")
+        shutil.copytree(work, dst, symlinks=True, ignore=ignore)
+        (dst / "src").symlink_to(work / "src", target_is_directory=True)
+        yield dst
 
 
 def load_config(workdir: Path, *overlays: str) -> dict:

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
-from pipeline_util import copy_workflow, smoke_run, snakemake
+from pipeline_util import smoke_copy, smoke_run, snakemake
 
 from migsim.formats import mmtests
 from migsim.formats.trace import TRACE_EVENTS
@@ -148,12 +148,15 @@ def test_pipeline_writes_latency_and_mmtests_outputs(tmp_path_factory):
     assert f"{med['latency_us']:,.0f} us" in card
 
 
-def test_pipeline_trace_target_and_compare(tmp_path):
-    """The trace targets in a workflow copy of its own (their config would rerun the shared
-    smoke run's index): every mode's events, then a "real" trace -- here the simulated
-    busy-dma one -- beside the simulated baseline."""
-    work = copy_workflow(tmp_path / "w")
-    real = tmp_path / "real.trace"
+def test_pipeline_trace_target_and_compare(tmp_path_factory, tmp_path):
+    """The trace targets in a copy of the shared smoke run (their config would rerun its
+    index), from its fragmented state: every mode's events, then a "real" trace -- here the
+    simulated busy-dma one -- beside the simulated baseline."""
+    with smoke_copy(smoke_run(tmp_path_factory), tmp_path / "w") as work:
+        _trace_target_and_compare(work, tmp_path / "real.trace")
+
+
+def _trace_target_and_compare(work, real):
     cfg = 'trace={"compare_with": "' + str(real) + '"}'
     modes = ("baseline", "dma", "busy-baseline", "busy-dma")
     targets = [f"results/traces/compaction-{m}.parquet" for m in modes]

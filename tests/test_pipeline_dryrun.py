@@ -7,13 +7,26 @@ simulations (Snakemake does not track imported packages); presentation code is n
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_util import SMOKE_ARGS, copy_workflow, plan, rule_counts, smoke_run
+from pipeline_util import (
+    SMOKE_ARGS,
+    SNAKEMAKE,
+    TIMEOUT_S,
+    copy_workflow,
+    env_for,
+    plan,
+    planned_jobs,
+    rule_counts,
+    smoke_edit,
+    smoke_run,
+    snakemake,
+)
 
 SIMULATIONS = ("fragment", "throughput", "compaction")
 THROUGHPUT_DOWNSTREAM = {
@@ -49,20 +62,29 @@ def rules(jobs) -> set[str]:
     return {rule for rule, _ in jobs}
 
 
+def _replace(path: Path, data: bytes, times_ns: tuple[int, int]) -> None:
+    """Write `path` whole (a temporary file renamed over it: a reader of the shared smoke run
+    sees the old or the new text, never a part) with the given access and modification times."""
+    tmp = path.with_name(path.name + ".edit")
+    tmp.write_bytes(data)
+    os.utime(tmp, ns=times_ns)
+    os.replace(tmp, path)
+
+
 @contextmanager
-def edited(path: Path):
-    """Edit `path` (append a comment line, mtime an hour from now, so that it is newer than
-    any output whatever the copied file's own time was), restoring its content and times
-    afterwards."""
-    st, text = path.stat(), path.read_bytes()
-    path.write_bytes(text + b"\n# edited by a test\n")
-    ahead = time.time() + 3600
-    os.utime(path, (ahead, ahead))
-    try:
-        yield
-    finally:
-        path.write_bytes(text)
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+def edited(work: Path, path: Path):
+    """Edit `path` of the shared smoke run `work` (append a comment line, mtime an hour from
+    now, so that it is newer than any output whatever the copied file's own time was),
+    restoring its content and times afterwards; under smoke_edit(), so that no copy of the run
+    is taken meanwhile."""
+    with smoke_edit(work):
+        st, text = path.stat(), path.read_bytes()
+        ahead = time.time_ns() + 3600 * 10**9
+        _replace(path, text + b"\n# edited by a test\n", (ahead, ahead))
+        try:
+            yield
+        finally:
+            _replace(path, text, (st.st_atime_ns, st.st_mtime_ns))
 
 
 def test_default_plan_lists_every_job(tmp_path):
@@ -77,6 +99,33 @@ def test_default_plan_lists_every_job(tmp_path):
     for rule in THROUGHPUT_DOWNSTREAM | COMPACTION_DOWNSTREAM | {"index", "all"}:
         assert counts[rule] == 1, rule
     assert not (work / "results").exists()  # a dry run writes nothing
+
+
+def test_the_forked_snakemake_plans_what_a_fresh_process_plans(tmp_path):
+    """pipeline_util.snakemake runs snakemake in a child forked from a server that imported
+    it once (its start-up is most of a dry run's CPU time); a fresh `python -m snakemake`
+    plans the same jobs with the same outputs, and stops on a bad value with the same status
+    and message."""
+    work = copy_workflow(tmp_path / "w", with_src=False)
+
+    def fresh(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*SNAKEMAKE, *args], cwd=work, env=env_for(work),
+                              capture_output=True, text=True, timeout=TIMEOUT_S)  # fmt: skip
+
+    def jobs(proc) -> list:
+        return sorted(
+            (rule, sorted(outs)) for rule, outs in planned_jobs(proc.stdout + proc.stderr)
+        )
+
+    want, got = fresh("-n", *SMOKE_ARGS), snakemake(work, "-n", *SMOKE_ARGS)
+    assert want.returncode == got.returncode == 0
+    assert len(jobs(want)) > 20 and jobs(got) == jobs(want)
+    bad = ("--cores", "1", "--config", "seed=-3")
+    want, got = fresh(*bad), snakemake(work, *bad, check=False)
+    line = "config: seed: -3 is less than the minimum of 0"
+    assert want.returncode == got.returncode == 1
+    assert line in want.stderr and line in got.stderr and line not in got.stdout
+    assert not (work / "results").exists()
 
 
 def test_nothing_to_do_after_a_run(work):
@@ -117,7 +166,7 @@ def test_changing_trials_reruns_every_throughput_row(work):
 
 
 def test_editing_the_platform_file_reruns_the_simulations(work):
-    with edited(work / "config" / "platforms" / "epyc-zen3-ptdma.yaml"):
+    with edited(work, work / "config" / "platforms" / "epyc-zen3-ptdma.yaml"):
         jobs = plan(work, *SMOKE_ARGS)
     assert sim_jobs(jobs) == {
         "fragment": ["fragmentation"],  # the node's CPU count sizes the per-CPU lists
@@ -127,7 +176,7 @@ def test_editing_the_platform_file_reruns_the_simulations(work):
 
 
 def test_editing_engine_code_reruns_the_simulations(work):
-    with edited(work / "src" / "migsim" / "cost" / "copiers.py"):
+    with edited(work, work / "src" / "migsim" / "cost" / "copiers.py"):
         jobs = plan(work, *SMOKE_ARGS)
     sims = sim_jobs(jobs)
     assert sims["throughput"] == ["baseline", "dma-1ch", "dma-4ch", "mt-2t"]
@@ -135,7 +184,7 @@ def test_editing_engine_code_reruns_the_simulations(work):
 
 
 def test_editing_figure_code_redraws_only_the_figures(work):
-    with edited(work / "src" / "migsim" / "output" / "figures.py"):
+    with edited(work, work / "src" / "migsim" / "output" / "figures.py"):
         jobs = plan(work, *SMOKE_ARGS)
     assert sim_jobs(jobs) == {}
     mine = rules(jobs) - {"all", "index"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from pipeline_util import SNAKEMAKE, TIMEOUT_S, copy_workflow, env_for, study_summary
+from pipeline_util import copy_workflow, env_for, run_snakemake, study_summary
 from test_figures import check_figure_files
 
 from migsim.output.tables import read_metadata
@@ -35,9 +35,7 @@ PLUGIN = {
 def run(work: Path, *args: str) -> subprocess.CompletedProcess:
     env = env_for(work)
     env["PYTHONPATH"] = os.pathsep.join([str(work / "plugins"), env["PYTHONPATH"]])
-    return subprocess.run(
-        [*SNAKEMAKE, *args], cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
-    )
+    return run_snakemake(work, *args, env=env)
 
 
 @pytest.fixture(scope="module")

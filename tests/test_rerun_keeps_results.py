@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from pipeline_util import copy_workflow, env_for
+from pipeline_util import copy_workflow, env_for, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +32,9 @@ TINY = {
 
 
 def run(work: Path, *args: str, env: dict | None = None, target: str | None = None):
-    import subprocess
-    import sys
-
     first = [target] if target else []  # before the options that take several values
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *first, "--cores", "2", "--configfile", "tiny.yaml",
-         *args],
-        cwd=work, env={**env_for(work), **(env or {})}, capture_output=True, text=True,
-        timeout=900,
-    )  # fmt: skip
+    return run_snakemake(work, *first, "--cores", "2", "--configfile", "tiny.yaml", *args,
+                         env={**env_for(work), **(env or {})})  # fmt: skip
 
 
 def index_runs(work: Path) -> list[str]:

@@ -38,12 +38,13 @@ FREE: list[tuple[str, str, float, float, float]] = [
 
 PUBLISHED_TRIALS = 5  # trials behind a published mean (not stated in the sources)
 
-# Stated ranges of the priors whose effect the tables cannot observe, for the prediction
-# intervals (migsim.calibrate.intervals: taken as uniform). The source of each range is the source of
-# its value in PRIORS (code path and order of magnitude): a factor of 2-3 either way. Priors
-# the fit compensates (only their sum with a fitted cost is observable: copy.cpu_copy_fixed_us
-# and cpu.addr_lookup_us with cpu.folio_fixed_us, dma.desc_restart_us with the head terms)
-# have no range here.
+# Stated ranges of the priors, for the prediction intervals (migsim.calibrate.intervals: taken
+# as uniform, propagated through the total derivative: the fitted parameters refitted to the
+# changed prior, see fit_response). The source of each range is the source of its value in
+# PRIORS (code path and order of magnitude): a factor of 2-3 either way. Priors the fit
+# compensates (only their sum with a fitted cost is observable: copy.cpu_copy_fixed_us and
+# cpu.addr_lookup_us with cpu.folio_fixed_us, dma.desc_restart_us with the head terms) have
+# no range here: their PRIORS comments state no range to take.
 PRIOR_RANGES: dict[str, tuple[float, float]] = {
     "cpu.tlb_flush_us": (2.0, 10.0),
     "cpu.syscall_us": (1.0, 5.0),
@@ -257,18 +258,69 @@ def fit_mt(platform: Platform, cells) -> tuple[Platform, dict[str, float]]:
     r = least_squares(residual, x0, bounds=(lo, hi), x_scale="jac", xtol=1e-12, ftol=1e-12)
     # the mt class's discrepancy (REML, as in fit_throughput) and the covariance under it
     noise_var = np.array([(c.sd_gbps / c.gbps) ** 2 / PUBLISHED_TRIALS for c in cells])
-    tau = float(discrepancy_sd_log(r.fun, noise_var, r.jac)[0])
-    cov = sandwich_covariance(r.jac, tau**2 + noise_var)
+    # the mt class's discrepancy (REML, as in fit_throughput) and the covariance under it; a
+    # configuration published twice (the 2M row of v2_mt_throughput and the spread rows of
+    # v2_mt_placement_2M) has one discrepancy
+    from migsim.calibrate.intervals import cell_key, log_gradient, result_cell
+
+    q = with_x(quiet, r.x)
+    configs = [result_cell(simulate_cell(q, c, trials=1)) for c in cells]
+    keys = [cell_key(c) for c in configs]
+    groups = np.array([keys.index(k) for k in keys])
+    tau = float(discrepancy_sd_log(r.fun, noise_var, r.jac, groups=groups)[0])
+    same = (groups[:, None] == groups[None, :]) & ~np.eye(len(cells), dtype=bool)
+    cov = sandwich_covariance(r.jac, tau**2 + noise_var, np.where(same, tau**2, 0.0))
     names = [f"{sec}.{key}" for sec, key, *_ in MT_FREE]
-    sd = {n: float(np.sqrt(cov[i, i])) for i, n in enumerate(names)}
     out = with_x(platform, r.x)
     st = out.meta.setdefault("stage1", {})
+    # the mt cells also run the stage-1 costs (per folio, per PTE, ...) and the priors: the
+    # mt estimates move with both (the refit, linearised), which carries stage 1's covariance
+    # and its response to a prior into the mt parameters
+    s1 = st.get("covariance", {"params": [], "matrix": []})
+    n1 = [n for n in s1["params"] if n not in names]
+    idx1 = [list(s1["params"]).index(n) for n in n1]
+    cov1 = np.asarray(s1["matrix"], dtype=np.float64).reshape(len(s1["params"]), -1)
+    cov1 = cov1[np.ix_(idx1, idx1)]
+    g1 = np.array([log_gradient(q, n1, c) for c in configs]).reshape(len(cells), len(n1))
+    resp1 = fit_response(r.jac, r.active_mask, g1)  # d(theta_mt)/d(theta_1)
+    cross = resp1 @ cov1
+    cov = cov + cross @ resp1.T
+    sens1 = _sensitivity_rows(st, n1)
+    sens = fit_response(r.jac, r.active_mask, prior_design(q, configs) + g1 @ sens1)
+    # a configuration's leverage: the sum over its rows (its one discrepancy enters each)
+    lev = leverages(r.jac, r.active_mask)
+    lev_of = {k: 0.0 for k in keys}
+    for k, h in zip(keys, lev, strict=True):
+        lev_of[k] += float(h)
+    sd = {n: float(np.sqrt(cov[i, i])) for i, n in enumerate(names)}
     st.setdefault("parameter_sd", {}).update({k: round(v, 6) for k, v in sd.items()})
     disc = st.get("discrepancy_sd_log")
     st["discrepancy_sd_log"] = {**(disc if isinstance(disc, dict) else {}), "mt": round(tau, 6)}
-    if "covariance" in st:
-        st["covariance"] = merge_covariance(st["covariance"], names, cov)
+    full = np.block([[cov1, cross.T], [cross, cov]])
+    st["covariance"] = covariance_meta(n1 + names, full)
+    st["refit_sensitivity"] = {
+        "params": n1 + names,
+        "priors": list(PRIOR_RANGES),
+        "matrix": _sig(_clean_sensitivity(np.vstack([sens1, sens]), np.sqrt(np.diag(full)))),
+    }
+    st["leverage"] = {
+        **st.get("leverage", {}),
+        **{k: float(f"{h:.6g}") for k, h in lev_of.items()},
+    }
     return out, sd
+
+
+def _sensitivity_rows(stage1: dict, params: list[str]) -> np.ndarray:
+    """Rows of the stored d(theta_hat)/d(prior) for `params` (zeros where none is stored)."""
+    sens = stage1.get("refit_sensitivity")
+    out = np.zeros((len(params), len(PRIOR_RANGES)))
+    if sens:
+        mat = np.asarray(sens["matrix"], dtype=np.float64)
+        cols = [list(sens["priors"]).index(p) for p in PRIOR_RANGES]
+        for i, n in enumerate(params):
+            if n in sens["params"]:
+                out[i] = mat[list(sens["params"]).index(n), cols]
+    return out
 
 
 @dataclass
@@ -303,7 +355,11 @@ def discrepancy_class(mode: str) -> str:
 
 
 def discrepancy_sd_log(
-    resid: np.ndarray, noise_var: np.ndarray, jac: np.ndarray, classes: np.ndarray | None = None
+    resid: np.ndarray,
+    noise_var: np.ndarray,
+    jac: np.ndarray,
+    classes: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Model discrepancy of a log-scale least-squares fit (sd, log units), one per class: the
     REML estimate of tau_c in resid_i ~ N(0, tau_c(i)^2 + noise_var_i), where noise_var_i is
@@ -311,8 +367,14 @@ def discrepancy_sd_log(
     index of residual i (`classes`, default one class). REML: the likelihood of the
     residuals' part orthogonal to the fitted directions (the columns of `jac`), so the fitted
     parameters do not bias tau low; a random-effects estimate (as in meta-analysis), here
-    the standard form of a model-discrepancy term estimated from the fit residuals."""
+    the standard form of a model-discrepancy term estimated from the fit residuals.
+    `groups` (default: each residual its own): residuals of one configuration measured more
+    than once share one discrepancy (it belongs to the configuration, not to the run), so
+    V = diag(noise_var) + tau^2 Z Z' with Z the residual-to-configuration incidence."""
     from scipy.optimize import minimize
+
+    if groups is not None and len(set(groups)) < len(groups):
+        return _discrepancy_grouped(resid, noise_var, jac, classes, np.asarray(groups))
 
     classes = np.zeros(len(resid), dtype=np.int64) if classes is None else np.asarray(classes)
     ncls = int(classes.max()) + 1 if len(classes) else 1
@@ -339,11 +401,82 @@ def discrepancy_sd_log(
     return np.asarray(best, dtype=np.float64)
 
 
-def sandwich_covariance(jac: np.ndarray, var: np.ndarray) -> np.ndarray:
+def _discrepancy_grouped(resid, noise_var, jac, classes, groups) -> np.ndarray:
+    """discrepancy_sd_log with repeated configurations: the same REML, V dense."""
+    from scipy.optimize import minimize
+
+    classes = np.zeros(len(resid), dtype=np.int64) if classes is None else np.asarray(classes)
+    ncls = int(classes.max()) + 1
+    u, sv, _ = np.linalg.svd(jac, full_matrices=False)
+    x = u[:, sv > sv.max() * 1e-10]
+    same = groups[:, None] == groups[None, :]
+
+    def nll(t):
+        v = np.where(same, (np.asarray(t)[classes] ** 2)[:, None], 0.0) + np.diag(noise_var)
+        v += np.eye(len(resid)) * 1e-12
+        vinv = np.linalg.inv(v)
+        xtwx = x.T @ vinv @ x
+        xtwr = x.T @ vinv @ resid
+        quad = resid @ vinv @ resid - xtwr @ np.linalg.solve(xtwx, xtwr)
+        return 0.5 * (np.linalg.slogdet(v)[1] + np.linalg.slogdet(xtwx)[1] + quad)
+
+    best = np.zeros(ncls)
+    for start in (0.01, 0.05, 0.2):
+        r = minimize(nll, np.full(ncls, start), method="L-BFGS-B", bounds=[(0.0, 1.0)] * ncls)
+        if nll(r.x) < nll(best):
+            best = r.x
+    return np.asarray(best, dtype=np.float64)
+
+
+def sandwich_covariance(
+    jac: np.ndarray, var: np.ndarray, shared: np.ndarray | None = None
+) -> np.ndarray:
     """Covariance of unweighted least-squares estimates whose residuals have variances `var`
-    (heteroscedastic): (J'J)^+ J' diag(var) J (J'J)^+."""
+    (heteroscedastic): (J'J)^+ J' V J (J'J)^+, V = diag(var); `shared` (n x n, optional) adds
+    the covariance of residuals that share a discrepancy (one configuration measured twice)."""
     bread = np.linalg.pinv(jac.T @ jac)
-    return bread @ (jac.T * var) @ jac @ bread
+    meat = (jac.T * var) @ jac
+    if shared is not None:
+        meat = meat + jac.T @ shared @ jac
+    return bread @ meat @ bread
+
+
+def fit_response(jac: np.ndarray, active: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """d(theta_hat)/d(z) of an unweighted least-squares fit whose residuals move by d (one
+    column per z) when z changes: -(J'J)^+ J' d, the linearised refit (the estimates at a
+    bound, `active` != 0, stay there)."""
+    j = jac * (np.asarray(active) == 0)
+    return -np.linalg.pinv(j.T @ j) @ j.T @ d
+
+
+def leverages(jac: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Diagonal of the hat matrix J (J'J)^+ J' of an unweighted least-squares fit: how much of
+    a residual's own error the fitted values take up (between 0 and 1)."""
+    j = jac * (np.asarray(active) == 0)
+    return np.einsum("ij,jk,ik->i", j, np.linalg.pinv(j.T @ j), j)
+
+
+def _sig(m: np.ndarray, digits: int = 6) -> list:
+    """A matrix or vector as plain lists with `digits` significant digits (platform file)."""
+    m = np.asarray(m, dtype=np.float64)
+    if m.ndim == 1:
+        return [float(f"{v:.{digits}g}") + 0.0 for v in m]
+    return [_sig(row, digits) for row in m]
+
+
+def _clean_sensitivity(sens: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """d(theta_hat)/d(prior) with the entries whose effect over the prior's range is below
+    1e-9 of the parameter's standard error set to 0 (rounding of a zero)."""
+    ranges = np.array([hi - lo for lo, hi in PRIOR_RANGES.values()])
+    return np.where(np.abs(sens) * ranges < 1e-9 * np.asarray(sd)[:, None], 0.0, sens)
+
+
+def prior_design(platform: Platform, cells: list[dict]) -> np.ndarray:
+    """d log(throughput) / d prior (PRIOR_RANGES) of each cell (rows), noise off."""
+    from migsim.calibrate.intervals import log_gradient
+
+    quiet = platform.replace(noise__trial_sd_frac=0.0)
+    return np.array([log_gradient(quiet, list(PRIOR_RANGES), c) for c in cells])
 
 
 def fit_throughput(cells: list[Cell], name: str = "fitted", fit_cells=None) -> Fit:
@@ -414,28 +547,41 @@ def fit_throughput(cells: list[Cell], name: str = "fitted", fit_cells=None) -> F
         )
         grad[i] = (up - down) / (2 * h[i])
     saving = (offload_saving_per_folio_us(platform), float(np.sqrt(grad @ cov @ grad)))
+    # what the intervals need of the fit beyond its covariance: how the fitted values move
+    # when a prior moves (the refit, linearised), and the leverage of each fitted cell
+    from migsim.calibrate.intervals import cell_key, result_cell
+
+    qplat = platform_from(best.x, quiet, name)
+    configs = [
+        result_cell(run_throughput(qplat, mode=c.mode, folio_size=c.folio_bytes,
+                                   channels=c.channels, trials=1))
+        for c in fit_cells
+    ]  # fmt: skip
+    sens = fit_response(best.jac, best.active_mask, prior_design(qplat, configs))
+    lev = leverages(best.jac, best.active_mask)
+    free_names = [f"{sec}.{key}" for sec, key, *_ in FREE]
     platform.meta["stage1"] = {
         "parameter_sd": {k: round(v, 6) for k, v in sd.items()},
         "offload_saving_4k_us": {"value": round(saving[0], 6), "sd": round(saving[1], 6)},
-        "covariance": covariance_meta([f"{sec}.{key}" for sec, key, *_ in FREE], cov),
+        "covariance": covariance_meta(free_names, cov),
         "discrepancy_sd_log": {n: round(float(t), 6) for n, t in zip(names, tau, strict=True)},
+        "refit_sensitivity": {
+            "params": free_names,
+            "priors": list(PRIOR_RANGES),
+            "matrix": _sig(sens),
+        },
+        "leverage": {cell_key(c): float(f"{h:.6g}") for c, h in zip(configs, lev, strict=True)},
     }
     return Fit(platform, residuals, mape, float(best.cost), sd, saving)
 
 
 def covariance_meta(names: list[str], cov: np.ndarray) -> dict:
-    """A covariance matrix as plain lists for the platform file (9 significant digits)."""
-    return {"params": names, "matrix": [[float(f"{v:.9g}") for v in row] for row in cov]}
-
-
-def merge_covariance(a: dict, names: list[str], cov: np.ndarray) -> dict:
-    """Block-diagonal union of stored covariance `a` and (`names`, `cov`): the mt fit runs
-    on other tables with the stage-1 parameters fixed, so the two blocks are independent."""
-    old = np.asarray(a["matrix"], dtype=np.float64)
-    n, m = len(old), len(names)
-    full = np.zeros((n + m, n + m))
-    full[:n, :n], full[n:, n:] = old, cov
-    return covariance_meta(list(a["params"]) + names, full)
+    """A covariance matrix as plain lists for the platform file (9 significant digits);
+    entries below 1e-9 of their correlation scale (rounding of a zero, which differs from one
+    CPU to another) written as 0."""
+    sd = np.sqrt(np.abs(np.diag(cov)))
+    cov = np.where(np.abs(cov) < 1e-9 * np.outer(sd, sd), 0.0, cov)
+    return {"params": names, "matrix": [[float(f"{v:.9g}") + 0.0 for v in row] for row in cov]}
 
 
 def stage1_header(fit: Fit, source: str) -> str:

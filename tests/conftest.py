@@ -72,7 +72,16 @@ def _xdist_group(item) -> str:
     worker, and never used by two workers at once."""
     if item.get_closest_marker("host") is not None:
         return "host"
-    return item.nodeid.split("::", 1)[0]
+    module = item.nodeid.split("::", 1)[0]
+    if module in _SPLIT_BY_FUNCTION:
+        return f"{module}::{getattr(item, 'originalname', item.name)}"
+    return module
+
+
+# Modules whose groups are their test functions (a parametrized function is one group): their
+# module fixtures are cheap to build twice (a 64 MB simulation, a workflow copy), and as one
+# group they would be the run's long tail on one worker.
+_SPLIT_BY_FUNCTION = {"tests/test_readme_commands.py"}
 
 
 # The order in which pytest-xdist hands the groups to the workers (--dist loadgroup; its
@@ -83,40 +92,43 @@ def _xdist_group(item) -> str:
 # every worker, under a file lock) would leave a second worker waiting for the first one's
 # build; so the longest of them goes first (its worker builds the run), then groups that do
 # not need it for about the build's time, then the rest, longest first.
-# Seconds of each module's tests on one worker of a parallel run (the ci profile, machine at
-# load ~3; measured with --junitxml, tests/conftest.py's _GROUP_SECONDS only orders the
+# Seconds of each group's tests on one worker of a parallel run (the ci profile, half their
+# --junitxml times at load 7-8, f539622; tests/conftest.py's _GROUP_SECONDS only orders the
 # queue: a stale number slows the run, it changes no result). A module not listed counts
 # _UNLISTED_S a test.
 _GROUP_SECONDS = {
-    "tests/test_pipeline_dryrun.py": 60.0,
-    "tests/test_readme_commands.py": 30.0,
-    "tests/test_mmtests.py": 30.0,
-    "tests/test_pipeline_e2e.py": 30.0,
-    "tests/test_browser.py": 20.0,
-    "tests/test_rerun_keeps_results.py": 20.0,
+    "tests/test_pipeline_dryrun.py": 105.0,  # with the smoke run's build
+    "tests/test_rerun_keeps_results.py": 56.0,
+    "tests/test_readme_commands.py::test_migsim_command": 42.0,
+    "tests/test_mmtests.py": 38.0,
+    "tests/test_pipeline_e2e.py": 33.0,
+    "tests/test_throughput.py": 30.0,
+    "tests/test_readme_commands.py::test_snakemake_command": 22.0,
+    "tests/test_figures.py": 20.0,
+    "tests/test_cli_throughput.py": 19.0,
     "tests/test_plugin_study.py": 15.0,
-    "tests/test_throughput.py": 14.0,
-    "tests/test_compaction_reproduce.py": 10.0,
-    "tests/test_probe.py": 9.0,
-    "tests/test_calibrate_check.py": 9.0,
-    "tests/test_cli_throughput.py": 9.0,
-    "tests/test_reference_digest.py": 7.0,
-    "tests/test_bad_inputs.py": 6.0,
-    "tests/test_whatif_browser.py": 6.0,
-    "tests/test_figures.py": 6.0,
-    "tests/test_tags.py": 5.0,
-    "tests/test_compaction_cli.py": 5.0,
-    "tests/test_whatif_pipeline.py": 5.0,
-    "tests/test_trace.py": 4.0,
-    "tests/test_memory.py": 3.5,
-    "tests/test_workflow_catalog.py": 3.0,
-    "tests/test_full_scale.py": 3.0,
-    "tests/test_compaction_properties.py": 2.5,
-    "tests/test_config_schema.py": 2.5,
-    "tests/test_engine_hand_cases.py": 2.0,
+    "tests/test_reference_digest.py": 15.0,
+    "tests/test_calibrate_check.py": 13.0,
+    "tests/test_probe.py": 13.0,
+    "tests/test_compaction_cli.py": 13.0,
+    "tests/test_bad_inputs.py": 13.0,
+    "tests/test_compaction_reproduce.py": 11.0,
+    "tests/test_tags.py": 10.5,
+    "tests/test_browser.py": 9.0,
+    "tests/test_trace.py": 9.0,
+    "tests/test_whatif_pipeline.py": 7.7,
+    "tests/test_whatif_browser.py": 6.7,
+    "tests/test_memory.py": 5.7,
+    "tests/test_host_gate.py": 5.1,
+    "tests/test_compaction_properties.py": 4.4,
+    "tests/test_startup.py": 4.0,
+    "tests/test_workflow_catalog.py": 4.0,
+    "tests/test_engine_hand_cases.py": 3.7,
+    "tests/test_full_scale.py": 3.7,
+    "tests/test_migration_scanner_reference.py": 3.3,
 }
 _UNLISTED_S = 0.05
-_SMOKE_BUILD_S = 40.0  # the shared smoke run's build on one worker beside another
+_SMOKE_BUILD_S = 50.0  # the shared smoke run's build on one worker beside another
 
 
 def _group_of(item) -> str:

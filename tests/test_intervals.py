@@ -105,12 +105,12 @@ def _v4_intervals(platform):
     strict=True,
     reason="issue 11 not met: 85.7% of the v4 cells lie inside the 90% interval, but the median "
     "width is 18.0% (python -m migsim.calibrate.intervals). The dma class's discrepancy (REML "
-    "from the fit residuals, the published means' own noise taken out: 5.41%) is 54-86% of "
-    "each dma cell's variance even after the fit's share of it (leverage 0.05-0.48) is taken "
-    "out; it alone gives a dma cell's interval a width of 2 x 1.645 x 5.41% x (1 - h), 16% at "
-    "h = 0.1. Its largest residuals are 64K at 4..16 channels (+7..+13%), 2M at 8 channels "
-    "(+14%), 1M at 16 channels (-18%) and 4K at 1 channel (-16.5%); REML without the six 4K "
-    "dma cells gives 5.4% again",
+    "from the fit residuals, the published means' own noise taken out: 5.41%) is 39-86% of "
+    "the variance of 35 of the 36 dma cells after the share their fit took up (leverage "
+    "0.05-0.48; 256K at 1 channel: 0.76) is taken out; with the trial noise it makes a dma "
+    "cell of median leverage (0.11) 16.5% wide. Its largest residuals are 64K at 4..16 "
+    "channels (+7..+13%), 2M at 8 channels (+14%), 1M at 16 channels (-18%) and 4K at 1 "
+    "channel (-16.5%); REML without the six 4K dma cells gives 5.4% again",
 )
 def test_published_v4_cells_inside_intervals_that_say_something(platform):
     res = _v4_intervals(platform)

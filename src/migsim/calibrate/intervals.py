@@ -28,7 +28,7 @@ cell's parts as shares of its variance:
   other configuration (a prediction) has h = 0. Simplification: baseline and dma are
   estimated on the v4 table and mt on the v2 tables the mt bandwidths are fitted on, and
   each applies to that copier in every version; the priors' share of the fit residuals is
-  inside the REML estimate too (small: at most 4% of a v4 cell's variance).
+  inside the REML estimate too (small: at most 4.3% of a v4 cell's variance).
 
 The gradient is taken by central differences of the quiet engine (noise off) with every
 perturbed parameter set costed in one vectorised call: the platform's sampled parameters

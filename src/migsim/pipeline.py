@@ -246,7 +246,8 @@ def resolve_path(path: str | os.PathLike, basedir: str | os.PathLike) -> str:
 def engine_sources(*roots: str) -> list[str]:
     """The migsim source files a simulation job depends on (Snakemake does not track imported
     packages): the modules `roots` (dotted names below migsim, e.g. ``studies.throughput``)
-    and every migsim module they import, directly or not, plus this module (the job functions),
+    and every migsim module they import, directly or not, plus this module (the job functions)
+    and migsim.jobs (the jobs' entry point),
     but not the presentation modules (``STUDY_PRESENTATION``: a study module imports them
     inside its figure builders; editing them redraws figures, it reruns no simulation).
     Modules that do not exist (yet) are skipped."""
@@ -261,6 +262,7 @@ def engine_sources(*roots: str) -> list[str]:
         seen.add(f)
         todo += [_module_file(pkg, m) for m in _imported_modules(pkg, f)]
     seen.add(Path(__file__).resolve())
+    seen.add(pkg / "jobs.py")  # the shell jobs' entry point (migsim.jobs)
     return sorted(str(f) for f in seen)
 
 
@@ -307,6 +309,45 @@ def _statements(tree: ast.AST) -> Iterator[ast.stmt]:
                         yield child
 
 
+# A line that starts an import statement. An import statement after a colon or a semicolon on
+# the line of another statement (an `if` and its import on one line) anywhere in a file sends
+# the whole file to ast.parse instead.
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:import|from)[ \t]", re.M)
+_IMPORT_AFTER = re.compile(
+    r"[:;][ \t]*(?:import[ \t]+[\w.]+[ \t]*(?:$|[,#;]|as\b)|from[ \t]+[\w.]+[ \t]+import\b)", re.M
+)
+
+
+def _import_nodes(text: str, filename: str) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements of a module's source `text`, nested ones included. Only the lines
+    that start one are parsed (with their continuation lines: open parentheses, a trailing
+    backslash), not the whole module (a tenth of the time: the Snakefile lists the imports of
+    about 50 modules before any job starts). A docstring line that reads as an import (say,
+    "from the kernel ...") does not parse and is skipped; one that does parse counts as a
+    dependency, one more rerun trigger, never a missed one."""
+    import ast
+
+    if _IMPORT_AFTER.search(text):
+        tree = ast.parse(text, filename=filename)
+        return [n for n in _statements(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    lines = text.splitlines()
+    nodes = []
+    for m in _IMPORT_LINE.finditer(text):
+        i = text.count("\n", 0, m.start())
+        stmt = [lines[i].lstrip()]
+        depth = stmt[0].count("(") - stmt[0].count(")")
+        while (depth > 0 or stmt[-1].rstrip().endswith("\\")) and i + 1 < len(lines):
+            i += 1
+            stmt.append(lines[i])
+            depth += lines[i].count("(") - lines[i].count(")")
+        try:
+            tree = ast.parse("\n".join(stmt), filename=filename)
+        except SyntaxError:  # text of a docstring or a comment
+            continue
+        nodes += [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return nodes
+
+
 @functools.cache
 def _imports_of(pkg_dir: str, file: str, mtime_ns: int, size: int) -> tuple[str, ...]:
     """_imported_modules of one version (mtime, size) of `file`."""
@@ -315,8 +356,7 @@ def _imports_of(pkg_dir: str, file: str, mtime_ns: int, size: int) -> tuple[str,
     pkg, path = Path(pkg_dir), Path(file)
     package = list(path.parent.relative_to(pkg).parts)  # the module's own package
     out = []
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for node in sorted(_statements(tree), key=lambda n: (n.lineno, n.col_offset)):
+    for node in _import_nodes(path.read_text(), str(path)):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - (node.level - 1)]
@@ -721,12 +761,18 @@ def write_tables(kind: str, summary_path: str, outputs: Mapping[str, str]) -> No
     tables.write_table(versus, outputs["vs_md"], outputs["vs_html"])
 
 
-def draw_figures(summary_path: str, stems: Mapping[str, str], bundle: str | None = None) -> None:
+def draw_figures(
+    summary_path: str,
+    stems: Mapping[str, str],
+    bundle: str | None = None,
+    answer_svg: str | None = None,
+) -> None:
     """Figures of one published experiment (throughput, speedup, parity, compaction: each
     builder is named by the experiment's declaration, ``migsim.studies.EXPERIMENTS``) from its
     summary, each as HTML, SVG and PNG: `stems` maps a figure's name to its path without
     suffix. One process draws them all, so the renderer starts once. `bundle`: the prebuilt
-    script the HTML inlines, see figures.write_javascript_bundle."""
+    script the HTML inlines, see figures.write_javascript_bundle; `answer_svg`: where to draw
+    the figure of results/index.html's answer too (from the throughput summary)."""
     import polars as pl
 
     from migsim.output import figures
@@ -739,6 +785,10 @@ def draw_figures(summary_path: str, stems: Mapping[str, str], bundle: str | None
     # writes.
     for name, stem in stems.items():
         figures.save_chart(figure_builder(name)(summary), stem, bundle=bundle)
+    if answer_svg:  # no gradient in it: the bytes of a process of its own (see above)
+        from migsim.output.front import answer_figure_svg
+
+        answer_figure_svg(summary_path, answer_svg)
 
 
 def write_index(
@@ -752,11 +802,12 @@ def write_index(
     runs: Sequence[str] = (),
     series: Sequence[str] = (),
     answer_svg: str | None = None,
+    answer_from: str | None = None,
 ) -> None:
     """results/index.html, readable offline: the answer first, then the studies (what-if
     ones when `whatif` lists their output files, the series page from `series`), the
     reproduction tables, the run files it was built from and the configuration; the
-    answer's figure to `answer_svg`."""
+    answer's figure to `answer_svg`, or read from `answer_from` (drawn by draw_figures)."""
     from migsim.output import pages
 
     pages.write_index(
@@ -769,35 +820,5 @@ def write_index(
         runs=runs,
         series=series,
         answer_svg=answer_svg,
+        answer_from=answer_from,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Shell jobs
-# ---------------------------------------------------------------------------------------------
-#
-# A `script:` job's interpreter imports Snakemake to unpickle its job object (about 0.1 CPU s,
-# a fifth of a throughput row's job); a `shell:` job's runs migsim alone. The throughput rows,
-# the pipeline's most numerous jobs, are shell jobs (workflow/rules/throughput.smk):
-#
-#   python -m migsim.pipeline throughput ROW PLATFORM PARAMS_JSON OUT LOG
-
-
-def job_main(argv: Sequence[str]) -> int:
-    """Run the shell job `argv` (``throughput ROW PLATFORM PARAMS_JSON OUT LOG``): what
-    workflow/scripts/throughput.py did, the same log and run file."""
-    if len(argv) != 6 or argv[0] != "throughput":
-        raise SystemExit(
-            "usage: python -m migsim.pipeline throughput ROW PLATFORM PARAMS_JSON OUT LOG"
-        )
-    _, row, platform, params_json, out, log = argv
-    params = json.loads(params_json)
-    with job_log(log, f"throughput row {row}", params):
-        simulate_throughput_row(platform, params, out)
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    raise SystemExit(job_main(sys.argv[1:]))

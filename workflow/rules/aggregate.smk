@@ -10,17 +10,20 @@ for exp in GENERIC:
         input:
             runs=experiment_runs(exp.runs),
             reference=REFERENCE[exp.reference],
-            code=[mp.module_source("output.tables"), mp.module_source("pipeline")],
+            code=[mp.module_source(m) for m in ("output.tables", "pipeline", "jobs")],
         output:
             summary=summary_file(exp.name),
         log:
             f"{RESULTS}/logs/aggregate/{exp.name}.log",
+        priority: PRIORITY[f"aggregate_{exp.name}"]
         localrule: True
         conda:
             "../envs/migsim.yaml"
         params:
-            kind=exp.name,
-            digest=mp.experiment_digest(config, exp.name),
-            seed=config["seed"],
-        script:
-            "../scripts/aggregate.py"
+            job=job_params(
+                kind=exp.name,
+                digest=mp.experiment_digest(config, exp.name),
+                seed=config["seed"],
+            ),
+        shell:
+            migsim_job("aggregate")

@@ -1,9 +1,10 @@
 # Shared helpers of the migsim workflow: configuration check, paths and the job matrix.
 # All logic lives in migsim.pipeline; this file only binds it to Snakemake.
-import json
 import os
+import shlex
 import sys
 
+import migsim.jobs as mj
 import migsim.pipeline as mp
 import migsim.studies as ms
 from snakemake.exceptions import WorkflowError
@@ -21,15 +22,68 @@ try:
 except ValueError as err:
     raise WorkflowError(str(err)) from None
 RESULTS = "results"
-# The interpreter of the shell jobs that run migsim (throughput.smk): the one running Snakemake
-# (a `script:` job's too; a `python` on PATH may be a version manager's shim, 0.1 CPU s a
-# start), or the rule's environment's with --software-deployment-method conda.
+# The interpreter of the shell jobs that run migsim (migsim_job): the one running Snakemake (a
+# `script:` job's too; a `python` on PATH may be a version manager's shim, 0.1 CPU s a start),
+# or the rule's environment's with --software-deployment-method conda.
 PYTHON = (
     "python"
     if "conda"
     in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
-    else sys.executable
+    else shlex.quote(sys.executable)
 )
+
+
+def migsim_job(verb):
+    """The shell command of a job that runs the job `verb` of migsim.jobs (its JOBS) with the
+    rule's params.job (job_params) and log: a shell job imports migsim alone, a `script:`
+    job's interpreter Snakemake too (about 0.08 CPU s a job)."""
+    return f"{PYTHON} -m migsim.jobs {verb} {{params.job:q}} {{log:q}}"
+
+
+def job_params(**params):
+    """params.job of a migsim_job rule: the job's named inputs and outputs, its wildcards and
+    `params` as one JSON argument (migsim.jobs.job_spec); a value that is a function is
+    called with the job's wildcards."""
+
+    def job(wildcards, input, output):
+        values = {k: v(wildcards) if callable(v) else v for k, v in params.items()}
+        return mj.job_spec(
+            dict(input.items()), dict(output.items()), values, dict(wildcards.items())
+        )
+
+    return job
+
+
+# Job priorities (Snakemake starts the ready job of highest priority first): about the longest
+# path, in seconds, from a job of the rule to the end of the default pipeline (its own time and
+# its slowest chain of dependent jobs, measured on the 2-core machine at 7ee9c1e), so that the
+# long chains start first and the last jobs to finish are short: the what-if studies (the
+# longest jobs, then their page), the fragment -> compaction chain and the Vega bundle every
+# figure needs, then the throughput rows before the figures, which would otherwise take their
+# place (Snakemake breaks equal priorities by input size, and the figure jobs read the 1 MB
+# bundle); the tables and the index last. A list schedule of those job times on 2 cores ends
+# 1.4 s earlier than with priorities on the studies and fragment -> compaction alone (22.8
+# against 24.2 s), and within 0.3 s of its bound with the studies and compaction 40-60%
+# faster (the compiled allocation loop).
+PRIORITY = {
+    "whatif_study": 12,
+    "fragment": 9,
+    "compaction": 8,
+    "vega_bundle": 8,
+    "throughput": 6,
+    "aggregate_compaction": 5,
+    "aggregate_throughput": 5,
+    "figures_compaction": 5,
+    "whatif_render": 5,
+    "figures_throughput": 4,
+    "kernel_formats": 3,
+    "series_page": 3,
+    "tables_compaction": 2,
+    "tables_throughput": 2,
+    "index": 1,
+}
+
+
 PLATFORM = mp.resolve_path(config["platform"], workflow.basedir)
 REFERENCE = {
     kind: mp.resolve_path(path, workflow.basedir)
@@ -93,11 +147,19 @@ def figure_files():
     )
 
 
+# The figure of results/index.html's answer: drawn from the throughput summary by that
+# experiment's figure job, whose renderer is running already (vl-convert's start, 0.7 CPU s of
+# the index job, the pipeline's last); rule index reads it.
+ANSWER_EXPERIMENT = "throughput"
+ANSWER_FIGURE = f"{RESULTS}/figures/answer.svg"
+
+
 def figure_outputs(exp):
     """The outputs of figures_<name> (figures.smk), ``<figure>_<fmt>`` for every figure of
-    the published experiment `exp` and format, the SVG flagged for Snakemake's report.
+    the published experiment `exp` and format, the SVG flagged for Snakemake's report; the
+    answer's figure (``answer``) for ANSWER_EXPERIMENT.
     """
-    out = {}
+    out = {"answer": ANSWER_FIGURE} if exp.name == ANSWER_EXPERIMENT else {}
     for fig in exp.figures:
         for fmt in mp.FIGURE_FORMATS:
             path = f"{RESULTS}/figures/{fig}.{fmt}"
@@ -110,6 +172,15 @@ def figure_outputs(exp):
                 )
             out[f"{fig}_{fmt}"] = path
     return out
+
+
+def figure_code(exp):
+    """The code inputs of figures_<name>: the figure helpers and the job functions, and the
+    answer's modules for ANSWER_EXPERIMENT."""
+    modules = ["output.figures", "pipeline", "jobs"]
+    if exp.name == ANSWER_EXPERIMENT:
+        modules += ["output.answer", "output.front"]
+    return [mp.module_source(m) for m in modules]
 
 
 def table_files():
@@ -183,3 +254,19 @@ def trace_targets():
     if tr.get("compare_with"):
         out.append(f"{RESULTS}/compare/trace.md")
     return out
+
+
+def host_settings(which):
+    """The settings of the host jobs `which` (copy, compaction: the probes; twin) from the
+    `host` section, with defaults (migsim.host.pipeline probe_params, twin_params). Imported
+    when a host job is planned, not at every start: the module imports Polars and NumPy (0.3 s
+    before the first job of any run)."""
+    import migsim.host.pipeline as mh
+
+    host = config.get("host", {})
+    return mh.twin_params(host) if which == "twin" else mh.probe_params(host, which)
+
+
+def host_engine(wildcards):
+    """The engine source files of the host jobs (Snakemake does not track imported packages)."""
+    return mp.engine_sources("host.pipeline", "calibrate.host")

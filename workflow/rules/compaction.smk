@@ -16,8 +16,7 @@ rule compaction:
         f"{RESULTS}/logs/compaction.log",
     benchmark:
         f"{RESULTS}/logs/benchmarks/compaction.tsv"
-    # the long chain (fragment -> compaction -> aggregate -> figure) starts first
-    priority: 50
+    priority: PRIORITY["compaction"]
     conda:
         "../envs/migsim.yaml"
     threads: 1
@@ -27,6 +26,8 @@ rule compaction:
         mem_mb=1000,
         runtime=5,
     params:
-        jobs=[mp.compaction_params(config, mode) for mode in COMPACTION_MODES],
-    script:
-        "../scripts/compaction.py"
+        job=job_params(
+            jobs=[mp.compaction_params(config, mode) for mode in COMPACTION_MODES]
+        ),
+    shell:
+        migsim_job("compaction")

@@ -12,10 +12,13 @@ rule vega_bundle:
         bundle=f"{RESULTS}/cache/vega-bundle.js",
     log:
         f"{RESULTS}/logs/figures/vega_bundle.log",
+    priority: PRIORITY["vega_bundle"]
     conda:
         "../envs/migsim.yaml"
-    script:
-        "../scripts/vega_bundle.py"
+    params:
+        job=job_params(),
+    shell:
+        migsim_job("vega_bundle")
 
 
 localrules:
@@ -31,16 +34,17 @@ for exp in GENERIC:
             f"figures_{exp.name}"
         input:
             summary=summary_file(exp.name),
-            code=mp.module_source("output.figures"),
+            code=figure_code(exp),
             bundle=rules.vega_bundle.output.bundle,
         output:
             **figure_outputs(exp),
         log:
             f"{RESULTS}/logs/figures/{exp.name}.log",
+        priority: PRIORITY[f"figures_{exp.name}"]
         localrule: True
         conda:
             "../envs/migsim.yaml"
         params:
-            names=list(exp.figures),
-        script:
-            "../scripts/figures.py"
+            job=job_params(names=list(exp.figures)),
+        shell:
+            migsim_job("figures")

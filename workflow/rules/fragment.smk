@@ -12,8 +12,7 @@ rule fragment:
         f"{RESULTS}/logs/fragment.log",
     benchmark:
         f"{RESULTS}/logs/benchmarks/fragment.tsv"
-    # the head of the long chain (fragment -> compaction -> aggregate -> figure): first
-    priority: 50
+    priority: PRIORITY["fragment"]
     conda:
         "../envs/migsim.yaml"
     threads: 1
@@ -23,6 +22,6 @@ rule fragment:
         mem_mb=1000,
         runtime=5,
     params:
-        fragmentation=mp.fragmentation_params(config),
-    script:
-        "../scripts/fragment.py"
+        job=job_params(fragmentation=mp.fragmentation_params(config)),
+    shell:
+        migsim_job("fragment")

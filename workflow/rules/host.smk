@@ -4,15 +4,9 @@
 # simulated against measured. Without root, or where compact_memory is not writable, the
 # compaction probe writes an empty file with the reason and everything else still runs.
 # Settings: an optional `host:` section of the configuration (defaults in migsim.host.pipeline).
-import migsim.host.pipeline as mh
-
 HOST_CFG = config.get("host", {})
-HOST_COPY = mh.probe_params(HOST_CFG, "copy")
-HOST_COMPACTION = mh.probe_params(HOST_CFG, "compaction")
 HOST_CALIBRATION_RATIO = float(HOST_CFG.get("calibration_ratio", 0.5))
-HOST_TWIN = mh.twin_params(HOST_CFG)
 HOST_DIR = f"{RESULTS}/host"
-HOST_ENGINE = mp.engine_sources("host.pipeline", "calibrate.host")
 
 
 # the probes measure the machine that runs snakemake, and the fit and comparison belong to
@@ -40,7 +34,7 @@ rule host_probe_copy:
     # caps a job's threads at --cores, so no other job runs beside it
     threads: 1024
     params:
-        probe=HOST_COPY,
+        probe=lambda wildcards: host_settings("copy"),
     script:
         "../scripts/host_probe_copy.py"
 
@@ -54,7 +48,7 @@ rule host_probe_compaction:
         "../envs/migsim.yaml"
     threads: 1024
     params:
-        probe=HOST_COMPACTION,
+        probe=lambda wildcards: host_settings("compaction"),
     script:
         "../scripts/host_probe_compaction.py"
 
@@ -64,7 +58,7 @@ rule host_fit:
         copy_runs=rules.host_probe_copy.output.runs,
         compaction=rules.host_probe_compaction.output.runs,
         base=PLATFORM,
-        engine=HOST_ENGINE,
+        engine=host_engine,
     output:
         platform=f"{HOST_DIR}/platform.yaml",
     log:
@@ -82,7 +76,7 @@ rule host_simulate:
         platform=rules.host_fit.output.platform,
         copy_runs=rules.host_probe_copy.output.runs,
         compaction=rules.host_probe_compaction.output.runs,
-        engine=HOST_ENGINE,
+        engine=host_engine,
     output:
         copy_runs=f"{HOST_DIR}/copy.parquet",
         compaction=f"{HOST_DIR}/compaction.parquet",
@@ -91,7 +85,7 @@ rule host_simulate:
     conda:
         "../envs/migsim.yaml"
     params:
-        probe=HOST_COMPACTION,
+        probe=lambda wildcards: host_settings("compaction"),
     script:
         "../scripts/host_simulate.py"
 
@@ -136,7 +130,7 @@ rule host_twin_run:
         "../envs/migsim.yaml"
     threads: 1024
     params:
-        twin=HOST_TWIN,
+        twin=lambda wildcards: host_settings("twin"),
     script:
         "../scripts/host_twin_run.py"
 

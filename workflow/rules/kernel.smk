@@ -19,6 +19,8 @@ rule kernel_formats:
                 "studies.kernel_formats",
                 "formats.mmtests",
                 "output.tables",
+                "pipeline",
+                "jobs",
             )
         ],
         bundle=rules.vega_bundle.output.bundle,
@@ -39,13 +41,15 @@ rule kernel_formats:
         png=f"{RESULTS}/figures/alloc_latency.png",
     log:
         f"{RESULTS}/logs/kernel_formats.log",
+    priority: PRIORITY["kernel_formats"]
     conda:
         "../envs/migsim.yaml"
     params:
-        digest=mp.experiment_digest(config, "compaction"),
-        seed=config["seed"],
-    script:
-        "../scripts/kernel_formats.py"
+        job=job_params(
+            digest=mp.experiment_digest(config, "compaction"), seed=config["seed"]
+        ),
+    shell:
+        migsim_job("kernel_formats")
 
 
 rule compaction_trace:
@@ -63,10 +67,12 @@ rule compaction_trace:
     conda:
         "../envs/migsim.yaml"
     params:
-        run=lambda wildcards: mp.compaction_params(config, wildcards.mode),
-        max_events=config.get("trace", {}).get("max_events", 2000000),
-    script:
-        "../scripts/compaction_trace.py"
+        job=job_params(
+            run=lambda wildcards: mp.compaction_params(config, wildcards.mode),
+            max_events=config.get("trace", {}).get("max_events", 2000000),
+        ),
+    shell:
+        migsim_job("compaction_trace")
 
 
 rule compare_trace:
@@ -74,7 +80,8 @@ rule compare_trace:
         real=config.get("trace", {}).get("compare_with") or [],
         sim=f"{RESULTS}/traces/compaction-baseline.parquet",
         code=[
-            mp.module_source(m) for m in ("studies.kernel_formats", "formats.mmtests")
+            mp.module_source(m)
+            for m in ("studies.kernel_formats", "formats.mmtests", "pipeline", "jobs")
         ],
     output:
         txt=f"{RESULTS}/compare/trace.txt",
@@ -86,5 +93,7 @@ rule compare_trace:
         f"{RESULTS}/logs/compare_trace.log",
     conda:
         "../envs/migsim.yaml"
-    script:
-        "../scripts/compare_trace.py"
+    params:
+        job=job_params(),
+    shell:
+        migsim_job("compare_trace")

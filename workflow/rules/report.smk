@@ -18,6 +18,7 @@ rule index:
         series=expand(
             f"{RESULTS}/series/published.{{ext}}", ext=["parquet", "html", "png"]
         ),
+        answer=ANSWER_FIGURE,  # rule figures_throughput (workflow/rules/figures.smk)
         code=[
             mp.module_source(m)
             for m in (
@@ -26,19 +27,21 @@ rule index:
                 "output.study_pages",
                 "output.answer",
                 "output.front",
+                "pipeline",
+                "jobs",
             )
         ],
     output:
         index=f"{RESULTS}/index.html",
-        answer=f"{RESULTS}/figures/answer.svg",
     log:
         f"{RESULTS}/logs/index.log",
+    priority: PRIORITY["index"]
     conda:
         "../envs/migsim.yaml"
     params:
-        config=config,
-    script:
-        "../scripts/index.py"
+        job=job_params(config=config),
+    shell:
+        migsim_job("index")
 
 
 # `snakemake prune`: delete the run files, study summaries and states that the current

@@ -28,7 +28,10 @@ rule series_page:
         png=f"{RESULTS}/series/published.png",
     log:
         f"{RESULTS}/logs/series/published.log",
+    priority: PRIORITY["series_page"]
     conda:
         "../envs/migsim.yaml"
-    script:
-        "../scripts/series.py"
+    params:
+        job=job_params(),
+    shell:
+        migsim_job("series_page")

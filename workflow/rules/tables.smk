@@ -10,7 +10,7 @@ for exp in GENERIC:
             f"tables_{exp.name}"
         input:
             summary=summary_file(exp.name),
-            code=mp.module_source("output.tables"),
+            code=[mp.module_source(m) for m in ("output.tables", "pipeline", "jobs")],
         output:
             md=f"{RESULTS}/tables/{exp.name}.md",
             html=report(
@@ -28,10 +28,11 @@ for exp in GENERIC:
             ),
         log:
             f"{RESULTS}/logs/tables/{exp.name}.log",
+        priority: PRIORITY[f"tables_{exp.name}"]
         localrule: True
         conda:
             "../envs/migsim.yaml"
         params:
-            kind=exp.name,
-        script:
-            "../scripts/tables.py"
+            job=job_params(kind=exp.name),
+        shell:
+            migsim_job("tables")

@@ -17,6 +17,7 @@ rule throughput:
     wildcard_constraints:
         digest=r"[0-9a-f]{16}",
         row=r"baseline|dma-\d+ch|mt-\d+t",
+    priority: PRIORITY["throughput"]
     conda:
         "../envs/migsim.yaml"
     threads: 1
@@ -26,10 +27,8 @@ rule throughput:
         mem_mb=1000,
         runtime=5,
     params:
-        # the row's parameters as JSON (migsim.pipeline.job_main reads them): a shell job's
-        # interpreter imports migsim alone, a script job's Snakemake too (0.1 of its 0.5 CPU s)
-        cell=lambda wildcards: json.dumps(mp.throughput_params(config, wildcards.row)),
-        python=PYTHON,
+        job=job_params(
+            cell=lambda wildcards: mp.throughput_params(config, wildcards.row)
+        ),
     shell:
-        "{params.python} -m migsim.pipeline throughput {wildcards.row} {input.platform:q}"
-        " {params.cell:q} {output.runs:q} {log:q}"
+        migsim_job("throughput")

@@ -33,9 +33,8 @@ rule whatif_study:
     wildcard_constraints:
         study="|".join(WHATIF) or "(?!)",
         digest=r"[0-9a-f]{16}",
-    # the longest jobs of the pipeline (each study simulates its own compaction runs): they
-    # start right after the fragment/compaction chain, before the short throughput rows
-    priority: 40
+    # the longest jobs of the pipeline (each study simulates its own compaction runs): first
+    priority: PRIORITY["whatif_study"]
     conda:
         "../envs/migsim.yaml"
     threads: 1
@@ -43,9 +42,9 @@ rule whatif_study:
         mem_mb=1000,
         runtime=10,
     params:
-        study=lambda wildcards: ms.study_params(config, wildcards.study),
-    script:
-        "../scripts/whatif_study.py"
+        job=job_params(study=lambda wildcards: ms.study_params(config, wildcards.study)),
+    shell:
+        migsim_job("whatif_study")
 
 
 rule whatif_render:
@@ -60,11 +59,15 @@ rule whatif_render:
         page=f"{RESULTS}/whatif/index.html",
     log:
         f"{RESULTS}/logs/whatif/render.log",
+    priority: PRIORITY["whatif_render"]
     conda:
         "../envs/migsim.yaml"
     params:
-        files={s: ms.study_files(RESULTS, s, study_summary(s)) for s in WHATIF},
-        modules={s: STUDIES[s].module for s in WHATIF},
+        job=job_params(
+            files={s: ms.study_files(RESULTS, s, study_summary(s)) for s in WHATIF},
+            modules={s: STUDIES[s].module for s in WHATIF},
+        ),
+        # the report's caption of every study (workflow/report/study.rst)
         captions={s: f"{STUDIES[s].title}. {STUDIES[s].caption}" for s in WHATIF},
-    script:
-        "../scripts/whatif_render.py"
+    shell:
+        migsim_job("whatif_render")

@@ -17,11 +17,14 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import altair as alt
 import polars as pl
 
 from migsim.units import format_size
+
+if TYPE_CHECKING:  # Altair only where the figure is drawn: results/index.html reads it
+    import altair as alt
 
 MAPE_DEFINITION = "MAPE: 100 × mean |simulated / published − 1| over the cells"
 LOADS = ("idle", "busy")
@@ -417,6 +420,8 @@ def answer_chart(throughput: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     """The answer's figure: DMA offload's simulated speed-up over the CPU copy of the same
     folio size, DMA channels x folio size, the value printed in each cell, cells where
     offload wins (> 1x) in blue and outlined, those where it loses in red."""
+    import altair as alt
+
     d = throughput.filter((pl.col("mode") == "dma") & pl.col("speedup").is_not_null())
     if d.height == 0:
         df = pl.DataFrame({"text": ["no DMA cell in this configuration"]})

@@ -117,14 +117,17 @@ def build_index(
     runs: Sequence[str] = (),
     series: Sequence[str] = (),
     answer_svg: str | None = None,
+    answer_from: str | None = None,
 ) -> str:
     """The HTML text of results/index.html (paths in it are relative to `out_dir`): the
     answer, one section per study, the reproduction tables, the data, the configuration;
     `whatif`: the what-if studies' output files, `runs`: the run files the summaries were
     built from (listed under Data), `series`: the series page's files; `answer_svg`: where to
-    write the answer's figure (SVG)."""
+    write the answer's figure (SVG); `answer_from`: the answer's figure drawn already (its SVG
+    file, front.answer_figure_svg's), read instead of drawn."""
     from migsim.output.answer import ANSWER_CSS
     from migsim.output.front import FRONT_CSS, answer_figure_svg, front_page
+    from migsim.output.html import inline_svg
     from migsim.output.tables import read_metadata
 
     esc = html.escape
@@ -154,7 +157,10 @@ def build_index(
         "cluster_max": study_summaries.get("cluster_max"),
         "hybrid": study_summaries.get("hybrid"),
     }
-    svg = answer_figure_svg(answer_paths["throughput"], answer_svg)
+    if answer_from:
+        svg = inline_svg(Path(answer_from).read_text(), "answer")
+    else:
+        svg = answer_figure_svg(answer_paths["throughput"], answer_svg)
     links = [
         (label, files[n])
         for label, n in (
@@ -217,8 +223,10 @@ def write_index(
     runs: Sequence[str] = (),
     series: Sequence[str] = (),
     answer_svg: str | None = None,
+    answer_from: str | None = None,
 ) -> None:
-    """Write results/index.html atomically (and the answer's figure to `answer_svg`)."""
+    """Write results/index.html atomically (and the answer's figure to `answer_svg`; read from
+    `answer_from` if drawn already)."""
     out_path = Path(out_path)
     text = build_index(
         out_path.parent,
@@ -230,5 +238,6 @@ def write_index(
         runs=runs,
         series=series,
         answer_svg=answer_svg,
+        answer_from=answer_from,
     )
     atomic_write_text(out_path, text)

@@ -1,7 +1,9 @@
 """Benchmark of the full-scale compaction run (250 GB node, 16384 order-9 allocations).
 
 1. Headline: one whole `run_compaction(mode="baseline")` process, median of 5 runs, wall time
-   and peak RSS (os.wait4 of each child, and RUSAGE_CHILDREN); budget < 3 s and < 1.5 GB.
+   and peak RSS (os.wait4 of each child, and RUSAGE_CHILDREN), on each engine of the
+   allocation loop (MIGSIM_ENGINE=c, the compiled loop, and python, the reference), the two
+   alternating; budget (issue 17) <= 1.0 s and <= 150 MiB for the default engine (c).
 2. Scaling: node size and allocations both x0.25, x0.5, x1, x2, plus a big node with few
    allocations; the allocation loop's time per migrated page stays flat, so the cost grows
    with the pages migrated, not with node size x allocations (which grows 64x across the
@@ -10,7 +12,7 @@
 Prints a table and writes results/benchmarks/compaction.json (atomically). Exits non-zero
 when the headline run is over budget.
 
-    python benchmarks/bench_compaction.py [--runs 5] [--budget-s 3] [--budget-mb 1536]
+    python benchmarks/bench_compaction.py [--runs 5] [--budget-s 1] [--budget-mb 150]
 """
 
 from __future__ import annotations
@@ -85,8 +87,8 @@ def run(cmd: list[str]) -> tuple[float, float, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="headline runs (median), default 5")
-    ap.add_argument("--budget-s", type=float, default=3.0)
-    ap.add_argument("--budget-mb", type=float, default=1536.0)
+    ap.add_argument("--budget-s", type=float, default=1.0)
+    ap.add_argument("--budget-mb", type=float, default=150.0)
     ap.add_argument("--child", nargs=2, metavar=("NODE_GB", "ALLOCATIONS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -95,24 +97,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         ap.error("--runs: must be >= 1")
 
-    # 1. the headline run, whole process
-    walls, rss, cpus = [], [], []
+    # 1. the headline run, whole process, on each engine (alternating: the same load)
+    engines = ("c", "python")
+    runs = {e: {"wall": [], "rss": [], "cpu": []} for e in engines}
     for _ in range(args.runs):
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", HEADLINE], cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        walls.append(time.perf_counter() - t0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit("headline run failed")
-        rss.append(usage.ru_maxrss / 1024)
-        cpus.append(usage.ru_utime + usage.ru_stime)  # CPU time: less sensitive to load
+        for engine in engines:
+            env = {**os.environ, "MIGSIM_ENGINE": engine}
+            t0 = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-c", HEADLINE], cwd=ROOT, env=env)
+            _, status, usage = os.wait4(proc.pid, 0)
+            runs[engine]["wall"].append(time.perf_counter() - t0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit(f"headline run failed (MIGSIM_ENGINE={engine})")
+            runs[engine]["rss"].append(usage.ru_maxrss / 1024)
+            # CPU time: less sensitive to load
+            runs[engine]["cpu"].append(usage.ru_utime + usage.ru_stime)
     children_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    med_wall, med_rss = statistics.median(walls), statistics.median(rss)
-    print(f"full-scale compaction run (250G node, 16384 order-9 allocations), {args.runs} runs")
-    print(f"  wall s: median {med_wall:.3f}  (runs: {', '.join(f'{w:.2f}' for w in walls)})")
-    print(f"  CPU s (user+sys): median {statistics.median(cpus):.3f}; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"  peak RSS MiB: median {med_rss:.0f}, max over runs {children_rss:.0f}")
+    med = {e: {k: statistics.median(v) for k, v in r.items()} for e, r in runs.items()}
+    walls, rss, cpus = runs["c"]["wall"], runs["c"]["rss"], runs["c"]["cpu"]
+    med_wall, med_rss = med["c"]["wall"], med["c"]["rss"]
+    print(f"full-scale compaction run (250G node, 16384 order-9 allocations), {args.runs} runs "
+          f"per engine; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+    for e in engines:
+        print(f"  MIGSIM_ENGINE={e:<6} wall s median {med[e]['wall']:.3f} (runs: "
+              f"{', '.join(f'{w:.2f}' for w in runs[e]['wall'])}), CPU s median "
+              f"{med[e]['cpu']:.3f}, peak RSS MiB median {med[e]['rss']:.0f}")  # fmt: skip
+    print(f"  c/python: wall {med['c']['wall'] / med['python']['wall']:.2f}x, CPU "
+          f"{med['c']['cpu'] / med['python']['cpu']:.2f}x; max RSS over runs {children_rss:.0f}")  # fmt: skip
 
     # 2. scaling
     points = [(62.5, 4096), (125, 8192), (250, 16384), (500, 32768), (500, 4096)]
@@ -148,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_s": cpus,
             "median_cpu_s": statistics.median(cpus),
             "load_average_1min": os.getloadavg()[0],
+            "engine": "c",
+            "python_engine": {
+                "wall_s": runs["python"]["wall"],
+                "cpu_s": runs["python"]["cpu"],
+                "peak_rss_mb": runs["python"]["rss"],
+            },
             "rusage_children_max_rss_mb": children_rss,
             "budget_s": args.budget_s,
             "budget_mb": args.budget_mb,

@@ -117,6 +117,10 @@ typedef struct {
     int64_t nr_free, nr_full, nr_pairs, nr_dirty, buddy_frees, moves_lo, moves_pages;
     int64_t cached_migrate[2], cached_free;
     int blockskip_flush;
+    /* the values as sync_in() read them: sync_out() writes back only what changed */
+    int64_t in_nr_full, in_nr_pairs, in_nr_dirty, in_moves_lo, in_moves_pages;
+    int64_t in_cached_migrate[2], in_cached_free, in_pcp_count, in_pcp_free_count;
+    int in_blockskip_flush, caches_dropped;
     /* pcp */
     int64_t pcp_count, pcp_free_count, pcp_high, pcp_batch;
     /* compactor */
@@ -402,6 +406,17 @@ static int sync_in(St *S)
     Py_DECREF(acc);
     if (PyErr_Occurred())
         return -1;
+    S->in_nr_full = S->nr_full;
+    S->in_nr_pairs = S->nr_pairs;
+    S->in_nr_dirty = S->nr_dirty;
+    S->in_moves_lo = S->moves_lo;
+    S->in_moves_pages = S->moves_pages;
+    S->in_cached_migrate[0] = S->cached_migrate[0];
+    S->in_cached_migrate[1] = S->cached_migrate[1];
+    S->in_cached_free = S->cached_free;
+    S->in_pcp_count = S->pcp_count;
+    S->in_pcp_free_count = S->pcp_free_count;
+    S->in_blockskip_flush = S->blockskip_flush;
     /* the per-frame and per-pageblock arrays, written in place */
     release_buffers(S);
     if (get_buffer(z, "state", &S->b_state, 1, S->nr_pages) < 0)
@@ -558,31 +573,42 @@ static int sync_out(St *S)
     /* the zone */
     if (moves_out(S) < 0)
         return -1;
-    if (set_i64(z, "nr_free", S->nr_free) < 0 || set_i64(z, "_nr_full", S->nr_full) < 0 ||
-        set_i64(z, "_nr_pairs", S->nr_pairs) < 0 || set_i64(z, "_nr_dirty", S->nr_dirty) < 0 ||
-        set_i64(z, "buddy_frees", S->buddy_frees) < 0 ||
-        set_i64(z, "_moves_lo", S->moves_lo) < 0 ||
-        set_i64(z, "_moves_pages", S->moves_pages) < 0 ||
-        set_i64(z, "compact_cached_free_pfn", S->cached_free) < 0 ||
-        set_bool(z, "compact_blockskip_flush", S->blockskip_flush) < 0 ||
-        set_i64(z, "mscan_block", -1) < 0 || set_i64(z, "fscan_block", -1) < 0)
+#define CHANGED(field) (S->field != S->in_##field)
+    if (set_i64(z, "nr_free", S->nr_free) < 0 || set_i64(z, "buddy_frees", S->buddy_frees) < 0 ||
+        (CHANGED(nr_full) && set_i64(z, "_nr_full", S->nr_full) < 0) ||
+        (CHANGED(nr_pairs) && set_i64(z, "_nr_pairs", S->nr_pairs) < 0) ||
+        (CHANGED(nr_dirty) && set_i64(z, "_nr_dirty", S->nr_dirty) < 0) ||
+        (CHANGED(moves_lo) && set_i64(z, "_moves_lo", S->moves_lo) < 0) ||
+        (CHANGED(moves_pages) && set_i64(z, "_moves_pages", S->moves_pages) < 0) ||
+        (CHANGED(cached_free) && set_i64(z, "compact_cached_free_pfn", S->cached_free) < 0) ||
+        (CHANGED(blockskip_flush) &&
+         set_bool(z, "compact_blockskip_flush", S->blockskip_flush) < 0))
         return -1;
-    PyObject *cm = getattr_s(z, "compact_cached_migrate_pfn");
-    if (!cm)
-        return -1;
-    for (int i = 0; i < 2; i++) {
-        PyObject *v = PyLong_FromLongLong(S->cached_migrate[i]);
-        if (!v || PySequence_SetItem(cm, i, v) < 0) {
-            Py_XDECREF(v);
-            Py_DECREF(cm);
+    if (!S->caches_dropped) { /* no Python scanner runs while this loop does */
+        if (set_i64(z, "mscan_block", -1) < 0 || set_i64(z, "fscan_block", -1) < 0)
             return -1;
-        }
-        Py_DECREF(v);
+        S->caches_dropped = 1;
     }
-    Py_DECREF(cm);
-    if (set_i64(S->pcp, "count", S->pcp_count) < 0 ||
-        set_i64(S->pcp, "free_count", S->pcp_free_count) < 0)
+    if (S->cached_migrate[0] != S->in_cached_migrate[0] ||
+        S->cached_migrate[1] != S->in_cached_migrate[1]) {
+        PyObject *cm = getattr_s(z, "compact_cached_migrate_pfn");
+        if (!cm)
+            return -1;
+        for (int i = 0; i < 2; i++) {
+            PyObject *v = PyLong_FromLongLong(S->cached_migrate[i]);
+            if (!v || PySequence_SetItem(cm, i, v) < 0) {
+                Py_XDECREF(v);
+                Py_DECREF(cm);
+                return -1;
+            }
+            Py_DECREF(v);
+        }
+        Py_DECREF(cm);
+    }
+    if ((CHANGED(pcp_count) && set_i64(S->pcp, "count", S->pcp_count) < 0) ||
+        (CHANGED(pcp_free_count) && set_i64(S->pcp, "free_count", S->pcp_free_count) < 0))
         return -1;
+#undef CHANGED
     release_buffers(S);
     return 0;
 }
@@ -637,10 +663,12 @@ static int flush_moves(St *S)
     if (!r)
         return -1;
     Py_DECREF(r);
-    return get_i64(S->zone, "_moves_lo", &S->moves_lo) < 0 ||
-                   get_i64(S->zone, "_moves_pages", &S->moves_pages) < 0
-               ? -1
-               : 0;
+    if (get_i64(S->zone, "_moves_lo", &S->moves_lo) < 0 ||
+        get_i64(S->zone, "_moves_pages", &S->moves_pages) < 0)
+        return -1;
+    S->in_moves_lo = S->moves_lo; /* what the zone holds now */
+    S->in_moves_pages = S->moves_pages;
+    return 0;
 }
 
 /* Zone.move_content(src, dst, src_block, dst_lo): folio_copy(), queued */
@@ -896,6 +924,8 @@ static int pcp_free(St *S, const int64_t *pfns, Py_ssize_t n, int64_t block)
         Py_DECREF(bulks);
         return -1;
     }
+    S->in_pcp_count = S->pcp_count; /* what the pcp object holds now */
+    S->in_pcp_free_count = S->pcp_free_count;
     PyObject *seq = PySequence_Fast(bulks, "_compact: pcp.add must return a list");
     Py_DECREF(bulks);
     if (!seq)
@@ -909,16 +939,57 @@ static int pcp_free(St *S, const int64_t *pfns, Py_ssize_t n, int64_t block)
     return 0;
 }
 
-/* Zone.drain_pages(): drain_local_pages(zone), every per-CPU page into the buddy lists */
+/* Zone.drain_pages(): drain_local_pages(zone), every per-CPU page into the buddy lists,
+ * oldest first (PerCpuPages.drain: the chunks, the first one from pcp._head) */
 static int drain_pages(St *S)
 {
-    PyObject *parts = callmethod0(S->pcp, "drain");
-    if (!parts)
+    int64_t head;
+    if (get_i64(S->pcp, "_head", &head) < 0)
         return -1;
+    PyObject *seq = PySequence_Fast(S->chunks, "_compact: pcp._chunks must be a sequence");
+    if (!seq)
+        return -1;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq), opened = 0;
+    Part *parts = k ? calloc((size_t)k, sizeof(Part)) : NULL;
+    int r = -1;
+    if (k && !parts) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (; opened < k; opened++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(seq, opened);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
+            PyErr_SetString(PyExc_TypeError, "_compact: a pcp chunk must be (pfns, pageblock)");
+            goto out;
+        }
+        long long b = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 1));
+        if (b == -1 && PyErr_Occurred())
+            goto out;
+        if (part_open(PyTuple_GET_ITEM(t, 0), b, &parts[opened]) < 0)
+            goto out;
+    }
+    if (k && head) { /* the oldest chunk from pcp._head on */
+        if (head > parts[0].n) {
+            PyErr_SetString(PyExc_ValueError, "_compact: pcp._head is past its chunk");
+            goto out;
+        }
+        parts[0].p += head * parts[0].stride;
+        parts[0].n -= head;
+    }
+    PyObject *cr = callmethod0(S->chunks, "clear");
+    if (!cr)
+        goto out;
+    Py_DECREF(cr);
+    if (head && set_i64(S->pcp, "_head", 0) < 0)
+        goto out;
     S->pcp_count = 0;
     S->pcp_free_count = 0;
-    int r = free_parts(S, parts);
-    Py_DECREF(parts);
+    r = free_to_buddy(S, parts, k);
+out:
+    for (Py_ssize_t j = 0; j < opened; j++)
+        PyBuffer_Release(&parts[j].view);
+    free(parts);
+    Py_DECREF(seq);
     return r;
 }
 

@@ -851,10 +851,11 @@ static int free_to_buddy(St *S, Part *parts, Py_ssize_t nparts)
     return 0;
 }
 
-/* free_to_buddy() of a Python list of (pfns, pageblock) parts */
-static int free_parts(St *S, PyObject *lst)
+/* free_to_buddy() of a sequence of (pfns, pageblock) parts, the first one from index
+ * `head` on (PerCpuPages._head) */
+static int free_parts(St *S, PyObject *lst, int64_t head)
 {
-    PyObject *seq = PySequence_Fast(lst, "_compact: parts must be a list");
+    PyObject *seq = PySequence_Fast(lst, "_compact: parts must be a sequence");
     if (!seq)
         return -1;
     Py_ssize_t k = PySequence_Fast_GET_SIZE(seq), opened = 0;
@@ -875,6 +876,14 @@ static int free_parts(St *S, PyObject *lst)
             goto out;
         if (part_open(PyTuple_GET_ITEM(t, 0), b, &parts[opened]) < 0)
             goto out;
+    }
+    if (k && head) {
+        if (head > parts[0].n) {
+            PyErr_SetString(PyExc_ValueError, "_compact: pcp._head is past its chunk");
+            goto out;
+        }
+        parts[0].p += head * parts[0].stride;
+        parts[0].n -= head;
     }
     r = free_to_buddy(S, parts, k);
 out:
@@ -931,7 +940,7 @@ static int pcp_free(St *S, const int64_t *pfns, Py_ssize_t n, int64_t block)
     if (!seq)
         return -1;
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++)
-        if (free_parts(S, PySequence_Fast_GET_ITEM(seq, i)) < 0) {
+        if (free_parts(S, PySequence_Fast_GET_ITEM(seq, i), 0) < 0) {
             Py_DECREF(seq);
             return -1;
         }
@@ -946,50 +955,21 @@ static int drain_pages(St *S)
     int64_t head;
     if (get_i64(S->pcp, "_head", &head) < 0)
         return -1;
-    PyObject *seq = PySequence_Fast(S->chunks, "_compact: pcp._chunks must be a sequence");
-    if (!seq)
+    /* a list of the chunks (their buffers stay exported while they are freed) */
+    PyObject *chunks = PySequence_List(S->chunks);
+    if (!chunks)
         return -1;
-    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq), opened = 0;
-    Part *parts = k ? calloc((size_t)k, sizeof(Part)) : NULL;
-    int r = -1;
-    if (k && !parts) {
-        PyErr_NoMemory();
-        goto out;
-    }
-    for (; opened < k; opened++) {
-        PyObject *t = PySequence_Fast_GET_ITEM(seq, opened);
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
-            PyErr_SetString(PyExc_TypeError, "_compact: a pcp chunk must be (pfns, pageblock)");
-            goto out;
-        }
-        long long b = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 1));
-        if (b == -1 && PyErr_Occurred())
-            goto out;
-        if (part_open(PyTuple_GET_ITEM(t, 0), b, &parts[opened]) < 0)
-            goto out;
-    }
-    if (k && head) { /* the oldest chunk from pcp._head on */
-        if (head > parts[0].n) {
-            PyErr_SetString(PyExc_ValueError, "_compact: pcp._head is past its chunk");
-            goto out;
-        }
-        parts[0].p += head * parts[0].stride;
-        parts[0].n -= head;
-    }
     PyObject *cr = callmethod0(S->chunks, "clear");
-    if (!cr)
-        goto out;
+    if (!cr || (head && set_i64(S->pcp, "_head", 0) < 0)) {
+        Py_XDECREF(cr);
+        Py_DECREF(chunks);
+        return -1;
+    }
     Py_DECREF(cr);
-    if (head && set_i64(S->pcp, "_head", 0) < 0)
-        goto out;
     S->pcp_count = 0;
     S->pcp_free_count = 0;
-    r = free_to_buddy(S, parts, k);
-out:
-    for (Py_ssize_t j = 0; j < opened; j++)
-        PyBuffer_Release(&parts[j].view);
-    free(parts);
-    Py_DECREF(seq);
+    int r = free_parts(S, chunks, head);
+    Py_DECREF(chunks);
     return r;
 }
 

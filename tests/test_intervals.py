@@ -104,7 +104,7 @@ def _v4_intervals(platform):
 @pytest.mark.xfail(
     strict=True,
     reason="issue 11 not met: 85.7% of the v4 cells lie inside the 90% interval, but the median "
-    "width is 18.0% (python -m migsim.calibrate.intervals). The dma class's discrepancy (REML "
+    "width is 18.0% (python -m migsim.calibrate.interval_parts). The dma class's discrepancy (REML "
     "from the fit residuals, the published means' own noise taken out: 5.41%) is 39-86% of "
     "the variance of 35 of the 36 dma cells after the share their fit took up (leverage "
     "0.05-0.48; 256K at 1 channel: 0.76) is taken out; with the trial noise it makes a dma "

@@ -1,13 +1,13 @@
 """Prediction intervals: what a measured mean of N trials of a throughput cell would be.
 
 The uncertainty of a simulated mean has four parts, combined on the log scale (delta method);
-``python -m migsim.calibrate.intervals [--table all] [--holdout]`` prints each published
+``python -m migsim.calibrate.interval_parts [--table all] [--holdout]`` prints each published
 cell's parts as shares of its variance:
 
 - the fitted parameters: their covariance from the stage-1 fit and the mt fit (the mt
   estimates carry stage 1's through their dependence on it), stored in the platform file
   (``stage1.covariance``), through the gradient of the cell's log throughput;
-- each prior's stated range (``calibrate.throughput.PRIOR_RANGES``, taken as uniform:
+- each prior's stated range (``calibrate.uncertainty.PRIOR_RANGES``, taken as uniform:
   variance range^2/12) through the total derivative: the cell's partial derivative plus the
   fitted parameters' response to the prior, d(theta_hat)/d(prior) = -(J'J)^+ J' d(r)/d(prior)
   of the unweighted least-squares fits (``stage1.refit_sensitivity``, written by
@@ -15,7 +15,7 @@ cell's parts as shares of its variance:
   as it is when the prior is changed and ``migsim calibrate`` re-run;
 - the trial-to-trial noise of a mean of N trials: noise.trial_sd_frac^2 / N;
 - what the mechanisms do not explain (model discrepancy): ``stage1.discrepancy_sd_log``, one
-  per copier class declared before the fit (``calibrate.throughput.DISCREPANCY_CLASSES``:
+  per copier class declared before the fit (``calibrate.uncertainty.DISCREPANCY_CLASSES``:
   baseline, dma, mt), the REML estimate from the fit residuals of that class with each
   published mean's own noise (its sd over its trials) taken out
   (``calibrate.throughput.discrepancy_sd_log``). It belongs to the configuration (a second
@@ -130,7 +130,7 @@ def log_gradient(platform: Platform, names: list[str], cell: dict, rel: float = 
 def discrepancy_of(stage1: dict, mode: str) -> float:
     """The model discrepancy (sd, log units) of a cell of `mode` stored by the fit
     (``stage1.discrepancy_sd_log``: one per copier class); 0 for a class the fit has none of."""
-    from migsim.calibrate.throughput import discrepancy_class
+    from migsim.calibrate.uncertainty import discrepancy_class
 
     disc = stage1.get("discrepancy_sd_log", {})
     if not isinstance(disc, dict):  # a platform file written before the classes
@@ -186,7 +186,7 @@ def interval(
 ) -> Interval:
     """The 90% interval of a measured mean of `trials` trials of `cell` around `mean_gbps`
     (`fail_rate`: injected offload failures, a configuration no fit used)."""
-    from migsim.calibrate.throughput import PRIOR_RANGES
+    from migsim.calibrate.uncertainty import PRIOR_RANGES
 
     st = platform.meta.get("stage1", {})
     cov = st.get("covariance", {})
@@ -221,127 +221,3 @@ def result_interval(platform: Platform, result) -> Interval:
     """The interval of a ThroughputResult's mean (its cell, trials and version)."""
     cell = result_cell(result)
     return interval(platform, result.mean_gbps, len(result.trials), cell, result.fail_rate)
-
-
-# -- what makes an interval wide: `python -m migsim.calibrate.intervals` ------------------------
-
-
-def prior_parts(platform: Platform, cell: dict) -> dict[str, float]:
-    """Each prior's sd (log units) in the interval of `cell`: its range through the total
-    derivative (the partial one where the platform file has no refit sensitivity)."""
-    from migsim.calibrate.throughput import PRIOR_RANGES
-
-    st = platform.meta.get("stage1", {})
-    fitted = list(st.get("covariance", {}).get("params", []))
-    names = list(PRIOR_RANGES)
-    grad = log_gradient(platform, fitted + names, cell)
-    g = total_prior_gradient(st, grad[: len(fitted)], fitted, grad[len(fitted) :], names)
-    ranges = np.array([hi - lo for lo, hi in PRIOR_RANGES.values()])
-    return {n: float(abs(v) * r / np.sqrt(12.0)) for n, v, r in zip(names, g, ranges, strict=True)}
-
-
-def parts_rows(platform: Platform, cells, trials: int = 5) -> list[dict]:
-    """One row per published cell (SeriesCell): the interval, its four parts and the largest
-    prior, as shares of the variance, and whether the published value is inside."""
-    from migsim.calibrate.series import simulate_cell
-
-    st = platform.meta.get("stage1", {})
-    rows = []
-    for c in cells:
-        r = simulate_cell(platform, c, trials=trials)
-        cell = result_cell(r)
-        iv = result_interval(platform, r)
-        pp = prior_parts(platform, cell)
-        top = max(pp, key=pp.get)
-        var = iv.sd_log**2
-        rows.append(
-            {
-                "table": c.table,
-                "mode": c.mode,
-                "k": c.channels_or_threads,
-                "folio_bytes": c.folio_bytes,
-                "folios": c.folios,
-                "placement": c.placement,
-                "leverage": float(st.get("leverage", {}).get(cell_key(cell), 0.0)),
-                "width_frac": (iv.hi - iv.lo) / r.mean_gbps,
-                "inside": bool(iv.lo <= c.gbps <= iv.hi),
-                "error_pct": 100.0 * (r.mean_gbps / c.gbps - 1.0),
-                **{f"{k}_share": v**2 / var for k, v in iv.parts.items()},
-                "sd_log": iv.sd_log,
-                "top_prior": top,
-                "top_prior_share": pp[top] ** 2 / var,
-            }
-        )
-    return rows
-
-
-def summary(rows: list[dict]) -> str:
-    """Coverage and median width of `rows` (parts_rows) as one line."""
-    n = len(rows)
-    inside = sum(r["inside"] for r in rows)
-    width = float(np.median([r["width_frac"] for r in rows])) if rows else float("nan")
-    return f"{n} cells, {inside} inside ({100 * inside / n:.1f}%), median width {100 * width:.1f}%"
-
-
-def format_rows(rows: list[dict]) -> str:
-    """parts_rows as a fixed-width table (shares of the interval's variance, in %)."""
-    from migsim.units import format_size
-
-    head = (
-        f"{'table':22} {'mode':8} {'k':>3} {'folio':>5} {'folios':>6} {'lev':>5} {'width':>6} "
-        f"{'in':>3} {'err':>7} {'fit':>5} {'prior':>5} {'noise':>5} {'disc':>5}  largest prior"
-    )
-    lines = [head]
-    for r in rows:
-        k = "" if r["k"] is None else r["k"]
-        mode = r["mode"] if r["placement"] == "spread" else f"{r['mode']}/f"
-        lines.append(
-            f"{r['table']:22} {mode:8} {k:>3} {format_size(r['folio_bytes']):>5} "
-            f"{r['folios']:>6} {r['leverage']:5.3f} {100 * r['width_frac']:5.1f}% "
-            f"{'yes' if r['inside'] else 'no':>3} {r['error_pct']:+6.1f}% "
-            f"{100 * r['fit_share']:5.1f} {100 * r['priors_share']:5.1f} "
-            f"{100 * r['noise_share']:5.1f} {100 * r['discrepancy_share']:5.1f}  "
-            f"{r['top_prior']} {100 * r['top_prior_share']:.1f}"
-        )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print what makes each published cell's interval wide (the variance shares of its
-    parts), per table, with the coverage and the median width; --holdout also refits on
-    baseline + DMA {1, 4, 16} and shows the held-out rows {2, 8, 12}."""
-    import argparse
-
-    from migsim.calibrate.series import TABLES, read_table
-    from migsim.cost.platform import load_platform
-    from migsim.paths import DEFAULT_PLATFORM_FILE
-
-    ap = argparse.ArgumentParser(prog="python -m migsim.calibrate.intervals")
-    ap.add_argument("--platform", default=DEFAULT_PLATFORM_FILE)
-    ap.add_argument("--table", default="move_pages_throughput", choices=[*TABLES, "all"])
-    ap.add_argument("--holdout", action="store_true")
-    args = ap.parse_args(argv)
-    platform = load_platform(args.platform)
-    for t in TABLES if args.table == "all" else [args.table]:
-        rows = parts_rows(platform, read_table(t))
-        print(format_rows(rows))
-        print(f"{t}: {summary(rows)}\n")
-    if args.holdout:
-        from migsim.calibrate.throughput import fit_throughput, read_reference
-        from migsim.paths import REFERENCE_DIR
-
-        v4 = read_reference(f"{REFERENCE_DIR}/move_pages_throughput.csv")
-        train = [c for c in v4 if c.mode == "baseline" or c.channels in (1, 4, 16)]
-        held = fit_throughput(v4, "holdout", fit_cells=train).platform
-        rows = parts_rows(held, read_table("move_pages_throughput"))
-        for label, sel in (
-            ("fitted", [r for r in rows if r["mode"] == "baseline" or r["k"] in (1, 4, 16)]),
-            ("held out", [r for r in rows if r["mode"] == "dma" and r["k"] in (2, 8, 12)]),
-        ):
-            print(format_rows(sel))
-            print(f"channel hold-out, {label}: {summary(sel)}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

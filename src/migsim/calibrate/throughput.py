@@ -20,6 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     import polars as pl
 
+from migsim.calibrate.uncertainty import DISCREPANCY_CLASSES, PRIOR_RANGES, discrepancy_class
 from migsim.cost.platform import Platform
 from migsim.studies.throughput import run_throughput
 from migsim.units import parse_size
@@ -37,29 +38,6 @@ FREE: list[tuple[str, str, float, float, float]] = [
 ]
 
 PUBLISHED_TRIALS = 5  # trials behind a published mean (not stated in the sources)
-
-# Stated ranges of the priors, for the prediction intervals (migsim.calibrate.intervals: taken
-# as uniform, propagated through the total derivative: the fitted parameters refitted to the
-# changed prior, see fit_response). The source of each range is the source of its value in
-# PRIORS (code path and order of magnitude): a factor of 2-3 either way; cpu.addr_lookup_us
-# the 0.1-0.2 us its comment derives. A prior whose only observable effect is its sum with a
-# fitted cost (cpu.addr_lookup_us with cpu.folio_fixed_us) then costs a fitted cell nothing:
-# the refit takes it up. copy.cpu_copy_fixed_us and dma.desc_restart_us have no range: their
-# PRIORS comments state none (a call's first misses; a lower bound).
-PRIOR_RANGES: dict[str, tuple[float, float]] = {
-    "cpu.tlb_flush_us": (2.0, 10.0),
-    "cpu.syscall_us": (1.0, 5.0),
-    "cpu.lru_drain_us": (0.3, 3.0),
-    "cpu.addr_lookup_us": (0.1, 0.2),
-    "dma.call_setup_us": (0.3, 3.0),
-    "dma.desc_prep_us": (0.1, 0.5),
-    "dma.chan_request_us": (1.0, 6.0),
-    "dma.sgt_map_us": (1.0, 6.0),
-    "dma.issue_us": (0.2, 1.5),
-    "dma.terminate_us": (0.3, 3.0),
-    "dma.irq_wakeup_us": (5.0, 30.0),
-    "mt.thread_start_us": (1.0, 5.0),
-}
 
 RAMP_INDEX = next(i for i, f in enumerate(FREE) if f[1] == "ramp_kb")
 
@@ -343,17 +321,6 @@ def offload_saving_per_folio_us(platform: Platform, folio_bytes: int = 4096) -> 
     per-call setup of an offloaded batch comes on top and is not included."""
     c, d = platform.copy, platform.dma
     return c.cpu_copy_fixed_us + folio_bytes / (c.cpu_copy_gbps * 1e3) - d.prep_us
-
-
-# Classes of the model-discrepancy term, declared before any fit: one per copy path (the CPU's
-# folio_copy, the dcbm offload, mtcopy's threads). Each path has its own mechanisms and fitted
-# parameters, so what they leave unexplained need not be the same size.
-DISCREPANCY_CLASSES = ("baseline", "dma", "mt")
-
-
-def discrepancy_class(mode: str) -> str:
-    """The discrepancy class of a cell's mode (`cpu` is the baseline's copier)."""
-    return "baseline" if mode == "cpu" else mode
 
 
 def discrepancy_sd_log(

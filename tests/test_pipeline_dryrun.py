@@ -183,6 +183,14 @@ def test_editing_engine_code_reruns_the_simulations(work):
     assert sims["compaction"] == ["baseline", "busy-baseline", "busy-dma", "dma"]
 
 
+def test_editing_the_compiled_loop_reruns_the_compaction(work):
+    """kernel/_compact.c is an input of the jobs that import migsim.kernel.compaction (the
+    extension has no Python source for the import scan to follow)."""
+    with edited(work, work / "src" / "migsim" / "kernel" / "_compact.c"):
+        jobs = plan(work, *SMOKE_ARGS)
+    assert sim_jobs(jobs)["compaction"] == ["baseline", "busy-baseline", "busy-dma", "dma"]
+
+
 def test_editing_figure_code_redraws_only_the_figures(work):
     with edited(work, work / "src" / "migsim" / "output" / "figures.py"):
         jobs = plan(work, *SMOKE_ARGS)

@@ -62,11 +62,12 @@ class ConfigError(ValueError):
 
 
 def engine_digest() -> str:
-    """Short hash of the engine's code: every Python file of the installed migsim package
-    (path and content), so that results record which engine computed them."""
+    """Short hash of the engine's code: every Python and C source file of the installed migsim
+    package (path and content; the C file is the compiled allocation loop, kernel/_compact.c),
+    so that results record which engine computed them."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.c")]):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
@@ -260,7 +261,8 @@ def engine_sources(*roots: str) -> list[str]:
         if f is None or f in seen or f in skip or not f.is_file():
             continue
         seen.add(f)
-        todo += [_module_file(pkg, m) for m in _imported_modules(pkg, f)]
+        if f.suffix == ".py":  # an extension's C source is a dependency with no imports to follow
+            todo += [_module_file(pkg, m) for m in _imported_modules(pkg, f)]
     seen.add(Path(__file__).resolve())
     seen.add(pkg / "jobs.py")  # the shell jobs' entry point (migsim.jobs)
     return sorted(str(f) for f in seen)
@@ -272,13 +274,16 @@ def all_engine_sources() -> list[str]:
     pkg = Path(__file__).resolve().parent
     skip = ("output/figures", "output/pages", "output/study_pages", "output/html", "cli")
     return sorted(
-        str(f) for f in pkg.rglob("*.py") if not f.relative_to(pkg).as_posix().startswith(skip)
+        str(f)
+        for f in [*pkg.rglob("*.py"), *pkg.rglob("*.c")]
+        if not f.relative_to(pkg).as_posix().startswith(skip)
     )
 
 
 def _module_file(pkg: Path, dotted: str) -> Path | None:
     base = pkg.joinpath(*dotted.split(".")) if dotted else pkg
-    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+    # an extension module (kernel._compact) depends on its C source, which setup.py compiles
+    for cand in (base.with_suffix(".py"), base / "__init__.py", base.with_suffix(".c")):
         if cand.is_file():
             return cand
     return None

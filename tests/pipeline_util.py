@@ -145,13 +145,22 @@ class _Server:
 
 
 def _reply(server: subprocess.Popen, deadline: float | None) -> dict:
-    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-    ready, _, _ = select.select([server.stdout], [], [], timeout)
-    if not ready:
-        raise TimeoutError
-    line = server.stdout.readline()
-    if not line:
-        raise RuntimeError(f"the snakemake server exited ({server.poll()})")
+    """The server's next JSON line. Read from the pipe's descriptor into a buffer of our own
+    (kept on `server`): a buffered readline() can take both lines of a quick run (pid, then
+    exit code) at once, and select() would then wait for a line already read."""
+    fd = server.stdout.fileno()
+    buf = getattr(server, "reply_buffer", b"")
+    while b"\n" not in buf:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            server.reply_buffer = buf
+            raise TimeoutError
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise RuntimeError(f"the snakemake server exited ({server.poll()})")
+        buf += chunk
+    line, _, server.reply_buffer = buf.partition(b"\n")
     return json.loads(line)
 
 

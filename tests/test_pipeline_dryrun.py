@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,6 +100,23 @@ def test_default_plan_lists_every_job(tmp_path):
     for rule in THROUGHPUT_DOWNSTREAM | COMPACTION_DOWNSTREAM | {"index", "all"}:
         assert counts[rule] == 1, rule
     assert not (work / "results").exists()  # a dry run writes nothing
+
+
+def test_the_server_reply_reader_keeps_a_second_line_read_at_once():
+    """Both reply lines of a quick run arrive in one read: the second is returned from the
+    reader's buffer at once, not waited for on the (empty) pipe until the deadline."""
+    from pipeline_util import _reply
+
+    both = '{"pid": 1}\\n{"returncode": 3}\\n'
+    code = f"import sys, time; sys.stdout.write('{both}'); sys.stdout.flush(); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # both lines in the pipe before the first read
+        assert _reply(proc, None) == {"pid": 1}
+        assert _reply(proc, time.monotonic() + 5) == {"returncode": 3}
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_the_forked_snakemake_plans_what_a_fresh_process_plans(tmp_path):

@@ -121,6 +121,8 @@ TESTS = (
     "tests/test_compactor_hand_cases.py",
     "tests/test_zone_edge_cases.py",
     "tests/test_migration_scanner_reference.py",
+    # the engine choice of the allocation loop and the compiled loop's constants (issue 17)
+    "tests/test_engines.py",
     # the host twin subclasses the Compactor (its free scanner's stride and whole-buddy
     # isolation reach code of the core that the core's own scanner never runs)
     "tests/test_twin.py",

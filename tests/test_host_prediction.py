@@ -102,7 +102,12 @@ def _host_lock():
         yield
 
 
-SIZE = 1 << 30
+# The issue's criterion (issue 15, "Done when"): `migsim host twin --size 2G --free-ratio 0.5`.
+# Session 6 ran this test at 1 GiB: 9 of 10 host passes at load 5-9 (one kept run -27.7%
+# pgmigrate_success, unexplained: per-CPU list pages of other tasks, whose pfns no /proc file
+# gives, or free page reporting are candidates); 12 of 12 kept 2 GiB runs within tolerance
+# (worst +6.8%). The 1 GiB miss is reported in the issue, not tested here.
+SIZE = 2 << 30
 RATIO = 0.5
 RUNS = 3
 

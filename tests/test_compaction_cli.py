@@ -6,6 +6,9 @@ import json
 
 import pytest
 
+# every test on both engines of the allocation loop (tests/engines.py)
+from engines import loop_engine, pytest_generate_tests  # noqa: F401
+
 from migsim.cli import main
 
 

@@ -169,6 +169,25 @@ def test_a_run_of_a_fitted_configuration_is_that_cell(platform):
     assert other.sd_log > iv.sd_log
 
 
+def test_a_run_with_a_smallest_offloaded_batch_is_its_own_configuration(platform):
+    """min_batch_bytes above every batch (the one 1 GiB batch here) copies all of them with the CPU: the run
+    is no fitted configuration (no leverage: the whole discrepancy), and its interval's
+    gradient is that of its own copier, so the per-folio cost of an offloaded copy no longer moves it."""
+    from migsim.calibrate.intervals import cell_key, result_cell
+
+    r = run_throughput(platform, mode="dma", folio_size=65536, channels=4, trials=5)
+    cpu = run_throughput(
+        platform, mode="dma", folio_size=65536, channels=4, trials=5, min_batch_bytes=2 << 30
+    )
+    assert cpu.min_batch_bytes == 2 << 30
+    assert cell_key(result_cell(cpu)) not in platform.meta["stage1"]["leverage"]
+    tau = platform.meta["stage1"]["discrepancy_sd_log"]["dma"]
+    assert result_interval(platform, cpu).parts["discrepancy"] == pytest.approx(tau, rel=1e-12)
+    g_off, g_cpu = (log_gradient(platform, ["dma.prep_us"], result_cell(x))[0] for x in (r, cpu))
+    assert abs(g_off) > 1e-3
+    assert abs(g_cpu) < 1e-9
+
+
 def test_prior_propagation_is_the_refit(platform):
     """The total derivative of a cell's log throughput by a prior (stored refit sensitivity)
     equals what refitting stage 1 with the prior moved gives: least squares of the repo's

@@ -72,7 +72,17 @@ class SampledPlatform:
 
 
 def cell_wall_seconds(
-    platform, *, mode, folio_size, total_bytes, batch_limit, channels, threads, rfc, placement
+    platform,
+    *,
+    mode,
+    folio_size,
+    total_bytes,
+    batch_limit,
+    channels,
+    threads,
+    rfc,
+    placement,
+    min_batch_bytes=0,
 ) -> np.ndarray:
     """Quiet wall time (s) of one move_pages() call of the cell, one value per sample of
     `platform` (a SampledPlatform whose arrays have S entries; S = 1 for a Platform)."""
@@ -86,7 +96,14 @@ def cell_wall_seconds(
     for sec in SECTIONS:
         vals = vars(getattr(platform, sec)).items()
         setattr(rep, sec, _Section({k: np.repeat(v, nb) if np.size(v) > 1 else v for k, v in vals}))
-    copier = make_copier(mode, channels=channels, threads=threads, rfc=rfc, placement=placement)
+    copier = make_copier(
+        mode,
+        channels=channels,
+        threads=threads,
+        rfc=rfc,
+        placement=placement,
+        min_batch_bytes=min_batch_bytes,
+    )
     rng = np.random.default_rng(0)
     bc = cost_batches(
         np.tile(nf, samples), np.tile(npg, samples), np.tile(nptes, samples), copier, rep, rng
@@ -142,9 +159,13 @@ def cell_key(cell: dict) -> str:
     """The configuration of a cell as one string (``stage1.leverage`` names the fitted
     configurations by it): a run of the same configuration is the same cell, whoever asks."""
     k = cell["channels"] if cell["mode"] == "dma" else cell["threads"]
+    # min_batch_bytes only where set: every fitted configuration has none (stage1.leverage's
+    # keys, written by migsim calibrate, stay as they are)
+    mb = cell.get("min_batch_bytes", 0)
     return (
         f"{cell['mode']} {cell['rfc']} k={k} folio={cell['folio_size']} "
         f"total={cell['total_bytes']} batch={cell['batch_limit']} {cell['placement']}"
+        + (f" min_batch={mb}" if mb else "")
     )
 
 
@@ -159,6 +180,7 @@ def result_cell(result) -> dict:
         "threads": result.threads,
         "rfc": result.rfc,
         "placement": result.placement,
+        "min_batch_bytes": result.min_batch_bytes,
     }
 
 

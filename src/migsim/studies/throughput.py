@@ -47,6 +47,7 @@ class ThroughputResult:
     platform: str
     rfc: str = "v4"
     placement: str = "spread"
+    min_batch_bytes: int = 0  # batches below it are copied by the CPU (make_copier)
     # 90% prediction interval of the mean (GB/s), when costed (migsim.calibrate.intervals)
     lo_gbps: float | None = None
     hi_gbps: float | None = None
@@ -194,6 +195,7 @@ def run_throughput(
         platform=platform.name,
         rfc=rfc,
         placement=placement,
+        min_batch_bytes=min_batch_bytes,
     )
     # the vanilla kernel copies inside the move loop; the series copies the batch first
     kw = dict(batch_copy=mode != "baseline", syscall=True)

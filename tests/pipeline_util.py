@@ -69,10 +69,14 @@ def env_for(workdir: Path) -> dict[str, str]:
 # process.
 
 _SERVER_CODE = r"""
-import atexit, json, os, sys, threading, traceback
+import atexit, importlib, json, os, sys, threading, traceback
 from pathlib import Path
-import snakemake, snakemake.cli, snakemake.workflow, snakemake.report.html_reporter
-import jsonschema, nbformat, smart_open, yaml
+import snakemake, snakemake.cli, snakemake.workflow
+for name in ("snakemake.report.html_reporter", "jsonschema", "nbformat", "smart_open", "yaml"):
+    try:  # what a run imports after the command line (a missing one is imported by none)
+        importlib.import_module(name)
+    except ImportError:
+        pass
 assert "migsim" not in sys.modules, "the snakemake server must not import migsim"
 MAIN = str(Path(snakemake.__file__).with_name("__main__.py"))
 own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]

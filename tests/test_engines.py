@@ -11,7 +11,9 @@ from the settings profile). Then how the engine is chosen, and what a missing bu
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,6 +224,28 @@ def test_a_stale_build_fails_at_import(monkeypatch):
     monkeypatch.setattr(compaction, "_compact", Stale)
     with pytest.raises(ImportError, match=r"constants differ: LRU\); rebuild it"):
         compaction._check_compiled_constants()
+
+
+def test_a_build_of_another_source_fails_at_import(monkeypatch):
+    """A build whose compiled-in sha256 is not that of the _compact.c beside it (the source
+    edited, the extension not rebuilt) fails at import, however equal its constants."""
+
+    class Old:
+        CONSTANTS = compaction._compact.CONSTANTS if compaction._compact else {}
+        SOURCE_SHA256 = "0" * 64
+
+    if not Old.CONSTANTS:
+        pytest.skip("migsim.kernel._compact is not built (its constants are the C file's)")
+    monkeypatch.setattr(compaction, "_compact", Old)
+    with pytest.raises(ImportError, match=r"another version of _compact.c \(its sha256"):
+        compaction._check_compiled_constants()
+
+
+@needs_c
+def test_the_build_is_of_the_source_beside_it():
+    """setup.py compiles the sha256 of _compact.c in; the built module carries it."""
+    src = Path(compaction.__file__).with_name("_compact.c")
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == compaction._compact.SOURCE_SHA256
 
 
 @needs_c

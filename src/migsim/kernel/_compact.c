@@ -1657,6 +1657,10 @@ static struct PyModuleDef moddef = {
     .m_methods = methods,
 };
 
+#ifndef MIGSIM_SOURCE_SHA256 /* setup.py defines it: the sha256 of this file */
+#define MIGSIM_SOURCE_SHA256 ""
+#endif
+
 PyMODINIT_FUNC PyInit__compact(void)
 {
     PyObject *np = PyImport_ImportModule("numpy");
@@ -1704,6 +1708,10 @@ PyMODINIT_FUNC PyInit__compact(void)
         {"W_DRAIN", W_DRAIN},
         {"W_ISOLATE_FREE", W_ISOLATE_FREE},
     };
+    if (PyModule_AddStringConstant(m, "SOURCE_SHA256", MIGSIM_SOURCE_SHA256) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     PyObject *c = PyDict_New();
     if (!c || PyModule_AddObject(m, "CONSTANTS", c) < 0) {
         Py_XDECREF(c);

@@ -45,10 +45,12 @@ reclaim, no kswapd, no kcompactd, no lock contention.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from array import array
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -262,6 +264,17 @@ def _check_compiled_constants() -> None:
             f"migsim.kernel._compact: built from another version (constants differ: "
             f"{', '.join(bad)}); rebuild it with `python setup.py build_ext --inplace`"
         )
+    # a checkout's build must be of the _compact.c beside it (setup.py compiles the file's
+    # sha256 in); an installed package has no source to compare with
+    src = Path(__file__).with_name("_compact.c")
+    if _compact is not None and src.is_file():
+        built = getattr(_compact, "SOURCE_SHA256", "")
+        if built != hashlib.sha256(src.read_bytes()).hexdigest():
+            raise ImportError(
+                "migsim.kernel._compact: built from another version of _compact.c (its sha256 "
+                "differs); rebuild it with `python setup.py build_ext --inplace` or "
+                "`pip install -e .`"
+            )
 
 
 def resolve_engine(engine: str | None = None) -> str:

@@ -245,6 +245,44 @@ static int add_i64(PyObject *o, const char *name, int64_t d)
     return set_i64(o, name, x + d);
 }
 
+/* the first n items of the sequence attribute `name` of o (a list, an array) into out */
+static int get_i64_seq(PyObject *o, const char *name, int64_t *out, int n)
+{
+    PyObject *seq = getattr_s(o, name);
+    if (!seq)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        PyObject *v = PySequence_GetItem(seq, i);
+        if (!v) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        out[i] = PyLong_AsLongLong(v);
+        Py_DECREF(v);
+    }
+    Py_DECREF(seq);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* in[0..n) into the first n items of the sequence attribute `name` of o, in place */
+static int set_i64_seq(PyObject *o, const char *name, const int64_t *in, int n)
+{
+    PyObject *seq = getattr_s(o, name);
+    if (!seq)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        PyObject *v = PyLong_FromLongLong(in[i]);
+        if (!v || PySequence_SetItem(seq, i, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(seq);
+            return -1;
+        }
+        Py_DECREF(v);
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
 static int dict_add(PyObject *d, const char *key, int64_t delta)
 {
     if (!delta)
@@ -362,20 +400,7 @@ static int sync_in(St *S)
         get_i64(z, "compact_cached_free_pfn", &S->cached_free) < 0 ||
         get_bool(z, "compact_blockskip_flush", &S->blockskip_flush) < 0)
         return -1;
-    PyObject *cm = getattr_s(z, "compact_cached_migrate_pfn");
-    if (!cm)
-        return -1;
-    for (int i = 0; i < 2; i++) {
-        PyObject *v = PySequence_GetItem(cm, i);
-        if (!v) {
-            Py_DECREF(cm);
-            return -1;
-        }
-        S->cached_migrate[i] = PyLong_AsLongLong(v);
-        Py_DECREF(v);
-    }
-    Py_DECREF(cm);
-    if (PyErr_Occurred())
+    if (get_i64_seq(z, "compact_cached_migrate_pfn", S->cached_migrate, 2) < 0)
         return -1;
     /* the pcp list */
     Py_CLEAR(S->pcp);
@@ -391,20 +416,7 @@ static int sync_in(St *S)
     /* the compactor's work counters since the last logged call */
     if (get_i64(S->comp, "_buddy_frees_seen", &S->buddy_seen) < 0)
         return -1;
-    PyObject *acc = getattr_s(S->comp, "_acc");
-    if (!acc)
-        return -1;
-    for (int i = 0; i < NR_WORK; i++) {
-        PyObject *v = PySequence_GetItem(acc, i);
-        if (!v) {
-            Py_DECREF(acc);
-            return -1;
-        }
-        S->acc[i] = PyLong_AsLongLong(v);
-        Py_DECREF(v);
-    }
-    Py_DECREF(acc);
-    if (PyErr_Occurred())
+    if (get_i64_seq(S->comp, "_acc", S->acc, NR_WORK) < 0)
         return -1;
     S->in_nr_full = S->nr_full;
     S->in_nr_pairs = S->nr_pairs;
@@ -539,19 +551,8 @@ static int sync_out(St *S)
             return -1;
         S->log_pages.n = S->log_work.n = 0;
     }
-    PyObject *acc = getattr_s(S->comp, "_acc");
-    if (!acc)
+    if (set_i64_seq(S->comp, "_acc", S->acc, NR_WORK) < 0)
         return -1;
-    for (int i = 0; i < NR_WORK; i++) {
-        PyObject *v = PyLong_FromLongLong(S->acc[i]);
-        if (!v || PySequence_SetItem(acc, i, v) < 0) {
-            Py_XDECREF(v);
-            Py_DECREF(acc);
-            return -1;
-        }
-        Py_DECREF(v);
-    }
-    Py_DECREF(acc);
     if (set_i64(S->comp, "_buddy_frees_seen", S->buddy_seen) < 0)
         return -1;
     PyObject *vm = getattr_s(S->comp, "vmstat");
@@ -591,19 +592,8 @@ static int sync_out(St *S)
     }
     if (S->cached_migrate[0] != S->in_cached_migrate[0] ||
         S->cached_migrate[1] != S->in_cached_migrate[1]) {
-        PyObject *cm = getattr_s(z, "compact_cached_migrate_pfn");
-        if (!cm)
+        if (set_i64_seq(z, "compact_cached_migrate_pfn", S->cached_migrate, 2) < 0)
             return -1;
-        for (int i = 0; i < 2; i++) {
-            PyObject *v = PyLong_FromLongLong(S->cached_migrate[i]);
-            if (!v || PySequence_SetItem(cm, i, v) < 0) {
-                Py_XDECREF(v);
-                Py_DECREF(cm);
-                return -1;
-            }
-            Py_DECREF(v);
-        }
-        Py_DECREF(cm);
     }
     if ((CHANGED(pcp_count) && set_i64(S->pcp, "count", S->pcp_count) < 0) ||
         (CHANGED(pcp_free_count) && set_i64(S->pcp, "free_count", S->pcp_free_count) < 0))

@@ -342,20 +342,30 @@ def discrepancy_sd_log(
     V = diag(noise_var) + tau^2 Z Z' with Z the residual-to-configuration incidence."""
     from scipy.optimize import minimize
 
-    if groups is not None and len(set(groups)) < len(groups):
-        return _discrepancy_grouped(resid, noise_var, jac, classes, np.asarray(groups))
-
     classes = np.zeros(len(resid), dtype=np.int64) if classes is None else np.asarray(classes)
     ncls = int(classes.max()) + 1 if len(classes) else 1
     # the columns of `jac` the fit could move (a rank-deficient Jacobian keeps its span)
     u, sv, _ = np.linalg.svd(jac, full_matrices=False)
     x = u[:, sv > sv.max() * 1e-10] if sv.size else u[:, :0]
+    # residuals of one configuration (a group of more than one): V is dense
+    same = None
+    if groups is not None and len(set(groups)) < len(groups):
+        same = np.asarray(groups)[:, None] == np.asarray(groups)[None, :]
 
     def nll(t):
-        # -log REML likelihood with V = diag(tau_c^2 + noise_var): log|V| + log|X'V^-1 X| +
-        # r'Pr, P = V^-1 - V^-1 X (X'V^-1 X)^-1 X'V^-1 (equal to the likelihood of the
-        # residuals' projection on the space orthogonal to X, up to a constant); O(n p^2)
-        # (a floor keeps a published sd of 0 with tau 0 finite)
+        # -log REML likelihood: log|V| + log|X'V^-1 X| + r'Pr, P = V^-1 - V^-1 X (X'V^-1 X)^-1
+        # X'V^-1 (equal to the likelihood of the residuals' projection on the space
+        # orthogonal to X, up to a constant)
+        if same is not None:  # V = diag(noise_var) + tau_c^2 Z Z'
+            v = np.where(same, (np.asarray(t)[classes] ** 2)[:, None], 0.0) + np.diag(noise_var)
+            v += np.eye(len(resid)) * 1e-12
+            vinv = np.linalg.inv(v)
+            xtwx = x.T @ vinv @ x
+            xtwr = x.T @ vinv @ resid
+            quad = resid @ vinv @ resid - xtwr @ np.linalg.solve(xtwx, xtwr)
+            return 0.5 * (np.linalg.slogdet(v)[1] + np.linalg.slogdet(xtwx)[1] + quad)
+        # V = diag(tau_c^2 + noise_var): O(n p^2) (a floor keeps a published sd of 0 with
+        # tau 0 finite)
         w = 1.0 / np.maximum(np.asarray(t)[classes] ** 2 + noise_var, 1e-12)
         xtwx = x.T @ (w[:, None] * x)
         xtwr = x.T @ (w * resid)
@@ -364,33 +374,6 @@ def discrepancy_sd_log(
 
     best = np.zeros(ncls)
     for start in (0.01, 0.05, 0.2):  # a few starts, the lowest kept (bounded, no sign flip)
-        r = minimize(nll, np.full(ncls, start), method="L-BFGS-B", bounds=[(0.0, 1.0)] * ncls)
-        if nll(r.x) < nll(best):
-            best = r.x
-    return np.asarray(best, dtype=np.float64)
-
-
-def _discrepancy_grouped(resid, noise_var, jac, classes, groups) -> np.ndarray:
-    """discrepancy_sd_log with repeated configurations: the same REML, V dense."""
-    from scipy.optimize import minimize
-
-    classes = np.zeros(len(resid), dtype=np.int64) if classes is None else np.asarray(classes)
-    ncls = int(classes.max()) + 1
-    u, sv, _ = np.linalg.svd(jac, full_matrices=False)
-    x = u[:, sv > sv.max() * 1e-10]
-    same = groups[:, None] == groups[None, :]
-
-    def nll(t):
-        v = np.where(same, (np.asarray(t)[classes] ** 2)[:, None], 0.0) + np.diag(noise_var)
-        v += np.eye(len(resid)) * 1e-12
-        vinv = np.linalg.inv(v)
-        xtwx = x.T @ vinv @ x
-        xtwr = x.T @ vinv @ resid
-        quad = resid @ vinv @ resid - xtwr @ np.linalg.solve(xtwx, xtwr)
-        return 0.5 * (np.linalg.slogdet(v)[1] + np.linalg.slogdet(xtwx)[1] + quad)
-
-    best = np.zeros(ncls)
-    for start in (0.01, 0.05, 0.2):
         r = minimize(nll, np.full(ncls, start), method="L-BFGS-B", bounds=[(0.0, 1.0)] * ncls)
         if nll(r.x) < nll(best):
             best = r.x

@@ -11,28 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from migsim.calibrate.intervals import (
-    cell_key,
-    log_gradient,
-    result_cell,
-    result_interval,
-    total_prior_gradient,
-)
+from migsim.calibrate.intervals import cell_key, result_cell, result_interval
 from migsim.cost.platform import Platform
-
-
-def prior_parts(platform: Platform, cell: dict) -> dict[str, float]:
-    """Each prior's sd (log units) in the interval of `cell`: its range through the total
-    derivative (the partial one where the platform file has no refit sensitivity)."""
-    from migsim.calibrate.uncertainty import PRIOR_RANGES
-
-    st = platform.meta.get("stage1", {})
-    fitted = list(st.get("covariance", {}).get("params", []))
-    names = list(PRIOR_RANGES)
-    grad = log_gradient(platform, fitted + names, cell)
-    g = total_prior_gradient(st, grad[: len(fitted)], fitted, grad[len(fitted) :], names)
-    ranges = np.array([hi - lo for lo, hi in PRIOR_RANGES.values()])
-    return {n: float(abs(v) * r / np.sqrt(12.0)) for n, v, r in zip(names, g, ranges, strict=True)}
 
 
 def parts_rows(platform: Platform, cells, trials: int = 5) -> list[dict]:
@@ -46,7 +26,7 @@ def parts_rows(platform: Platform, cells, trials: int = 5) -> list[dict]:
         r = simulate_cell(platform, c, trials=trials)
         cell = result_cell(r)
         iv = result_interval(platform, r)
-        pp = prior_parts(platform, cell)
+        pp = iv.prior_sd
         top = max(pp, key=pp.get)
         var = iv.sd_log**2
         rows.append(

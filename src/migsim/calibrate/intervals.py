@@ -37,7 +37,7 @@ become arrays beside the batches (``cost_batches`` and the copiers broadcast).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -122,6 +122,8 @@ class Interval:
     hi: float
     sd_log: float
     parts: dict
+    # each prior's sd (log units) through the total derivative: parts["priors"] is their norm
+    prior_sd: dict = field(default_factory=dict)
 
 
 def log_gradient(platform: Platform, names: list[str], cell: dict, rel: float = 1e-4) -> np.ndarray:
@@ -189,18 +191,26 @@ def total_prior_gradient(stage1: dict, g_fit: np.ndarray, fitted: list[str], g_p
     plus g_fit . d(theta_hat)/d(prior), the fit's linearised response to the prior
     (``stage1.refit_sensitivity``, written by the fit); the partial gradient alone for a
     platform file without it."""
-    sens = stage1.get("refit_sensitivity")
-    if not sens or not fitted:
+    if not stage1.get("refit_sensitivity") or not fitted:
         return g_prior
-    s = np.zeros((len(fitted), len(priors)))
+    return g_prior + g_fit @ sensitivity_rows(stage1, fitted, priors)
+
+
+def sensitivity_rows(stage1: dict, params: list[str], priors: list[str]) -> np.ndarray:
+    """d(theta_hat)/d(prior) of `params` (rows) by `priors` (columns) as the fit stored it
+    (``stage1.refit_sensitivity``); 0 where it stored none."""
+    out = np.zeros((len(params), len(priors)))
+    sens = stage1.get("refit_sensitivity")
+    if not sens:
+        return out
     rows = {n: i for i, n in enumerate(sens["params"])}
     cols = {n: j for j, n in enumerate(sens["priors"])}
     mat = np.asarray(sens["matrix"], dtype=np.float64)
-    for i, n in enumerate(fitted):
+    for i, n in enumerate(params):
         for j, m in enumerate(priors):
             if n in rows and m in cols:
-                s[i, j] = mat[rows[n], cols[m]]
-    return g_prior + g_fit @ s
+                out[i, j] = mat[rows[n], cols[m]]
+    return out
 
 
 def interval(
@@ -220,6 +230,10 @@ def interval(
     var_theta = float(g_fit @ np.asarray(cov["matrix"]) @ g_fit) if fitted else 0.0
     ranges = np.array([hi - lo for lo, hi in PRIOR_RANGES.values()])
     var_prior = float(np.sum(g_prior**2 * ranges**2 / 12.0))
+    prior_sd = {
+        n: float(abs(v) * r / np.sqrt(12.0))
+        for n, v, r in zip(prior_names, g_prior, ranges, strict=True)
+    }
     var_noise = platform.noise.trial_sd_frac**2 / max(trials, 1)
     tau = discrepancy_of(st, cell["mode"])
     # a configuration the fit used: its own discrepancy is in the fitted parameters by its
@@ -236,7 +250,9 @@ def interval(
         "noise": float(np.sqrt(var_noise)),
         "discrepancy": float(np.sqrt(var_disc)),
     }
-    return Interval(mean_gbps * np.exp(-Z90 * sd), mean_gbps * np.exp(Z90 * sd), sd, parts)
+    return Interval(
+        mean_gbps * np.exp(-Z90 * sd), mean_gbps * np.exp(Z90 * sd), sd, parts, prior_sd
+    )
 
 
 def result_interval(platform: Platform, result) -> Interval:

@@ -241,7 +241,7 @@ def fit_mt(platform: Platform, cells) -> tuple[Platform, dict[str, float]]:
     # the mt class's discrepancy (REML, as in fit_throughput) and the covariance under it; a
     # configuration published twice (the 2M row of v2_mt_throughput and the spread rows of
     # v2_mt_placement_2M) has one discrepancy
-    from migsim.calibrate.intervals import cell_key, log_gradient, result_cell
+    from migsim.calibrate.intervals import cell_key, log_gradient, result_cell, sensitivity_rows
 
     q = with_x(quiet, r.x)
     configs = [result_cell(simulate_cell(q, c, trials=1)) for c in cells]
@@ -265,7 +265,7 @@ def fit_mt(platform: Platform, cells) -> tuple[Platform, dict[str, float]]:
     resp1 = fit_response(r.jac, r.active_mask, g1)  # d(theta_mt)/d(theta_1)
     cross = resp1 @ cov1
     cov = cov + cross @ resp1.T
-    sens1 = _sensitivity_rows(st, n1)
+    sens1 = sensitivity_rows(st, n1, list(PRIOR_RANGES))
     sens = fit_response(r.jac, r.active_mask, prior_design(q, configs) + g1 @ sens1)
     # a configuration's leverage: the sum over its rows (its one discrepancy enters each)
     lev = leverages(r.jac, r.active_mask)
@@ -288,19 +288,6 @@ def fit_mt(platform: Platform, cells) -> tuple[Platform, dict[str, float]]:
         **{k: float(f"{h:.6g}") for k, h in lev_of.items()},
     }
     return out, sd
-
-
-def _sensitivity_rows(stage1: dict, params: list[str]) -> np.ndarray:
-    """Rows of the stored d(theta_hat)/d(prior) for `params` (zeros where none is stored)."""
-    sens = stage1.get("refit_sensitivity")
-    out = np.zeros((len(params), len(PRIOR_RANGES)))
-    if sens:
-        mat = np.asarray(sens["matrix"], dtype=np.float64)
-        cols = [list(sens["priors"]).index(p) for p in PRIOR_RANGES]
-        for i, n in enumerate(params):
-            if n in sens["params"]:
-                out[i] = mat[list(sens["params"]).index(n), cols]
-    return out
 
 
 @dataclass

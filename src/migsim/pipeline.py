@@ -61,13 +61,19 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key."""
 
 
+def _package_sources(root: Path) -> list[Path]:
+    """Every source file of the package at `root`: its Python modules and the C source of its
+    extension (kernel/_compact.c, which setup.py compiles)."""
+    return [*root.rglob("*.py"), *root.rglob("*.c")]
+
+
 def engine_digest() -> str:
     """Short hash of the engine's code: every Python and C source file of the installed migsim
     package (path and content; the C file is the compiled allocation loop, kernel/_compact.c),
     so that results record which engine computed them."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted([*root.rglob("*.py"), *root.rglob("*.c")]):
+    for path in sorted(_package_sources(root)):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
@@ -274,9 +280,7 @@ def all_engine_sources() -> list[str]:
     pkg = Path(__file__).resolve().parent
     skip = ("output/figures", "output/pages", "output/study_pages", "output/html", "cli")
     return sorted(
-        str(f)
-        for f in [*pkg.rglob("*.py"), *pkg.rglob("*.c")]
-        if not f.relative_to(pkg).as_posix().startswith(skip)
+        str(f) for f in _package_sources(pkg) if not f.relative_to(pkg).as_posix().startswith(skip)
     )
 
 

@@ -245,6 +245,17 @@ static int add_i64(PyObject *o, const char *name, int64_t d)
     return set_i64(o, name, x + d);
 }
 
+/* a pfn attribute that may be None (a capture_control's page): -1 for None */
+static int get_pfn_or_none(PyObject *o, const char *name, int64_t *out)
+{
+    PyObject *v = getattr_s(o, name);
+    if (!v)
+        return -1;
+    *out = v == Py_None ? -1 : PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 /* the first n items of the sequence attribute `name` of o (a list, an array) into out */
 static int get_i64_seq(PyObject *o, const char *name, int64_t *out, int n)
 {
@@ -1573,13 +1584,7 @@ static PyObject *py_compact_zone_loop(PyObject *self, PyObject *args)
             goto out;
         S.zc_active = 1;
         S.zc_order = (int)o;
-        PyObject *pg = getattr_s(S.zc, "page");
-        if (!pg)
-            goto out;
-        if (pg != Py_None)
-            S.zc_page = PyLong_AsLongLong(pg);
-        Py_DECREF(pg);
-        if (PyErr_Occurred())
+        if (get_pfn_or_none(S.zc, "page", &S.zc_page) < 0)
             goto out;
     }
     S.capc_page = -1;
@@ -1589,13 +1594,7 @@ static PyObject *py_compact_zone_loop(PyObject *self, PyObject *args)
         S.capc_kind = 1;
     } else {
         S.capc_kind = 2;
-        PyObject *pg = getattr_s(capc, "page");
-        if (!pg)
-            goto out;
-        if (pg != Py_None)
-            S.capc_page = PyLong_AsLongLong(pg);
-        Py_DECREF(pg);
-        if (PyErr_Occurred())
+        if (get_pfn_or_none(capc, "page", &S.capc_page) < 0)
             goto out;
     }
     if (read_cc(&S) < 0 || sync_in(&S) < 0)

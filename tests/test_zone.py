@@ -18,6 +18,7 @@ from migsim.kernel.zone import (
     kernel_batchsize,
     kernel_pcp_high,
 )
+from migsim.limits import LimitError
 
 
 def brute_counts(free: np.ndarray) -> np.ndarray:
@@ -193,6 +194,12 @@ def test_kernel_pcp_sizes_of_the_published_zone():
     assert 1000 < high < 1500  # the low watermark split among 64 CPUs
 
 
-def test_zone_size_must_be_whole_pageblocks():
-    with pytest.raises(ValueError, match="nr_pages"):
-        Zone(1000)
+@pytest.mark.parametrize("nr_pages", [0, -512, 1000, True, "512", float("nan"), 1 << 35])
+def test_zone_size_must_be_whole_pageblocks(nr_pages):
+    # Zone(0) is no zone; the range is migsim.limits.ZONE_PAGES (one pageblock up to a 64T node)
+    with pytest.raises(LimitError) as err:
+        Zone(nr_pages)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("nr_pages: must be a whole number in 512..")
+    assert msg.endswith(f"got {nr_pages!r}")
+    assert Zone(512).nr_pages == 512  # the smallest zone: one pageblock

@@ -147,6 +147,9 @@ TWIN_SIZE = SizeLimit("region a host twin run fragments", PAGEBLOCK_NR_PAGES * P
 # paging on x86_64); what fits this machine's memory is checked apart (check_memory)
 NODE_BYTES = SizeLimit("NUMA node size", 2 * PAGEBLOCK_NR_PAGES * PAGE_SIZE, 1 << 46,
                        PAGEBLOCK_NR_PAGES * PAGE_SIZE)  # fmt: skip
+# a Zone's frames (migsim.kernel.zone): whole pageblocks, one up to a 64T node's worth
+ZONE_PAGES = Limit("pages of a zone", PAGEBLOCK_NR_PAGES,
+                   NODE_BYTES.hi // PAGE_SIZE, integer=True)  # fmt: skip
 TOTAL_BYTES = SizeLimit("bytes moved per throughput trial", PAGE_SIZE, 1 << 40)
 # NR_MAX_BATCHED_MIGRATION in base pages: up to a batch holding the largest total
 BATCH_LIMIT = Limit("base pages per migrate_pages() batch", 1, TOTAL_BYTES.hi // PAGE_SIZE,

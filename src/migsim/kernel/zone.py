@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from migsim.kernel.tags import ContentTags
+from migsim.limits import ZONE_PAGES, LimitError
 from migsim.units import MAX_PAGE_ORDER, PAGE_SIZE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
 
 # Frame states (uint8). A frame is in exactly one of them.
@@ -300,10 +301,15 @@ class Zone:
         state: np.ndarray | None = None,
         tag_delta: np.ndarray | None = None,
     ):
-        if nr_pages <= 0 or nr_pages % PAGEBLOCK_NR_PAGES:
-            raise ValueError(
-                f"nr_pages: must be a positive multiple of {PAGEBLOCK_NR_PAGES} (a pageblock), "
-                f"got {nr_pages}"
+        # one message for every bad size, the range from migsim.limits (Zone(0) is no zone)
+        try:
+            whole = ZONE_PAGES.check(nr_pages, "nr_pages") % PAGEBLOCK_NR_PAGES == 0
+        except LimitError:
+            whole = False
+        if not whole:
+            raise LimitError(
+                f"nr_pages: must be {ZONE_PAGES.text()}, a multiple of {PAGEBLOCK_NR_PAGES} "
+                f"(a pageblock), got {nr_pages!r}"
             )
         self.nr_pages = int(nr_pages)
         self.nr_blocks = self.nr_pages // PAGEBLOCK_NR_PAGES

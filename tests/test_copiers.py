@@ -250,3 +250,12 @@ def test_the_engine_speed_moves_the_wait_never_the_migrating_cpu(
         np.testing.assert_allclose(other.wall_s - other.wait_s, base.cpu_s, rtol=1e-12)
         if key == "ramp_gbps":  # binding for every descriptor here: the wait does move
             assert np.all(other.wait_s < base.wait_s)
+
+
+@pytest.mark.parametrize("copier", [CpuCopier(), MtCopier(threads=4), DmaCopier(channels=4)])
+def test_folio_counts_are_whole_numbers(quiet_platform, rng, copier):
+    # offloaded and failed count folios (dcbm's folios_migrated, folios_failures): every copier
+    # returns them as int64, as migrate.py stores them, not as float64 seconds-like arrays
+    c = copier.copy_batches(N, _bytes(PAGES), quiet_platform, rng)
+    assert c.offloaded.dtype == np.int64 and c.failed.dtype == np.int64
+    assert np.all(c.offloaded + c.failed <= N)

@@ -48,6 +48,11 @@ def _zeros(n: int) -> np.ndarray:
     return np.zeros(n, dtype=np.float64)
 
 
+def _counts(n: int) -> np.ndarray:
+    """No folios in any of n batches (offloaded, failed are folio counts, as the DMA copier's)."""
+    return np.zeros(n, dtype=np.int64)
+
+
 class Copier(Protocol):
     """What migrate_pages() asks of a copy back-end."""
 
@@ -78,7 +83,7 @@ class CpuCopier:
     def copy_batches(self, nr_folios, nr_bytes, platform, rng, scale=1.0) -> CopyCost:
         t = cpu_copy_seconds(nr_folios, nr_bytes, platform) * scale
         n = len(t)
-        return CopyCost(t, t.copy(), _zeros(n), _zeros(n), _zeros(n), _zeros(n), _zeros(n))
+        return CopyCost(t, t.copy(), _zeros(n), _zeros(n), _counts(n), _counts(n), _zeros(n))
 
 
 @dataclass(frozen=True)
@@ -387,8 +392,8 @@ class MtCopier:
         cpu_s = active * m.thread_start_us * US * scale
         wait_s = (thread_s + platform.dma.irq_wakeup_us * US) * scale
         other = (nr_folios * fixed + nr_bytes / rate) * scale  # all threads' copy time
-        z = _zeros(len(cpu_s))
-        return CopyCost(cpu_s + wait_s, cpu_s, wait_s, other, z, z, z)
+        z, none = _zeros(len(cpu_s)), _counts(len(cpu_s))
+        return CopyCost(cpu_s + wait_s, cpu_s, wait_s, other, none, none, z)
 
 
 def make_copier(

@@ -259,9 +259,33 @@ def pytest_report_header(config):
     return _hypothesis_seed_line(config)
 
 
+# c runs of tests/engines.py that reached only the Python loop (a step replaced on the
+# Compactor or Zone), from the teardown reports (on the xdist controller too)
+PYTHON_ONLY_C_RUNS: set[str] = set()
+
+
+def python_only_c_run(report) -> bool:
+    """True for the report of a c run (tests/engines.py) whose compact_zone() calls all ran in
+    the Python loop."""
+    for key, ran in getattr(report, "user_properties", ()):
+        if key == "loop_engine_ran" and ran["asked"] == "c" and ran["c"] == 0 < ran["python"]:
+            return True
+    return False
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "teardown" and python_only_c_run(report):
+        PYTHON_ONLY_C_RUNS.add(report.nodeid.split("@")[0])  # without xdist's group
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if exitstatus != 0:
         terminalreporter.write_line(_hypothesis_seed_line(config))
+    if PYTHON_ONLY_C_RUNS:
+        terminalreporter.write_line(
+            f"loop engines: {len(PYTHON_ONLY_C_RUNS)} c run(s) reached only the Python loop "
+            "(a step replaced on the Compactor or Zone): " + ", ".join(sorted(PYTHON_ONLY_C_RUNS))
+        )
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,10 @@ pytest_generate_tests`` runs each of its tests (but the full-scale ones, marked 
 the Python reference (MIGSIM_ENGINE=python: the code mutation testing mutates) and once with
 the compiled loop (MIGSIM_ENGINE=c, migsim.kernel._compact), so a Python mutant and a C bug
 both fail it. Where the extension is not built the c runs skip (tests/test_engines.py fails
-then where CI=true)."""
+then where CI=true). A c run of a test that replaces a step on its Compactor or Zone (a
+wrapper) runs the Python loop there: every test records in its report's user_properties
+which loops ran (``loop_engine_ran``), and the session summary (tests/conftest.py) lists the
+c runs that never reached the compiled loop."""
 
 from __future__ import annotations
 
@@ -29,7 +32,10 @@ def loop_engine(request, monkeypatch):
     name = getattr(request, "param", None)
     if name is not None:
         monkeypatch.setenv(compaction.ENGINE_ENV, name)
-    return name
+    before = dict(compaction.LOOP_RUNS)
+    yield name
+    ran = {e: compaction.LOOP_RUNS[e] - before[e] for e in compaction.ENGINES}
+    request.node.user_properties.append(("loop_engine_ran", {"asked": name, **ran}))
 
 
 def pytest_generate_tests(metafunc):

@@ -184,6 +184,46 @@ def test_trace_and_subclasses_that_replace_a_step_run_the_python_loop():
     assert Compactor(small(8), engine="c").engine == "c"
 
 
+@needs_c
+def test_each_compact_zone_counts_the_loop_that_ran_it():
+    """compaction.LOOP_RUNS counts compact_zone() loops per engine that ran them (what
+    tests/engines.py records for every test): a step replaced on the instance or by a subclass
+    moves a Compactor asked for c to the Python loop, and the count says so."""
+    from conftest import python_only_c_run
+
+    def ran(make):
+        before = dict(compaction.LOOP_RUNS)
+        c = make()
+        for _ in range(3):
+            c.alloc_pages_node(9)
+        assert c.vmstat["compact_stall"] > 0
+        return {e: compaction.LOOP_RUNS[e] - before[e] for e in compaction.ENGINES}
+
+    class OwnScanner(Compactor):
+        def isolate_freepages_block(self, cc, start_pfn, end_pfn, stride=1):
+            return super().isolate_freepages_block(cc, start_pfn, end_pfn, stride)
+
+    def wrapped():
+        c = Compactor(small(16), engine="c")
+        c.isolate_migratepages = c.isolate_migratepages  # a test's wrapper on the instance
+        return c
+
+    stalls = ran(lambda: Compactor(small(16), engine="c"))
+    assert stalls["c"] > 0 and stalls["python"] == 0
+    for make in (lambda: OwnScanner(small(16), engine="c"), wrapped):
+        r = ran(make)
+        assert r["c"] == 0 and r["python"] > 0
+
+    class Report:
+        def __init__(self, **ran):
+            self.user_properties = [("loop_engine_ran", ran)]
+
+    assert python_only_c_run(Report(asked="c", c=0, python=2))
+    assert not python_only_c_run(Report(asked="c", c=1, python=2))
+    assert not python_only_c_run(Report(asked="python", c=0, python=2))
+    assert not python_only_c_run(Report(asked="c", c=0, python=0))
+
+
 @pytest.mark.parametrize(
     ("engine", "env", "msg"),
     [

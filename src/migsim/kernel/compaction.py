@@ -185,6 +185,9 @@ NR_MARK_COLS = MARK_ARGS + 4
 ENGINES = ("c", "python")
 ENGINE_ENV = "MIGSIM_ENGINE"
 _MISSING_WARNED = False
+# compact_zone() loops run in this process, per engine that ran them (a Compactor asked for "c"
+# runs the Python loop when a step is replaced): tests/engines.py records it for every test
+LOOP_RUNS = dict.fromkeys(ENGINES, 0)
 # the Compactor and Zone methods the compiled loop does in C: a subclass that replaces one of
 # them runs the Python loop
 _C_COMPACTOR_STEPS = frozenset(
@@ -716,8 +719,10 @@ class Compactor:
             and not (vars(self).keys() & _C_COMPACTOR_STEPS or vars(z).keys() & _C_ZONE_STEPS)
         ):
             # the loop below, compiled: migsim.kernel._compact.compact_zone_loop (_compact.c)
+            LOOP_RUNS["c"] += 1
             ret = _compact.compact_zone_loop(self, cc, capc, update_cached)
         else:
+            LOOP_RUNS["python"] += 1
             while True:
                 ret = self.compact_finished(cc)
                 if self.trace:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -502,3 +503,36 @@ def test_results_readme_documents_the_current_schemas():
         "results/README.md is out of date: paste migsim.output.schema.describe_schemas("
         "migsim.studies.schemas().values()) into it"
     )
+
+
+def test_pandas_is_hidden_only_in_the_thread_inside_the_block():
+    """output.arrow._pandas_unseen hides pandas from its own thread (nested blocks too) and
+    from no other: a thread importing pandas meanwhile finds it."""
+    import threading
+
+    from migsim.output import arrow
+
+    def hidden() -> bool:
+        try:
+            arrow._NO_PANDAS.find_spec("pandas")
+        except ModuleNotFoundError:
+            return True
+        return False
+
+    saved = sys.modules.pop("pandas", None)  # the block hides nothing once pandas is imported
+    try:
+        inside, other = threading.Event(), []
+        with arrow._pandas_unseen():
+            with arrow._pandas_unseen():
+                assert hidden()
+            assert hidden()
+            t = threading.Thread(target=lambda: (inside.wait(), other.append(hidden())))
+            t.start()
+            inside.set()
+            t.join()
+        assert other == [False]
+        assert not hidden()
+        assert arrow._NO_PANDAS.find_spec("numpy") is None
+    finally:
+        if saved is not None:
+            sys.modules["pandas"] = saved

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -51,12 +52,19 @@ def write_arrow(table: pa.Table, path: str | os.PathLike, meta: Mapping[str, str
 
 
 class _NoPandas:
-    """A finder (sys.meta_path) for which pandas is not installed."""
+    """A finder (sys.meta_path) for which pandas is not installed, in the threads that are
+    inside _pandas_unseen() only: another thread's import of pandas meanwhile finds it."""
 
-    @staticmethod
-    def find_spec(name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas":
+    def __init__(self) -> None:
+        self.depth: dict[int, int] = {}  # thread ident -> nesting of _pandas_unseen()
+        self.lock = threading.Lock()
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" and self.depth.get(threading.get_ident()):
             raise ModuleNotFoundError("pandas is hidden from PyArrow here", name=name)
+
+
+_NO_PANDAS = _NoPandas()
 
 
 @contextmanager
@@ -64,18 +72,25 @@ def _pandas_unseen() -> Iterator[None]:
     """PyArrow's first pa.array() of a process imports pandas, if it is installed, to ask
     whether the values are a pandas object (pyarrow/array.pxi _is_array_like, pandas-shim.pxi
     _check_import): about 0.15 CPU s of a simulation job, whose values are Python lists. In
-    this block, a process that has not imported pandas finds none, so PyArrow takes the values
-    as the lists they are; PyArrow tries the import again where it needs pandas (to_pandas,
-    from_pandas)."""
+    this block, a process that has not imported pandas finds none in this thread, so PyArrow
+    takes the values as the lists they are; PyArrow tries the import again where it needs
+    pandas (to_pandas, from_pandas). The finder stays on sys.meta_path once installed (it
+    answers None to every other name and in every other thread)."""
     if "pandas" in sys.modules:
         yield
         return
-    finder = _NoPandas()
-    sys.meta_path.insert(0, finder)
+    f, me = _NO_PANDAS, threading.get_ident()
+    with f.lock:
+        if f not in sys.meta_path:
+            sys.meta_path.insert(0, f)
+        f.depth[me] = f.depth.get(me, 0) + 1
     try:
         yield
     finally:
-        sys.meta_path.remove(finder)
+        with f.lock:
+            f.depth[me] -= 1
+            if not f.depth[me]:
+                del f.depth[me]
 
 
 def arrow_table(rows: Sequence[Mapping[str, Any]], schema: Schema) -> pa.Table | None:

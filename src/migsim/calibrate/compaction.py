@@ -95,6 +95,37 @@ STAGE2_PRIORS: dict[str, dict[str, float]] = {
         # line of page_vma_mapped_walk (1), anon_vma and its root (2), the vma (2), the
         # anon_vma interval-tree node (1), the lruvec (1): 12
         "move_lines_count": 12,
+        # The code between two migrate_pages() copies (studies.compaction.between_calls_refill_s):
+        # the text of the functions it runs and the copy-and-move loop does not, summed from the
+        # symbol sizes (address gaps) of /proc/kallsyms of a 6.18.44 x86-64 kernel (the host
+        # this was written on; v7.0's are of the same code): __compact_zone 4208 B (with
+        # isolate_migratepages, compact_finished and fast_find_migrateblock inlined),
+        # isolate_migratepages_block 4944, get_page_from_freelist 6336,
+        # __alloc_pages_slowpath 3632, __rmqueue_pcplist 2784, __free_one_page 2368,
+        # __alloc_pages_direct_compact 912, __alloc_frozen_pages_noprof 832,
+        # free_pcppages_bulk 672, try_to_compact_pages 624, and 19 smaller ones (drains,
+        # compaction_suitable, fragmentation_index, watermarks, psi, vmstat): 31104 B; the
+        # unmap-only part of migrate_pages_batch: compaction_alloc 4000 (isolate_freepages
+        # and fast_isolate_freepages inlined), try_to_migrate_one 3184, isolate_freepages_block
+        # 1104, __isolate_free_page 976, try_to_migrate 208, ptep_clear_flush 112: 9584 B;
+        # 40688 B in all (39.7 KiB, 636 lines). A path runs part of each function: half of
+        # it is the prior, from a quarter to all of it the range
+        "between_code_kb": 19.9,
+        # struct zone: free_area[0..10] (6 list heads and nr_free, 104 B each: 18 lines), the
+        # lock, _watermark, lowmem_reserve and vm_stat lines (4), the compact_cached_* line (1);
+        # the pageblock bitmap words at the two scanners (2); per_cpu_pages (lock, counts,
+        # lists: 4) and the per-CPU zone and node stat diffs (3); the lruvec (lists, lru_lock,
+        # sizes: 3) and the memcg/lruvec stats mem_cgroup_migrate and __mod_lruvec_state update
+        # (4); compact_control (3) and capture_control (1); the stack frames from
+        # __alloc_pages_slowpath down to migrate_pages_batch (8); the task's flags, psi and
+        # delay-accounting fields (3); the per-CPU vm event counters (2): 56
+        "between_data_lines_count": 56,
+        # Zen 3 CCD: 32 MiB 16-way L3 shared by its 8 cores (#56665, as above); local DRAM
+        # ~0.1 us load-to-use (AnandTech's EPYC Rome review, 2019: ~113-122 ns full random
+        # at 128 MiB on Zen 2; Zen 3's is in the 90-110 ns the issue states)
+        "l3_kb": 32768.0,
+        "l3_ways_count": 16,
+        "dram_us": 0.1,
         # published machine: 32-core EPYC per socket with SMT, one node per socket
         "node_cpus_count": 64,
     },
@@ -155,6 +186,9 @@ PRIOR_RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("compaction", "isolate_freepages_us"): (0.25, 1.0),
     ("compaction", "move_lines_count"): (6, 24),
     ("compaction", "l3_hit_us"): (40 / 3.7e3, 60 / 3.7e3),
+    ("compaction", "between_code_kb"): (9.9, 39.7),
+    ("compaction", "between_data_lines_count"): (28, 112),
+    ("compaction", "dram_us"): (0.09, 0.122),
     ("cpu", "unmap_share_frac"): (0.3, 0.7),
     ("cpu", "tlb_flush_us"): (2.5, 10.0),
     ("dma", "call_setup_us"): (2.5, 10.0),

@@ -105,6 +105,11 @@ SPEC: dict[str, dict[str, Param]] = {
         "l2_hit_us": Param("us", 0.0, 1.0, "load-to-use latency of an L2 hit (Zen 3: 12 cycles, about 0.003 us at 3.7 GHz)"),
         "l3_hit_us": Param("us", 0.0, 1.0, "load-to-use latency of an L3 hit, where a line evicted from L2 goes (Zen 3's L3 is the L2 victim cache: about 46 cycles, 0.012 us at 3.7 GHz)"),
         "move_lines_count": Param("lines", 0, 1000, "cache lines of one folio's state that the unmap phase touches and the move phase touches again with dependent loads (src and dst struct page/folio, the PTE line, anon_vma and the rmap walk's vma lines); whether they still sit in L2 decides the cache effect of the small-batch copy; prior", integer=True),
+        "between_code_kb": Param("KiB", 0.0, 4096.0, "kernel text the code between two migrate_pages() copies executes and the copy-and-move loop does not (compact_zone's loop and scanners, folio_isolate_lru, the free scanner and compaction_alloc, the slow path, the pcp drain, the unmap-only part of migrate_pages_batch: try_to_migrate_one); refetched from L3 when the previous call's copy evicted it from L2 (Zen 3's L2 is inclusive of L1i); prior"),
+        "between_data_lines_count": Param("lines", 0, 100000, "data lines the code between two migrate_pages() copies reuses from call to call (struct zone's free areas, lock and watermarks, the pageblock bitmap words, per_cpu_pages and the per-CPU stat diffs, the lruvec and memcg stats, compact_control and the slow path's stack); prior", integer=True),
+        "l3_kb": Param("KiB", 1.0, 1048576.0, "L3 cache a core's L2 victims go to (Zen 3: 32 MiB per CCD, 16-way)"),
+        "l3_ways_count": Param("ways", 1, 64, "L3 associativity (Zen 3: 16)", integer=True),
+        "dram_us": Param("us", 0.0, 10.0, "load-to-use latency of a line from local DRAM, for a line evicted from L3 too; prior"),
         "node_cpus_count": Param("CPUs", 1, 4096, "CPUs of the node, among which zone_highsize() splits the low watermark to size pcp->high", integer=True),
     },
     "sched": {

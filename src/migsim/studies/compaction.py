@@ -175,6 +175,58 @@ def l2_refill_s(nr_folios: np.ndarray, platform: Platform, *, cpu_copy: bool) ->
     return table[np.maximum(nr_folios, 0)]
 
 
+def between_calls_refill_s(
+    nr_folios: np.ndarray, reused_lines: np.ndarray, platform: Platform, *, cpu_copy: bool
+) -> np.ndarray:
+    """Cache effect of the batch copy *between* migrate_pages() calls (seconds, >= 0, per call
+    k): what the code after call k pays to refetch the lines it last used before call k and
+    call k pushed out of L2.
+
+    Those lines are the code and data the work between copies reuses from call to call
+    (``compaction.between_code_kb`` of text, ``between_data_lines_count`` lines: the scanners,
+    folio_isolate_lru, the free scanner and compaction_alloc, the allocation slow path, the pcp
+    drain, the unmap loop of migrate_pages_batch, and the zone, lruvec, pcp and stat lines they
+    use), plus `reused_lines[k]` lines of this run: the struct pages of the source pageblock's
+    free frames, read by isolate_migratepages_block before call k and read again by
+    __free_one_page's buddy merges (find_buddy_page_pfn) when the pages freed by call k reach
+    the buddy lists (one line per page; cost_log passes the W_BUDDY_FREED logged after call k:
+    the check_drain flush after it and the bulk frees of the next call, which the log counts
+    at that call's end). Between the two uses call k streams its folios' state through the core
+    (``move_lines_count`` lines each), the zeroing of its targets under init_on_alloc and,
+    with the vanilla copy (folio_mc_copy in the move loop), each folio's 4 KiB source and
+    4 KiB target; with the copy offloaded the engine moves the data without the CPU's caches.
+    A line is evicted from L2 (then L3) when at least as many other lines as the cache has
+    ways fall into its set (the Poisson reading of l2_refill_s) and costs l3_hit - l2_hit
+    (then dram - l3_hit) to refetch, one dependent miss at a time.
+
+    Simplifications: one window per call for all these lines (the unmap loop's code sees only
+    the copy-and-move loop of the call, the code before the call all of it); the work between
+    calls touches the lines often enough to keep them once refetched; the L3 holds the CCD's
+    other cores' lines too (idle in these runs); code fetch is costed as dependent misses (no
+    next-line prefetch). A 1 GiB move_pages() (the throughput table) has no scanner, free-list
+    or drain work between its copies and makes one call per 262144 folios: one refetch, a few
+    microseconds against ~0.1 s."""
+    c = platform.compaction
+    nr_folios = np.maximum(np.asarray(nr_folios, dtype=np.int64), 0)
+    lines = c.between_code_kb * 1024 / CACHE_LINE + c.between_data_lines_count
+    lines = lines + np.asarray(reused_lines, dtype=np.float64)
+    if not len(nr_folios):
+        return np.zeros(0)
+    zero = PAGE_SIZE if c.init_on_alloc_switch else 0
+    copy = 2 * PAGE_SIZE if cpu_copy else 0
+    # seconds per reused line, one value per batch size present (a run has a few), looked up
+    n = np.flatnonzero(np.bincount(nr_folios))
+    window = n * (c.move_lines_count * CACHE_LINE + zero + copy) / CACHE_LINE
+    l2_sets = c.l2_kb * 1024 / CACHE_LINE / c.l2_ways_count
+    l3_sets = c.l3_kb * 1024 / CACHE_LINE / c.l3_ways_count
+    out_l2 = 1.0 - poisson_cdf(c.l2_ways_count - 1, window / l2_sets)
+    out_l3 = 1.0 - poisson_cdf(c.l3_ways_count - 1, window / l3_sets)
+    per_line = out_l2 * (c.l3_hit_us - c.l2_hit_us) + out_l3 * (c.dram_us - c.l3_hit_us)
+    table = np.zeros(int(n[-1]) + 1)
+    table[n] = np.where(n > 0, per_line * US, 0.0)
+    return lines * table[nr_folios]
+
+
 def poisson_cdf(k: int, lam: np.ndarray) -> np.ndarray:
     """P(X <= k) for X ~ Poisson(lam), elementwise (small k; numpy only, no scipy import)."""
     lam = np.asarray(lam, dtype=np.float64)
@@ -245,6 +297,8 @@ MIGRATE_PARTS = (
     "migrate_folio_move",
     "L2 still warm at migrate_folio_move",
 )
+# the compaction work's share of the batch copy's cache effect (between_calls_refill_s)
+BETWEEN_REFILL = "L2 refill after the copy (code and data between migrate_pages() calls)"
 
 
 def cost_log(
@@ -283,8 +337,19 @@ def cost_log(
         cache_s[cpu_copied] = l2_refill_s(pages[cpu_copied], platform, cpu_copy=True)
         cache_s[~cpu_copied] = l2_refill_s(pages[~cpu_copied], platform, cpu_copy=False)
         cache_s *= scale
-    move_s = bc.move_s + cache_s
     unit = unit_costs(platform) * scale
+    # the lines reused across call k: the code between calls, and the source block's free
+    # frames merged by __free_one_page after it (the buddy frees logged before call k + 1)
+    between_s = np.zeros(len(pages))
+    if len(pages):
+        freed_after = np.append(log.work[1:, W_BUDDY_FREED], log.tail[W_BUDDY_FREED])
+        for mask, cpu in ((cpu_copied, True), (~cpu_copied, False)):
+            between_s[mask] = between_calls_refill_s(
+                pages[mask], freed_after[mask], platform, cpu_copy=cpu
+            )
+        between_s *= scale
+    # paid by the code that runs right after call k: it ends call k's burst
+    move_s = bc.move_s + cache_s + between_s
     # one column at a time: numpy's int64 x float64 matmul takes no BLAS path and is slow
     pre = np.zeros(len(pages))
     for j in np.flatnonzero(unit):
@@ -310,12 +375,13 @@ def cost_log(
     work_s = {name: float(counts[w] * sec * scale) for name, w, sec in cost_parts(platform)}
     migrate_parts = (bc.unmap_s, bc.flush_s, bc.copy_cpu_s, bc.move_s, cache_s)
     work_s.update({n: float(a.sum()) for n, a in zip(MIGRATE_PARTS, migrate_parts, strict=True)})
+    work_s[BETWEEN_REFILL] = float(between_s.sum())
     return RunCost(
         timeline=timeline,
         dma_copies=int(bc.dma_copies.sum()),
         dma_fallbacks=int(bc.fallbacks.sum()),
         migrate_s=float(bc.sys_s.sum() + cache_s.sum()),
-        compaction_s=float(pre.sum() + tail),
+        compaction_s=float(pre.sum() + tail + between_s.sum()),
         work_s=work_s,
         calls=calls,
     )

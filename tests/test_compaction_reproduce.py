@@ -42,7 +42,7 @@ def test_excess_pages_are_the_batch_after_a_drain_capture(simulated):
 
 
 def test_fit_recovers_known_isolation_and_tick_costs(platform, tmp_path):
-    truth = platform.replace(compaction__isolate_lru_folio_us=1.7, sched__tick_irq_us=2.5)
+    truth = platform.replace(compaction__unnamed_page_us=1.7, sched__tick_irq_us=2.5)
     kw = {"node_bytes": 1 << 30, "allocations": 200}
     rows = [simulate(truth, **kw).result(truth, mode=m).row() for m in MODES]
     ref = pl.DataFrame(
@@ -51,9 +51,9 @@ def test_fit_recovers_known_isolation_and_tick_costs(platform, tmp_path):
     )  # fmt: skip
     path = tmp_path / "ref.csv"
     ref.write_csv(path)
-    start = platform.replace(compaction__isolate_lru_folio_us=0.5, sched__tick_irq_us=1.0)
+    start = platform.replace(compaction__unnamed_page_us=0.5, sched__tick_irq_us=1.0)
     fitted, resid = fit_compaction(start, path, **kw)
-    assert fitted.compaction.isolate_lru_folio_us == pytest.approx(1.7, rel=1e-3)
+    assert fitted.compaction.unnamed_page_us == pytest.approx(1.7, rel=1e-3)
     assert fitted.sched.tick_irq_us == pytest.approx(2.5, rel=1e-3)
     base = resid.filter((pl.col("mode") == "baseline") & (pl.col("metric") == "wall_ms"))
     assert base["fitted"][0] and abs(base["error"][0]) < 0.01
@@ -80,16 +80,38 @@ def test_committed_compaction_cost_is_the_output_of_the_fit(platform):
 FOLIO_ISOLATE_LRU_US = (0.1, 0.4)
 
 
+def isolation_per_folio_us(platform) -> float:
+    """What isolate_migratepages_block charges per isolated folio: its named parts, the lock
+    round trip spread over the 16 LRU folios of 32 pfns of a half-free block, and the fitted
+    remainder (also charged per isolated page)."""
+    c = platform.compaction
+    named = c.folio_try_get_us + c.isolate_lru_folio_us + c.lru_stat_us + c.lru_lock_us / 16
+    return named + c.unnamed_page_us
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="the one fitted per-folio part, compaction.isolate_lru_folio_us, is 2.04 us (58% of "
-    "the baseline's 3.53 us of kernel CPU per page) against 0.1-0.4 us for folio_isolate_lru: "
-    "it still absorbs ~1.7 us/page that no named mechanism pays (init_on_alloc off since "
-    "29288b6; 1.33 us with the zeroing)",
+    reason="the per-folio isolation is 2.04 us (58% of the baseline's 3.53 us of kernel CPU per "
+    "page) against 0.1-0.4 us for folio_isolate_lru: its named parts (folio_try_get 0.01, "
+    "folio_test_clear_lru + lruvec_del_folio 0.15, LRU counters 0.03, lru_lock 0.02 per 32 "
+    "pfns) are 0.19 us, the fitted remainder compaction.unnamed_page_us 1.84 us is paid by no "
+    "named mechanism (init_on_alloc off since 29288b6)",
 )
 def test_the_fitted_isolation_cost_is_a_real_isolations(platform):
     lo, hi = FOLIO_ISOLATE_LRU_US
-    assert lo <= platform.compaction.isolate_lru_folio_us <= hi
+    assert lo <= isolation_per_folio_us(platform) <= hi
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 not met: lumped costs are not gone: compaction.unnamed_page_us, fitted on "
+    "the baseline row, is 1.84 us per page, 52% of the baseline's 3.53 us of kernel CPU per "
+    "page",
+)
+def test_no_lumped_cost_is_left(platform):
+    """The unnamed remainder is at most a tenth of the baseline's kernel CPU per page (3.53
+    us: the published 16.708 s over the model's 4.72 M pages)."""
+    assert platform.compaction.unnamed_page_us <= 0.1 * 3.53
 
 
 # -- issue 12: 90% intervals of a single run -----------------------------------------------

@@ -7,9 +7,13 @@ full-scale run is simulated once and only re-costed while ``scipy.optimize.least
 moves the free parameters. The baseline row gives two usable numbers: its wall time (its sys%
 is ~100% for any cost) and the share of the CPU that is neither user, system nor idle
 (100 - 0.00 - 99.40 - 0.29 = 0.31 points), which /proc/stat shows as irq + softirq. So two
-parameters are free (``FREE``): ``compaction.isolate_lru_folio_us``, the per-folio cost of
-isolate_migratepages_block's LRU isolation, which also absorbs whatever per-page work the
-model does not name, and ``sched.tick_irq_us``, the interrupt time of one scheduler tick.
+parameters are free (``FREE``): ``compaction.unnamed_page_us``, the per-isolated-page CPU
+that no named part pays (isolate_migratepages_block's isolation is named part by part:
+folio_try_get, folio_test_clear_lru + lruvec_del_folio, the LRU size and NR_ISOLATED counters,
+the lru_lock round trip per COMPACT_CLUSTER_MAX pfns, each a prior; the folio lock, the rmap
+walks of try_to_migrate and remove_migration_ptes and mem_cgroup_migrate are the stage-1
+cpu.folio_fixed_us and cpu.pte_us, paid inside migrate_pages() as in move_pages()), and
+``sched.tick_irq_us``, the interrupt time of one scheduler tick.
 Every other compaction and scheduler cost is a documented physical prior
 (``STAGE2_PRIORS`` below, with its source and a plausible range in ``PRIOR_RANGES``), chosen
 from the kernel code and the hardware, never from the dma / busy rows, which are then
@@ -38,10 +42,27 @@ STAGE2_PRIORS: dict[str, dict[str, float]] = {
         # prefetchers): flag tests and the loop, ~30 cycles
         "migrate_scan_pfn_us": 0.01,
         "free_scan_pfn_us": 0.01,
-        # fitted (start value): folio_isolate_lru as isolate_migratepages_block does it,
-        # ~100-400 ns per folio (an atomic folio_try_get, the LRU flag, the lruvec lock and
-        # list_del of a cache-missing list neighbour)
-        "isolate_lru_folio_us": 0.3,
+        # isolate_migratepages_block's per-folio isolation (mm/compaction.c), each part a prior:
+        # folio_get_nontail_page -> folio_try_get: one locked increment (~30 cycles) on the
+        # struct page line the scanner's PageLRU / PageCompound tests just brought in
+        "folio_try_get_us": 0.01,
+        # folio_test_clear_lru (a locked bit clear on that line), lruvec_del_folio's list_del
+        # (writes folio->lru.prev->next and .next->prev: the struct pages of the folio's two LRU
+        # neighbours, at random frames after the fragmenter's frees: ~1 DRAM miss each at
+        # compaction.dram_us 0.1 us, overlapped in pairs by the out-of-order core) and
+        # list_add to cc->migratepages (the folio's own line and the hot list head): 0.15 us,
+        # from two L3 hits (0.03) to two serial DRAM misses (0.25)
+        "isolate_lru_folio_us": 0.15,
+        # update_lru_size (__mod_lruvec_state: the node's and the memcg's per-CPU LRU size
+        # counters, mem_cgroup_update_lru_size) and node_stat_mod_folio(NR_ISOLATED_ANON): four
+        # per-CPU counter updates with their threshold checks, ~25 cycles each
+        "lru_stat_us": 0.03,
+        # compact_lock_irqsave + lruvec_unlock_irqrestore: an uncontended spin lock round trip
+        # with interrupts saved and restored (locked cmpxchg, store, pushf/popf): ~70 cycles,
+        # once per COMPACT_CLUSTER_MAX pfns (the scan drops the lock at every such boundary)
+        "lru_lock_us": 0.02,
+        # fitted (start value): the per-isolated-page remainder no part above names
+        "unnamed_page_us": 1.5,
         # __isolate_free_page: list_del from the order-0 free list touches two neighbouring
         # struct pages at random addresses (~2 DRAM misses of ~0.1 us), the watermark check
         "free_isolate_page_us": 0.2,
@@ -174,6 +195,10 @@ STAGE2_PRIORS: dict[str, dict[str, float]] = {
 PRIOR_RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("compaction", "migrate_scan_pfn_us"): (0.005, 0.02),
     ("compaction", "free_scan_pfn_us"): (0.005, 0.02),
+    ("compaction", "folio_try_get_us"): (0.005, 0.03),
+    ("compaction", "isolate_lru_folio_us"): (0.03, 0.25),
+    ("compaction", "lru_stat_us"): (0.015, 0.06),
+    ("compaction", "lru_lock_us"): (0.01, 0.04),
     ("compaction", "free_isolate_page_us"): (0.1, 0.4),
     ("compaction", "post_alloc_hook_us"): (0.015, 0.06),
     ("compaction", "clear_page_gbps"): (10.8, 21.6),
@@ -201,7 +226,7 @@ PRIOR_RANGES: dict[tuple[str, str], tuple[float, float]] = {
 
 # (section, key, lower bound, upper bound)
 FREE: list[tuple[str, str, float, float]] = [
-    ("compaction", "isolate_lru_folio_us", 0.0, 50.0),
+    ("compaction", "unnamed_page_us", 0.0, 50.0),
     ("sched", "tick_irq_us", 0.0, 100.0),
 ]
 
@@ -384,19 +409,19 @@ THIN = 7  # every 7th migrate_pages() call: coprime with the 3 calls of each all
 def _refit(platform: Platform, log, base: dict, wall_target_s: float) -> Platform:
     """FREE refitted on the baseline row in closed form, on `log`: the tick from the row's
     irq + softirq share (the baseline never sleeps, so that share is the tick's share of the
-    CPU), then isolate_lru_folio_us from the wall time, which is linear in it."""
+    CPU), then unnamed_page_us from the wall time, which is linear in it."""
     from migsim.studies.compaction import cost_log
 
     share = max(_missing_pct(base), 0.0) / 100.0
     p = platform.replace(sched__tick_irq_us=share / platform.sched.tick_hz * 1e6)
 
     def wall(x: float) -> float:
-        q = p.replace(compaction__isolate_lru_folio_us=x)
+        q = p.replace(compaction__unnamed_page_us=x)
         return cost_log(log, q, dma=False, busy=False).timeline.wall_s
 
     w0, w1 = wall(0.0), wall(1.0)
     x = max((wall_target_s - w0) / (w1 - w0), 0.0)
-    return p.replace(compaction__isolate_lru_folio_us=x)
+    return p.replace(compaction__unnamed_page_us=x)
 
 
 def _rows(platform: Platform, log, channels: int, rfc: str = "v4") -> dict[str, dict[str, float]]:

@@ -195,7 +195,11 @@ _COMPACTION_KEYS = (
     ("cpu", "tlb_flush_us"),
     ("compaction", "migrate_scan_pfn_us"),
     ("compaction", "free_scan_pfn_us"),
+    ("compaction", "folio_try_get_us"),
     ("compaction", "isolate_lru_folio_us"),
+    ("compaction", "lru_stat_us"),
+    ("compaction", "lru_lock_us"),
+    ("compaction", "unnamed_page_us"),
     ("compaction", "free_isolate_page_us"),
     ("compaction", "buddy_free_page_us"),
 )

@@ -47,7 +47,7 @@ from migsim.kernel.migrate import cost_batches
 from migsim.kernel.vmstat import alloc_latency_us, percentiles
 from migsim.kernel.zone import Zone
 from migsim.output.schema import F64, I32, I64, LIST_F64, S, Schema, Table, _c, _signed
-from migsim.units import PAGE_SIZE, PAGEBLOCK_ORDER, format_size
+from migsim.units import COMPACT_CLUSTER_MAX, PAGE_SIZE, PAGEBLOCK_ORDER, format_size
 
 if TYPE_CHECKING:
     import altair as alt
@@ -113,7 +113,26 @@ def cost_parts(platform: Platform) -> list[tuple[str, int, float]]:
     parts = [
         ("isolate_migratepages_block: per pfn", W_MIGRATE_SCANNED, c.migrate_scan_pfn_us),
         ("isolate_freepages_block: per pfn", W_FREE_SCANNED, c.free_scan_pfn_us),
-        ("folio_isolate_lru (isolate_migratepages_block)", W_ISOLATED, c.isolate_lru_folio_us),
+        ("folio_try_get (isolate_migratepages_block)", W_ISOLATED, c.folio_try_get_us),
+        (
+            "folio_test_clear_lru, lruvec_del_folio (isolate_migratepages_block)",
+            W_ISOLATED,
+            c.isolate_lru_folio_us,
+        ),
+        (
+            "update_lru_size, node_stat_mod_folio (isolate_migratepages_block)",
+            W_ISOLATED,
+            c.lru_stat_us,
+        ),
+        # the scan drops the lru_lock at every COMPACT_CLUSTER_MAX pfns and takes it again at
+        # the next LRU folio: a round trip per COMPACT_CLUSTER_MAX pfns (simplification: also
+        # for a stretch without LRU folios, where the kernel takes none)
+        (
+            "compact_lock_irqsave (lru_lock, per COMPACT_CLUSTER_MAX pfns)",
+            W_MIGRATE_SCANNED,
+            c.lru_lock_us / COMPACT_CLUSTER_MAX,
+        ),
+        ("unnamed per-page work (fitted on the baseline row)", W_ISOLATED, c.unnamed_page_us),
         ("__isolate_free_page", W_FREE_ISOLATED, c.free_isolate_page_us),
         ("post_alloc_hook (compaction_alloc)", W_FREE_ISOLATED, c.post_alloc_hook_us),
         ("kernel_init_pages (compaction_alloc)", W_FREE_ISOLATED, clear_us),

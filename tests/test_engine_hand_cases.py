@@ -100,6 +100,50 @@ def test_dma_engines_fill_in_order_and_the_fabric_caps_the_batch(round_platform)
     )
 
 
+def _loaded_us(stream_us: float, gap_us: float, nr_bytes: float, fabric_gbps: float) -> float:
+    """Engine time (us) of a batch that streams for stream_us and idles gap_us between
+    descriptors when unloaded, all of it reading across an interconnect of fabric_gbps
+    (dma.fabric_load_switch 1): the streaming stretches by 1 / (1 - rho), rho = B / (T F), so
+    T = gap + stream / (1 - B / (T F)), i.e. T^2 - (stream + gap + B/F) T + gap B/F = 0, the
+    larger root (the other lies below gap)."""
+    bf = nr_bytes / (fabric_gbps * 1e3)  # us
+    b = stream_us + gap_us + bf
+    return (b + (b * b - 4.0 * gap_us * bf) ** 0.5) / 2.0
+
+
+def test_dma_fabric_load_stretches_the_streaming(round_platform):
+    """dma.fabric_load_switch 1, 8 folios on 4 channels, no restarts: two engines of 2
+    channels, each channel at 0.5 GB/s with 2 descriptors, 16.384 us unloaded. Without gaps
+    the engines' and the interconnect's rates combine serially, T = stream + B / F: at
+    2 GB/s the 32 KiB add 16.384 us (32.768 us, rho = 0.5; the hard cap gave 17.384 with its
+    restart), at 1 GB/s 32.768 us (49.152 us)."""
+    n, b = _pages(8)
+    p = round_platform.replace(dma__fabric_load_switch=1, dma__desc_restart_us=0.0)
+    for fabric, want in ((2.0, 32.768), (1.0, 49.152)):
+        got = DmaCopier(channels=4).engine_seconds(n, b, p.replace(dma__fabric_gbps=fabric))
+        assert got[0][0] == pytest.approx(want * US, rel=1e-12), fabric
+
+
+def test_dma_fabric_load_spares_the_restarts(round_platform):
+    """dma.fabric_load_switch 1, 2 folios on 1 channel at 4.096 GB/s: 2 us of streaming and
+    one 1 us restart. At 3.2768 GB/s the 8 KiB take T = 5 us: rho = 8192 B / (5 us x
+    3.2768 GB/s) = 0.5 and 1 + 2 / (1 - 0.5) = 5. Had the restart loaded the interconnect like
+    the streaming, 3 + 2.5 = 5.5 us; with the hard cap (switch 0), max(3, 2.5) = 3 us."""
+    p = round_platform.replace(dma__engine_gbps=4.096, dma__fabric_gbps=3.2768)
+    on = p.replace(dma__fabric_load_switch=1)
+    assert DmaCopier(channels=1).engine_seconds(*_pages(2), on)[0][0] == pytest.approx(
+        5.0 * US, rel=1e-12
+    )
+    assert DmaCopier(channels=1).engine_seconds(*_pages(2), p)[0][0] == pytest.approx(
+        3.0 * US, rel=1e-12
+    )
+    # the closed form of the docstring, with the restarts of a 3-folio 2-channel batch
+    on = round_platform.replace(dma__fabric_load_switch=1)
+    got = DmaCopier(channels=2).engine_seconds(*_pages(3), on)[0][0]
+    assert got == pytest.approx(_loaded_us(16.384, 1.0, 3 * PAGE, 1000.0) * US, rel=1e-12)
+    assert 17.384 * US < got < (17.384 + 0.012288) * US  # between unloaded and serial
+
+
 def test_dma_descriptor_head_ramp(round_platform):
     """A 16 KiB descriptor with an 8 KiB head at 0.4096 GB/s (20 us), the remaining 8 KiB at
     the engine's 1 GB/s (8.192 us): 28.192 us."""

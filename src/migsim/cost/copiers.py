@@ -128,6 +128,31 @@ DCBM = {
 }
 
 
+def loaded_fabric_seconds(
+    stream_s: np.ndarray, gap_s: np.ndarray, nr_bytes: np.ndarray, fabric_gbps
+) -> np.ndarray:
+    """Seconds the DMA engines take for `nr_bytes` when, unloaded, they stream for `stream_s`
+    and idle for `gap_s` (descriptor restarts) in between, and all of them read across one
+    interconnect of capacity `fabric_gbps` (GB/s).
+
+    Mechanism: a PTDMA engine's read and write ports are AXI masters (the IDMA0/ODMA0 AXI
+    error codes of drivers/dma/amd/ptdma/ptdma-dev.c, pt_error_codes) with a fixed number of
+    outstanding transactions, so by Little's law its rate is that number over the read
+    latency, and the latency of a shared interconnect at load rho = rate / fabric grows as
+    1 / (1 - rho) (a single queue with exponential service, M/M/1). The streaming part and the
+    latency-bound head alike stretch by 1 / (1 - rho), the restarts (interrupt and doorbell,
+    no traffic) do not: T = gap + stream / (1 - B / (T F)), whose root is
+    T = (b + sqrt(b^2 - 4 gap B / F)) / 2 with b = stream + gap + B / F. Without gaps that
+    is stream + B / F: the engines' and the interconnect's rates combined serially, the form
+    mt_copy_gbps uses for the copy threads. Simplification: rho is the batch's mean load (the
+    channels get equal shares and finish together); reads and writes share one capacity.
+    Used when dma.fabric_load_switch is 1; with 0 the interconnect is a hard cap."""
+    b_over_f = np.asarray(nr_bytes, dtype=np.float64) / (np.asarray(fabric_gbps) * GB)
+    b = stream_s + gap_s + b_over_f
+    # the discriminant is at least (gap - B/F)^2 >= 0 (stream >= 0); clipped against rounding
+    return 0.5 * (b + np.sqrt(np.maximum(b * b - 4.0 * gap_s * b_over_f, 0.0)))
+
+
 def check_rfc(rfc: str) -> str:
     """`rfc` if it names a version of the series, else a ValueError naming the allowed ones."""
     if rfc not in RFCS:
@@ -162,7 +187,8 @@ class DmaCopier:
     costs ``desc_irq_us`` on the CPU the PTDMA MSI targets (``irq_s``, not the migrating
     CPU's sys time). A descriptor's head (``ramp_kb``) moves at ``ramp_gbps``, the rest at
     the channel's share of its engine; channels fill engines in order,
-    ``chans_per_engine_count`` to an engine, and all engines share the interconnect.
+    ``chans_per_engine_count`` to an engine, and all engines share the interconnect (a hard
+    cap, or with ``fabric_load_switch`` a capacity whose load raises their read latency).
 
     Failures: a descriptor fails with probability `fail_rate`. ``fallback`` "batch" (the v3
     and v4 default) fails the whole batch before it is issued (v4 sees errors of prep and
@@ -248,7 +274,9 @@ class DmaCopier:
         other, each after the first waiting for its restart from the completion interrupt,
         the head of each (ramp_kb) at the latency-bound rate, the rest at the channel's share
         of its engine; never less than the whole batch at the interconnect's bandwidth (which
-        channels that finish early leave to the others). Also returns the channels used."""
+        channels that finish early leave to the others), or, with dma.fabric_load_switch 1,
+        all of it at the read latency the interconnect's load gives (loaded_fabric_seconds).
+        Also returns the channels used."""
         d = platform.dma
         n = np.asarray(nr_folios, dtype=np.float64)
         active = self.used_channels(n, platform)
@@ -260,6 +288,9 @@ class DmaCopier:
         head = np.minimum(desc_bytes, d.ramp_kb * 1024.0)
         per_desc = head / np.minimum(d.ramp_gbps * GB, rate) + (desc_bytes - head) / rate
         restarts = np.maximum(per_chan - 1.0, 0.0) * d.desc_restart_us * US
+        if d.fabric_load_switch:
+            stream_s = per_chan * per_desc
+            return loaded_fabric_seconds(stream_s, restarts, nr_bytes, d.fabric_gbps), active
         chan_s = per_chan * per_desc + restarts
         return np.maximum(chan_s, nr_bytes / (d.fabric_gbps * GB)), active
 

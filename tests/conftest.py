@@ -98,7 +98,7 @@ _SPLIT_BY_FUNCTION = {"tests/test_readme_commands.py"}
 # _UNLISTED_S a test.
 _GROUP_SECONDS = {
     "tests/test_pipeline_dryrun.py": 105.0,  # with the smoke run's build
-    "tests/test_rerun_keeps_results.py": 56.0,
+    "tests/test_rerun_keeps_results.py": 20.0,  # three reruns in a copy of the smoke run
     "tests/test_readme_commands.py::test_migsim_command": 42.0,
     "tests/test_mmtests.py": 38.0,
     "tests/test_pipeline_e2e.py": 33.0,

@@ -1,10 +1,11 @@
 """A failing rerun keeps the previous result (issue 16, item 5), through the real snakemake.
 
-A completed run; then a rerun with a changed value whose jobs fail (the engine refuses to
-start: the machine seems to have no memory); the previous run files are still readable,
-results/index.html still points at them and is unchanged, the failed job's log holds the
-traceback. Then the same rerun succeeds, the index points at the new files, and
-``snakemake prune`` removes the old ones.
+A completed run (a copy of the session's shared smoke run, pipeline_util.smoke_run: the same
+config/smoke.yaml run every workflow test reads, not a build of its own); then a rerun with a
+changed value whose jobs fail (the engine refuses to start: the machine seems to have no
+memory); the previous run files are still readable, results/index.html still points at them
+and is unchanged, the failed job's log holds the traceback. Then the same rerun succeeds, the
+index points at the new files, and ``snakemake prune`` removes the old ones.
 """
 
 from __future__ import annotations
@@ -15,25 +16,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
-from pipeline_util import copy_workflow, env_for, run_snakemake
+from pipeline_util import SMOKE_ARGS, env_for, load_config, run_snakemake, smoke_copy, smoke_run
 
 pytestmark = pytest.mark.slow
-
-# a small matrix, the what-if studies off: the test is about files, not numbers
-TINY = {
-    "throughput": {"modes": ["baseline", "dma"], "folio_sizes": ["4K", "2M"], "channels": [2],
-                   "threads": [2], "trials": 3, "total_bytes": "64M"},
-    "fragmentation": {"node_bytes": "256M"},
-    "compaction": {"modes": ["baseline", "dma"], "allocations": 16, "runs": 1},
-    "whatif": {s: {"enabled": False}
-               for s in ("cluster_max", "engine_class", "hybrid", "fragmentation", "latency")},
-}  # fmt: skip
 
 
 def run(work: Path, *args: str, env: dict | None = None, target: str | None = None):
     first = [target] if target else []  # before the options that take several values
-    return run_snakemake(work, *first, "--cores", "2", "--configfile", "tiny.yaml", *args,
+    return run_snakemake(work, *first, "--cores", "2", *SMOKE_ARGS, *args,
                          env={**env_for(work), **(env or {})})  # fmt: skip
 
 
@@ -43,14 +33,26 @@ def index_runs(work: Path) -> list[str]:
     return sorted(set(re.findall(r"href='(runs/[^']+\.parquet)'", text)))
 
 
-def test_a_failing_rerun_keeps_the_previous_result(tmp_path):
-    work = copy_workflow(tmp_path / "wf", with_src=False)
-    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    first = run(work)
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_a_failing_rerun_keeps_the_previous_result(tmp_path_factory, tmp_path):
+    with smoke_copy(smoke_run(tmp_path_factory), tmp_path / "w") as work:
+        _failing_rerun_keeps_the_previous_result(work)
+
+
+def _failing_rerun_keeps_the_previous_result(work: Path) -> None:
+    tp = load_config(work, SMOKE_ARGS[1])["throughput"]
+    rows = sorted(["baseline", *(f"dma-{c}ch" for c in tp["channels"]),
+                   *(f"mt-{t}t" for t in tp["threads"])])  # fmt: skip
+    n_sizes, trials = len(tp["folio_sizes"]), tp["trials"]
+    assert trials != 2  # the rerun's changed value
     results = work / "results"
     old_runs = index_runs(work)
-    assert len(old_runs) == 4  # baseline, dma-2ch, compaction baseline and dma
+    # every throughput row and compaction mode of the completed run
+    kinds = sorted(r.split("/")[1] + "/" + r.split("/")[2] for r in old_runs)
+    modes = load_config(work, SMOKE_ARGS[1])["compaction"]["modes"]
+    assert kinds == sorted([*(f"compaction/{m}" for m in modes),
+                            *(f"throughput/{r}" for r in rows)])  # fmt: skip
+    studies = sorted(str(p.relative_to(results)) for p in results.glob("runs/whatif/*/*.parquet"))
+    assert studies  # the what-if study runs, which the index does not list and the rerun keeps
     index_before = (results / "index.html").read_bytes()
     summary_before = (results / "summary" / "throughput.parquet").read_bytes()
 
@@ -66,7 +68,7 @@ def test_a_failing_rerun_keeps_the_previous_result(tmp_path):
     for rel in old_runs:
         df = pl.read_parquet(results / rel)
         if rel.startswith("runs/throughput/"):
-            assert df.height == 2 * 3  # two folio sizes, the old three trials
+            assert df.height == n_sizes * trials  # the folio sizes, the old trials
     # the failed job's log has the traceback too
     logs = [p for p in (results / "logs" / "throughput").rglob("*.log")
             if "failed" in p.read_text()]  # fmt: skip
@@ -77,18 +79,18 @@ def test_a_failing_rerun_keeps_the_previous_result(tmp_path):
     assert ok.returncode == 0, ok.stderr[-3000:]
     new_runs = index_runs(work)
     changed = sorted(set(new_runs) - set(old_runs))
-    assert [r.split("/")[2] for r in changed] == ["baseline", "dma-2ch"]  # throughput only
-    assert all((results / r).is_file() for r in old_runs + new_runs)
+    assert [r.split("/")[2] for r in changed] == rows  # throughput only
+    assert all((results / r).is_file() for r in old_runs + new_runs + studies)
     for rel in changed:
-        assert pl.read_parquet(results / rel).height == 2 * 2
+        assert pl.read_parquet(results / rel).height == n_sizes * 2
 
     # prune removes what the current configuration no longer uses, and nothing else
     pruned = run(work, "--config", "throughput={trials: 2}", target="prune")
     assert pruned.returncode == 0, pruned.stderr[-3000:]
     gone = sorted(set(old_runs) - set(new_runs))
-    assert all(not (results / r).exists() for r in gone)
-    assert all((results / r).is_file() for r in new_runs)
+    assert gone and all(not (results / r).exists() for r in gone)
+    assert all((results / r).is_file() for r in new_runs + studies)
     assert sorted(str(p.relative_to(results)) for p in results.glob("runs/*/*/*.parquet")) == (
-        new_runs
+        sorted(new_runs + studies)
     )
     assert os.listdir(results / "state") and len(list(results.glob("state/*/*.npz"))) == 1

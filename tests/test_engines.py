@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -109,15 +110,30 @@ def test_the_full_scale_run_is_the_same_on_both_engines():
     unmovable=st.booleans(),
     capture=st.sampled_from(["task", "kthread"]),
     first=st.booleans(),
+    skip_window=st.sampled_from([None, 1, 2, 3]),
 )
 def test_random_small_runs_are_the_same_on_both_engines(
-    mb, pattern, free_ratio, seed, order, allocations, cluster_max, pcp, unmovable, capture, first
+    mb,
+    pattern,
+    free_ratio,
+    seed,
+    order,
+    allocations,
+    cluster_max,
+    pcp,
+    unmovable,
+    capture,
+    first,
+    skip_window,
 ):
     """Random small zones and parameters (every order, COMPACT_CLUSTER_MAX from 1, pcp lists
     that overflow at once or hold a few batches, unmovable pages and pageblocks for the async
     scanner's skip_on_failure and suitable_migration_source, kernel-thread captures, a
     compact_memory first): identical counters, logs, marks and zone state; the zone passes
-    zone.check() after the compiled run."""
+    zone.check() after the compiled run. The compiled loop runs with the migration scanner's
+    skip window (MIGRATE_SKIP_WINDOW_BLOCKS, passed to it per call) drawn from 1..3 pageblocks
+    or the default, against the Python loop at the default, so a skip over the zone's 4..16
+    pageblocks takes several windows in the C code and must still give the same run."""
     kw = {} if pcp is None else {"pcp_high": pcp[0], "pcp_batch": pcp[1]}
 
     def make_zone() -> Zone:
@@ -131,7 +147,22 @@ def test_random_small_runs_are_the_same_on_both_engines(
         "capture": capture,
         "first": first,
     }
-    _assert_same(_run(make_zone, "python", **args), _run(make_zone, "c", **args))
+    py = _run(make_zone, "python", **args)
+    window = compaction.MIGRATE_SKIP_WINDOW_BLOCKS if skip_window is None else skip_window
+    with mock.patch.object(compaction, "MIGRATE_SKIP_WINDOW_BLOCKS", window):
+        cc = _run(make_zone, "c", **args)
+    _assert_same(py, cc)
+
+
+@needs_c
+def test_the_compiled_loop_takes_the_skip_window_at_each_call(monkeypatch):
+    """The migration scanner's skip window is the module's MIGRATE_SKIP_WINDOW_BLOCKS read
+    at each compact_zone() (not a constant compiled in): a window of 0 pageblocks reaches the
+    C loop, which refuses it."""
+    monkeypatch.setattr(compaction, "MIGRATE_SKIP_WINDOW_BLOCKS", 0)
+    c = Compactor(small(8, pattern="even", free_ratio=0.5, seed=1), engine="c")
+    with pytest.raises(ValueError, match=r"migrate_skip_window: must be >= 1 pageblock"):
+        c.compact_memory()
 
 
 # -- choosing the engine ---------------------------------------------------------------------

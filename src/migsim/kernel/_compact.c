@@ -41,7 +41,6 @@
 #define PB ((int64_t)1 << PAGEBLOCK_ORDER)
 #define BLOCK_MASK (~(PB - 1))
 #define COMPACT_CLUSTER_MAX 32
-#define MIGRATE_SKIP_WINDOW_BLOCKS 4096
 #define MOVE_FLUSH_PAGES (1 << 16)
 #define PCP_BATCH_SCALE_MAX 5
 enum { FREE = 0, LRU = 1, PCP = 2, ISOLATED_FREE = 3, ISOLATED_LRU = 4, ALLOCATED = 6 };
@@ -125,6 +124,10 @@ typedef struct {
     int64_t pcp_count, pcp_free_count, pcp_high, pcp_batch;
     /* compactor */
     int64_t cluster_max, buddy_seen, acc[NR_WORK];
+    /* the pageblocks isolate_migratepages() looks over at once when it skips (the Python
+     * module's MIGRATE_SKIP_WINDOW_BLOCKS, passed in per call: a chunk size, not a kernel
+     * constant; the tests shrink it so that every skip takes several windows) */
+    int64_t migrate_skip_window;
     int64_t d_pgmigrate_success, d_pgmigrate_fail, d_compact_isolated;
     int64_t d_capture_in_migrate, d_capture_in_drain, d_batches_after, d_pages_after;
     vec log_pages, log_work;
@@ -1175,7 +1178,7 @@ static int isolate_migratepages(St *S)
             int64_t nb_max = (S->free_pfn >> PAGEBLOCK_ORDER) - b;
             if (nb_max <= 0)
                 break;
-            int64_t window = nb_max < MIGRATE_SKIP_WINDOW_BLOCKS ? nb_max : MIGRATE_SKIP_WINDOW_BLOCKS;
+            int64_t window = nb_max < S->migrate_skip_window ? nb_max : S->migrate_skip_window;
             int64_t j = next_source_block(S, b, window);
             if (j < 0) {
                 S->migrate_pfn = low_pfn = (b + window) * PB;
@@ -1559,10 +1562,16 @@ static PyObject *py_compact_zone_loop(PyObject *self, PyObject *args)
 {
     PyObject *comp, *cc, *capc;
     int update_cached;
-    if (!PyArg_ParseTuple(args, "OOOp", &comp, &cc, &capc, &update_cached))
+    long long skip_window;
+    if (!PyArg_ParseTuple(args, "OOOpL", &comp, &cc, &capc, &update_cached, &skip_window))
         return NULL;
+    if (skip_window < 1) {
+        PyErr_SetString(PyExc_ValueError, "migrate_skip_window: must be >= 1 pageblock");
+        return NULL;
+    }
     St S;
     memset(&S, 0, sizeof S);
+    S.migrate_skip_window = skip_window;
     S.comp = comp;
     S.cc = cc;
     int ret = -1, ok = -1;
@@ -1633,7 +1642,8 @@ out:;
 
 static PyMethodDef methods[] = {
     {"compact_zone_loop", py_compact_zone_loop, METH_VARARGS,
-     "compact_zone_loop(compactor, cc, capc, update_cached) -> compact_result: the "
+     "compact_zone_loop(compactor, cc, capc, update_cached, migrate_skip_window) -> "
+     "compact_result: the "
      "migrate_pages() loop of Compactor.compact_zone(), compiled"},
     {NULL, NULL, 0, NULL},
 };
@@ -1669,7 +1679,6 @@ PyMODINIT_FUNC PyInit__compact(void)
     } constants[] = {
         {"PAGEBLOCK_ORDER", PAGEBLOCK_ORDER},
         {"COMPACT_CLUSTER_MAX", COMPACT_CLUSTER_MAX},
-        {"MIGRATE_SKIP_WINDOW_BLOCKS", MIGRATE_SKIP_WINDOW_BLOCKS},
         {"MOVE_FLUSH_PAGES", MOVE_FLUSH_PAGES},
         {"PCP_BATCH_SCALE_MAX", PCP_BATCH_SCALE_MAX},
         {"FREE", FREE},

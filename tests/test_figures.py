@@ -276,10 +276,21 @@ def check_figure_files(stem: Path) -> None:
     assert not fetched, f"network URLs in {stem.name}.html: {fetched[:5]}"
 
 
-def test_save_chart_writes_three_formats(tmp_path, tp_summary, cp_summary):
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, tp_summary, cp_summary) -> tuple[Path, dict]:
+    """Every figure of BUILDERS drawn once and saved by save_chart with its defaults into one
+    directory, read by the tests below: (the directory, the charts by name)."""
+    out = tmp_path_factory.mktemp("saved")
+    charts = {}
     for name, builder in BUILDERS.items():
-        chart = builder(cp_summary if name == "compaction" else tp_summary)
-        figures.save_chart(chart, tmp_path / name)
+        charts[name] = builder(cp_summary if name == "compaction" else tp_summary)
+        figures.save_chart(charts[name], out / name)
+    return out, charts
+
+
+def test_save_chart_writes_three_formats(saved):
+    tmp_path, charts = saved
+    for name, chart in charts.items():
         check_figure_files(tmp_path / name)
         spec = json.loads(
             re.search(
@@ -317,16 +328,16 @@ def test_a_prebuilt_bundle_gives_the_same_files(tmp_path, tp_summary):
     assert (tmp_path / "fallback.html").read_bytes() == (tmp_path / "own.html").read_bytes()
 
 
-def test_png_is_altairs_own(tmp_path, tp_summary, cp_summary):
+def test_png_is_altairs_own(saved):
     """save_chart rasterises the SVG it drew instead of rendering the chart again for the PNG:
-    the PNG is byte for byte what chart.save(format="png") writes, for every figure. (The SVGs
-    of two renders in one process can differ in their gradient ids, which Vega numbers per
-    process; the PNG does not depend on them.)"""
+    the PNG (at save_chart's default scale, 2) is byte for byte what
+    chart.save(format="png", scale_factor=2.0) writes, for every figure (the files of the
+    `saved` fixture). (The SVGs of two renders in one process can differ in their gradient ids,
+    which Vega numbers per process; the PNG does not depend on them.)"""
     import io
 
-    for name, builder in BUILDERS.items():
-        chart = builder(cp_summary if name == "compaction" else tp_summary)
-        figures.save_chart(chart, tmp_path / name, png_scale=2.0)
+    tmp_path, charts = saved
+    for name, chart in charts.items():
         png = io.BytesIO()
         chart.save(png, format="png", scale_factor=2.0)
         assert (tmp_path / f"{name}.png").read_bytes() == png.getvalue(), name

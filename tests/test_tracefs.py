@@ -206,3 +206,40 @@ def _sleeping(pid: int) -> bool:
         for k in kids.read_text().split()
         if Path(f"/proc/{k}/comm").exists()
     )
+
+
+class _Umount:
+    """subprocess.run stand-in for umount: EBUSY for the first `busy` calls (or forever)."""
+
+    def __init__(self, busy: int | None):
+        self.busy, self.calls = busy, []
+
+    def __call__(self, cmd, **kw):
+        self.calls.append(cmd)
+        lazy = "-l" in cmd
+        ok = lazy or (self.busy is not None and len(self.calls) > self.busy)
+        msg = "" if ok else f"umount: {cmd[-1]}: target is busy."
+        return subprocess.CompletedProcess(cmd, 0 if ok else 32, "", msg)
+
+
+@pytest.mark.parametrize("busy", [0, 3])
+def test_unmount_retries_while_busy(monkeypatch, tmp_path, busy):
+    """A tracefs another task holds open for a moment is unmounted after retries (a twin run
+    once left it mounted: umount exit 32, 'target is busy')."""
+    fake = _Umount(busy)
+    monkeypatch.setattr(tracefs.subprocess, "run", fake)
+    monkeypatch.setattr(tracefs, "is_mounted", lambda root: True)
+    monkeypatch.setattr(tracefs, "UMOUNT_WAIT_S", 0.0)
+    assert tracefs.unmount(tmp_path) == ""
+    assert fake.calls == [["umount", str(tmp_path)]] * (busy + 1)
+
+
+def test_unmount_detaches_lazily_when_still_busy(monkeypatch, tmp_path):
+    """Busy on every try: after UMOUNT_TRIES attempts it is detached with umount -l."""
+    fake = _Umount(None)
+    monkeypatch.setattr(tracefs.subprocess, "run", fake)
+    monkeypatch.setattr(tracefs, "is_mounted", lambda root: True)
+    monkeypatch.setattr(tracefs, "UMOUNT_WAIT_S", 0.0)
+    assert tracefs.unmount(tmp_path) == ""
+    assert fake.calls[-1] == ["umount", "-l", str(tmp_path)]
+    assert len(fake.calls) == tracefs.UMOUNT_TRIES + 1

@@ -123,10 +123,8 @@ def restore(state: TracefsState, root: Path = TRACEFS) -> None:
                 _write(path, value)
             except OSError as exc:
                 failed.append(f"{path}={value!r}: {exc}")
-        if not state.mounted:
-            p = subprocess.run(["umount", str(root)], capture_output=True, text=True)
-            if p.returncode:
-                failed.append(f"umount {root}: {p.stderr.strip()}")
+        if not state.mounted and (msg := unmount(root)):
+            failed.append(f"umount {root}: {msg}")
     if failed:
         raise RuntimeError("could not restore tracefs: " + "; ".join(failed))
 
@@ -167,6 +165,26 @@ def mount(root: Path = TRACEFS) -> None:
         raise TraceUnavailable(f"probe trace: cannot mount tracefs on {root}: {p.stderr.strip()}")
 
 
+UMOUNT_TRIES = 20  # umount attempts, UMOUNT_WAIT_S apart, while another reader keeps it busy
+UMOUNT_WAIT_S = 0.05
+
+
+def unmount(root: Path = TRACEFS) -> str:
+    """umount `root`; '' when done, else umount's message. A tracefs that another task holds
+    open for a moment (EBUSY: a `cat` of a trace file, a scan of /sys) is retried up to
+    UMOUNT_TRIES times; still busy then, it is detached lazily (umount -l: gone from the mount
+    table now, released when the last reader closes it), so the mount table is as found."""
+    msg = ""
+    for _ in range(UMOUNT_TRIES):
+        p = subprocess.run(["umount", str(root)], capture_output=True, text=True)
+        if p.returncode == 0 or not is_mounted(root):
+            return ""
+        msg = p.stderr.strip()
+        time.sleep(UMOUNT_WAIT_S)
+    p = subprocess.run(["umount", "-l", str(root)], capture_output=True, text=True)
+    return "" if p.returncode == 0 else f"{msg}; umount -l: {p.stderr.strip()}"
+
+
 def check_available(root: Path = TRACEFS) -> None:
     """Raise TraceUnavailable unless this process can trace (root, tracefs supported)."""
     if os.geteuid() != 0:
@@ -196,7 +214,7 @@ def capture(
             state = snapshot(root, mounted=was_mounted)
         except BaseException:
             if not was_mounted:
-                subprocess.run(["umount", str(root)], check=False)
+                unmount(root)
             raise
         try:
             _write(root / "tracing_on", "0")

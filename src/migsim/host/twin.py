@@ -733,7 +733,7 @@ class TraceGuard:
 
     def restore(self) -> None:
         """Put back what __enter__ changed (in reverse order); unmount what it mounted."""
-        import subprocess
+        from migsim.host import tracefs
 
         try:
             for path, value in reversed(self._saved):
@@ -741,8 +741,9 @@ class TraceGuard:
         finally:
             self._saved.clear()
             if self._mounted_here:
-                subprocess.run(["umount", str(self.root)], check=True)
                 self._mounted_here = False
+                if msg := tracefs.unmount(self.root):
+                    raise RuntimeError(f"could not unmount tracefs at {self.root}: {msg}")
 
     def __exit__(self, *exc) -> None:
         self.restore()

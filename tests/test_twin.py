@@ -4,9 +4,10 @@ worked out by hand from mm/compaction.c (v6.18), not by the code under test."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from host_snapshot_util import DIRTY_PRIVATE, FREE, HEAD, LRU_ANON, LRU_FILE, TAIL, snapshot
 
-from migsim.host import twin
+from migsim.host import probe, twin
 
 PB = 512
 
@@ -307,3 +308,70 @@ def test_stop_note_names_the_contended_zone_and_an_unjudged_trace():
     assert "the last failed 24 pages" in note and "'unsplittable_pages': 4" in note
     assert "the trace lost 3 events" in note
     assert twin.stop_note(_run("complete", "complete")) == ""
+
+
+def _schedstat_tree(root, threads: dict[tuple[int, int], str]) -> None:
+    """A synthetic /proc: for each (pid, tid) a task/<tid>/schedstat holding the given text."""
+    for (pid, tid), text in threads.items():
+        d = root / str(pid) / "task" / str(tid)
+        d.mkdir(parents=True)
+        (d / "schedstat").write_text(text)
+    (root / "self").mkdir()  # not a pid: ignored
+
+
+def test_task_times_sums_the_other_threads_schedstat(tmp_path):
+    """Other threads' sum_exec_runtime and run_delay (ns) summed, the writer left out, a
+    malformed file skipped."""
+    _schedstat_tree(
+        tmp_path,
+        {
+            (10, 10): "1000000000 250000000 7\n",
+            (10, 11): "500000000 0 3\n",  # the writer, excluded
+            (20, 20): "2000000 3000000 1\n",
+            (30, 30): "garbage\n",
+        },
+    )
+    cpu, delay, n = probe.task_times(exclude_tid=11, proc=str(tmp_path))
+    assert n == 2
+    assert cpu == pytest.approx(1.002, abs=1e-12)
+    assert delay == pytest.approx(0.253, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("cpu_ns", "delay_ns", "share"),
+    [
+        (300_000_000, 0, 1.0),  # alone, or SCHED_FIFO: never waits on the run queue
+        (300_000_000, 300_000_000, 0.5),  # one CFS task of equal weight on its CPU
+        (300_000_000, 600_000_000, 1 / 3),  # two
+        (0, 5_000_000, 1.0),  # nothing ran: no share measured
+    ],
+)
+def test_share_from_schedstat_maps_cpu_to_wall(tmp_path, cpu_ns, delay_ns, share):
+    """The writer's share from its schedstat deltas, and the wall it gives for a predicted
+    CPU time: cpu / share (+ sleeps); the fitted-seconds step writes both per run."""
+    _schedstat_tree(tmp_path, {(5, 5): f"{cpu_ns} {delay_ns} 1\n"})
+    cpu, delay, _ = probe.task_times(proc=str(tmp_path))
+    got = twin.writer_share(cpu, delay)
+    assert got == pytest.approx(share, rel=1e-12)
+    assert twin.wall_from_share(0.2, got, 0.01) == pytest.approx(0.2 / share + 0.01, rel=1e-12)
+    runs = [
+        {
+            "measured": {"seconds": 0.4},
+            "predicted": {"scan_seconds": 0.01, "other_seconds": 0.09},
+            "cpu_seconds": c,
+            "run_delay_seconds": d,
+        }
+        for c, d in ((0.3, 0.0), (cpu, delay))
+    ]
+    twin.add_fitted_seconds(runs)
+    r = runs[1]
+    assert r["cpu_share"] == pytest.approx(share, rel=1e-12)
+    # the CPU scale is fitted on run 0 alone (0.3 s for 0.1 s predicted): 3x, then / share
+    assert r["predicted"]["cpu_seconds_fitted"] == pytest.approx(0.3, rel=1e-9)
+    assert r["predicted"]["seconds_fitted_share"] == pytest.approx(0.3 / share, rel=1e-9)
+
+
+def test_wall_from_share_refuses_a_share_outside_0_1():
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="share"):
+            twin.wall_from_share(0.1, bad)

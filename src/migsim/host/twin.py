@@ -1052,6 +1052,13 @@ def twin_run(
         # writer's included) and stolen by the hypervisor
         "machine_busy_seconds": times["busy_s"],
         "steal_seconds": times["steal_s"],
+        # the other threads during the write (probe.task_times, ns): their CPU seconds and
+        # run-queue wait over others_window_s, runnable tasks before/after, the CPUs
+        "others_cpu_seconds": times["others_cpu_s"],
+        "others_run_delay_seconds": times["others_run_delay_s"],
+        "others_window_seconds": times["others_window_s"],
+        "procs_running": list(times["procs_running"]),
+        "nr_cpus": times["nr_cpus"],
         # pages other tasks allocated during the real compaction (compaction_alloc takes its
         # targets from isolated free pages, not through the pgalloc-counting allocator)
         "alloc_during_pages": sum(v1[k] - v0[k] for k in ALLOC_KEYS),
@@ -1077,7 +1084,8 @@ def host_twin(
     (``trace_reasons``: a zone stopped by a folio the snapshot did not show as such, another
     task's compaction): it goes to ``discarded`` with its reason (``discarded_by`` counts
     both rules), and another attempt is made, at most runs * MAX_ATTEMPTS_PER_RUN in all. Adds the leave-one-out host fit of the cost
-    parameters to each accepted run's prediction (``add_fitted_seconds``)."""
+    parameters to each accepted run's prediction, and the wall at the writer's measured CPU
+    share (``add_fitted_seconds``)."""
     from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
     from migsim.host import probe
     from migsim.limits import OPEN_FRACTION, TWIN_RUNS, TWIN_SIZE
@@ -1124,7 +1132,9 @@ def host_twin(
                 progress(
                     f"seed {r['seed']}: pgmigrate_success {m['pgmigrate_success']} (predicted "
                     f"{p['pgmigrate_success']}), {m['seconds'] * 1e3:.1f} ms wall, "
-                    f"{r['cpu_seconds'] * 1e3:.1f} ms CPU ({r['policy']}), load "
+                    f"{r['cpu_seconds'] * 1e3:.1f} ms CPU ({r['policy']}, share "
+                    f"{writer_share(r['cpu_seconds'], r['run_delay_seconds']):.3f}; others "
+                    f"{r['others_cpu_seconds'] * 1e3:.0f} ms CPU), load "
                     f"{r['loadavg'][0]:.1f}: {msg}"
                 )
     out["attempts"] = attempt
@@ -1136,11 +1146,35 @@ def host_twin(
     return out
 
 
+def writer_share(cpu_s: float, run_delay_s: float) -> float:
+    """The CPU share the compacting task got while runnable (0..1]: its CPU seconds over CPU
+    plus run-queue wait (/proc/thread-self/schedstat: sum_exec_runtime, run_delay;
+    kernel/sched/stats.h sched_info_enqueue/sched_info_arrive). Under CFS/EEVDF with n other
+    runnable tasks of equal weight on its CPU it is 1 / (n + 1) (kernel/sched/fair.c, the
+    timeline's busy mode is n = 1); under SCHED_FIFO, as the twin writes compact_memory, CFS
+    tasks never preempt it and it is 1 but for RT throttling (sched_rt_runtime_us per
+    sched_rt_period_us) and higher-priority RT tasks. 1.0 where nothing was measured."""
+    if cpu_s <= 0:
+        return 1.0
+    return cpu_s / (cpu_s + max(run_delay_s, 0.0))
+
+
+def wall_from_share(cpu_s: float, share: float, sleep_s: float = 0.0) -> float:
+    """Wall seconds of a task that needs `cpu_s` CPU seconds, gets `share` of a CPU while
+    runnable and sleeps `sleep_s` seconds (locks, per-CPU work it waits for): cpu_s / share +
+    sleep_s. Simplification: the share is the run's mean, not a timeline of the others' load."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share: must be in (0, 1], got {share}")
+    return cpu_s / share + sleep_s
+
+
 def add_fitted_seconds(runs: list[dict]) -> None:
     """Leave-one-out host fit of the cost parameters (calibrate_host.fit_twin_costs) on the
     *other* runs, to the measured wall time (``seconds_fitted``: one common scale;
     ``seconds_fitted_split``: the scanners' and the other costs scaled apart) and to the
-    compacting task's CPU time (``cpu_seconds_fitted``, ``cpu_seconds_fitted_split``)."""
+    compacting task's CPU time (``cpu_seconds_fitted``, ``cpu_seconds_fitted_split``); and per
+    run the writer's measured CPU share (``cpu_share``, writer_share) with the wall it gives
+    for the fitted CPU seconds (``seconds_fitted_share``, wall_from_share)."""
     from migsim.calibrate.host import fit_twin_costs
 
     for target in ("seconds", "cpu_seconds"):
@@ -1159,6 +1193,14 @@ def add_fitted_seconds(runs: list[dict]) -> None:
             for split, key in ((False, f"{target}_fitted"), (True, f"{target}_fitted_split")):
                 a, b = fit_twin_costs(train, split=split)
                 r["predicted"][key] = a * rows[i][0] + b * rows[i][1]
+    for r in runs:
+        # the load: the CPU seconds predicted (fitted on the other runs' CPU seconds) at the
+        # share this run's writer measured (writer_share), its sleeps not predicted (0)
+        r["cpu_share"] = writer_share(r.get("cpu_seconds", 0.0), r.get("run_delay_seconds", 0.0))
+        if "cpu_seconds_fitted" in r["predicted"]:
+            r["predicted"]["seconds_fitted_share"] = wall_from_share(
+                r["predicted"]["cpu_seconds_fitted"], r["cpu_share"]
+            )
 
 
 def predict_from(snap: S.Snapshot, platform=None) -> dict:

@@ -320,8 +320,9 @@ def _schedstat_tree(root, threads: dict[tuple[int, int], str]) -> None:
 
 
 def test_task_times_sums_the_other_threads_schedstat(tmp_path):
-    """Other threads' sum_exec_runtime and run_delay (ns) summed, the writer left out, a
-    malformed file skipped."""
+    """Other threads' sum_exec_runtime and run_delay (ns) read, the writer left out, a
+    malformed file skipped; the deltas summed per thread (a thread that exits in between no
+    longer makes the sum negative: a twin run saw -3.56 s of others' CPU in a 0.51 s write)."""
     _schedstat_tree(
         tmp_path,
         {
@@ -331,10 +332,14 @@ def test_task_times_sums_the_other_threads_schedstat(tmp_path):
             (30, 30): "garbage\n",
         },
     )
-    cpu, delay, n = probe.task_times(exclude_tid=11, proc=str(tmp_path))
+    before = probe.task_schedstat(exclude_tid=11, proc=str(tmp_path))
+    assert before == {10: (1_000_000_000, 250_000_000), 20: (2_000_000, 3_000_000)}
+    # then: thread 10 ran 0.1 s more and waited 0.05 s, 20 exited, 40 started and ran 0.02 s
+    after = {10: (1_100_000_000, 300_000_000), 40: (20_000_000, 1_000_000)}
+    cpu, delay, n = probe.task_times(before, after)
     assert n == 2
-    assert cpu == pytest.approx(1.002, abs=1e-12)
-    assert delay == pytest.approx(0.253, abs=1e-12)
+    assert cpu == pytest.approx(0.12, abs=1e-12)
+    assert delay == pytest.approx(0.051, abs=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -350,7 +355,7 @@ def test_share_from_schedstat_maps_cpu_to_wall(tmp_path, cpu_ns, delay_ns, share
     """The writer's share from its schedstat deltas, and the wall it gives for a predicted
     CPU time: cpu / share (+ sleeps); the fitted-seconds step writes both per run."""
     _schedstat_tree(tmp_path, {(5, 5): f"{cpu_ns} {delay_ns} 1\n"})
-    cpu, delay, _ = probe.task_times(proc=str(tmp_path))
+    cpu, delay, _ = probe.task_times({}, probe.task_schedstat(proc=str(tmp_path)))
     got = twin.writer_share(cpu, delay)
     assert got == pytest.approx(share, rel=1e-12)
     assert twin.wall_from_share(0.2, got, 0.01) == pytest.approx(0.2 / share + 0.01, rel=1e-12)

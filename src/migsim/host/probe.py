@@ -674,14 +674,14 @@ def thread_times() -> tuple[float, float]:
         return cpu, 0.0
 
 
-def task_times(exclude_tid: int | None = None, proc: str = "/proc") -> tuple[float, float, int]:
-    """(CPU seconds, run-queue wait seconds, threads) summed over every thread of the machine
-    but `exclude_tid`, from /proc/<pid>/task/<tid>/schedstat (sum_exec_runtime, run_delay:
-    CONFIG_SCHED_INFO; nanoseconds, where /proc/schedstat's per-CPU rq_cpu_time needs
-    CONFIG_SCHEDSTATS, off on the test VM). Kernel threads (kworkers, kcompactd) count; a
-    thread that exits in between is lost. About 3 ms for 90 threads (per task, not per page)."""
-    run = delay = 0
-    n = 0
+def task_schedstat(
+    exclude_tid: int | None = None, proc: str = "/proc"
+) -> dict[int, tuple[int, int]]:
+    """Per thread of the machine but `exclude_tid`: (sum_exec_runtime, run_delay) in ns, from
+    /proc/<pid>/task/<tid>/schedstat (CONFIG_SCHED_INFO; /proc/schedstat's per-CPU
+    rq_cpu_time needs CONFIG_SCHEDSTATS, off on the test VM). Kernel threads (kworkers,
+    kcompactd) count. About 3 ms for 90 threads (per task, not per page)."""
+    out: dict[int, tuple[int, int]] = {}
     for p in os.scandir(proc):
         if not p.name.isdigit():
             continue
@@ -695,12 +695,24 @@ def task_times(exclude_tid: int | None = None, proc: str = "/proc") -> tuple[flo
             try:
                 with open(f"{proc}/{p.name}/task/{tid}/schedstat") as fh:
                     f = fh.read().split()
-                run += int(f[0])
-                delay += int(f[1])
-                n += 1
+                out[int(tid)] = (int(f[0]), int(f[1]))
             except (OSError, IndexError, ValueError):
                 continue
-    return run * 1e-9, delay * 1e-9, n
+    return out
+
+
+def task_times(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]
+) -> tuple[float, float, int]:
+    """(CPU seconds, run-queue wait seconds, threads) the other threads spent between two
+    task_schedstat() scans: per thread its delta, a thread new in `after` with all it has (it
+    started in between); a thread that exited in between is lost (its time is gone with it)."""
+    run = delay = 0
+    for tid, (r1, d1) in after.items():
+        r0, d0 = before.get(tid, (0, 0))
+        run += r1 - r0
+        delay += d1 - d0
+    return run * 1e-9, delay * 1e-9, len(after)
 
 
 def procs_running() -> int:
@@ -763,7 +775,7 @@ def trigger_compaction(node: int | None = None, times: dict | None = None) -> fl
     if times is not None:
         r0 = procs_running()
         s0 = time.perf_counter()
-        o0 = task_times(tid)
+        o0 = task_schedstat(tid)
         k0 = cpu_ticks()
     c0, d0 = thread_times()
     t0 = time.perf_counter()
@@ -776,7 +788,7 @@ def trigger_compaction(node: int | None = None, times: dict | None = None) -> fl
     if times is not None:
         c1, d1 = thread_times()
         k = cpu_ticks() - k0
-        o1 = task_times(tid)
+        o1 = task_times(o0, task_schedstat(tid))
         s1 = time.perf_counter()
         times.update(
             cpu_s=c1 - c0,
@@ -784,11 +796,11 @@ def trigger_compaction(node: int | None = None, times: dict | None = None) -> fl
             wait_s=max(0.0, wall - (c1 - c0) - (d1 - d0)),
             busy_s=float(k[:, 0].sum()),
             steal_s=float(k[:, 1].sum()),
-            # the other threads meanwhile (task_times; the window holds the write and the two
+            # the other threads meanwhile (task_schedstat, task_times; the window holds the write and the two
             # scans, a few ms): their CPU seconds and run-queue wait, and the runnable tasks
             # just before the write and right after it (procs_running, the writer included)
-            others_cpu_s=o1[0] - o0[0],
-            others_run_delay_s=o1[1] - o0[1],
+            others_cpu_s=o1[0],
+            others_run_delay_s=o1[1],
             others_window_s=s1 - s0,
             procs_running=(r0, procs_running()),
             nr_cpus=len(k),

@@ -382,6 +382,15 @@ class AnonRegion:
         a[::PAGE_SIZE] = 1
         del a
 
+    def fill_order0(self) -> None:
+        """Fault the region in as THPs (MADV_HUGEPAGE), split every THP into order-0 pages
+        that all stay mapped (MADV_COLD on each pageblock's first page), then keep khugepaged
+        away (MADV_NOHUGEPAGE): the probe's, the twin's and the profile's starting layout."""
+        self.madvise(MADV_HUGEPAGE)
+        self.touch()
+        self.madvise_pages(_first_page_mask(self.nr_pages), MADV_COLD)
+        self.madvise(MADV_NOHUGEPAGE)
+
     def _pagemap(self) -> np.ndarray:
         assert self.addr is not None
         with open("/proc/self/pagemap", "rb") as fh:

@@ -222,10 +222,7 @@ def run(size: str, ratio: float, pattern: str, seed: int) -> dict:
             _set(KPTR, "0", saved)
             probe.trigger_compaction()  # settle
             with probe.AnonRegion(nbytes) as region:
-                region.madvise(probe.MADV_HUGEPAGE)
-                region.touch()
-                region.madvise_pages(probe._first_page_mask(region.nr_pages), probe.MADV_COLD)
-                region.madvise(probe.MADV_NOHUGEPAGE)
+                region.fill_order0()
                 mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
                 region.madvise_pages(mask, probe.MADV_DONTNEED)
                 os.sync()

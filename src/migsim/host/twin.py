@@ -970,10 +970,7 @@ def twin_run(
     # buffers allocated and faulted in before the region: the reads allocate nothing
     first, reader = S.RawReader(), S.RawReader()
     with probe.AnonRegion(size) as region:
-        region.madvise(probe.MADV_HUGEPAGE)
-        region.touch()
-        region.madvise_pages(probe._first_page_mask(region.nr_pages), probe.MADV_COLD)
-        region.madvise(probe.MADV_NOHUGEPAGE)
+        region.fill_order0()
         mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
         freed = region.pfns()[mask.ravel()]  # in the order MADV_DONTNEED frees them
         region.madvise_pages(mask, probe.MADV_DONTNEED)

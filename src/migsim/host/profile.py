@@ -161,11 +161,6 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
-def _set(path: Path, value: str, saved: list[tuple[Path, str]]) -> None:
-    saved.append((path, path.read_text().strip()))
-    path.write_text(value)
-
-
 def parse_script(text: str) -> tuple[collections.Counter, collections.Counter, int, int]:
     """`perf script -F comm,ip,sym` output -> (samples by group, samples by self symbol,
     kernel samples of the ``sh`` writer, all samples of it)."""
@@ -213,63 +208,49 @@ def run(size: str, ratio: float, pattern: str, seed: int) -> dict:
     from migsim.units import parse_size
 
     nbytes = probe.check_size_cap(parse_size(size))
-    saved: list[tuple[Path, str]] = []
     guard = probe.SettingsGuard()
-    tmp = Path(tempfile.mkdtemp(prefix="migsim-prof-"))
-    try:
-        with probe.probe_settings(guard):
-            _set(PARANOID, "-1", saved)
-            _set(KPTR, "0", saved)
-            probe.trigger_compaction()  # settle
-            with probe.AnonRegion(nbytes) as region:
-                region.fill_order0()
-                mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
-                region.madvise_pages(mask, probe.MADV_DONTNEED)
-                os.sync()
-                v0 = _vmstat()
-                subprocess.run(
-                    [
-                        "perf",
-                        "record",
-                        "-q",
-                        "-e",
-                        "cpu-clock",
-                        "-c",
-                        str(PERIOD_NS),
-                        "-g",
-                        "-o",
-                        str(tmp / "perf.data"),
-                        "--",
-                        "sh",
-                        "-c",
-                        "echo 1 > /proc/sys/vm/compact_memory",
-                    ],
-                    check=True,
-                )
-                v1 = _vmstat()
+    # probe_settings restores every setting the guard changed, the two perf ones included,
+    # after `perf script` has read the kernel symbols
+    with tempfile.TemporaryDirectory(prefix="migsim-prof-") as tmp, probe.probe_settings(guard):
+        guard.set(PARANOID, "-1")
+        guard.set(KPTR, "0")
+        data = str(Path(tmp) / "perf.data")
+        probe.trigger_compaction()  # settle
+        with probe.AnonRegion(nbytes) as region:
+            region.fill_order0()
+            mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
+            region.madvise_pages(mask, probe.MADV_DONTNEED)
+            os.sync()
+            v0 = probe.read_vmstat()
+            subprocess.run(
+                [
+                    "perf",
+                    "record",
+                    "-q",
+                    "-e",
+                    "cpu-clock",
+                    "-c",
+                    str(PERIOD_NS),
+                    "-g",
+                    "-o",
+                    data,
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo 1 > /proc/sys/vm/compact_memory",
+                ],
+                check=True,
+            )
+            v1 = probe.read_vmstat()
         script = subprocess.run(
-            ["perf", "script", "-i", str(tmp / "perf.data"), "-F", "comm,ip,sym"],
+            ["perf", "script", "-i", data, "-F", "comm,ip,sym"],
             check=True,
             capture_output=True,
             text=True,
         ).stdout
-    finally:
-        for path, value in reversed(saved):
-            path.write_text(value)
-        for f in tmp.iterdir():
-            f.unlink()
-        tmp.rmdir()
     by_group, by_self, kernel, total = parse_script(script)
-    dv = {k: v1.get(k, 0) - v0.get(k, 0) for k in v1}
+    dv = {k: v1[k] - v0[k] for k in v1}
     return {"groups": by_group, "self": by_self, "kernel": kernel, "total": total, "vmstat": dv}
-
-
-def _vmstat() -> dict[str, int]:
-    out = {}
-    for line in Path("/proc/vmstat").read_text().splitlines():
-        k, v = line.split()
-        out[k] = int(v)
-    return out
 
 
 def rows(res: dict, top: int = 40) -> list[tuple[str, str, int, float]]:

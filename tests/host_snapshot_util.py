@@ -17,16 +17,27 @@ HEAD, TAIL = 1 << S.KPF_COMPOUND_HEAD, 1 << S.KPF_COMPOUND_TAIL
 DIRTY_PRIVATE = (1 << S.KPF_DIRTY) | (1 << S.KPF_PRIVATE)
 
 
-def zoneinfo(nr_pages: int, nr_free: int, *, start: int = 0, wmark_min: int = 8) -> str:
-    """A /proc/zoneinfo with one Normal zone (and an empty Movable zone after it)."""
+def zoneinfo(
+    nr_pages: int,
+    nr_free: int,
+    *,
+    start: int = 0,
+    wmark_min: int = 8,
+    cpus: tuple[tuple[int, int], ...] = ((0, 1000),),
+) -> str:
+    """A /proc/zoneinfo with one Normal zone (and an empty Movable zone after it); `cpus`: the
+    (count, high) of each CPU's pageset, CPU 0 first."""
+    sets = "".join(
+        f"    cpu: {c}\n              count:    {count}\n              high:     {high}\n"
+        f"              batch:    63\n  vm stats threshold: 24\n"
+        for c, (count, high) in enumerate(cpus)
+    )
     return (
         f"Node 0, zone   Normal\n  pages free     {nr_free}\n"
         f"        boost    0\n        min      {wmark_min}\n        low      {wmark_min + 2}\n"
         f"        high     {wmark_min + 4}\n        spanned  {nr_pages}\n"
         f"        present  {nr_pages}\n        managed  {nr_pages}\n"
-        f"      nr_free_pages {nr_free}\n  pagesets\n    cpu: 0\n"
-        f"              count:    0\n              high:     1000\n"
-        f"              batch:    63\n  vm stats threshold: 24\n"
+        f"      nr_free_pages {nr_free}\n  pagesets\n{sets}"
         f"  node_unreclaimable:  0\n  start_pfn:           {start}\n"
         "Node 0, zone  Movable\n  pages free     0\n        spanned  0\n        present  0\n"
     )
@@ -43,14 +54,20 @@ def buddyinfo(orders: list[int]) -> str:
     return "Node 0, zone   Normal " + " ".join(f"{c:>6}" for c in orders) + "\n"
 
 
-def snapshot(flags: np.ndarray, *, wmark_min: int = 8, types: dict | None = None) -> S.Snapshot:
-    """A Snapshot of one zone holding `flags` (pfns 0..len-1)."""
+def snapshot(
+    flags: np.ndarray,
+    *,
+    wmark_min: int = 8,
+    types: dict | None = None,
+    cpus: tuple[tuple[int, int], ...] = ((0, 1000),),
+) -> S.Snapshot:
+    """A Snapshot of one zone holding `flags` (pfns 0..len-1); `cpus` as for zoneinfo()."""
     nr_free = int(((flags & FREE) != 0).sum())
     nb = len(flags) // 512
     return S.build(
         flags.astype("<u8"),
         None,
-        zoneinfo(len(flags), nr_free, wmark_min=wmark_min),
+        zoneinfo(len(flags), nr_free, wmark_min=wmark_min, cpus=cpus),
         pagetypeinfo(types or {"Movable": nb}),
         "",
     )

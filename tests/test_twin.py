@@ -130,6 +130,46 @@ def test_pages_freed_onto_the_pcp_list_start_on_the_pcp_list():
     assert (tz.zone.state[3 * PB : 3 * PB + 256] == PCP).all()
 
 
+def test_zoneinfo_gives_each_cpus_pcp_count_and_high():
+    from host_snapshot_util import zoneinfo
+
+    from migsim.host import snapshot as S
+
+    (zi,) = S.parse_zoneinfo(zoneinfo(2048, 0, cpus=((5, 100), (256, 300))))
+    assert zi.pcp_cpus == [[0, 5, 100], [1, 256, 300]]
+    assert (zi.pcp_count, zi.pcp_high) == (261, 300)
+    assert zi.cpu_pcp(1) == (256, 300) and zi.cpu_pcp(2) is None
+
+
+@pytest.mark.parametrize(
+    ("meta", "high", "on_list"),
+    [
+        # freed and compacted on CPU 1: its list, its high (300), the freed pages on it
+        ({"free_cpu": 1, "writer_cpu": 1}, 300, True),
+        # freed on CPU 0, compacted on CPU 1: the writer's high; the freed pages stay on CPU
+        # 0's list (no drain in compact_memory), allocated memory to the twin
+        ({"free_cpu": 0, "writer_cpu": 1}, 300, False),
+        ({"free_cpu": 1, "writer_cpu": 0}, 1000, False),
+        # neither recorded (saved raw files): the largest high, the freed pages on the list
+        ({}, 1000, True),
+    ],
+)
+def test_the_writers_per_cpu_list_takes_the_freed_pages_only_if_freed_there(meta, high, on_list):
+    from migsim.kernel.zone import KERNEL, PCP
+
+    f = _two_halves()
+    f[3 * PB : 3 * PB + 256] = 0
+    snap = snapshot(f, cpus=((0, 1000), (256, 300)))
+    snap.pcp_pfns = np.arange(3 * PB, 3 * PB + 256)
+    snap.meta.update(meta)
+    assert twin.writer_pcp(snap, snap.zones[0]) == (high, on_list)
+    tz = twin.zone_from_snapshot(snap, snap.zones[0])
+    assert tz.zone.pcp.high == high
+    assert tz.zone.pcp.count == (256 if on_list else 0)
+    blank = tz.zone.state[3 * PB : 3 * PB + 256]
+    assert (blank == (PCP if on_list else KERNEL)).all()
+
+
 def test_busy_buffer_pages_fail_and_the_run_goes_on():
     # block-device metadata pages (file LRU, private buffers, folio not uptodate) are isolated
     # but fail to migrate (pgmigrate_fail); unlike -ENOMEM the compaction continues: the 256
@@ -173,6 +213,26 @@ def test_twin_bad_input_names_the_flag_and_the_range():
         twin.host_twin("64M", 0.5, 0)
     with pytest.raises(LimitError, match=r"^--size: must be a size from 2M"):
         twin.host_twin("1M", 0.5, 1)
+
+
+def test_pinned_runs_on_one_cpu_and_restores_the_mask_also_on_error():
+    import os
+
+    before = os.sched_getaffinity(0)
+    with probe.pinned() as cpu:
+        assert os.sched_getaffinity(0) == {cpu}
+        assert probe.current_cpu() == cpu
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(RuntimeError), probe.pinned(min(before)):
+        assert os.sched_getaffinity(0) == {min(before)}
+        raise RuntimeError("boom")
+    assert os.sched_getaffinity(0) == before
+    with (
+        pytest.raises(ValueError, match="cpu: 4096 is not in this task's CPU mask"),
+        probe.pinned(4096),
+    ):
+        pass
+    assert os.sched_getaffinity(0) == before
 
 
 def test_realtime_restores_the_policy_also_on_error():

@@ -771,6 +771,36 @@ def realtime(priority: int = RT_PRIORITY) -> Iterator[str]:
         os.sched_setscheduler(0, old_policy & ~os.SCHED_RESET_ON_FORK, old_param)
 
 
+def current_cpu() -> int:
+    """The CPU the calling thread runs on now (sched_getcpu(3); os has none before 3.12)."""
+    cpu = _libc.sched_getcpu()
+    if cpu < 0:
+        raise _oserror("sched_getcpu")
+    return int(cpu)
+
+
+@contextlib.contextmanager
+def pinned(cpu: int | None = None) -> Iterator[int]:
+    """Run the calling thread on one CPU (`cpu`, default the one it is running on) and restore
+    its CPU mask after, also on error or signal; yields the CPU. Why: an order-0 page freed by
+    a task goes to the per-CPU list of the CPU it runs on (mm/page_alloc.c
+    ``__free_frozen_pages()``: ``pcp_spin_trylock(zone->per_cpu_pageset)``, this CPU's; then
+    ``free_frozen_page_commit()`` -> ``free_pcppages_bulk()`` of that list only, oldest pages
+    first), and ``compact_memory`` never drains the lists (mm/compaction.c ``compact_zone()``:
+    ``lru_add_drain_cpu_zone()`` only for ``cc->order > 0``). Pinned, the pages the twin frees
+    before the snapshot and the sources the compaction frees share one list, the one whose
+    count and high the snapshot's zoneinfo gives for that CPU."""
+    old = os.sched_getaffinity(0)
+    target = current_cpu() if cpu is None else int(cpu)
+    if target not in old:
+        raise ValueError(f"cpu: {target} is not in this task's CPU mask {sorted(old)}")
+    os.sched_setaffinity(0, {target})
+    try:
+        yield target
+    finally:
+        os.sched_setaffinity(0, old)
+
+
 def trigger_compaction(node: int | None = None, times: dict | None = None) -> float:
     """Write 1 to the compaction trigger; seconds the write took (compaction runs synchronously
     in the writing task: compact_nodes() / compact_node()). With `times`, also fill it with the

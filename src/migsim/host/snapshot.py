@@ -107,6 +107,8 @@ class ZoneInfo:
     wmark_high: int = 0
     pcp_high: int = 0  # largest pcp->high of the CPUs, pages (the twin models one list)
     pcp_batch: int = 0  # pcp->batch
+    # per CPU of the pagesets: [cpu, count, high] (pages), in file order
+    pcp_cpus: list[list[int]] = field(default_factory=list)
     # from pagetypeinfo: pageblocks per migratetype; from buddyinfo: free blocks per order
     block_counts: dict[str, int] = field(default_factory=dict)
     buddyinfo: list[int] = field(default_factory=list)
@@ -114,6 +116,13 @@ class ZoneInfo:
     @property
     def end_pfn(self) -> int:
         return self.start_pfn + self.spanned
+
+    def cpu_pcp(self, cpu: int) -> tuple[int, int] | None:
+        """(count, high) of `cpu`'s per-CPU list of this zone, pages; None if not recorded."""
+        for c, count, high in self.pcp_cpus:
+            if c == cpu:
+                return count, high
+        return None
 
 
 @dataclass
@@ -274,7 +283,7 @@ def parse_zoneinfo(text: str) -> list[ZoneInfo]:
         if m:
             flush()
             cur = {"node": int(m.group(1)), "name": m.group(2), "start_pfn": 0, "spanned": 0}
-            cur |= {"present": 0, "managed": 0, "nr_free": 0, "pcp_count": 0}
+            cur |= {"present": 0, "managed": 0, "nr_free": 0, "pcp_count": 0, "pcp_cpus": []}
             del cur["start_pfn"]
             highs = []
             continue
@@ -288,13 +297,19 @@ def parse_zoneinfo(text: str) -> list[ZoneInfo]:
             cur[key] = int(val)
         elif key == "nr_free_pages":
             cur["nr_free"] = int(val)
+        elif key == "cpu:":
+            cur["pcp_cpus"].append([int(val), 0, 0])
         elif key == "count:":
             cur["pcp_count"] += int(val)
+            if cur["pcp_cpus"]:
+                cur["pcp_cpus"][-1][1] = int(val)
         elif key in ("min", "low", "high") and len(parts) == 2:
             cur[f"wmark_{key}"] = int(val)
         elif key == "high:":
             highs.append(int(val))
             cur["pcp_high"] = max(highs)
+            if cur["pcp_cpus"]:
+                cur["pcp_cpus"][-1][2] = int(val)
         elif key == "batch:":
             cur["pcp_batch"] = int(val)
         elif key == "start_pfn:":
@@ -645,17 +660,23 @@ class RawReader:
         self.read_s = time.perf_counter() - t0
 
     def build(
-        self, raw_dir: str | os.PathLike | None = None, freed: np.ndarray | None = None
+        self,
+        raw_dir: str | os.PathLike | None = None,
+        freed: np.ndarray | None = None,
+        meta: dict | None = None,
     ) -> Snapshot:
         """The Snapshot of the last read (with `raw_dir`: also save the raw files there).
         `freed`: pfns this process freed just before the read, in order; those that are not in
-        the buddy lists and show no flag are on a per-CPU list (``Snapshot.pcp_pfns``)."""
+        the buddy lists and show no flag are on a per-CPU list (``Snapshot.pcp_pfns``).
+        `meta`: more keys for ``Snapshot.meta`` (the twin's ``free_cpu``/``writer_cpu``; also
+        saved with the raw files, which ``from_dir`` reads back)."""
         t0 = time.perf_counter()
         meta = {
             "kernel": _pyplatform.release(),
             "machine": _pyplatform.node(),
             "settings": _read_settings(),
             "source": str(self.proc),
+            **(meta or {}),
         }
         t = self.texts
         k = self.read_pfns

@@ -40,8 +40,11 @@ What the kernel does with each page kind (mm/compaction.c, v6.18), and how the t
 Simplifications: migration fails only for lack of a target and for the busy buffer pages of
 ``zone_from_snapshot`` (a superset of the pages the kernel fails: ``pgmigrate_fail`` is
 over-predicted); the order of targets inside cc->freepages (per
-order lists since v6.10) is FIFO; the per-CPU lists are the model's one list. Other tasks run
-between the snapshot and the real compaction: what they change is not in the snapshot.
+order lists since v6.10) is FIFO; of the per-CPU lists the model keeps the one the
+compaction frees to, the writer CPU's (``writer_pcp``: twin_run pins itself to one CPU, so
+the pages it freed before the snapshot are on that list), and the other tasks' pages on the
+lists stay allocated memory to it. Other tasks run between the snapshot and the real
+compaction: what they change is not in the snapshot.
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ def zone_from_snapshot(
     state[kind == S.FREE] = FREE
     # pfns of the base range below the zone start belong to no zone: never free
     state[: zi.start_pfn - base][state[: zi.start_pfn - base] == FREE] = KERNEL
-    pcp = {"pcp_high": zi.pcp_high, "pcp_batch": zi.pcp_batch} if zi.pcp_batch else {}
+    high, known_on_list = writer_pcp(snap, zi)
+    pcp = {"pcp_high": high, "pcp_batch": zi.pcp_batch} if zi.pcp_batch else {}
     zone = Zone(n, node_cpus=node_cpus, state=state, **pcp)
     zone.zone_start_pfn = zi.start_pfn - base
     if zi.wmark_min:  # the machine's watermarks (min_free_kbytes, watermark_scale_factor)
@@ -120,8 +124,9 @@ def zone_from_snapshot(
     b0 = base // PB
     zone.migratetype[:] = snap.block_migratetype[b0 : b0 + n // PB]
     zone.recount()
-    if snap.pcp_pfns is not None and len(snap.pcp_pfns):
-        # free pages on the per-CPU list: in the zone, blank in kpageflags (KERNEL here)
+    if known_on_list and snap.pcp_pfns is not None and len(snap.pcp_pfns):
+        # free pages on the writer's per-CPU list: in the zone, blank in kpageflags (KERNEL
+        # here); on another CPU's list they stay there (blank, KERNEL) for the whole run
         p = snap.pcp_pfns - base
         p = p[(p >= 0) & (p < n)]
         p = p[zone.state[p] == KERNEL]
@@ -168,6 +173,34 @@ def zone_from_snapshot(
         unsplittable,
         busy,
     )
+
+
+def writer_pcp(snap: S.Snapshot, zi: S.ZoneInfo) -> tuple[int, bool]:
+    """The per-CPU list the compaction frees its sources to: (its high, pages; whether the pages
+    the twin freed before the snapshot, ``snap.pcp_pfns``, are on it).
+
+    A page is freed to the list of the CPU the freeing task runs on (mm/page_alloc.c
+    ``__free_frozen_pages()`` takes ``zone->per_cpu_pageset`` of this CPU), and only that
+    list's oldest pages go to the buddy lists when its count reaches high
+    (``free_frozen_page_commit()`` -> ``free_pcppages_bulk()``); ``compact_memory`` drains no
+    list (mm/compaction.c ``compact_zone()``: ``lru_add_drain_cpu_zone()`` only for
+    ``cc->order > 0``; ``compact_nodes()``: ``lru_add_drain_all()``, the LRU batches only).
+    So where the snapshot records the CPU the twin freed on (``meta["free_cpu"]``) and the
+    CPU that wrote compact_memory (``meta["writer_cpu"]``; twin_run pins both to one), the
+    list is the writer's: zoneinfo's high for that CPU, and the freed pages on it only if they
+    were freed there. Pages of other tasks on the writer's list are older than the twin's and
+    mostly leave first (the twin's own frees, a region's worth, pushed the older ones out);
+    their pfns are unknown (blank in kpageflags), so the twin leaves them out, which hands the
+    known pages to the buddy lists when the kernel does (a FIFO list: after f frees the pages
+    drained are count + f - high, the older ones first), up to the few other tasks free on
+    that CPU after the twin's frees. Without
+    those keys (saved raw files, older snapshots): the largest high of the CPUs, and the freed
+    pages on the list."""
+    writer = snap.meta.get("writer_cpu")
+    per = zi.cpu_pcp(int(writer)) if writer is not None else None
+    if per is None:
+        return zi.pcp_high, True
+    return per[1], snap.meta.get("free_cpu") == writer
 
 
 def _unsplittable(order: np.ndarray, pf: np.ndarray) -> np.ndarray:
@@ -756,7 +789,7 @@ class TraceGuard:
         ``lost``, events the buffer dropped. Empty where tracing is unavailable."""
         if not self.available:
             return {"calls": [], "failed": [], "call_s": [], "zones": [], "other": {}, "lost": 0,
-                    "traced": False}  # fmt: skip
+                    "cpus": [], "traced": False}  # fmt: skip
         from migsim.host import tracefs
 
         text = (self.root / "trace").read_text(errors="replace")
@@ -779,6 +812,7 @@ def parse_twin_trace(text: str, pid: int) -> dict:
     call_s: list[float] = []  # the trace clock at each call's end (mm_migrate_pages), seconds
     zones: list[dict] = []
     other: dict[str, int] = {}
+    cpus: set[int] = set()  # the CPUs the writer's events ran on
     for line in text.splitlines():
         m = _TRACEFS.match(line)
         if m is None:
@@ -788,6 +822,7 @@ def parse_twin_trace(text: str, pid: int) -> dict:
             key = f"{m.group('task').strip()}: {event}"
             other[key] = other.get(key, 0) + 1
             continue
+        cpus.add(int(m.group("cpu")))
         if event == "mm_migrate_pages" and (mm := _MIGRATE.match(fields)):
             if mm.group(8) == "compaction":
                 calls.append(int(mm.group(1)))
@@ -807,7 +842,8 @@ def parse_twin_trace(text: str, pid: int) -> dict:
                     end_s=float(m.group("ts")), calls=len(calls) - zones[-1]["first_call"],
                     last_call_failed=failed[-1] if len(calls) > zones[-1]["first_call"] else 0,
                 )  # fmt: skip
-    return {"calls": calls, "failed": failed, "call_s": call_s, "zones": zones, "other": other}
+    return {"calls": calls, "failed": failed, "call_s": call_s, "zones": zones, "other": other,
+            "cpus": sorted(cpus)}  # fmt: skip
 
 
 # What a twin run is held to (the issue's tolerances): per counter, the relative error allowed
@@ -969,7 +1005,9 @@ def twin_run(
     probe.trigger_compaction()  # settle what other tasks left
     # buffers allocated and faulted in before the region: the reads allocate nothing
     first, reader = S.RawReader(), S.RawReader()
-    with probe.AnonRegion(size) as region:
+    # one CPU from the region's faults to the write: the freed pages and the compaction's
+    # frees on one per-CPU list, the one the snapshot's zoneinfo names (writer_pcp)
+    with probe.pinned() as cpu, probe.AnonRegion(size) as region:
         region.fill_order0()
         mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
         freed = region.pfns()[mask.ravel()]  # in the order MADV_DONTNEED frees them
@@ -992,11 +1030,12 @@ def twin_run(
             v1 = probe.read_vmstat(VMSTAT_KEYS + ALLOC_KEYS)
             r1 = resource.getrusage(resource.RUSAGE_SELF)
             traced = trace.read()
-    snap = reader.build(raw_dir, freed=freed)
+    pinned = {"free_cpu": cpu, "writer_cpu": cpu}
+    snap = reader.build(raw_dir, freed=freed, meta=pinned)
     t0 = time.perf_counter()
     nc = compact_node(snap)
     predict_s = time.perf_counter() - t0
-    first_pred = dict(compact_node(first.build(freed=freed)).vmstat)
+    first_pred = dict(compact_node(first.build(freed=freed, meta=pinned)).vmstat)
     measured = {k: v1[k] - v0[k] for k in VMSTAT_KEYS}
     drift = sum(v0[k] - a0[k] for k in ALLOC_KEYS)
     measured["seconds"] = wall
@@ -1034,6 +1073,9 @@ def twin_run(
             "pcp_pfns": int(snap.meta.get("pcp_pfns", 0)),
         },
         "seed": seed,
+        "cpu": cpu,  # the CPU the run was pinned to (probe.pinned)
+        # the CPUs the writer's compaction events were traced on (the pinned one alone)
+        "trace_cpus": traced.get("cpus", []),
         "nice": nice,  # of the reading and compacting task (snapshot.high_priority)
         "policy": policy,  # its scheduling policy for the write (probe.realtime)
         "loadavg": list(load),  # 1, 5, 15 minutes, just before the reads

@@ -11,12 +11,22 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# One BLAS thread in every test process and in what it starts (pytest-xdist's workers, the
+# snakemake server and its jobs, the CLI subprocesses inherit the environment), set before
+# numpy loads OpenBLAS: with its default of one thread per CPU, the two workers of `pytest -n
+# 2` on a 2-core machine run 2 x 2 BLAS threads that spin-wait for each other.
+# tests/test_intervals.py and tests/test_throughput.py alone: 29.3 -> 11.5 CPU s (pytest -n 0,
+# load 3). `migsim calibrate` fits with one thread too (cli/calibrate.py). An explicit value
+# in the environment is kept.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
-from migsim.kernel.zone import Zone
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from migsim.cost.platform import DEFAULT_PLATFORM, load_platform  # noqa: E402
+from migsim.kernel.zone import Zone  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from host_gate import changed_settings, host_tests_enabled  # noqa: E402

@@ -74,18 +74,44 @@ def pytest_xdist_auto_num_workers(config):
     return None
 
 
-def _xdist_group(item) -> str:
+def _xdist_group(item, shared: dict[str, str]) -> str:
     """The worker group of a test under --dist loadgroup: every test marked host in one group
-    (one worker, in order: they share the kernel and tests/host_gate.py's lock); every other
-    test with the rest of its module, so that module-scoped fixtures (a pipeline run into a
-    shared output directory, a browser, a Slurm cluster, a simulation) are built once, in one
-    worker, and never used by two workers at once."""
+    (one worker, in order: they share the kernel and tests/host_gate.py's lock); every test of
+    a module that uses a shared session fixture in that fixture's group (`shared`:
+    _shared_groups); every other test with the rest of its module, so that module-scoped
+    fixtures (a pipeline run into a shared output directory, a Slurm cluster, a simulation)
+    are built once, in one worker, and never used by two workers at once."""
     if item.get_closest_marker("host") is not None:
         return "host"
     module = item.nodeid.split("::", 1)[0]
+    if module in shared:
+        return shared[module]
     if module in _SPLIT_BY_FUNCTION:
         return f"{module}::{getattr(item, 'originalname', item.name)}"
     return module
+
+
+# Session fixtures of this file that take seconds to build: each pytest-xdist worker builds
+# its own, so every module with a test that uses one goes into one group named after it (the
+# first listed, for a module that uses several), and one worker builds it once: the full-scale
+# run (~3 CPU s: test_full_scale, test_kernel_full_scale, test_reference_digest,
+# test_compaction_reproduce) and the headless Chromium (test_browser, test_whatif_browser).
+_SHARED_FIXTURES = ("full_scale", "browser")
+
+
+def _shared_groups(items) -> dict[str, str]:
+    """Module -> the group of the first shared session fixture (_SHARED_FIXTURES) that one of
+    its tests (not marked host) uses."""
+    out: dict[str, str] = {}
+    for item in items:
+        if item.get_closest_marker("host") is not None:
+            continue
+        used = getattr(item, "fixturenames", ())
+        for name in _SHARED_FIXTURES:
+            if name in used:
+                out.setdefault(item.nodeid.split("::", 1)[0], name)
+                break
+    return out
 
 
 # Modules whose groups are their test functions (a parametrized function is one group): their
@@ -117,24 +143,21 @@ _GROUP_SECONDS = {
     "tests/test_figures.py": 20.0,
     "tests/test_cli_throughput.py": 19.0,
     "tests/test_plugin_study.py": 15.0,
-    "tests/test_reference_digest.py": 15.0,
+    "full_scale": 26.0,  # test_reference_digest 15, test_compaction_reproduce 11, ...: one run
     "tests/test_calibrate_check.py": 13.0,
     "tests/test_probe.py": 13.0,
     "tests/test_compaction_cli.py": 13.0,
     "tests/test_bad_inputs.py": 13.0,
-    "tests/test_compaction_reproduce.py": 11.0,
     "tests/test_tags.py": 10.5,
-    "tests/test_browser.py": 9.0,
+    "browser": 15.0,  # test_browser 9, test_whatif_browser 6.7: one Chromium
     "tests/test_trace.py": 9.0,
     "tests/test_whatif_pipeline.py": 7.7,
-    "tests/test_whatif_browser.py": 6.7,
     "tests/test_memory.py": 5.7,
     "tests/test_host_gate.py": 5.1,
     "tests/test_compaction_properties.py": 4.4,
     "tests/test_startup.py": 4.0,
     "tests/test_workflow_catalog.py": 4.0,
     "tests/test_engine_hand_cases.py": 3.7,
-    "tests/test_full_scale.py": 3.7,
     "tests/test_migration_scanner_reference.py": 3.3,
 }
 _UNLISTED_S = 0.05
@@ -179,9 +202,10 @@ def _queue_order(items) -> list[str]:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
+    shared = _shared_groups(items)
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+            item.add_marker(pytest.mark.xdist_group(_xdist_group(item, shared)))
     if getattr(config, "workerinput", None) is not None:
         # In a worker: the collection in the order of the groups' queue (_queue_order). Every
         # worker sorts the same collection the same way, as pytest-xdist requires.
@@ -332,6 +356,15 @@ def _check_error(zone: Zone) -> str | None:
     except AssertionError as e:
         return str(e) or "zone.check() failed"
     return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium, one per test run for every browser test (tests/test_browser.py's
+    launch_browser: skips where it is missing outside CI; its modules share a worker group)."""
+    from test_browser import launch_browser
+
+    yield from launch_browser()
 
 
 @pytest.fixture(scope="session")

@@ -399,6 +399,19 @@ def smoke_copy(work: Path, dst: Path):
         yield dst
 
 
+VEGA_BUNDLE = Path("results") / "cache" / "vega-bundle.js"  # rule vega_bundle's output
+
+
+def seed_vega_bundle(smoke: Path, dst: Path) -> None:
+    """Put the Vega bundle of the smoke run `smoke` (smoke_run()) into the fresh workflow copy
+    `dst`, so that a run there does not build it again (~2.5 CPU s: it has no inputs, so an
+    existing bundle is up to date). Only the offline HTML figures inline it; no Parquet file
+    depends on it."""
+    target = dst / VEGA_BUNDLE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(smoke / VEGA_BUNDLE, target)
+
+
 def load_config(workdir: Path, *overlays: str) -> dict:
     """The configuration snakemake sees: config/config.yaml with `overlays` merged over it."""
     import yaml

@@ -41,8 +41,10 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def browser():
+def launch_browser():
+    """The headless Chromium of the browser tests (a generator: yields it, closes it; the
+    session fixture `browser` of tests/conftest.py, one Chromium for this module and
+    tests/test_whatif_browser.py); skips with the reason where it is missing outside CI."""
     reason = _missing()
     if reason:
         if in_ci():

@@ -16,6 +16,7 @@ from pipeline_util import (
     SMOKE_ARGS,
     copy_workflow,
     load_config,
+    seed_vega_bundle,
     smoke_copy,
     smoke_run,
     snakemake,
@@ -258,6 +259,7 @@ def test_snakemake_report_with_captions(work, tmp_path):
 
 def test_same_config_and_seed_give_identical_parquet(work, tmp_path):
     again = copy_workflow(tmp_path / "again")
+    seed_vega_bundle(work, again)  # the figures' script, not simulated: no Parquet reads it
     targets = [
         f"results/summary/{k}.parquet" for k in ("throughput", "compaction", "alloc_latency")
     ]

@@ -13,7 +13,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from pipeline_util import copy_workflow, env_for, run_snakemake, study_summary
+from pipeline_util import (
+    copy_workflow,
+    env_for,
+    run_snakemake,
+    seed_vega_bundle,
+    smoke_run,
+    study_summary,
+)
 from test_figures import check_figure_files
 
 from migsim.output.tables import read_metadata
@@ -41,6 +48,7 @@ def run(work: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     work = copy_workflow(tmp_path_factory.mktemp("plugin") / "w")
+    seed_vega_bundle(smoke_run(tmp_path_factory), work)  # the smoke run's: not built again
     (work / "plugins").mkdir()
     shutil.copy2(HERE / "plugin_study.py", work / "plugins" / "plugin_study.py")
     (work / "plugin.yaml").write_text(yaml.safe_dump(PLUGIN))

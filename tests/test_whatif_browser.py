@@ -1,6 +1,7 @@
 """Headless Chromium opens each what-if figure's HTML and results/whatif/index.html from disk
 with the network off and finds the rendered charts with no console error and no network
-request (the browser set-up and its skip rule are those of tests/test_browser.py)."""
+request (the browser set-up and its skip rule are those of tests/test_browser.py: the session
+fixture `browser`, one Chromium for both modules)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from pipeline_util import smoke_run
-from test_browser import browser, open_offline  # noqa: F401 (browser is a fixture)
+from test_browser import open_offline
 
 from migsim.studies import registry
 
@@ -23,7 +24,7 @@ def results(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("study", STUDIES)
-def test_whatif_figure_renders_offline(browser, results, study):  # noqa: F811
+def test_whatif_figure_renders_offline(browser, results, study):
     seen = open_offline(
         browser,
         results / "whatif" / f"{study}.html",
@@ -35,7 +36,7 @@ def test_whatif_figure_renders_offline(browser, results, study):  # noqa: F811
     assert seen["marks"] > 20
 
 
-def test_whatif_page_shows_every_study_offline(browser, results):  # noqa: F811
+def test_whatif_page_shows_every_study_offline(browser, results):
     seen = open_offline(
         browser, results / "whatif" / "index.html", "figure.chart .embed svg", count=len(STUDIES)
     )

@@ -139,6 +139,7 @@ def _job_compare_trace(job: Job, log: str) -> None:
             txt=out["txt"],
             md=out["md"],
             figure=_stem(out["svg"]),
+            bundle=job.input["bundle"],
         )
 
 

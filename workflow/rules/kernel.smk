@@ -83,6 +83,7 @@ rule compare_trace:
             mp.module_source(m)
             for m in ("studies.kernel_formats", "formats.mmtests", "pipeline", "jobs")
         ],
+        bundle=rules.vega_bundle.output.bundle,
     output:
         txt=f"{RESULTS}/compare/trace.txt",
         md=f"{RESULTS}/compare/trace.md",

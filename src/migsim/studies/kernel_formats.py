@@ -122,8 +122,11 @@ def compare(paths: Sequence[str | Path], names: Sequence[str] | None = None,
     return stats
 
 
-def compare_figure(paths: Sequence[str | Path], names: Sequence[str], stem: str | Path) -> None:
-    """Traces side by side (compare_chart) as HTML, SVG and PNG at `stem`."""
+def compare_figure(paths: Sequence[str | Path], names: Sequence[str], stem: str | Path,
+                   bundle: str | None = None) -> None:  # fmt: skip
+    """Traces side by side (compare_chart) as HTML, SVG and PNG at `stem`. `bundle`: the
+    prebuilt script the HTML figure inlines (figures.write_javascript_bundle; without it the
+    figure builds it, seconds of CPU)."""
     from migsim.formats.trace import call_table
     from migsim.output.figures import save_chart
 
@@ -134,7 +137,7 @@ def compare_figure(paths: Sequence[str | Path], names: Sequence[str], stem: str 
         series.append(ct.select(pl.lit(name).alias("source"), (pl.col("time_s") - t0),
                                 pl.col("pages").cum_sum().alias("pages_cum")))  # fmt: skip
         calls.append(ct.select(pl.lit(name).alias("source"), "pages", "latency_us"))
-    save_chart(compare_chart(pl.concat(series), pl.concat(calls)), stem)
+    save_chart(compare_chart(pl.concat(series), pl.concat(calls)), stem, bundle=bundle)
 
 
 def write_trace(res, path: str | Path, max_events: int, *, text: bool | None = None
@@ -174,9 +177,10 @@ def trace_mode(platform_path: str, state_path: str, params: Mapping, text_path: 
         print(f"trace: the run has {total} events, wrote the first {n} (trace.max_events)")
 
 
-def compare_outputs(real: str, sim: str, *, txt: str, md: str, figure: str) -> None:
+def compare_outputs(real: str, sim: str, *, txt: str, md: str, figure: str,
+                    bundle: str | None = None) -> None:  # fmt: skip
     """A real trace beside a simulated one: the mmtests report (text, Markdown) and the
-    figure (compare_figure)."""
+    figure (compare_figure; `bundle` as there)."""
     from migsim.atomic import atomic_write_text
 
     names = ["real", "simulated"]
@@ -184,7 +188,7 @@ def compare_outputs(real: str, sim: str, *, txt: str, md: str, figure: str) -> N
     title = f"real trace ({Path(real).name}) beside the simulated baseline"
     atomic_write_text(txt, mmtests.format_text(stats, title))
     atomic_write_text(md, mmtests.format_markdown(stats, title))
-    compare_figure([real, sim], names, figure)
+    compare_figure([real, sim], names, figure, bundle=bundle)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -86,7 +86,20 @@ and the rest of the suite had run on the same VM: 112 of 1,789 misjudged, then 1
 120/1,739 and 111/1,749 in three reruns (Normal zone; 97 of the 111 visited by the kernel but
 estimated UNMOVABLE (69) or RECLAIMABLE (28): after that much churn pagetypeinfo's non-movable
 budget goes to MOVABLE pageblocks). It is taken out until the estimate holds there (issue 15);
-this test's counters passed in the same check.
+this test's counters passed in the same check (back in session 10, below).
+
+Session 10 (same VM, load 1-4). Of 8 kept unpinned runs at 2 GiB, 3 over-predicted
+pgmigrate_success by 14.6/21.2/28.2%: every migrate_pages() call agreed page for page until
+the real free scanner met the migration scanner lower. The write had run on CPU 1 while the
+region's freed pages sat on CPU 0's per-CPU list (zoneinfo's per-CPU counts): they never
+reached the buddy lists, while CPU 1's list, other tasks' pages the snapshot shows allocated,
+did and merged half-free pageblocks whole, which the free scanner refuses. The twin now pins
+each run to one CPU (probe.pinned) and models that CPU's list (twin.writer_pcp): 8 pinned runs
+within 1.5%, and the CPU mask is checked restored below. The per-pageblock test came back: its
+misjudgements after churn (4.2-6.0% in the 8 runs) were wholly PG_reserved pageblocks (the
+memory map of memory initialised late) ranked as unmovable; memmap_init_range() makes them
+MOVABLE and no allocation claims them, so the estimate no longer counts PG_reserved pages
+(7 of 19,789 pageblocks misjudged in the same runs).
 
 Needs root (the probe writes compact_memory, /proc/kpageflags is root-only)."""
 
@@ -96,6 +109,7 @@ import os
 from pathlib import Path
 
 import host_gate
+import numpy as np
 import pytest
 
 from migsim.cost.platform import DEFAULT_PLATFORM, load_platform
@@ -171,6 +185,98 @@ def test_twin_predicts_every_real_compact_memory():
     assert not bad, f"accepted runs predicted outside tolerance: {bad}\n{report}"
 
 
+def _free_scanner_blocks(text: str, pid: int) -> tuple[set[int], dict[int, int]]:
+    """From a trace text: the pageblocks task `pid`'s free scanner visited
+    (mm_compaction_isolate_freepages: isolate_freepages_block() runs only on a pageblock
+    suitable_migration_target() accepts), and per zone start the free_pfn of its
+    mm_compaction_end (where the free scanner stopped)."""
+    import re
+
+    iso = re.compile(
+        r"-(\d+)\s+\[\d+\].*: mm_compaction_isolate_freepages: range=\((0x[0-9a-f]+) ~"
+    )
+    end = re.compile(
+        r"-(\d+)\s+\[\d+\].*: mm_compaction_end: zone_start=(0x[0-9a-f]+) migrate_pfn=0x[0-9a-f]+ "
+        r"free_pfn=(0x[0-9a-f]+)"
+    )
+    visited, stops = set(), {}
+    for line in text.splitlines():
+        if (m := iso.search(line)) and int(m.group(1)) == pid:
+            visited.add(int(m.group(2), 16) >> 9)
+        elif (m := end.search(line)) and int(m.group(1)) == pid:
+            stops[int(m.group(2), 16)] = int(m.group(3), 16)
+    return visited, stops
+
+
+# of the pageblocks judged; session 6, 19 runs: at most 0.6% per run; the old estimate 0.4-3.8%,
+# above 1% in 15 of the 19. Session 10 (the test back, see the module docstring): 8 pinned runs
+# 0-0.24% (7 of 19,789), 4.2-6.0% with PG_reserved pages ranked as unmovable content
+MISJUDGED_MAX = 0.01
+
+
+def test_free_scanner_takes_targets_where_the_snapshot_says_movable(monkeypatch):
+    """The mechanism behind the counters: the real free scanner, traced per pageblock
+    (mm_compaction_isolate_freepages), visits a pageblock above where it stopped exactly when
+    suitable_migration_target() accepts it, i.e. (compact_node() leaves ignore_block_suitable
+    unset) when the pageblock is MOVABLE and its first page is no free buddy of order >= 9.
+    Every valid, not wholly free pageblock of every zone between the free scanner's start and
+    stop is judged: visited, and the snapshot's estimate (snapshot.estimate_migratetypes) not
+    MOVABLE, or not visited and estimated MOVABLE, is misjudged. At most MISJUDGED_MAX of them
+    may be (what other tasks change meanwhile); the estimate of sessions 1-5, which ranked blank
+    pages with slab pages, misjudged 0.4-3.8% per run on the saved traces of session 6 (above
+    1% in 15 of 19 runs) and fails this."""
+    from migsim.host import snapshot as S
+
+    _require()
+    if not twin.TraceGuard().available:
+        pytest.skip("tracefs is not available")
+    plat = load_platform(DEFAULT_PLATFORM)
+    events = ("compaction/mm_compaction_isolate_freepages",)
+    monkeypatch.setattr(twin, "TWIN_EVENTS", twin.TWIN_EVENTS + events)
+    texts: list[tuple[str, int]] = []
+    parse = twin.parse_twin_trace
+
+    def keep(text, pid):
+        texts.append((text, pid))
+        return parse(text, pid)
+
+    monkeypatch.setattr(twin, "parse_twin_trace", keep)
+    snaps: list = []
+    build = S.RawReader.build
+
+    def keep_snap(self, *a, **kw):
+        snaps.append(build(self, *a, **kw))
+        return snaps[-1]
+
+    monkeypatch.setattr(S.RawReader, "build", keep_snap)
+    with probe.interrupt_guard(), probe.probe_settings(probe.SettingsGuard()):
+        run = twin.twin_run(SIZE, RATIO, 1, plat)
+    assert run["trace"]["traced"] and not run["trace"]["lost"], run["trace"]
+    # pinned (probe.pinned): the writer's events all on the CPU the run was pinned to
+    assert run["trace_cpus"] == [run["cpu"]], (run["trace_cpus"], run["cpu"])
+    snap = snaps[0]  # the second read's, the one the prediction uses
+    visited, stops = _free_scanner_blocks(*texts[-1])
+    free = (snap.kind[: len(snap.block_valid) * twin.PB] == S.FREE).reshape(-1, twin.PB)
+    judged = misjudged = 0
+    for z in snap.zones:
+        if z.start_pfn not in stops:
+            continue
+        lo = stops[z.start_pfn] // twin.PB + 1
+        hi = twin.effective_end_pfn(snap, z) // twin.PB
+        b = np.arange(lo, hi)
+        b = b[snap.block_valid[b] & ~free[b].all(1)]
+        seen = np.isin(b, list(visited))
+        movable = snap.block_migratetype[b] == S.MIGRATE_MOVABLE
+        judged += len(b)
+        misjudged += int((seen != movable).sum())
+    print(f"{misjudged} of {judged} pageblocks misjudged")
+    assert judged > 100, f"only {judged} pageblocks judged: the free scanner hardly ran"
+    assert misjudged <= MISJUDGED_MAX * judged, (
+        f"{misjudged} of {judged} pageblocks misjudged (the snapshot's migratetype estimate "
+        f"against the real free scanner), more than {MISJUDGED_MAX:.0%}"
+    )
+
+
 def test_twin_restores_settings_on_error_and_on_signal(monkeypatch):
     """A twin run that fails (or gets SIGTERM) in the middle, with tracing on,
     compaction_proactiveness at 0 and the task under SCHED_FIFO, leaves every setting, the trace
@@ -180,6 +286,7 @@ def test_twin_restores_settings_on_error_and_on_signal(monkeypatch):
     _require()
     before = probe.snapshot_settings()
     sched = (os.sched_getscheduler(0), os.sched_getparam(0), os.getpriority(os.PRIO_PROCESS, 0))
+    cpus = os.sched_getaffinity(0)
     trace_before = _trace_state()
     plat = load_platform(DEFAULT_PLATFORM)
     real = probe.trigger_compaction
@@ -211,6 +318,7 @@ def test_twin_restores_settings_on_error_and_on_signal(monkeypatch):
             os.sched_getparam(0),
             os.getpriority(os.PRIO_PROCESS, 0),
         ) == sched
+        assert os.sched_getaffinity(0) == cpus  # the run's pinning (probe.pinned) undone
         # tracefs mounted as before (the twin mounts it for its run and unmounts it), and
         # every event it enabled, the buffer size and tracing_on as found
         assert _trace_state() == trace_before

@@ -95,6 +95,24 @@ def test_migratetype_ranking_by_hand():
     assert bare.block_migratetype.tolist() == [1, 0, 0, 0, 1]
 
 
+def test_reserved_pageblocks_stay_movable_in_the_estimate():
+    """4 pageblocks, pagetypeinfo's one Unmovable among them: 0 is wholly PG_reserved (a memory
+    map: memmap_init_range() made it MOVABLE and no allocation claimed it), 1 holds 10 slab
+    pages and 502 free ones, 2 is anon, 3 free. Block 1 is the Unmovable one (10 unmovable
+    pages less 0 LRU); block 0 counts neither unmovable nor blank pages, so it is never
+    taken (with the reserved pages counted it had 512 and took the place)."""
+    f = np.zeros(4 * PB, dtype=np.uint64)
+    f[:PB] = 1 << S.KPF_RESERVED
+    f[PB : PB + 10] = SLAB
+    f[PB + 10 : 2 * PB] = FREE
+    f[2 * PB : 3 * PB] = LRU_ANON
+    f[3 * PB :] = FREE
+    nr_free = int(((f & FREE) != 0).sum())
+    snap = S.build(f, None, zoneinfo(len(f), nr_free), pagetypeinfo({"Unmovable": 1, "Movable": 3}))
+    assert snap.kind_counts()["reserved"] == PB
+    assert snap.block_migratetype.tolist() == [1, 0, 1, 1]
+
+
 def test_buddy_decomposition_by_hand():
     free = np.zeros(2048, dtype=bool)
     free[1:4] = True  # orders 0 (pfn 1) and 1 (pfns 2-3)

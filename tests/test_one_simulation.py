@@ -6,6 +6,8 @@ writes exactly the rows that one run_compaction() per mode and run gives."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -82,3 +84,25 @@ def test_the_shared_simulation_writes_the_rows_of_one_run_per_mode(platform, sta
         assert got.equals(COMPACTION_RUNS.frame(rows).sort("seed")), mode
     walls = {pl.read_parquet(o)["wall_ms"][0] for o in outs}
     assert len(walls) == len(MODES)  # the costs differ: the modes were costed apart
+
+
+def test_the_shared_traced_simulation_writes_each_modes_own_trace(platform, state, tmp_path):
+    """Rule compaction_trace's job (kernel_formats.trace_modes: one traced simulation costed
+    for every mode) writes the trace text and Parquet files that an independent traced
+    simulation of each mode gives, byte for byte."""
+    from migsim.pipeline import cost_mode_run, simulate_from_state
+    from migsim.studies.kernel_formats import trace_modes, write_trace
+
+    jobs = [job(m) for m in MODES]
+    texts = [str(tmp_path / f"{m}.trace") for m in MODES]
+    events = [str(tmp_path / f"{m}.parquet") for m in MODES]
+    trace_modes(str(DEFAULT_PLATFORM), str(state), jobs, texts, events, 10**6)
+    for p, text, ev in zip(jobs, texts, events, strict=True):
+        res = cost_mode_run(
+            simulate_from_state(platform, p, str(state), trace=True), platform, p, 0
+        )
+        write_trace(res, tmp_path / "alone.trace", 10**6, text=True)
+        write_trace(res, tmp_path / "alone.parquet", 10**6, text=False)
+        assert (tmp_path / "alone.trace").read_bytes() == Path(text).read_bytes(), p["mode"]
+        assert (tmp_path / "alone.parquet").read_bytes() == Path(ev).read_bytes(), p["mode"]
+    assert len({Path(t).read_bytes() for t in texts}) == len(MODES)  # costed apart

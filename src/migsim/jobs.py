@@ -113,15 +113,15 @@ def _job_kernel_formats(job: Job, log: str) -> None:
 
 
 def _job_compaction_trace(job: Job, log: str) -> None:
-    from migsim.studies.kernel_formats import trace_mode
+    from migsim.studies.kernel_formats import trace_modes
 
-    run = job.params["run"]
-    with job_log(log, f"compaction trace {job.wildcards['mode']}", run):
+    runs = job.params["runs"]
+    with job_log(log, "compaction traces, every mode from one simulation", runs):
         out = job.output
-        trace_mode(
+        trace_modes(
             job.input["platform"],
             job.input["state"],
-            run,
+            runs,
             out["text"],
             out["events"],
             job.params["max_events"],

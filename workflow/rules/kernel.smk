@@ -52,23 +52,26 @@ rule kernel_formats:
         migsim_job("kernel_formats")
 
 
+# One job traces every mode (as rule compaction, one simulation costed for each mode that
+# shares its control flow), not one job per mode simulating the same state again.
+TRACE_MODES = ("baseline", "dma", "busy-baseline", "busy-dma")
+
+
 rule compaction_trace:
     input:
         platform=PLATFORM,
         state=STATE,
         engine=ENGINE_FOR["compaction"],
     output:
-        text=f"{RESULTS}/traces/compaction-{{mode}}.trace",
-        events=f"{RESULTS}/traces/compaction-{{mode}}.parquet",
+        text=[f"{RESULTS}/traces/compaction-{m}.trace" for m in TRACE_MODES],
+        events=[f"{RESULTS}/traces/compaction-{m}.parquet" for m in TRACE_MODES],
     log:
-        f"{RESULTS}/logs/traces/compaction-{{mode}}.log",
-    wildcard_constraints:
-        mode=r"baseline|dma|busy-baseline|busy-dma",
+        f"{RESULTS}/logs/traces/compaction.log",
     conda:
         "../envs/migsim.yaml"
     params:
         job=job_params(
-            run=lambda wildcards: mp.compaction_params(config, wildcards.mode),
+            runs=[mp.compaction_params(config, m) for m in TRACE_MODES],
             max_events=config.get("trace", {}).get("max_events", 2000000),
         ),
     shell:

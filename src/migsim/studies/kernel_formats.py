@@ -161,20 +161,29 @@ def write_trace(res, path: str | Path, max_events: int, *, text: bool | None = N
     return events.height, total
 
 
-def trace_mode(platform_path: str, state_path: str, params: Mapping, text_path: str,
-               events_path: str, max_events: int) -> None:  # fmt: skip
-    """The first run of one compaction mode, simulated and costed as rule compaction does,
-    traced: its events as tracefs text and as Parquet."""
+def trace_modes(platform_path: str, state_path: str, runs: Sequence[Mapping],
+                text_paths: Sequence[str], events_paths: Sequence[str], max_events: int
+                ) -> None:  # fmt: skip
+    """The first run of each compaction mode (`runs`: one job's parameters per mode),
+    simulated and costed as rule compaction does, traced: its events as tracefs text and as
+    Parquet. As there, the page-level run is simulated once per distinct
+    pipeline.COMPACTION_CONTROL_FLOW key and costed for every mode that shares it (the
+    control flow of the modes is the same: tests/test_one_simulation.py)."""
     from migsim.cost.platform import load_platform
-    from migsim.pipeline import cost_mode_run, simulate_from_state
+    from migsim.pipeline import COMPACTION_CONTROL_FLOW, cost_mode_run, simulate_from_state
 
     platform = load_platform(platform_path)
-    sim = simulate_from_state(platform, params, state_path, trace=True)
-    res = cost_mode_run(sim, platform, params, 0)
-    n, total = write_trace(res, text_path, max_events, text=True)
-    write_trace(res, events_path, max_events, text=False)
-    if total > n:
-        print(f"trace: the run has {total} events, wrote the first {n} (trace.max_events)")
+    sims: dict[tuple, object] = {}
+    for params, text_path, events_path in zip(runs, text_paths, events_paths, strict=True):
+        key = tuple(params[k] for k in COMPACTION_CONTROL_FLOW)
+        if key not in sims:
+            sims[key] = simulate_from_state(platform, params, state_path, trace=True)
+        res = cost_mode_run(sims[key], platform, params, 0)
+        n, total = write_trace(res, text_path, max_events, text=True)
+        write_trace(res, events_path, max_events, text=False)
+        if total > n:
+            print(f"trace {params['mode']}: the run has {total} events, wrote the first {n} "
+                  "(trace.max_events)")  # fmt: skip
 
 
 def compare_outputs(real: str, sim: str, *, txt: str, md: str, figure: str,

@@ -148,3 +148,10 @@ def test_values_from_the_command_line_are_coerced_by_the_schema():
     }
     # anything that is not a number stays a string, for the schema to reject with the key
     assert pipeline.coerce_config({"seed": "seven"}, schema) == {"seed": "seven"}
+
+
+def test_the_schema_reads_as_yaml_safe_load_reads_it(work):
+    """pipeline.load_schema reads with libyaml's loader where there is one: the same document
+    as PyYAML's pure-Python safe_load."""
+    path = work / "workflow" / "schemas" / "config.schema.yaml"
+    assert pipeline.load_schema(path) == yaml.safe_load(path.read_text())

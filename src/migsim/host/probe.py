@@ -199,13 +199,18 @@ def read_vmstat(keys: Sequence[str] = VMSTAT_KEYS) -> dict[str, int]:
     return {k: vals.get(k, 0) for k in keys}
 
 
-def mem_available_bytes() -> int:
-    """MemAvailable from /proc/meminfo, in bytes."""
+def meminfo_bytes(key: str) -> int:
+    """One /proc/meminfo field (``MemAvailable``, ``MemFree``, ...), in bytes."""
     with open("/proc/meminfo") as fh:
         for line in fh:
-            if line.startswith("MemAvailable:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
-    raise ProbeUnavailable("/proc/meminfo has no MemAvailable line")
+    raise ProbeUnavailable(f"/proc/meminfo has no {key} line")
+
+
+def mem_available_bytes() -> int:
+    """MemAvailable from /proc/meminfo, in bytes."""
+    return meminfo_bytes("MemAvailable")
 
 
 def check_size_cap(size: int, *, name: str = "size") -> int:

@@ -243,15 +243,6 @@ THP_CHILD = (
 VMSTAT_EXTRA = ("compact_daemon_migrate_scanned", "thp_fault_alloc", "thp_fault_fallback")
 
 
-def mem_free_bytes() -> int:
-    """MemFree from /proc/meminfo, in bytes."""
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemFree:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/meminfo has no MemFree line")
-
-
 def prefault_free_memory(probe, spare: int = PREFAULT_SPARE) -> int:
     """Write one byte of every page of MemAvailable - `spare` bytes (as THPs), then unmap it:
     every free frame the compaction may take as a target has been written once (VM guests:
@@ -334,7 +325,7 @@ def run(
                 mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
             if trigger == "thp-fault":
                 align = probe.AnonRegion.ALIGN
-                ballast = (mem_free_bytes() - THP_SPARE) // align * align
+                ballast = (probe.meminfo_bytes("MemFree") - THP_SPARE) // align * align
                 if ballast > 0:
                     b = stack.enter_context(probe.AnonRegion(ballast))
                     b.madvise(probe.MADV_HUGEPAGE)

@@ -677,6 +677,20 @@ def simulate_from_state(platform, params: Mapping, state_path: str, *, trace: bo
     return simulate(platform, **flow, seed=params["seed"], state=state_path, trace=trace)
 
 
+def simulations_by_control_flow(
+    platform, state_path: str, jobs: Sequence[Mapping], *, trace: bool = False
+) -> Iterator[tuple[Mapping, Any]]:
+    """Each of `jobs` with the page-level run of its control-flow parameters from the saved
+    state, simulated once per distinct COMPACTION_CONTROL_FLOW key and shared by every job
+    with that key (`trace` as for simulate_from_state)."""
+    sims: dict[tuple, Any] = {}
+    for params in jobs:
+        key = tuple(params[k] for k in COMPACTION_CONTROL_FLOW)
+        if key not in sims:
+            sims[key] = simulate_from_state(platform, params, state_path, trace=trace)
+        yield params, sims[key]
+
+
 def cost_mode_run(sim, platform, params: Mapping, run: int):
     """Run number `run` of one compaction mode job, costed from the page-level run `sim`."""
     return sim.result(
@@ -702,14 +716,9 @@ def simulate_compaction_modes(
     from migsim.studies.compaction import COMPACTION_RUNS
 
     platform = load_platform(platform_path)
-    sims: dict[tuple, Any] = {}
-    for params, out_path in zip(jobs, out_paths, strict=True):
-        key = tuple(params[k] for k in COMPACTION_CONTROL_FLOW)
-        if key not in sims:
-            sims[key] = simulate_from_state(platform, params, state_path)
-        rows = [
-            cost_mode_run(sims[key], platform, params, run).row() for run in range(params["runs"])
-        ]
+    shared = simulations_by_control_flow(platform, state_path, jobs)
+    for (params, sim), out_path in zip(shared, out_paths, strict=True):
+        rows = [cost_mode_run(sim, platform, params, run).row() for run in range(params["runs"])]
         _write_runs(rows, COMPACTION_RUNS, out_path, params, platform)
 
 

@@ -170,15 +170,12 @@ def trace_modes(platform_path: str, state_path: str, runs: Sequence[Mapping],
     pipeline.COMPACTION_CONTROL_FLOW key and costed for every mode that shares it (the
     control flow of the modes is the same: tests/test_one_simulation.py)."""
     from migsim.cost.platform import load_platform
-    from migsim.pipeline import COMPACTION_CONTROL_FLOW, cost_mode_run, simulate_from_state
+    from migsim.pipeline import cost_mode_run, simulations_by_control_flow
 
     platform = load_platform(platform_path)
-    sims: dict[tuple, object] = {}
-    for params, text_path, events_path in zip(runs, text_paths, events_paths, strict=True):
-        key = tuple(params[k] for k in COMPACTION_CONTROL_FLOW)
-        if key not in sims:
-            sims[key] = simulate_from_state(platform, params, state_path, trace=True)
-        res = cost_mode_run(sims[key], platform, params, 0)
+    shared = simulations_by_control_flow(platform, state_path, runs, trace=True)
+    for (params, sim), text_path, events_path in zip(shared, text_paths, events_paths, strict=True):
+        res = cost_mode_run(sim, platform, params, 0)
         n, total = write_trace(res, text_path, max_events, text=True)
         write_trace(res, events_path, max_events, text=False)
         if total > n:

@@ -43,6 +43,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -243,20 +244,30 @@ THP_CHILD = (
 VMSTAT_EXTRA = ("compact_daemon_migrate_scanned", "thp_fault_alloc", "thp_fault_fallback")
 
 
-def prefault_free_memory(probe, spare: int = PREFAULT_SPARE) -> int:
+@contextlib.contextmanager
+def thp_filled(field: str, spare: int) -> Iterator[int]:
+    """An anonymous region of /proc/meminfo's `field` (MemAvailable, MemFree) less `spare`
+    bytes, faulted in as THPs (MADV_HUGEPAGE, one write per page) and held until the block
+    ends; yields its size in bytes (0: nothing to take)."""
+    from migsim.host import probe
+
+    align = probe.AnonRegion.ALIGN
+    nbytes = (probe.meminfo_bytes(field) - spare) // align * align
+    if nbytes <= 0:
+        yield 0
+        return
+    with probe.AnonRegion(nbytes) as region:
+        region.madvise(probe.MADV_HUGEPAGE)
+        region.touch()
+        yield nbytes
+
+
+def prefault_free_memory(spare: int = PREFAULT_SPARE) -> int:
     """Write one byte of every page of MemAvailable - `spare` bytes (as THPs), then unmap it:
     every free frame the compaction may take as a target has been written once (VM guests:
     backed by the hypervisor). Returns the bytes touched."""
-    from migsim.host.probe import MADV_HUGEPAGE, AnonRegion
-
-    align = AnonRegion.ALIGN
-    nbytes = (probe.mem_available_bytes() - spare) // align * align
-    if nbytes <= 0:
-        return 0
-    with AnonRegion(nbytes) as region:
-        region.madvise(MADV_HUGEPAGE)
-        region.touch()
-    return nbytes
+    with thp_filled("MemAvailable", spare) as nbytes:
+        return nbytes
 
 
 def fill_shuffled(region, seed: int) -> np.ndarray:
@@ -313,7 +324,7 @@ def run(
         guard.set(PARANOID, "-1")
         guard.set(KPTR, "0")
         data = str(Path(tmp) / "perf.data")
-        prefaulted = prefault_free_memory(probe) if prefault else 0
+        prefaulted = prefault_free_memory() if prefault else 0
         probe.trigger_compaction()  # settle
         keys = (*probe.VMSTAT_KEYS, *VMSTAT_EXTRA)
         with contextlib.ExitStack() as stack:
@@ -324,12 +335,7 @@ def run(
                 region.fill_order0()
                 mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
             if trigger == "thp-fault":
-                align = probe.AnonRegion.ALIGN
-                ballast = (probe.meminfo_bytes("MemFree") - THP_SPARE) // align * align
-                if ballast > 0:
-                    b = stack.enter_context(probe.AnonRegion(ballast))
-                    b.madvise(probe.MADV_HUGEPAGE)
-                    b.touch()
+                stack.enter_context(thp_filled("MemFree", THP_SPARE))  # the ballast
                 child = [sys.executable, "-c", THP_CHILD, str(THP_FAULT)]
             else:
                 child = ["sh", "-c", "echo 1 > /proc/sys/vm/compact_memory"]

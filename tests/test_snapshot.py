@@ -17,6 +17,7 @@ from host_snapshot_util import (
     TAIL,
     buddyinfo,
     pagetypeinfo,
+    snapshot,
     write_dir,
     zoneinfo,
 )  # fmt: skip
@@ -107,8 +108,7 @@ def test_reserved_pageblocks_stay_movable_in_the_estimate():
     f[PB + 10 : 2 * PB] = FREE
     f[2 * PB : 3 * PB] = LRU_ANON
     f[3 * PB :] = FREE
-    nr_free = int(((f & FREE) != 0).sum())
-    snap = S.build(f, None, zoneinfo(len(f), nr_free), pagetypeinfo({"Unmovable": 1, "Movable": 3}))
+    snap = snapshot(f, types={"Unmovable": 1, "Movable": 3})
     assert snap.kind_counts()["reserved"] == PB
     assert snap.block_migratetype.tolist() == [1, 0, 1, 1]
 

@@ -232,3 +232,26 @@ def test_kpagecount_is_read_only_where_pages_are_mapped(tmp_path):
     want[5 * u :] = count[5 * u :]
     assert (out[:n] == want).all()
     assert (out[n:] == 99).all()  # nothing written past the flags
+
+
+def test_reported_pageblocks_are_the_free_blocks_with_pg_reported_at_their_head(tmp_path):
+    # PG_reported aliases PG_uptodate: KPF_UPTODATE on a free buddy's head. Pageblocks 0-1:
+    # one order-10 buddy flagged at pfn 0 (both halves reported); 2: half allocated, a free
+    # page flagged (a block below pageblock order: not marked); 3: an order-9 buddy flagged
+    # at its head (pageblock 2 is not free, so no merge); 4: an order-9 buddy, not reported;
+    # 5: allocated pages with PG_uptodate (page cache), not free
+    from host_snapshot_util import FREE, LRU_ANON, LRU_FILE, snapshot
+
+    up = 1 << S.KPF_UPTODATE
+    f = np.full(6 * PB, FREE, dtype=np.uint64)
+    f[0] |= up
+    f[2 * PB : 2 * PB + 256] = LRU_ANON
+    f[2 * PB + 256] |= up
+    f[3 * PB] |= up
+    f[5 * PB :] = LRU_FILE
+    want = [True, True, False, True, False, False]
+    assert S.reported_pageblocks_from_flags(f).tolist() == want
+    snap = snapshot(f)
+    assert snap.reported_blocks().tolist() == want
+    snap.save(tmp_path / "s.npz")
+    assert S.Snapshot.load(tmp_path / "s.npz").reported_blocks().tolist() == want

@@ -82,6 +82,9 @@ SETTINGS = (
     "/proc/sys/vm/extfrag_threshold",
     "/sys/kernel/mm/transparent_hugepage/enabled",
     "/sys/kernel/mm/transparent_hugepage/defrag",
+    # the smallest order free page reporting reports (mm/page_reporting.c; absent without
+    # CONFIG_PAGE_REPORTING): virtio_balloon's free page reporting on a VM
+    "/sys/module/page_reporting/parameters/page_reporting_order",
 )
 READ_CHUNK = 64 << 20  # bytes per read() of a kpage* file (a multiple of 8)
 
@@ -145,6 +148,12 @@ class Snapshot:
     # not yet in the buddy lists; kpageflags shows such a page as a blank allocated one), in
     # the order they were freed
     pcp_pfns: np.ndarray | None = None
+    # every pfn the twin freed before the read (RawReader.build's `freed`, on a per-CPU list
+    # or not): pages its own fill wrote, so memory the hypervisor holds (reported_pageblocks)
+    freed_pfns: np.ndarray | None = None
+    # per pageblock: reported by free page reporting at an earlier read (the twin's, before
+    # its region's faults; reported_pageblocks_from_flags), None where there was none
+    reported_before: np.ndarray | None = None
 
     @property
     def nr_pfns(self) -> int:
@@ -193,6 +202,14 @@ class Snapshot:
             )
         return out
 
+    def reported_blocks(self) -> np.ndarray:
+        """Per pageblock: inside a free buddy block that free page reporting has reported to
+        the hypervisor (``reported_pageblocks``; the head's PG_reported is the pfn's
+        PF_UPTODATE here)."""
+        free = self.kind == FREE
+        flag = self.pflags if self.pflags is not None else np.zeros(self.nr_pfns, np.uint8)
+        return reported_pageblocks(free, free & ((flag & PF_UPTODATE) != 0))
+
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write the snapshot as one compressed .npz (arrays plus a JSON header)."""
@@ -214,8 +231,9 @@ class Snapshot:
             arrays["mapcount"] = self.mapcount
         if self.pflags is not None:
             arrays["pflags"] = self.pflags
-        if self.pcp_pfns is not None:
-            arrays["pcp_pfns"] = self.pcp_pfns
+        for name in ("pcp_pfns", "freed_pfns", "reported_before"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         import io
         import zipfile
 
@@ -251,6 +269,8 @@ class Snapshot:
             meta=header["meta"],
             pflags=arrays.get("pflags"),
             pcp_pfns=arrays.get("pcp_pfns"),
+            freed_pfns=arrays.get("freed_pfns"),
+            reported_before=arrays.get("reported_before"),
         )
 
 
@@ -439,6 +459,38 @@ def block_validity(flags: np.ndarray, count: np.ndarray | None) -> np.ndarray:
 # through the allocator, so it never claims its block for another type
 _UNMOVABLE_KINDS = (SLAB, PGTABLE)
 _MOVABLE_KINDS = (LRU_ANON, LRU_FILE, UNEVICTABLE)
+
+
+def reported_pageblocks(free: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Per pageblock of the pfn range (a multiple of PAGEBLOCK_NR_PAGES): whether it lies in a
+    free buddy block that free page reporting has reported, from `free` (per pfn: in a buddy
+    free list) and `head` (per pfn: a free page with PG_reported).
+
+    mm/page_reporting.c ``page_reporting_cycle()`` takes unreported free blocks of order >=
+    page_reporting_order (pageblock_order by default, 9 here) off the free lists, hands them
+    to the device (virtio_balloon ``virtballoon_free_page_report()``: the host then discards
+    their memory) and ``page_reporting_drain()`` puts each back with ``__SetPageReported()``
+    on its head while it is still a buddy of that order; ``__del_page_from_free_list()``
+    (mm/page_alloc.c) clears it when the block is allocated, split or merged. PG_reported
+    aliases PG_uptodate (include/linux/page-flags.h), which ``stable_page_flags()``
+    (fs/proc/page.c) exports as KPF_UPTODATE. A reported block is a whole pageblock (order 9:
+    its first pfn flagged) or a pair (order 10: the even one's first pfn flagged, both wholly
+    free; free buddies always merge). Simplification: a block reported at a lower
+    page_reporting_order (smaller than a pageblock) is not marked."""
+    n = len(free) // PAGEBLOCK_NR_PAGES
+    whole = free[: n * PAGEBLOCK_NR_PAGES].reshape(n, PAGEBLOCK_NR_PAGES).all(1)
+    first = head[: n * PAGEBLOCK_NR_PAGES : PAGEBLOCK_NR_PAGES] & whole
+    out = first.copy()
+    pair = np.flatnonzero(first[:-1] & (np.arange(n - 1) % 2 == 0) & whole[1:])
+    out[pair + 1] = True  # the upper half of a reported order-10 block
+    return out
+
+
+def reported_pageblocks_from_flags(flags: np.ndarray) -> np.ndarray:
+    """``reported_pageblocks`` of raw kpageflags (a pageblock-aligned length): free = KPF_BUDDY,
+    a reported head = KPF_BUDDY and KPF_UPTODATE."""
+    buddy = _bit(flags, KPF_BUDDY)
+    return reported_pageblocks(buddy, buddy & _bit(flags, KPF_UPTODATE))
 
 
 def estimate_migratetypes(kind: np.ndarray, valid: np.ndarray, zones: list[ZoneInfo]) -> np.ndarray:
@@ -693,6 +745,7 @@ class RawReader:
         if freed is not None and len(freed):
             freed = np.asarray(freed, dtype=np.int64)
             freed = freed[(freed >= 0) & (freed < k)]
+            snap.freed_pfns = freed
             blank = self.flags[freed] == 0
             if self.count is not None:
                 blank &= self.count[freed] == 0

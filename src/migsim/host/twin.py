@@ -93,6 +93,12 @@ class TwinZone:
     folio_order: np.ndarray  # uint8 per pfn: order of the folio the page belongs to (< 9)
     unsplittable: np.ndarray  # bool per pfn: its large folio cannot be split for a retry
     busy: np.ndarray  # bool per pfn: isolated, but migration fails (see zone_from_snapshot)
+    # where the migration targets lie (counted by TwinCompactor.targets, not costed): per
+    # pageblock reported by free page reporting at the snapshot and at the twin's early read,
+    # per pfn freed by the twin itself (its fill wrote them: memory the host holds)
+    reported: np.ndarray | None = None
+    reported_before: np.ndarray | None = None
+    own: np.ndarray | None = None
 
 
 def zone_from_snapshot(
@@ -162,6 +168,12 @@ def zone_from_snapshot(
         & ((pf & S.PF_PRIVATE) != 0)
         & ((pf & S.PF_UPTODATE) == 0)
     )
+    nb = n // PB
+    before = snap.reported_before
+    own = np.zeros(n, dtype=bool)
+    if snap.freed_pfns is not None:
+        f = snap.freed_pfns - base
+        own[f[(f >= 0) & (f < n)]] = True
     return TwinZone(
         f"{zi.node}:{zi.name}",
         base,
@@ -172,7 +184,17 @@ def zone_from_snapshot(
         folio_order,
         unsplittable,
         busy,
+        reported=snap.reported_blocks()[b0 : b0 + nb],
+        reported_before=None if before is None else _padded(before[b0 : b0 + nb], nb),
+        own=own,
     )
+
+
+def _padded(a: np.ndarray, n: int) -> np.ndarray:
+    """`a` cut or padded with False to length `n`."""
+    out = np.zeros(n, dtype=bool)
+    out[: min(n, len(a))] = a[:n]
+    return out
 
 
 def writer_pcp(snap: S.Snapshot, zi: S.ZoneInfo) -> tuple[int, bool]:
@@ -266,6 +288,8 @@ class TwinCompactor(Compactor):
         self.split_folios = 0  # large folios split to be retried as base pages
         self.enomem = 0  # migrate_pages() calls that ended with -ENOMEM
         self.enomem_pfn = -1  # zone pfn of the (last) folio whose -ENOMEM ended a call
+        self.targets = dict.fromkeys(TARGET_KEYS, 0)  # where the targets lie (count_targets)
+        self._first_touched: dict[str, set[int]] = {"reported": set(), "once_reported": set()}
 
     def compact_zone(self, cc: CompactControl, capc) -> int:
         """The base compact_zone(), keeping `cc` (the scanners where it ended) and the
@@ -470,6 +494,7 @@ class TwinCompactor(Compactor):
             failed_pages += len(busy_pages)
         m = len(moved)
         if m:
+            self.count_targets(dst)
             z.move_content(moved, dst)
             z.state[dst] = LRU
             z.pcp_free(moved, int(moved[0]) >> PAGEBLOCK_ORDER)
@@ -484,6 +509,44 @@ class TwinCompactor(Compactor):
         if enomem:
             self.enomem += 1
         return len(back) if enomem else 0
+
+    def count_targets(self, dst: np.ndarray) -> None:
+        """Count where the targets `dst` (zone pfns) of one migrate_pages() call lie: in a
+        pageblock free page reporting had reported at the snapshot (``reported``; 0 in a
+        compact_memory: suitable_migration_target() refuses a pageblock whose first page is a
+        free buddy of order >= pageblock_order, which every reported block of order >= 9 is),
+        and, of the targets the twin did not free itself (``foreign``), those in a pageblock
+        reported at the early read (``once_reported``: the block was split since, by other
+        tasks' allocations, so the host may still hold none of its memory); with the distinct
+        pageblocks first written, the 2 MiB host pages a first write faults in."""
+        tz, t = self.tz, self.targets
+        pb = dst >> PAGEBLOCK_ORDER
+        t["targets"] += len(dst)
+        foreign = ~tz.own[dst] if tz.own is not None else np.ones(len(dst), dtype=bool)
+        t["foreign"] += int(foreign.sum())
+        for key, mask in (
+            ("reported", tz.reported),
+            ("once_reported", tz.reported_before),
+        ):
+            if mask is None:
+                continue
+            hit = mask[pb] & foreign if key == "once_reported" else mask[pb]
+            t[key] += int(hit.sum())
+            self._first_touched[key].update(np.unique(pb[hit]).tolist())
+            t[f"{key}_blocks"] = len(self._first_touched[key])
+
+
+# TwinCompactor.targets: migration targets in all, not freed by the twin, in a reported
+# pageblock at the snapshot, in one reported at the early read (and not the twin's); the
+# distinct pageblocks of the last two
+TARGET_KEYS = (
+    "targets",
+    "foreign",
+    "reported",
+    "reported_blocks",
+    "once_reported",
+    "once_reported_blocks",
+)
 
 
 def _runs(orders: np.ndarray) -> list[tuple[int, int, int]]:
@@ -613,6 +676,8 @@ class NodeCompaction:
     logs: dict[str, CompactionLog] = field(default_factory=dict)
     # per zone how compact_zone() ended, as mm_compaction_end reports it (machine pfns)
     ends: dict[str, dict] = field(default_factory=dict)
+    # where the targets lay, summed over the zones (TwinCompactor.targets, TARGET_KEYS)
+    targets: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TARGET_KEYS, 0))
 
     @property
     def call_pages(self) -> np.ndarray:
@@ -649,6 +714,8 @@ def compact_node(snap: S.Snapshot, *, unevictable_allowed: bool | None = None) -
         }
         for k, v in comp.vmstat.items():
             total[k] += v
+        for k, v in comp.targets.items():
+            out.targets[k] += v
     return out
 
 
@@ -1004,7 +1071,11 @@ def twin_run(
 
     probe.trigger_compaction()  # settle what other tasks left
     # buffers allocated and faulted in before the region: the reads allocate nothing
-    first, reader = S.RawReader(), S.RawReader()
+    early, first, reader = S.RawReader(), S.RawReader(), S.RawReader()
+    # which free blocks free page reporting has reported before the region's faults: the
+    # pageblocks other tasks split after this read hold memory the host may have discarded
+    # (counted, not costed: TwinCompactor.count_targets)
+    early.read()
     # one CPU from the region's faults to the write: the freed pages and the compaction's
     # frees on one per-CPU list, the one the snapshot's zoneinfo names (writer_pcp)
     with probe.pinned() as cpu, probe.AnonRegion(size) as region:
@@ -1032,6 +1103,8 @@ def twin_run(
             traced = trace.read()
     pinned = {"free_cpu": cpu, "writer_cpu": cpu}
     snap = reader.build(raw_dir, freed=freed, meta=pinned)
+    snap.reported_before = S.reported_pageblocks_from_flags(early.flags[: early.read_pfns])
+    del early
     t0 = time.perf_counter()
     nc = compact_node(snap)
     predict_s = time.perf_counter() - t0
@@ -1064,6 +1137,9 @@ def twin_run(
         "zones": {"measured": traced["zones"], "predicted": nc.ends},
         "trace": {k: traced[k] for k in ("traced", "other", "lost")},
         "stop_context": stops,  # per contended zone: the snapshot's pageblock where it stopped
+        # where the twin's targets lay (TARGET_KEYS), and the snapshot's reported pageblocks
+        "targets": dict(nc.targets),
+        "reported_pageblocks": int(snap.reported_blocks().sum()),
         "snapshot": {
             "read_s": snap.meta["read_s"],
             "first_read_s": first.read_s,
@@ -1213,9 +1289,19 @@ def add_fitted_seconds(runs: list[dict]) -> None:
     ``seconds_fitted_split``: the scanners' and the other costs scaled apart) and to the
     compacting task's CPU time (``cpu_seconds_fitted``, ``cpu_seconds_fitted_split``); and per
     run the writer's measured CPU share (``cpu_share``, writer_share) with the wall it gives
-    for the fitted CPU seconds (``seconds_fitted_share``, wall_from_share)."""
+    for the fitted CPU seconds (``seconds_fitted_share``, wall_from_share).
+
+    The fit trains only on runs whose counters the twin predicted (``misses`` empty: the
+    issue's tolerances): a cost scale is seconds per unit of predicted work, which a run whose
+    work was mispredicted (a real zone that stopped where the twin's went on) does not
+    measure -- one such run (seed 802: pgmigrate_success 7,244 measured, 61,222 predicted)
+    had pulled the common scale of the other four down by 38%. Each run's ``fit_seeds``
+    lists the runs its fit used."""
     from migsim.calibrate.host import fit_twin_costs
 
+    usable = [not misses(r["measured"], r["predicted"]) for r in runs]
+    for i, r in enumerate(runs):
+        r["fit_seeds"] = [o.get("seed", j) for j, o in enumerate(runs) if j != i and usable[j]]
     for target in ("seconds", "cpu_seconds"):
         rows = [
             (
@@ -1226,7 +1312,7 @@ def add_fitted_seconds(runs: list[dict]) -> None:
             for r in runs
         ]
         for i, r in enumerate(runs):
-            train = rows[:i] + rows[i + 1 :]
+            train = [row for j, row in enumerate(rows) if j != i and usable[j]]
             if not train:
                 continue
             for split, key in ((False, f"{target}_fitted"), (True, f"{target}_fitted_split")):

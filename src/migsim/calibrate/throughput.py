@@ -413,10 +413,17 @@ def _sig(m: np.ndarray, digits: int = 6) -> list:
 
 
 def _clean_sensitivity(sens: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """d(theta_hat)/d(prior) with the entries whose effect over the prior's range is below
-    1e-9 of the parameter's standard error set to 0 (rounding of a zero)."""
+    """d(theta_hat)/d(prior) with the rounding of a zero set to 0: the entries whose effect
+    over the prior's range, in units of the parameter's standard error, is below 1e-9 of one
+    standard error or below 1e-6 of the largest such effect of the same prior. The second
+    is the pseudo-inverse's own rounding (about cond(J'J) * machine epsilon of the column's
+    scale): cpu.folio_fixed_us moves by exactly -1 per unit of cpu.addr_lookup_us (they add),
+    and the other parameters' responses to it came out at 6e-10 to 2e-8 of that, with
+    either sign on different CPUs, where the smallest real response of any prior is 1.5e-4."""
     ranges = np.array([hi - lo for lo, hi in PRIOR_RANGES.values()])
-    return np.where(np.abs(sens) * ranges < 1e-9 * np.asarray(sd)[:, None], 0.0, sens)
+    effect = np.abs(sens) * ranges / np.asarray(sd)[:, None]
+    noise = (effect < 1e-9) | (effect < 1e-6 * effect.max(axis=0, initial=0.0))
+    return np.where(noise, 0.0, sens)
 
 
 def prior_design(platform: Platform, cells: list[dict]) -> np.ndarray:

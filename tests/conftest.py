@@ -4,6 +4,7 @@ test leaves the kernel settings as it found them; the hypothesis settings profil
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import sys
@@ -83,25 +84,32 @@ def _xdist_group(item, shared: dict[str, str]) -> str:
     are built once, in one worker, and never used by two workers at once."""
     if item.get_closest_marker("host") is not None:
         return "host"
+    unit = _unit(item)
+    return shared.get(unit, unit)
+
+
+def _unit(item) -> str:
+    """The test's module, or module::function for a module of _SPLIT_BY_FUNCTION."""
     module = item.nodeid.split("::", 1)[0]
-    if module in shared:
-        return shared[module]
     if module in _SPLIT_BY_FUNCTION:
         return f"{module}::{getattr(item, 'originalname', item.name)}"
     return module
 
 
 # Session fixtures of this file that take seconds to build: each pytest-xdist worker builds
-# its own, so every module with a test that uses one goes into one group named after it (the
-# first listed, for a module that uses several), and one worker builds it once: the full-scale
-# run (~3 CPU s: test_full_scale, test_kernel_full_scale, test_reference_digest,
-# test_compaction_reproduce) and the headless Chromium (test_browser, test_whatif_browser).
-_SHARED_FIXTURES = ("full_scale", "browser")
+# its own, so every module (every function of a _SPLIT_BY_FUNCTION module) with a test that
+# uses one goes into one group named after it (the first listed, for a module that uses
+# several), and one worker builds it once: the full-scale run (~3 CPU s: test_full_scale,
+# test_kernel_full_scale, test_reference_digest, test_compaction_reproduce), the headless
+# Chromium (test_browser, test_whatif_browser) and the fit of the published throughput table
+# (reference_fit, ~2.4 CPU s a fit: test_throughput, test_cli_throughput, test_calibrate_check,
+# test_readme_commands' migsim commands).
+_SHARED_FIXTURES = ("full_scale", "browser", "reference_fit")
 
 
 def _shared_groups(items) -> dict[str, str]:
-    """Module -> the group of the first shared session fixture (_SHARED_FIXTURES) that one of
-    its tests (not marked host) uses."""
+    """Module (or module::function, _unit) -> the group of the first shared session fixture
+    (_SHARED_FIXTURES) that one of its tests (not marked host) uses."""
     out: dict[str, str] = {}
     for item in items:
         if item.get_closest_marker("host") is not None:
@@ -109,7 +117,7 @@ def _shared_groups(items) -> dict[str, str]:
         used = getattr(item, "fixturenames", ())
         for name in _SHARED_FIXTURES:
             if name in used:
-                out.setdefault(item.nodeid.split("::", 1)[0], name)
+                out.setdefault(_unit(item), name)
                 break
     return out
 
@@ -128,40 +136,52 @@ _SPLIT_BY_FUNCTION = {"tests/test_readme_commands.py"}
 # every worker, under a file lock) would leave a second worker waiting for the first one's
 # build; so the longest of them goes first (its worker builds the run), then groups that do
 # not need it for about the build's time, then the rest, longest first.
-# Seconds of each group's tests on one worker of a parallel run (the ci profile, half their
-# --junitxml times at load 7-8, f539622; tests/conftest.py's _GROUP_SECONDS only orders the
-# queue: a stale number slows the run, it changes no result). A module not listed counts
-# _UNLISTED_S a test.
+# Seconds of each group's tests on one worker of a parallel run (`pytest -n 2` without the
+# Slurm tests on the idle 2-core machine, the mean of two runs at a48f516, as
+# benchmarks/suite_timeline.py prints them; reference_fit: its four modules' sum less the
+# three fits they share now, 3 x 2.4 s). They only order the queue: a stale number slows the
+# run, it changes no result. A group not listed counts _UNLISTED_S a test.
 _GROUP_SECONDS = {
-    "tests/test_pipeline_dryrun.py": 105.0,  # with the smoke run's build
-    "tests/test_rerun_keeps_results.py": 20.0,  # three reruns in a copy of the smoke run
-    "tests/test_readme_commands.py::test_migsim_command": 42.0,
-    "tests/test_mmtests.py": 38.0,
-    "tests/test_pipeline_e2e.py": 33.0,
-    "tests/test_throughput.py": 30.0,
-    "tests/test_readme_commands.py::test_snakemake_command": 22.0,
-    "tests/test_figures.py": 20.0,
-    "tests/test_cli_throughput.py": 19.0,
-    "tests/test_plugin_study.py": 15.0,
-    "full_scale": 26.0,  # test_reference_digest 15, test_compaction_reproduce 11, ...: one run
-    "tests/test_calibrate_check.py": 13.0,
-    "tests/test_probe.py": 13.0,
-    "tests/test_compaction_cli.py": 13.0,
-    "tests/test_bad_inputs.py": 13.0,
-    "tests/test_tags.py": 10.5,
-    "browser": 15.0,  # test_browser 9, test_whatif_browser 6.7: one Chromium
-    "tests/test_trace.py": 9.0,
-    "tests/test_whatif_pipeline.py": 7.7,
-    "tests/test_memory.py": 5.7,
-    "tests/test_host_gate.py": 5.1,
-    "tests/test_compaction_properties.py": 4.4,
-    "tests/test_startup.py": 4.0,
-    "tests/test_workflow_catalog.py": 4.0,
-    "tests/test_engine_hand_cases.py": 3.7,
-    "tests/test_migration_scanner_reference.py": 3.3,
+    "reference_fit": 25.5,  # test_readme_commands' migsim commands 11.3, test_throughput 11.7, ...
+    "tests/test_pipeline_dryrun.py": 24.1,  # with the smoke run's build
+    "browser": 11.6,  # test_browser 7.1, test_whatif_browser 4.5: one Chromium
+    "tests/test_pipeline_e2e.py": 9.2,
+    "tests/test_rerun_keeps_results.py": 8.4,  # three reruns in a copy of the smoke run
+    "full_scale": 8.2,  # test_compaction_reproduce 4.7, test_reference_digest 2.2, ...: one run
+    "tests/test_mmtests.py": 7.6,
+    "tests/test_engines.py": 7.0,  # the full-scale run on both engines
+    "tests/test_figures.py": 5.6,
+    "tests/test_probe.py": 4.7,
+    "tests/test_bad_inputs.py": 4.4,
+    "tests/test_compaction_cli.py": 3.8,
+    "tests/test_plugin_study.py": 3.2,
+    "tests/test_readme_commands.py::test_snakemake_command": 2.7,
+    "tests/test_engine_hand_cases.py": 2.6,
+    "tests/test_tags.py": 2.0,
+    "tests/test_host_gate.py": 1.5,
+    "tests/test_trace.py": 1.5,
+    "tests/test_compaction_properties.py": 1.4,
+    "tests/test_whatif_pipeline.py": 1.4,
+    "tests/test_intervals.py": 1.4,
+    "tests/test_startup.py": 1.2,
+    "tests/test_whatif.py": 0.9,
+    "tests/test_migration_scanner_reference.py": 0.9,
 }
-_UNLISTED_S = 0.05
-_SMOKE_BUILD_S = 50.0  # the shared smoke run's build on one worker beside another
+# Under HYPOTHESIS_PROFILE=thorough (what CI runs: 2,000 examples a property test instead of
+# 100) the modules with property tests take far longer, and one of them longer than any other
+# group: their CPU seconds in a serial derandomized run of the five (-n 0, a48f516, load ~5;
+# their wall doubled under that load).
+_THOROUGH_GROUP_SECONDS = {
+    "tests/test_tags.py": 61.6,  # one property test
+    "tests/test_compaction_properties.py": 36.9,
+    "tests/test_migration_scanner_reference.py": 20.4,
+    "tests/test_engines.py": 19.4,
+    "tests/test_migrate.py": 3.9,
+}
+if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "thorough":
+    _GROUP_SECONDS = {**_GROUP_SECONDS, **_THOROUGH_GROUP_SECONDS}
+_UNLISTED_S = 0.02
+_SMOKE_BUILD_S = 12.0  # the shared smoke run's build on one worker beside another (idle)
 
 
 def _group_of(item) -> str:
@@ -377,3 +397,46 @@ def full_scale(platform) -> FullScale:
     before, err = metrics(zone), _check_error(zone)
     sim = simulate(platform, seed=1, state=zone)
     return FullScale(fragmented=before, fragmented_check=err, sim=sim, zone=zone)
+
+
+@pytest.fixture(scope="session")
+def _reference_fits() -> dict:
+    """The results of reference_fit's fits in this process, by their arguments."""
+    return {}
+
+
+@pytest.fixture
+def reference_fit(_reference_fits, monkeypatch):
+    """migsim.calibrate.throughput.fit_throughput with its results kept for the test session,
+    also for `migsim calibrate` run in-process (the module attribute patched for the test):
+    the fit of the published table (~2.4 CPU s) is the same computation, with the same
+    arguments, in four tests (test_throughput, test_cli_throughput, test_calibrate_check and the
+    README's `migsim calibrate`), which share one worker (_SHARED_FIXTURES). The fit is
+    deterministic (one BLAS thread, this file's first lines), so a kept result is the one the
+    call would compute; each call gets a copy (the CLI rebinds fit.platform, and the later
+    stages write into platform.meta). A call with other cells or another name is fitted and
+    kept too; one with fit_cells (whose table marks cells by identity) is always fitted."""
+    import dataclasses
+
+    import migsim.calibrate.throughput as throughput
+    from migsim.cost.platform import Platform
+
+    real = throughput.fit_throughput
+
+    def copy_of(fit):
+        p = fit.platform
+        platform = Platform(p.name, p.as_dict(), copy.deepcopy(p.meta))
+        return dataclasses.replace(
+            fit, platform=platform, residuals=fit.residuals.clone(), sd=dict(fit.sd)
+        )
+
+    def fit_throughput(cells, name="fitted", fit_cells=None):
+        if fit_cells is not None:
+            return real(cells, name, fit_cells)
+        key = (tuple(cells), name)
+        if key not in _reference_fits:
+            _reference_fits[key] = real(cells, name)
+        return copy_of(_reference_fits[key])
+
+    monkeypatch.setattr(throughput, "fit_throughput", fit_throughput)
+    return fit_throughput

@@ -82,9 +82,10 @@ def test_bad_arguments_exit_nonzero_with_one_line(args, name):
     assert "Traceback" not in p.stderr
 
 
-def test_calibrate_writes_platform_and_residuals(tmp_path):
+def test_calibrate_writes_platform_and_residuals(tmp_path, reference_fit):
     out = tmp_path / "fit.yaml"
-    assert main(["calibrate", "--out", str(out), "--name", "t"]) == 0
+    # the committed platform's name: the fit the README's `migsim calibrate` runs (reference_fit)
+    assert main(["calibrate", "--out", str(out), "--name", "epyc-zen3-ptdma"]) == 0
     assert out.exists() and out.with_suffix(".residuals.csv").exists()
 
 

@@ -90,7 +90,7 @@ def work(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("cmd", [c for c in COMMANDS if c.startswith("migsim")])
-def test_migsim_command(cmd, inputs, tmp_path, monkeypatch, capsys):
+def test_migsim_command(cmd, inputs, tmp_path, monkeypatch, capsys, reference_fit):
     if why_not_run(cmd):
         pytest.skip(why_not_run(cmd))
     argv = shlex.split(cmd.replace("[", " ").replace("]", " "))[1:]

@@ -32,14 +32,14 @@ def test_every_cell_within_tolerance(rows):
 
 
 @pytest.mark.change_detector
-def test_committed_platform_is_the_output_of_the_fit():
+def test_committed_platform_is_the_output_of_the_fit(reference_fit):
     """Change detector, not a model test: re-running the fit reproduces the committed
     parameter values (it fails for any engine change until `migsim calibrate` is re-run, and
     passes for any model after it; the fit itself is tested on synthetic tables below)."""
     from migsim.cost.platform import WRITTEN_DIGITS
 
     rel = 10.0 ** (1 - WRITTEN_DIGITS)  # the file holds WRITTEN_DIGITS significant digits
-    fit = fit_throughput(CELLS, "epyc-zen3-ptdma")
+    fit = reference_fit(CELLS, "epyc-zen3-ptdma")  # fit_throughput, kept (tests/conftest.py)
     committed = yaml.safe_load(DEFAULT_PLATFORM.read_text())["parameters"]
     for sec, key, *_ in FREE:
         assert fit.platform.as_dict()[sec][key] == pytest.approx(

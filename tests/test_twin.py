@@ -492,3 +492,27 @@ def test_a_run_whose_counters_missed_trains_no_cost_fit():
     for r in runs:
         assert r["predicted"]["seconds_fitted"] == pytest.approx(0.2, rel=1e-12)
         assert r["predicted"]["cpu_seconds_fitted"] == pytest.approx(0.2, rel=1e-12)
+
+
+def test_the_hypervisors_steal_is_no_compaction_cost():
+    # runs of 0.1 s predicted work: two took 0.2 s of wall and CPU; the third 0.35 s of wall,
+    # 0.15 s of it stolen from the writer's CPU by the hypervisor (0.2 s of CPU). The wall fit
+    # trains on wall less steal: 2x for every run (not pulled up by the third); the load-mapped
+    # wall adds the run's own steal
+    def run(seed, wall, steal):
+        c = dict.fromkeys(twin.TOLERANCE, 60_000)
+        return {"seed": seed, "measured": {**c, "seconds": wall},
+                "predicted": {**c, "scan_seconds": 0.02, "other_seconds": 0.08},
+                "cpu_seconds": 0.2, "run_delay_seconds": 0.0, "writer_steal_seconds": steal}  # fmt: skip
+
+    runs = [run(1, 0.2, 0.0), run(2, 0.2, 0.0), run(3, 0.35, 0.15)]
+    twin.add_fitted_seconds(runs)
+    for r in runs:
+        assert r["predicted"]["seconds_fitted"] == pytest.approx(0.2, rel=1e-12)
+    assert runs[2]["predicted"]["seconds_fitted_share"] == pytest.approx(0.35, rel=1e-12)
+    assert runs[0]["predicted"]["seconds_fitted_share"] == pytest.approx(0.2, rel=1e-12)
+
+
+def test_the_writers_steal_is_its_cpus():
+    assert twin._on_cpu([0.01, 0.18], 1) == 0.18
+    assert twin._on_cpu([0.01], 3) == 0.0

@@ -811,9 +811,10 @@ def trigger_compaction(node: int | None = None, times: dict | None = None) -> fl
     in the writing task: compact_nodes() / compact_node()). With `times`, also fill it with the
     writing thread's ``cpu_s`` (CPU seconds it ran: the compaction's kernel work) and
     ``run_delay_s`` (seconds it waited runnable for a CPU) during the write (thread_times);
-    the rest of the wall time, ``wait_s``, it slept (locks, per-CPU work, throttling); and
-    what the machine's CPUs did meanwhile (cpu_ticks, 10 ms resolution): ``busy_s`` (all of
-    them, the writer included) and ``steal_s``."""
+    the rest of the wall time, ``wait_s``, it slept (locks, per-CPU work, throttling) or
+    the hypervisor ran something else on its virtual CPU; and what the machine's CPUs did
+    meanwhile (cpu_ticks, 10 ms resolution): ``busy_s`` (all of them, the writer included),
+    ``steal_s`` and per CPU ``steal_cpus_s``."""
     trig = compact_trigger_path(node)
     tid = threading.get_native_id()
     if times is not None:
@@ -840,6 +841,7 @@ def trigger_compaction(node: int | None = None, times: dict | None = None) -> fl
             wait_s=max(0.0, wall - (c1 - c0) - (d1 - d0)),
             busy_s=float(k[:, 0].sum()),
             steal_s=float(k[:, 1].sum()),
+            steal_cpus_s=k[:, 1].tolist(),
             # the other threads meanwhile (task_schedstat, task_times; the window holds the write and the two
             # scans, a few ms): their CPU seconds and run-queue wait, and the runnable tasks
             # just before the write and right after it (procs_running, the writer included)

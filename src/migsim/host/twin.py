@@ -1167,6 +1167,11 @@ def twin_run(
         # writer's included) and stolen by the hypervisor
         "machine_busy_seconds": times["busy_s"],
         "steal_seconds": times["steal_s"],
+        # of which on the writer's CPU (it was pinned there): time the hypervisor ran other
+        # work on that virtual CPU, which the writer's CPU seconds leave out (paravirt steal
+        # time: kernel/sched/core.c update_rq_clock_task() takes steal_clock out of
+        # rq->clock_task) and its wall includes
+        "writer_steal_seconds": _on_cpu(times.get("steal_cpus_s", []), cpu),
         # the other threads during the write (probe.task_times, ns): their CPU seconds and
         # run-queue wait over others_window_s, runnable tasks before/after, the CPUs
         "others_cpu_seconds": times["others_cpu_s"],
@@ -1261,6 +1266,11 @@ def host_twin(
     return out
 
 
+def _on_cpu(per_cpu: list[float], cpu: int) -> float:
+    """The entry of `per_cpu` for `cpu` (0.0 where there is none)."""
+    return float(per_cpu[cpu]) if 0 <= cpu < len(per_cpu) else 0.0
+
+
 def writer_share(cpu_s: float, run_delay_s: float) -> float:
     """The CPU share the compacting task got while runnable (0..1]: its CPU seconds over CPU
     plus run-queue wait (/proc/thread-self/schedstat: sum_exec_runtime, run_delay;
@@ -1296,7 +1306,12 @@ def add_fitted_seconds(runs: list[dict]) -> None:
     work was mispredicted (a real zone that stopped where the twin's went on) does not
     measure -- one such run (seed 802: pgmigrate_success 7,244 measured, 61,222 predicted)
     had pulled the common scale of the other four down by 38%. Each run's ``fit_seeds``
-    lists the runs its fit used."""
+    lists the runs its fit used. The wall it trains on is the measured wall less the time the
+    hypervisor took the writer's virtual CPU (``writer_steal_seconds``: not the compaction's
+    work; one run of seed 1201 with 0.18 s of it in a 0.48 s write had pulled the wall scale
+    of the other four up by 7-17%), so ``seconds_fitted`` is the wall on an uncontended host;
+    ``seconds_fitted_share`` adds the run's measured load, the guest's (the share) and the
+    host's (its steal)."""
     from migsim.calibrate.host import fit_twin_costs
 
     usable = [not misses(r["measured"], r["predicted"]) for r in runs]
@@ -1307,7 +1322,9 @@ def add_fitted_seconds(runs: list[dict]) -> None:
             (
                 r["predicted"]["scan_seconds"],
                 r["predicted"]["other_seconds"],
-                r["measured"]["seconds"] if target == "seconds" else r["cpu_seconds"],
+                r["measured"]["seconds"] - r.get("writer_steal_seconds", 0.0)
+                if target == "seconds"
+                else r["cpu_seconds"],
             )
             for r in runs
         ]
@@ -1320,12 +1337,13 @@ def add_fitted_seconds(runs: list[dict]) -> None:
                 r["predicted"][key] = a * rows[i][0] + b * rows[i][1]
     for r in runs:
         # the load: the CPU seconds predicted (fitted on the other runs' CPU seconds) at the
-        # share this run's writer measured (writer_share), its sleeps not predicted (0)
+        # share this run's writer measured (writer_share), plus the time the hypervisor took
+        # its CPU (measured); its sleeps not predicted (0)
         r["cpu_share"] = writer_share(r.get("cpu_seconds", 0.0), r.get("run_delay_seconds", 0.0))
         if "cpu_seconds_fitted" in r["predicted"]:
             r["predicted"]["seconds_fitted_share"] = wall_from_share(
                 r["predicted"]["cpu_seconds_fitted"], r["cpu_share"]
-            )
+            ) + r.get("writer_steal_seconds", 0.0)
 
 
 def predict_from(snap: S.Snapshot, platform=None) -> dict:

@@ -73,12 +73,17 @@ def traces(tmp_path_factory, platform):
     return d, out
 
 
-def test_compare_cli_json_text_md_and_figure(traces, tmp_path):
+def test_compare_cli_json_text_md_and_figure(traces, tmp_path, capsys):
+    """Through migsim.cli.main in-process (what the process runs; a real process's exit status
+    and stderr: test_compare_cli_bad_input)."""
+    from migsim.cli import main
+
     d, res = traces
-    cmd = [sys.executable, "-m", "migsim.cli", "compare", str(d / "baseline.trace"),
-           str(d / "busy-dma.parquet"), "--names", "real,sim", "--md", str(tmp_path / "r.md"),
-           "--figure", str(tmp_path / "fig"), "--json"]  # fmt: skip
-    out = json.loads(subprocess.check_output(cmd))
+    args = ["compare", str(d / "baseline.trace"), str(d / "busy-dma.parquet"),
+            "--names", "real,sim", "--md", str(tmp_path / "r.md"),
+            "--figure", str(tmp_path / "fig"), "--json"]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
     assert out["runs"] == ["real", "sim"]
     ops = out["ops"]
     for mode, name in (("baseline", "real"), ("busy-dma", "sim")):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import polars as pl
 import pytest
 
+from migsim.cli import main
 from migsim.formats.trace import (
     TRACE_EVENTS,
     format_lines,
@@ -116,16 +115,17 @@ def test_reimported_trace_gives_back_the_vmstat_counters(failing_run, platform, 
     assert imp.events["time_s"].diff().drop_nulls().min() >= 0
 
 
-def test_cli_trace_round_trip_full_chain(tmp_path, failing_run):
-    """`migsim compaction --trace` then `migsim trace import --json`: the counters agree."""
+def test_cli_trace_round_trip_full_chain(tmp_path, failing_run, capsys):
+    """`migsim compaction --trace` then `migsim trace import --json`: the counters agree. (Both
+    through migsim.cli.main in-process, what `python -m migsim.cli` runs; the CLI as a real
+    process: tests/test_cli_throughput.py, tests/test_vmstat.py.)"""
     trace = tmp_path / "run.trace"
-    cmd = [sys.executable, "-m", "migsim.cli"]
     args = ["compaction", "--node-size", "64M", "--allocations", "24", "--json"]
-    run = json.loads(subprocess.check_output([*cmd, *args, "--trace", str(trace)]))
+    assert main([*args, "--trace", str(trace)]) == 0
+    run = json.loads(capsys.readouterr().out)
     out = tmp_path / "ev.parquet"
-    imp = json.loads(
-        subprocess.check_output([*cmd, "trace", "import", str(trace), "--json", "--out", str(out)])
-    )
+    assert main(["trace", "import", str(trace), "--json", "--out", str(out)]) == 0
+    imp = json.loads(capsys.readouterr().out)
     assert imp["unparsed"] == 0
     for key, value in imp["vmstat"].items():
         assert run["vmstat"][key] == value, key
@@ -134,12 +134,13 @@ def test_cli_trace_round_trip_full_chain(tmp_path, failing_run):
     assert set(run["alloc_latency_us"]) == {"p5", "p25", "p50", "p75", "p90", "p95", "p99"}
 
 
-def test_trace_cap_says_so(tmp_path):
+def test_trace_cap_says_so(tmp_path, capsys):
     trace = tmp_path / "run.trace"
-    cmd = [sys.executable, "-m", "migsim.cli", "compaction", "--node-size", "64M"]
-    cmd += ["--allocations", "4", "--trace", str(trace), "--trace-max-events", "10"]
-    p = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert "wrote the first 10" in p.stderr and "--trace-max-events" in p.stderr
+    args = ["compaction", "--node-size", "64M"]
+    args += ["--allocations", "4", "--trace", str(trace), "--trace-max-events", "10"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "wrote the first 10" in err and "--trace-max-events" in err
     assert read_trace(trace).events.height == 10
 
 

@@ -27,8 +27,9 @@ def round_platform(request):
     per PTE, half in unmap; TLB flush 5 us. dcbm: call setup 10 us, per channel request 2,
     sg-table map 1, issue 0.5, terminate 0.5 us, per folio prep 1 us; PTDMA engine 1 GB/s
     shared by 2 channels, one channel per device, 1 us restart per further descriptor, 0.5 us
-    interrupt per descriptor, no head ramp, no per-descriptor prep and no segment merging
-    (one descriptor per folio, as with the IOMMU in passthrough); wake-up 20 us of which the completion
+    interrupt per descriptor, no head ramp, no per-descriptor prep, no per-folio dma_map_page
+    cost (v2, v6) and no segment merging (one descriptor per folio, as with the IOMMU in
+    passthrough), the interconnect a hard cap; wake-up 20 us of which the completion
     interrupt is 5 us. mtcopy: 10 us to queue a thread, 4.096 GB/s per thread, 8.192 GB/s per
     CCD of 8 cores, 16.384 GB/s interconnect."""
     base = request.getfixturevalue("quiet_platform")
@@ -55,6 +56,8 @@ def round_platform(request):
         dma__chans_per_engine_count=2,
         dma__engine_gbps=1.0,
         dma__fabric_gbps=1000.0,
+        dma__fabric_load_switch=0,
+        dma__map_page_us=0.0,
         dma__irq_wakeup_us=20.0,
         sched__completion_irq_us=5.0,
         mt__thread_start_us=10.0,

@@ -22,6 +22,7 @@ PRIOR_RANGES: dict[str, tuple[float, float]] = {
     "dma.desc_prep_us": (0.1, 0.5),
     "dma.chan_request_us": (1.0, 6.0),
     "dma.sgt_map_us": (1.0, 6.0),
+    "dma.map_page_us": (0.2, 1.5),
     "dma.issue_us": (0.2, 1.5),
     "dma.terminate_us": (0.3, 3.0),
     "dma.irq_wakeup_us": (5.0, 30.0),

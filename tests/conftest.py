@@ -5,6 +5,7 @@ test leaves the kernel settings as it found them; the hypothesis settings profil
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import random
 import sys
@@ -240,6 +241,35 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@functools.cache
+def _settings_files() -> tuple[str, ...]:
+    """probe.settings_paths(), listed once per process: sysfs and procfs files of the running
+    kernel, which neither appear nor go away while it runs."""
+    from migsim.host.probe import settings_paths
+
+    return tuple(map(str, settings_paths()))
+
+
+def _settings_now() -> dict[str, str]:
+    """What probe.snapshot_settings() returns (every readable setting file's stripped text),
+    read with one os.read a file from the paths listed once: 0.29 -> 0.06 ms a snapshot, taken
+    twice around each of the ~1,700 tests (tests/test_host_safety.py and tests/test_probe.py
+    use snapshot_settings itself)."""
+    out = {}
+    for name in _settings_files():
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            out[name] = os.read(fd, 1 << 16).decode().strip()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _kernel_settings_unchanged(request):
     """As root, compare the THP and compaction settings before and after every test: a host
@@ -248,11 +278,9 @@ def _kernel_settings_unchanged(request):
     if os.geteuid() != 0:
         yield
         return
-    from migsim.host.probe import snapshot_settings
-
-    before = snapshot_settings()
+    before = _settings_now()
     yield
-    changed = changed_settings(before, snapshot_settings())
+    changed = changed_settings(before, _settings_now())
     if not changed:
         return
     msg = "kernel settings changed by this test: " + "; ".join(changed)

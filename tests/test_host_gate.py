@@ -57,6 +57,20 @@ def test_changed_settings_names_each_change():
     assert changed_settings(before, dict(before)) == []
 
 
+def test_the_per_test_check_reads_what_snapshot_settings_reads():
+    """tests/conftest.py's _settings_now (the check around every test) is
+    probe.snapshot_settings() with its paths listed once: the same files, the same text (the
+    second snapshot: another process on a shared machine may change a setting meanwhile)."""
+    from conftest import _settings_now
+
+    from migsim.host.probe import snapshot_settings
+
+    before = snapshot_settings()
+    now = _settings_now()
+    assert now, "no kernel setting readable"
+    assert now in (before, snapshot_settings())
+
+
 def test_plain_pytest_skips_the_host_tests_and_prints_why():
     """The host tests of test_host_safety.py, run by a plain pytest outside CI: each one is
     skipped with the reason in the summary; the guard's stand-in-file tests still run."""

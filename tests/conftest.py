@@ -433,38 +433,61 @@ def _reference_fits() -> dict:
     return {}
 
 
+def _platform_copy(p):
+    """A Platform equal to `p` that shares nothing mutable with it (its meta deep-copied)."""
+    from migsim.cost.platform import Platform
+
+    return Platform(p.name, p.as_dict(), copy.deepcopy(p.meta))
+
+
+def _platform_key(p) -> tuple[str, str, str]:
+    """Everything of a Platform a fit reads or hands on: name, values, meta."""
+    import json
+
+    return (p.name, json.dumps(p.as_dict(), sort_keys=True),
+            json.dumps(p.meta, sort_keys=True, default=repr))  # fmt: skip
+
+
 @pytest.fixture
 def reference_fit(_reference_fits, monkeypatch):
     """migsim.calibrate.throughput.fit_throughput with its results kept for the test session,
-    also for `migsim calibrate` run in-process (the module attribute patched for the test):
-    the fit of the published table (~2.4 CPU s) is the same computation, with the same
-    arguments, in four tests (test_throughput, test_cli_throughput, test_calibrate_check and the
-    README's `migsim calibrate`), which share one worker (_SHARED_FIXTURES). The fit is
+    and migsim.calibrate.compaction.fit_compaction (stage 2) likewise, both also for
+    `migsim calibrate` run in-process (the module attributes patched for the test): the fits
+    of the published tables (~2.4 and ~0.8 CPU s) are the same computations, with the same
+    arguments, in four tests (test_throughput, test_cli_throughput, test_calibrate_check and
+    the README's `migsim calibrate`), which share one worker (_SHARED_FIXTURES). The fits are
     deterministic (one BLAS thread, this file's first lines), so a kept result is the one the
     call would compute; each call gets a copy (the CLI rebinds fit.platform, and the later
-    stages write into platform.meta). A call with other cells or another name is fitted and
-    kept too; one with fit_cells (whose table marks cells by identity) is always fitted."""
+    stages write into platform.meta). A call with other arguments is fitted and kept too; a
+    fit_throughput call with fit_cells (whose table marks cells by identity) is always fitted.
+    Returns the kept fit_throughput."""
     import dataclasses
 
+    import migsim.calibrate.compaction as compaction
     import migsim.calibrate.throughput as throughput
-    from migsim.cost.platform import Platform
 
-    real = throughput.fit_throughput
-
-    def copy_of(fit):
-        p = fit.platform
-        platform = Platform(p.name, p.as_dict(), copy.deepcopy(p.meta))
-        return dataclasses.replace(
-            fit, platform=platform, residuals=fit.residuals.clone(), sd=dict(fit.sd)
-        )
+    real_throughput, real_compaction = throughput.fit_throughput, compaction.fit_compaction
 
     def fit_throughput(cells, name="fitted", fit_cells=None):
         if fit_cells is not None:
-            return real(cells, name, fit_cells)
-        key = (tuple(cells), name)
+            return real_throughput(cells, name, fit_cells)
+        key = ("throughput", tuple(cells), name)
         if key not in _reference_fits:
-            _reference_fits[key] = real(cells, name)
-        return copy_of(_reference_fits[key])
+            _reference_fits[key] = real_throughput(cells, name)
+        fit = _reference_fits[key]
+        return dataclasses.replace(
+            fit, platform=_platform_copy(fit.platform), residuals=fit.residuals.clone(),
+            sd=dict(fit.sd),
+        )  # fmt: skip
+
+    def fit_compaction(platform, reference_csv_path, **kwargs):
+        key = ("compaction", _platform_key(platform), str(reference_csv_path),
+               tuple(sorted(kwargs.items())))  # fmt: skip
+        if key not in _reference_fits:
+            _reference_fits[key] = real_compaction(platform, reference_csv_path, **kwargs)
+        fitted, resid = _reference_fits[key]
+        return _platform_copy(fitted), resid.clone()
 
     monkeypatch.setattr(throughput, "fit_throughput", fit_throughput)
+    monkeypatch.setattr(compaction, "fit_compaction", fit_compaction)
     return fit_throughput

@@ -147,7 +147,10 @@ def cmd_twin(args) -> int:
     print(
         "each cell: measured, predicted, error; seconds (wall, the write under SCHED_FIFO) and "
         "cpu_seconds (the writing thread's CPU time): predicted after the host fit of one "
-        "common cost scale on the other runs"
+        "common cost scale on the other runs whose counters the twin predicted (fit_seeds), "
+        "the wall fit on their wall less the hypervisor's steal of the writer's CPU "
+        "(seconds_fitted: an uncontended host; seconds_fitted_share in --json adds this "
+        "run's measured CPU share and steal)"
     )
     by = doc.get("discarded_by", {})
     print(

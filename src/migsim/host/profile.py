@@ -24,6 +24,24 @@ the pages of odd pfn (root reads them from /proc/self/pagemap): the same pfn-spa
 the THP-split layout at ratio 0.5, but compaction's pfn-order walk of the sources then reaches
 their PTEs in random order (mm/rmap.c rmap_walk_anon -> try_to_migrate_one /
 remove_migration_pte -> page_vma_mapped_walk of a different page-table line per folio).
+``--layout sequential`` faults the region in as 4 KiB pages in ascending virtual order (MADV_NOHUGEPAGE
+first: one write per page, as the published fragmenter touched its 248 GB) and frees the pages of
+odd pfn: every other frame, as the published "free 50% at evenly spaced offsets" did. The header's
+``pfn_next_frac`` says how often the next virtual page is the next frame.
+``--ballast`` (compact_memory) fills MemFree but BALLAST_SPARE with THPs before the holes are
+freed, so that compaction moves the region's pages (both scanners step over the THPs).
+``--period 0`` runs no perf: the write is made by this thread and its CPU seconds
+(probe.trigger_compaction's cpu_s) over pgmigrate_success are the only number (no split, no
+sampling overhead). ``--summary`` reads profile CSVs and prints their per-run table
+(scale_table) and the line of each part against log2 of the region size (size_slope).
+
+The size study of issue 12 (a metadata working set larger than the caches: does kernel CPU per
+migrated page grow with the region?)::
+
+    for size in 512M 2G 4G 8G 12G 16G: ... --size $size --layout sequential --ballast \
+        --period 50000 (and 0) --out config/host_compaction_scale/seq-$size-p$period-r$run.csv
+    ... --summary config/host_compaction_scale/*.csv --out config/host_compaction_scale.csv
+
 ``--prefault`` touches and frees most of MemAvailable first: in a VM the guest's never-used
 frames are backed by the hypervisor only at their first write, which then lands in the copy
 (copy_mc_enhanced_fast_string) of the compaction that first writes them.
@@ -39,6 +57,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -50,7 +69,13 @@ import numpy as np
 
 PARANOID = Path("/proc/sys/kernel/perf_event_paranoid")
 KPTR = Path("/proc/sys/kernel/kptr_restrict")
-PERIOD_NS = 20_000  # cpu-clock sampling period: one sample per 20 us of CPU
+PERIOD_NS = 20_000  # default cpu-clock sampling period: one sample per 20 us of CPU
+PERIOD_RANGE_NS = (1_000, 1_000_000)  # --period: allowed sampling periods, ns
+# --size: MemAvailable that a run leaves to the other tasks of the host at its peak (the region
+# faulted in whole): the 3 GiB floor of the shared host and 1 GiB for the region's page tables,
+# perf's buffers and the pagemap copy
+SIZE_SPARE = 4 << 30
+MEM_FLOOR = 3 << 30  # MemAvailable below this after the fill: the run stops and frees the region
 
 # Inclusive groups: a sample is charged to the FIRST of these found walking its call chain from
 # the leaf up (so the innermost named mechanism wins: folio_copy under migrate_pages_batch is
@@ -225,13 +250,21 @@ def parse_script(
     return by_group, by_self, kernel, total
 
 
-LAYOUTS = ("thp-split", "shuffled")
+LAYOUTS = ("thp-split", "shuffled", "sequential")
+# the layouts that free the odd pfns (pattern even, ratio 0.5 only)
+ODD_PFN_LAYOUTS = ("shuffled", "sequential")
 TRIGGERS = ("compact_memory", "thp-fault")
 PREFAULT_SPARE = 3 << 30  # bytes of MemAvailable that --prefault leaves untouched
 # thp-fault: MemFree left beside the ballast before the region's holes are freed, and what
 # the faulting child asks for as THPs: the spare and 0.5 GiB more, which only compaction of
 # the region (half free) can give
 THP_SPARE = 5 << 29  # 2.5 GiB
+# --ballast (compact_memory): MemFree left beside a THP ballast, so that the free memory is the
+# region's holes and this spare (MEM_FLOOR and 0.5 GiB): compaction then moves the region's
+# pages, not nothing (a free node's scanners meet before the region: 542 pages of a 512M
+# region moved without one), and the ballast's THPs are skipped by both scanners
+# (isolate_migratepages_block and isolate_freepages_block step over compound pages)
+BALLAST_SPARE = 7 << 29  # 3.5 GiB
 THP_FAULT = 6 << 29  # 3 GiB
 # the samples of the faulting child that belong to its direct compaction
 DIRECT = ("__alloc_pages_direct_compact", "try_to_compact_pages")
@@ -270,20 +303,55 @@ def prefault_free_memory(spare: int = PREFAULT_SPARE) -> int:
         return nbytes
 
 
-def fill_shuffled(region, seed: int) -> np.ndarray:
-    """Fault `region` in as order-0 pages in a random virtual order; returns the boolean mask of
-    the pages to free: those of odd pfn (every other frame of the region's frames)."""
+def fill_faulted(region, order: np.ndarray | None = None) -> np.ndarray:
+    """Fault `region` in as order-0 pages (MADV_NOHUGEPAGE), one write per page in the virtual
+    order `order` (page indices; None: ascending), and return the boolean mask of the pages to
+    free: those of odd pfn (every other frame of the region's frames)."""
     from migsim.host.probe import MADV_NOHUGEPAGE
 
     region.madvise(MADV_NOHUGEPAGE)
-    order = np.random.default_rng(seed).permutation(region.nr_pages)
     a = region.array()
-    a[order * 4096] = 1  # one write per page, in the permuted order
+    if order is None:
+        a[::4096] = 1  # one write per page, ascending
+    else:
+        a[order * 4096] = 1  # one write per page, in the given order
     del a
     pfns = region.pfns()
     if (pfns <= 0).any():
-        raise RuntimeError("layout shuffled: pagemap shows no pfns (needs CAP_SYS_ADMIN)")
+        raise RuntimeError("layout: pagemap shows no pfns (needs CAP_SYS_ADMIN)")
     return (pfns % 2) == 1
+
+
+def fill_shuffled(region, seed: int) -> np.ndarray:
+    """fill_faulted in a random virtual order (numpy's default_rng(seed) permutation)."""
+    return fill_faulted(region, np.random.default_rng(seed).permutation(region.nr_pages))
+
+
+def pfn_next_frac(pfns: np.ndarray) -> float:
+    """Share of consecutive virtual pages whose frames are consecutive too (pfn + 1): 1.0 when
+    virtual order is frame order, ~0 for a shuffled fill."""
+    present = pfns >= 0
+    ok = present[1:] & present[:-1]
+    if not ok.any():
+        return 0.0
+    return float(((np.diff(pfns) == 1) & ok).sum() / ok.sum())
+
+
+def check_profile_size(size: int) -> int:
+    """--size rounded down to whole pageblocks; refuses a region that would leave less than
+    SIZE_SPARE of MemAvailable at its peak (the whole region faulted in)."""
+    from migsim.host import probe
+    from migsim.units import PAGE_SIZE, PAGEBLOCK_NR_PAGES
+
+    block = PAGEBLOCK_NR_PAGES * PAGE_SIZE
+    avail = probe.mem_available_bytes()
+    top = max(avail - SIZE_SPARE, 0) // block * block
+    if not block <= size <= top:
+        raise ValueError(
+            f"size: must be 2M to MemAvailable less {SIZE_SPARE >> 30} GiB "
+            f"({top >> 20}M now), got {size >> 20}M"
+        )
+    return size - size % block
 
 
 def run(
@@ -294,6 +362,8 @@ def run(
     layout: str = "thp-split",
     prefault: bool = False,
     trigger: str = "compact_memory",
+    period_ns: int = PERIOD_NS,
+    ballast: bool = False,
 ) -> dict:
     """One profiled compaction (root; hold /tmp/host.lock). Returns the counts and vmstat.
 
@@ -305,18 +375,27 @@ def run(
     then a child python faults THP_FAULT bytes of MADV_HUGEPAGE memory; only its samples under
     DIRECT count, and the pages are pgmigrate_success times the direct share of the migrate
     scanner's pfns (1 - compact_daemon_migrate_scanned / compact_migrate_scanned: kcompactd
-    also runs)."""
+    also runs). `period_ns`: perf's cpu-clock sampling period (PERIOD_RANGE_NS). `ballast`
+    (compact_memory only): a THP ballast takes MemFree but BALLAST_SPARE before the holes
+    are freed."""
     from migsim.host import probe
     from migsim.host.twin import PB
     from migsim.units import parse_size
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout: must be one of {', '.join(LAYOUTS)}; got {layout!r}")
-    if layout == "shuffled" and (pattern != "even" or ratio != 0.5):
-        raise ValueError("layout: shuffled frees the odd pfns: needs --pattern even --ratio 0.5")
+    if layout in ODD_PFN_LAYOUTS and (pattern != "even" or ratio != 0.5):
+        raise ValueError(f"layout: {layout} frees the odd pfns: needs --pattern even --ratio 0.5")
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger: must be one of {', '.join(TRIGGERS)}; got {trigger!r}")
-    nbytes = probe.check_size_cap(parse_size(size))
+    lo, hi = PERIOD_RANGE_NS
+    if period_ns != 0 and not lo <= period_ns <= hi:
+        raise ValueError(f"period: must be 0 (no perf) or {lo} to {hi} ns, got {period_ns}")
+    if period_ns == 0 and trigger != "compact_memory":
+        raise ValueError("period: 0 (unsampled) only with --trigger compact_memory")
+    if ballast and trigger != "compact_memory":
+        raise ValueError("ballast: only with --trigger compact_memory (thp-fault has its own)")
+    nbytes = check_profile_size(parse_size(size))
     guard = probe.SettingsGuard()
     # probe_settings restores every setting the guard changed, the two perf ones included,
     # after `perf script` has read the kernel symbols
@@ -331,26 +410,43 @@ def run(
             region = stack.enter_context(probe.AnonRegion(nbytes))
             if layout == "shuffled":
                 mask = fill_shuffled(region, seed)
+            elif layout == "sequential":
+                mask = fill_faulted(region)
             else:
                 region.fill_order0()
                 mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
+            pfns = region.pfns()
             if trigger == "thp-fault":
                 stack.enter_context(thp_filled("MemFree", THP_SPARE))  # the ballast
                 child = [sys.executable, "-c", THP_CHILD, str(THP_FAULT)]
             else:
+                if ballast:
+                    stack.enter_context(thp_filled("MemFree", BALLAST_SPARE))
                 child = ["sh", "-c", "echo 1 > /proc/sys/vm/compact_memory"]
+            avail_min = probe.mem_available_bytes()
+            if avail_min < MEM_FLOOR:
+                raise RuntimeError(
+                    f"size: MemAvailable {avail_min >> 20}M is below {MEM_FLOOR >> 30} GiB "
+                    "before the holes are freed; region freed, nothing measured"
+                )
             region.madvise_pages(mask, probe.MADV_DONTNEED)
             os.sync()
             v0 = probe.read_vmstat(keys)
-            perf = ["perf", "record", "-q", "-e", "cpu-clock", "-c", str(PERIOD_NS), "-g"]
-            subprocess.run([*perf, "-o", data, "--", *child], check=True)
+            times: dict = {}
+            if period_ns == 0:  # unsampled: this thread writes, its CPU seconds are the cost
+                probe.trigger_compaction(times=times)
+            else:
+                perf = ["perf", "record", "-q", "-e", "cpu-clock", "-c", str(period_ns), "-g"]
+                subprocess.run([*perf, "-o", data, "--", *child], check=True)
             v1 = probe.read_vmstat(keys)
-        script = subprocess.run(
-            ["perf", "script", "-i", data, "-F", "comm,ip,sym"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        script = ""
+        if period_ns:
+            script = subprocess.run(
+                ["perf", "script", "-i", data, "-F", "comm,ip,sym"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
     dv = {k: v1[k] - v0[k] for k in v1}
     if trigger == "thp-fault":
         comm = Path(sys.executable).name[:15]
@@ -368,17 +464,118 @@ def run(
         "total": total,
         "vmstat": dv,
         "prefaulted": prefaulted,
+        "period_ns": period_ns,
+        "mem_available_min": avail_min,
+        "write": times,
+        "pfn_next_frac": pfn_next_frac(pfns),
+        "pfn_span": [int(pfns[pfns >= 0].min()), int(pfns.max())] if (pfns >= 0).any() else [],
     }
 
 
 def rows(res: dict, top: int = 40) -> list[tuple[str, str, int, float]]:
     """(kind, name, samples, us per migrated page) rows: every group, then the top self symbols."""
     pages = max(1, res["vmstat"].get("pages_direct", 0))
-    us = PERIOD_NS / 1000.0
+    if not res.get("period_ns", PERIOD_NS):  # unsampled: the writer's CPU seconds
+        cpu_s = res["write"]["cpu_s"]
+        return [("total", "kernel", 0, cpu_s * 1e6 / pages)]
+    us = res.get("period_ns", PERIOD_NS) / 1000.0
     out = [("total", "kernel", res["kernel"], res["kernel"] * us / pages)]
     out += [("group", g, n, n * us / pages) for g, n in res["groups"].most_common()]
     out += [("self", s, n, n * us / pages) for s, n in res["self"].most_common(top)]
     return out
+
+
+# The size study's columns (scale_table): the groups of GROUPS summed into the parts that are
+# paid per migrated folio inside migrate_pages() (mm/migrate.c, its rmap walks and TLB flush),
+# by the migration scanner's isolation and putback (mm/compaction.c, mm/swap.c), by the free
+# side (compaction_alloc and the free scanner, the buddy frees) and the rest of compact_zone
+PARTS: dict[str, tuple[str, ...]] = {
+    "migrate_pages": (
+        "migrate_pages_other",
+        "rmap_unmap",
+        "rmap_remap",
+        "move_mapping",
+        "memcg_migrate",
+        "tlb_flush",
+    ),
+    "isolate_migratepages": ("isolate_migratepages",),
+    "putback_lru": ("putback_lru",),
+    "free_side": (
+        "compaction_alloc",
+        "isolate_freepages",
+        "free_one_page",
+        "post_alloc",
+        "split_page",
+    ),
+    "rest": ("compact_zone_other", "lru_drain_all", "other"),
+}
+
+
+def read_profile(path: str | Path) -> tuple[dict, dict[str, float]]:
+    """A profile CSV written by main(): its ``# meta`` header (dict) and its group rows
+    (group -> us per counted page)."""
+    meta: dict | None = None
+    groups: dict[str, float] = {}
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("# meta "):
+            meta = json.loads(line[len("# meta ") :])
+        elif line.startswith(("group,", "total,")):
+            kind, name, _, us = line.split(",")
+            groups[name if kind == "group" else "total"] = float(us)
+    if meta is None:
+        raise ValueError(f"profile: {path} has no '# meta' line (written before --period)")
+    return meta, groups
+
+
+def scale_table(paths: list[str | Path]):
+    """One row per profile run: region size, pages migrated, pfns scanned per migrated page and
+    us of kernel CPU per migrated page, total, copy, non-copy and the PARTS of the non-copy."""
+    import polars as pl
+
+    from migsim.units import parse_size
+
+    out = []
+    for path in paths:
+        meta, g = read_profile(path)
+        vm = meta["vmstat"]
+        pages = max(vm["pages_direct"], 1)
+        row = {
+            "file": Path(path).name,
+            "size_gib": parse_size(meta["size"]) / 2**30,
+            "layout": meta["layout"],
+            "trigger": meta["trigger"],
+            "pages": vm["pages_direct"],
+            "pfn_next_frac": meta["pfn_next_frac"],
+            "migrate_scanned_per_page": vm["compact_migrate_scanned"] / pages,
+            "free_scanned_per_page": vm["compact_free_scanned"] / pages,
+            "period_ns": meta["period_ns"],
+            "kernel_us": g.get("total", 0.0),
+            "copy_us": g.get("copy", 0.0),
+            "noncopy_us": g.get("total", 0.0) - g.get("copy", 0.0),
+        }
+        for part, names in PARTS.items():
+            row[f"{part}_us"] = sum(g.get(n, 0.0) for n in names)
+        if not meta["period_ns"]:  # unsampled: the total only
+            row.update({k: None for k in row if k.endswith("_us") and k != "kernel_us"})
+        out.append(row)
+    return pl.DataFrame(out).sort(["layout", "trigger", "size_gib", "file"])
+
+
+def size_slope(table, column: str) -> tuple[float, float, float]:
+    """Least-squares line of `column` (us per page) against log2 of the region size over the
+    rows of a scale_table that have it: (value at 1 GiB, change per doubling, its standard
+    error), all in us per page. A flat size curve has a slope within ~2 errors of 0."""
+    rows = table.drop_nulls(column)
+    x = np.log2(rows["size_gib"].to_numpy())
+    y = rows[column].to_numpy()
+    if len(np.unique(x)) < 2 or len(y) < 3:
+        raise ValueError(f"{column}: needs 3 runs and 2 sizes, got {len(y)} runs")
+    a = np.column_stack([np.ones_like(x), x])
+    coef, res, *_ = np.linalg.lstsq(a, y, rcond=None)
+    dof = len(y) - 2
+    s2 = float(res[0]) / dof if dof and len(res) else 0.0
+    cov = s2 * np.linalg.inv(a.T @ a)
+    return float(coef[0]), float(coef[1]), float(np.sqrt(cov[1, 1]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -389,15 +586,51 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--layout", default="thp-split", choices=LAYOUTS)
     ap.add_argument("--prefault", action="store_true")
+    ap.add_argument("--ballast", action="store_true", help="THP ballast (compact_memory)")
     ap.add_argument("--trigger", default="compact_memory", choices=TRIGGERS)
+    ap.add_argument(
+        "--period",
+        type=int,
+        default=PERIOD_NS,
+        help="perf sampling period, ns (0: no perf, the writer's CPU time only)",
+    )
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--summary", nargs="+", default=None, help="profile CSVs: write their scale_table"
+    )
     a = ap.parse_args(argv)
-    res = run(a.size, a.ratio, a.pattern, a.seed, a.layout, a.prefault, a.trigger)
+    if a.summary:
+        table = scale_table(a.summary)
+        if a.out:
+            table.write_csv(a.out, float_precision=4)
+        print(table)
+        import polars as pl
+
+        # sampled and unsampled runs apart: perf's sampling adds its own CPU to every part
+        for period in sorted(set(table["period_ns"].to_list())):
+            runs = table.filter(pl.col("period_ns") == period)
+            cols = ["kernel_us"] if period == 0 else [f"{p}_us" for p in ("noncopy", *PARTS)]
+            for col in cols:
+                try:
+                    at1, slope, se = size_slope(runs, col)
+                except ValueError:
+                    continue
+                print(
+                    f"period {period} ns, {col}: {at1:.3f} us at 1 GiB, "
+                    f"{slope:+.3f} +- {se:.3f} us per doubling ({len(runs)} runs)"
+                )
+        return
+    try:
+        res = run(
+            a.size, a.ratio, a.pattern, a.seed, a.layout, a.prefault, a.trigger, a.period, a.ballast
+        )
+    except ValueError as exc:  # bad input: one line, nothing measured
+        sys.exit(f"migsim.host.profile: {exc}")
     vm = res["vmstat"]
     head = (
         f"# migsim.host.profile --size {a.size} --ratio {a.ratio} --pattern {a.pattern} "
         f"--seed {a.seed} --trigger {a.trigger} --layout {a.layout}{' --prefault' if a.prefault else ''} "
-        f"(prefaulted {res['prefaulted'] >> 20} MiB); kernel {os.uname().release}; period {PERIOD_NS} ns; "
+        f"(prefaulted {res['prefaulted'] >> 20} MiB); kernel {os.uname().release}; period {res['period_ns']} ns; "
         f"pgmigrate_success {vm.get('pgmigrate_success')} compact_migrate_scanned "
         f"{vm.get('compact_migrate_scanned')} compact_free_scanned {vm.get('compact_free_scanned')} "
         f"compact_isolated {vm.get('compact_isolated')} samples {res['total']}; pages counted "
@@ -406,7 +639,20 @@ def main(argv: list[str] | None = None) -> None:
         f"thp_fault_fallback {vm.get('thp_fault_fallback')} compact_stall "
         f"{vm.get('compact_stall')} compact_success {vm.get('compact_success')})"
     )
-    lines = [head, "kind,name,samples,us_per_page"]
+    meta = {
+        "size": a.size,
+        "layout": a.layout,
+        "trigger": a.trigger,
+        "ballast": a.ballast,
+        "mem_available_min": res["mem_available_min"],
+        "seed": a.seed,
+        "period_ns": res["period_ns"],
+        "pfn_next_frac": round(res["pfn_next_frac"], 4),
+        "pfn_span": res["pfn_span"],
+        "vmstat": vm,
+        "write": {k: v for k, v in res["write"].items() if isinstance(v, (int, float))},
+    }
+    lines = [head, "# meta " + json.dumps(meta, sort_keys=True), "kind,name,samples,us_per_page"]
     lines += [f"{k},{n},{s},{u:.4f}" for k, n, s, u in rows(res)]
     text = "\n".join(lines) + "\n"
     if a.out:

@@ -186,13 +186,15 @@ ERRORS_BEFORE_SEGMENT_MERGE = {"dma": 2.2, "busy-dma": 6.6, "hog_gain_points": 1
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 11 not met: the 64 KiB segments of 4K folios cost 1.01 us of engine time per "
-    "page (0.77 before), so dma wall +6.4%, busy-dma wall +7.8%, hog gain +17.8% (+6.0% "
-    "published; numbers with init_on_alloc off and the L2 refill between calls); no mechanism in the dcbm, PTDMA or IOMMU "
-    "code makes a segment of 4K folios faster than one of 16K folios. An engine at the rate the "
-    "4K column implies (dma.ramp_gbps 6.3, a diagnostic) gives walls -1.9% / +3.3% and hog gain "
-    "+8.5% but dma sys 81.5% (76.65% published), and it cannot move the CPU saved by offload "
-    "(0.35 / 0.31 against 0.51 / 0.57 us per page): the engine's time is dcbm's sleep",
+    reason="issue 11 not met: the 64 KiB segments of 4K folios keep dcbm asleep 1.03 us per "
+    "page (published dma row: 0.92), so dma wall +5.6%, busy-dma wall +6.9%, hog gain +17.0% "
+    "(+6.0% published; with the interconnect's M/M/1 load since 2d65b10, init_on_alloc off "
+    "and the L2 refill between calls); no mechanism in the dcbm, PTDMA or IOMMU code makes a "
+    "segment of 4K folios faster than one of 16K folios. Under the hard cap before 2d65b10, "
+    "an engine at the rate the 4K column implies (dma.ramp_gbps 6.3, a diagnostic) gave walls "
+    "-1.9% / +3.3% and hog gain +8.5% but dma sys 81.5% (76.65% published), and it cannot "
+    "move the CPU saved by offload (now 0.38 / 0.35 against 0.51 / 0.57 us per page): the "
+    "engine's time is dcbm's sleep",
 )
 def test_compaction_dma_predictions_no_worse_than_before_the_segment_merge(simulated, published):
     def wall_err(mode: str) -> float:

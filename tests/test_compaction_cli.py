@@ -91,8 +91,45 @@ def test_per_page_us_by_hand():
     assert offload_saving_per_page_us(rows) == pytest.approx({"idle": 0.5, "busy": 0.4})
 
 
+@pytest.fixture
+def one_reproduction(monkeypatch):
+    """The two computations of `migsim reproduce compaction`, reproduce_results (the
+    full-scale page-level run and its four costings) and prediction_spread (the intervals'
+    refits), each done once for the test and handed to a later call with equal arguments (a
+    platform by its name, values and meta; the page-level run by identity: the kept one): the
+    test's --json and text calls are two renderings of one deterministic reproduction (~1 CPU s
+    each computation, patched where cmd_reproduce imports them at its call)."""
+    from conftest import _platform_key
+
+    import migsim.calibrate.compaction as calibrate
+    import migsim.studies.compaction as study
+
+    kept: dict = {}
+
+    def key_of(value):
+        if isinstance(value, study.Platform):
+            return _platform_key(value)
+        if isinstance(value, study.Simulation):
+            return id(value)
+        return value
+
+    def keep(module, name):
+        real = getattr(module, name)
+
+        def call(*args, **kwargs):
+            key = (name, tuple(map(key_of, args)), tuple(sorted(kwargs.items())))
+            if key not in kept:
+                kept[key] = real(*args, **kwargs)
+            return kept[key]
+
+        monkeypatch.setattr(module, name, call)
+
+    keep(study, "reproduce_results")
+    keep(calibrate, "prediction_spread")
+
+
 @pytest.mark.slow
-def test_reproduce_compaction_json_and_text(capsys):
+def test_reproduce_compaction_json_and_text(capsys, one_reproduction):
     """The full-scale reproduction: one JSON object with the simulated modes, the published
     rows and the per-page decomposition of both (a published cell checked by hand)."""
     assert main(["reproduce", "compaction", "--json"]) == 0

@@ -19,7 +19,7 @@ what it does by construction, so they stay, labelled and counted apart.
 
 Known misfits (strict xfail, so a fix shows), traced to one number: the kernel CPU that
 offloading saves per migrated page, 0.38 (idle, inside its 25% since the stage-1 refit with
-the interconnect's load, dma.fabric_load_switch 1) and 0.35 (busy) us in the model against
+the interconnect's load, dma.fabric_load_switch 1, by 0.2 points: -24.8%) and 0.35 (busy) us in the model against
 0.51 and 0.57 in the published rows. The stage-1 fit identifies 0.37 +- 0.05 us per 4K folio; the
 allocation side (no zeroing: init_on_alloc is off on the published kernel, as its throughput
 table shows), the split compaction costs and the small-batch cache effect (derived from Zen

@@ -110,7 +110,7 @@ def test_the_fitted_isolation_cost_is_a_real_isolations(platform):
     "page; the host's direct-compaction profile (config/host_compaction_profile_direct_run*."
     "csv) puts 63-71% of non-copy kernel CPU in migrate_pages()'s own functions and names no "
     "compaction-only function that could pay it; nor does a metadata working set larger than "
-    "the caches: the host's kernel CPU per migrated page is flat from 0.5 to 16 GiB regions "
+    "the caches: the host's kernel CPU per migrated page does not grow from 0.5 to 16 GiB regions "
     "(config/host_compaction_scale.csv: -1.4 +- 2.5% of its 2.36 us per doubling unsampled, "
     "12 runs; non-copy -6.1 +- 2.1%, 18 sampled runs) where the remainder would need +9% of "
     "the published 3.05 us non-copy per doubling of the metadata (0.28 us x 7 doublings from "

@@ -86,11 +86,16 @@ PRIORS: dict[str, dict[str, float]] = {
         "sgt_map_us": 2.0,
         # one dma_map_page beyond its page-table writes (v2 process_folio_dma_transfer, v6
         # map_folios: two per folio): iommu_dma_map_page -> __iommu_dma_map, an IOVA
-        # allocation of its own (alloc_iova_fast; a 2M folio is above the rcache's 32 pages,
-        # so alloc_iova: kmem_cache_alloc + rb-tree insert under iova_rbtree_lock) and one
-        # iommu_map + iotlb_sync_map (no flush on bare metal): a few hundred ns, the order of
-        # desc_prep_us's slab allocation and locked list work. v2 never unmaps (no
-        # dma_unmap_page in folios_copy_dma_parallel); v6's dma_unmap_page is not priced
+        # allocation of its own (alloc_iova_fast; the per-CPU rcache holds ranges of up to
+        # 32 pages, order_base_2(size) < IOVA_RANGE_CACHE_MAX_SIZE = 6, so a 2M
+        # folio's 512 pages take alloc_iova: kmem_cache_alloc + rb-tree insert under
+        # iova_rbtree_lock) and one iommu_map + iotlb_sync_map (no flush on bare metal): a few
+        # hundred ns, the order of desc_prep_us's slab allocation and locked list work. Not
+        # measured (this VM has no IOMMU); its range (PRIOR_RANGES) is not to be moved toward
+        # the v2 sweep, which it predicts. Simplification: one value for every folio size,
+        # although folios of 32 pages and less hit the rcache and pay less (v2 and v6 at 4K to
+        # 128K are overpriced). v2 never unmaps (no dma_unmap_page in
+        # folios_copy_dma_parallel); v6's dma_unmap_page is not priced
         "map_page_us": 0.5,
         # pt_issue_pending: vc.lock, vchan_issue_pending, and the first pt_core_execute_cmd
         # (32-byte memcpy into the queue, wmb, two MMIO writes, posted): about half a us
@@ -128,9 +133,16 @@ PRIORS: dict[str, dict[str, float]] = {
         # (fabric_form_criterion: python -m migsim.calibrate.throughput): AIC of the fit
         # -214.7 (cap) vs -231.3 (M/M/1), dAIC -16.5 with the same 8 free parameters;
         # leave-one-channel-count-out cross-validation, mean |log error| of the 36 held-out
-        # dma cells 6.10% vs 5.14%. Both prefer M/M/1, so 1. Not part of the choice: the v2
-        # folio-count sweep (one channel, 2M, predicted), 10.0% MAPE with the cap, 12.8% with
-        # M/M/1 (and v2's dma_map_page per folio), against its 12% bound
+        # dma cells 6.10% vs 5.14%. Both prefer M/M/1, so 1. Said plainly: the in-sample gain
+        # (v4 MAPE 4.39 -> 3.74%) was known before the criterion was written down (session 8),
+        # so the criterion makes the choice reproducible, not blind; and its cross-validation
+        # holds out each channel count in turn, so the channel hold-out ({1, 4, 16} -> {2, 8,
+        # 12}, 4.0%) is not a check independent of this choice. Not part of the choice, and
+        # against it: the v2 folio-count sweep (one channel, 2M, predicted), 10.0% MAPE with
+        # the cap, 12.8% with M/M/1 (and v2's dma_map_page per folio), against its 12% bound;
+        # the one-engine sharing (1 vs 2 channels) that neither form explains (both miss the
+        # published ratio by ~4%). For it: the v2 cover letter's DMA x folio-size table, which
+        # is not in reference/ and was looked at only after the switch (MAPE 72.4 -> 43.2%)
         "fabric_load_switch": 1,
         # completion interrupt of the last descriptor + try_to_wake_up of the sleeping task +
         # the exit latency of a shallow C-state

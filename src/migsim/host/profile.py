@@ -330,7 +330,7 @@ def fill_shuffled(region, seed: int) -> np.ndarray:
 def pfn_next_frac(pfns: np.ndarray) -> float:
     """Share of consecutive virtual pages whose frames are consecutive too (pfn + 1): 1.0 when
     virtual order is frame order, ~0 for a shuffled fill."""
-    present = pfns >= 0
+    present = pfns > 0  # 0: not present, or a pagemap read without CAP_SYS_ADMIN (as fill_faulted)
     ok = present[1:] & present[:-1]
     if not ok.any():
         return 0.0
@@ -468,7 +468,7 @@ def run(
         "mem_available_min": avail_min,
         "write": times,
         "pfn_next_frac": pfn_next_frac(pfns),
-        "pfn_span": [int(pfns[pfns >= 0].min()), int(pfns.max())] if (pfns >= 0).any() else [],
+        "pfn_span": [int(pfns[pfns > 0].min()), int(pfns.max())] if (pfns > 0).any() else [],
     }
 
 

@@ -1322,7 +1322,9 @@ def add_fitted_seconds(runs: list[dict]) -> None:
             (
                 r["predicted"]["scan_seconds"],
                 r["predicted"]["other_seconds"],
-                r["measured"]["seconds"] - r.get("writer_steal_seconds", 0.0)
+                # /proc/stat's steal comes in ticks (10 ms at HZ=100 of USER_HZ): never below
+                # the CPU seconds the writer did run
+                max(r["measured"]["seconds"] - r.get("writer_steal_seconds", 0.0), r["cpu_seconds"])
                 if target == "seconds"
                 else r["cpu_seconds"],
             )

@@ -458,8 +458,9 @@ def reference_fit(_reference_fits, monkeypatch):
     the README's `migsim calibrate`), which share one worker (_SHARED_FIXTURES). The fits are
     deterministic (one BLAS thread, this file's first lines), so a kept result is the one the
     call would compute; each call gets a copy (the CLI rebinds fit.platform, and the later
-    stages write into platform.meta). A call with other arguments is fitted and kept too; a
-    fit_throughput call with fit_cells (whose table marks cells by identity) is always fitted.
+    stages write into platform.meta). A call with other arguments (another name, priors
+    replaced) is fitted and kept too; a fit_throughput call with fit_cells (whose table marks
+    cells by identity) is always fitted.
     Returns the kept fit_throughput."""
     import dataclasses
 
@@ -468,12 +469,15 @@ def reference_fit(_reference_fits, monkeypatch):
 
     real_throughput, real_compaction = throughput.fit_throughput, compaction.fit_compaction
 
-    def fit_throughput(cells, name="fitted", fit_cells=None):
+    def fit_throughput(cells, name="fitted", fit_cells=None, priors=None):
         if fit_cells is not None:
-            return real_throughput(cells, name, fit_cells)
-        key = ("throughput", tuple(cells), name)
+            return real_throughput(cells, name, fit_cells, priors=priors)
+        replaced = tuple(
+            sorted((sec, tuple(sorted(v.items()))) for sec, v in (priors or {}).items())
+        )
+        key = ("throughput", tuple(cells), name, replaced)
         if key not in _reference_fits:
-            _reference_fits[key] = real_throughput(cells, name)
+            _reference_fits[key] = real_throughput(cells, name, priors=priors)
         fit = _reference_fits[key]
         return dataclasses.replace(
             fit, platform=_platform_copy(fit.platform), residuals=fit.residuals.clone(),

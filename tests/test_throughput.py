@@ -32,6 +32,20 @@ def test_every_cell_within_tolerance(rows):
 
 
 @pytest.mark.change_detector
+def test_the_interconnect_form_is_the_one_the_fitted_table_selects(reference_fit):
+    """dma.fabric_load_switch 1 (M/M/1 loaded latency) stands on fabric_form_criterion's first
+    half, recomputed here: the AIC of the fit of the v4 table with it is lower than with the
+    hard cap by more than 2 (the second half, the leave-one-channel-count-out error, is 12
+    more fits: `python -m migsim.calibrate.throughput` prints both). Fails when a change of
+    the model makes the table prefer the cap, or the switch is turned off without it."""
+    from migsim.calibrate.throughput import PRIORS, fit_aic
+
+    mm1 = reference_fit(CELLS, "epyc-zen3-ptdma")  # the committed form, kept for the session
+    cap = reference_fit(CELLS, "epyc-zen3-ptdma", priors={"dma": {"fabric_load_switch": 0}})
+    assert PRIORS["dma"]["fabric_load_switch"] == 1
+    assert fit_aic(mm1, len(CELLS)) - fit_aic(cap, len(CELLS)) < -2.0
+
+
 def test_committed_platform_is_the_output_of_the_fit(reference_fit):
     """Change detector, not a model test: re-running the fit reproduces the committed
     parameter values (it fails for any engine change until `migsim calibrate` is re-run, and

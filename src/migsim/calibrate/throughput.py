@@ -581,6 +581,12 @@ def stage1_header(fit: Fit, source: str) -> str:
     )
 
 
+def fit_aic(fit: Fit, n_cells: int) -> float:
+    """AIC of a stage-1 fit over `n_cells` cells: Gaussian log residuals with sigma^2 = SSE / n
+    (least_squares' cost is SSE / 2), every FREE parameter counted."""
+    return n_cells * float(np.log(2.0 * fit.cost / n_cells)) + 2 * len(FREE)
+
+
 def fabric_form_criterion(cells: list[Cell]) -> dict[str, dict[str, float]]:
     """The criterion that chooses the interconnect form (dma.fabric_load_switch 0: a hard cap;
     1: M/M/1 loaded latency), computed on the fitted v4 table only: C1 the AIC of the stage-1
@@ -604,7 +610,7 @@ def fabric_form_criterion(cells: list[Cell]) -> dict[str, dict[str, float]]:
         out[str(switch)] = {
             "mape_pct": full.mape_pct,
             "sse_log": sse,
-            "aic": len(cells) * float(np.log(sse / len(cells))) + 2 * len(FREE),
+            "aic": fit_aic(full, len(cells)),
             "cv_mean_abs_log": float(np.mean(held_err)),
             "cv_cells": float(len(held_err)),
         }

@@ -62,7 +62,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,10 +247,24 @@ def settings_paths() -> list[Path]:
 
 def snapshot_settings() -> dict[str, str]:
     """Current content of every readable setting in settings_paths()."""
+    return read_settings(map(str, settings_paths()))
+
+
+def read_settings(paths: Iterable[str]) -> dict[str, str]:
+    """The stripped text of each readable file of `paths` (one os.read of a sysfs/procfs
+    setting, a few bytes), by path; unreadable ones are left out."""
     out = {}
-    for p in settings_paths():
-        with contextlib.suppress(OSError):
-            out[str(p)] = p.read_text().strip()
+    for name in paths:
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            out[name] = os.read(fd, 1 << 16).decode().strip()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
     return out
 
 

@@ -565,17 +565,15 @@ def size_slope(table, column: str) -> tuple[float, float, float]:
     """Least-squares line of `column` (us per page) against log2 of the region size over the
     rows of a scale_table that have it: (value at 1 GiB, change per doubling, its standard
     error), all in us per page. A flat size curve has a slope within ~2 errors of 0."""
+    from scipy.stats import linregress
+
     rows = table.drop_nulls(column)
     x = np.log2(rows["size_gib"].to_numpy())
     y = rows[column].to_numpy()
     if len(np.unique(x)) < 2 or len(y) < 3:
         raise ValueError(f"{column}: needs 3 runs and 2 sizes, got {len(y)} runs")
-    a = np.column_stack([np.ones_like(x), x])
-    coef, res, *_ = np.linalg.lstsq(a, y, rcond=None)
-    dof = len(y) - 2
-    s2 = float(res[0]) / dof if dof and len(res) else 0.0
-    cov = s2 * np.linalg.inv(a.T @ a)
-    return float(coef[0]), float(coef[1]), float(np.sqrt(cov[1, 1]))
+    fit = linregress(x, y)
+    return float(fit.intercept), float(fit.slope), float(fit.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""pytest plug-in of benchmarks/test_timeline.py: every test's start and end (wall clock, s)
+"""pytest plug-in of benchmarks/suite_timeline.py: every test's start and end (wall clock, s)
 and its CPU seconds (the process's own and its reaped children's, resource.getrusage), one
 JSON line per test in $MIGSIM_TIMELINE_DIR/<worker>.jsonl (worker: the pytest-xdist worker
 id, or "main" in a serial run). Loaded with `-p pytest_timeline` (benchmarks/ on PYTHONPATH);

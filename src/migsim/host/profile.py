@@ -303,10 +303,11 @@ def prefault_free_memory(spare: int = PREFAULT_SPARE) -> int:
         return nbytes
 
 
-def fill_faulted(region, order: np.ndarray | None = None) -> np.ndarray:
+def fill_faulted(region, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fault `region` in as order-0 pages (MADV_NOHUGEPAGE), one write per page in the virtual
-    order `order` (page indices; None: ascending), and return the boolean mask of the pages to
-    free: those of odd pfn (every other frame of the region's frames)."""
+    order `order` (page indices; None: ascending); returns the boolean mask of the pages to
+    free, those of odd pfn (every other frame of the region's frames), and the pfn of each
+    page (the one pagemap read, region.pfns())."""
     from migsim.host.probe import MADV_NOHUGEPAGE
 
     region.madvise(MADV_NOHUGEPAGE)
@@ -319,10 +320,10 @@ def fill_faulted(region, order: np.ndarray | None = None) -> np.ndarray:
     pfns = region.pfns()
     if (pfns <= 0).any():
         raise RuntimeError("layout: pagemap shows no pfns (needs CAP_SYS_ADMIN)")
-    return (pfns % 2) == 1
+    return (pfns % 2) == 1, pfns
 
 
-def fill_shuffled(region, seed: int) -> np.ndarray:
+def fill_shuffled(region, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """fill_faulted in a random virtual order (numpy's default_rng(seed) permutation)."""
     return fill_faulted(region, np.random.default_rng(seed).permutation(region.nr_pages))
 
@@ -409,13 +410,13 @@ def run(
         with contextlib.ExitStack() as stack:
             region = stack.enter_context(probe.AnonRegion(nbytes))
             if layout == "shuffled":
-                mask = fill_shuffled(region, seed)
+                mask, pfns = fill_shuffled(region, seed)
             elif layout == "sequential":
-                mask = fill_faulted(region)
+                mask, pfns = fill_faulted(region)
             else:
                 region.fill_order0()
                 mask = probe.free_mask(pattern, ratio, region.nr_pages // PB, seed)
-            pfns = region.pfns()
+                pfns = region.pfns()
             if trigger == "thp-fault":
                 stack.enter_context(thp_filled("MemFree", THP_SPARE))  # the ballast
                 child = [sys.executable, "-c", THP_CHILD, str(THP_FAULT)]

@@ -154,6 +154,9 @@ class Snapshot:
     # per pageblock: reported by free page reporting at an earlier read (the twin's, before
     # its region's faults; reported_pageblocks_from_flags), None where there was none
     reported_before: np.ndarray | None = None
+    # reported_blocks()'s result, computed once (the per-pfn arrays are never written after
+    # the snapshot is built)
+    _reported: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def nr_pfns(self) -> int:
@@ -205,10 +208,15 @@ class Snapshot:
     def reported_blocks(self) -> np.ndarray:
         """Per pageblock: inside a free buddy block that free page reporting has reported to
         the hypervisor (``reported_pageblocks``; the head's PG_reported is the pfn's
-        PF_UPTODATE here)."""
-        free = self.kind == FREE
-        flag = self.pflags if self.pflags is not None else np.zeros(self.nr_pfns, np.uint8)
-        return reported_pageblocks(free, free & ((flag & PF_UPTODATE) != 0))
+        PF_UPTODATE here). Computed on the first call (whole machine, 8.8 ms on this VM's
+        6.55 M pfns) and kept; a read-only array."""
+        if self._reported is None:
+            free = self.kind == FREE
+            flag = self.pflags if self.pflags is not None else np.zeros(self.nr_pfns, np.uint8)
+            out = reported_pageblocks(free, free & ((flag & PF_UPTODATE) != 0))
+            out.flags.writeable = False
+            self._reported = out
+        return self._reported
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

@@ -196,6 +196,8 @@ CLI_CASES: list[tuple[list[str], str]] = [
     (["probe", "compaction", "--ratios", "1.5"], "--ratios"),
     (["probe", "compaction", "--size", "x"], "--size"),
     (["probe", "compaction", "--node", "-1"], "--node"),
+    (["probe", "move-pages-call", "--calls", "0"], "--calls"),
+    (["probe", "move-pages-call", "--repeats", "0"], "--repeats"),
     # the host twin and trace import (checked before anything is read or probed)
     (["host", "twin", "--runs", "0"], "--runs"),
     (["host", "twin", "--free-ratio", "1"], "--free-ratio"),

@@ -220,6 +220,45 @@ def test_cli_probe_compaction_unwritable_trigger_exits_3(monkeypatch, capsys, tm
     assert probe.snapshot_settings() == before
 
 
+# ------------------------------------------------------------------ move_pages() per call
+
+
+def _move_pages_call(calls: int, repeats: int) -> dict:
+    try:
+        return probe.probe_move_pages_call(calls, repeats)
+    except probe.ProbeUnavailable as exc:  # a kernel without CONFIG_NUMA: move_pages is ENOSYS
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"move_pages() unavailable in CI: {exc}")
+        pytest.skip(f"move_pages() unavailable here: {exc}")
+
+
+def test_probe_move_pages_call_migrates_nothing_and_reports_both_paths():
+    """The probe's page stays where it is (status = its node every call, checked inside) and
+    both loops are timed; no timing is asserted beyond what any machine gives."""
+    r = _move_pages_call(200, 2)
+    assert r["node"] >= 0 and r["calls"] == 200 and r["repeats"] == 2
+    assert r["stat_us"] > 0 and r["move_us"] > 0
+    assert r["lru_cache_disable_us_min"] <= r["lru_cache_disable_us"]
+    assert r["lru_cache_disable_us"] <= r["lru_cache_disable_us_max"]
+
+
+def test_cli_probe_move_pages_call_json(capsys):
+    from migsim.cli import main
+
+    _move_pages_call(1, 1)  # skips where the syscall is missing
+    assert main(["probe", "move-pages-call", "--calls", "50", "--repeats", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"stat_us", "move_us", "lru_cache_disable_us", "node", "online_cpus"}
+
+
+def test_cli_probe_move_pages_call_unknown_architecture_exits_3(monkeypatch, capsys):
+    from migsim.cli import main
+
+    monkeypatch.setattr(probe._pyplatform, "machine", lambda: "pdp11")
+    assert main(["probe", "move-pages-call", "--calls", "1"]) == 3
+    assert "no syscall number known for pdp11" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ host calibration
 
 

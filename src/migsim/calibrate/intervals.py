@@ -110,7 +110,7 @@ def cell_wall_seconds(
     )
     wall = bc.wall_s.reshape(samples, nb).sum(axis=1)
     c = platform.cpu
-    call = (c.syscall_us + c.lru_drain_us + nr * c.addr_lookup_us) * US
+    call = (c.syscall_us + c.lru_cache_disable_us + nr * c.addr_lookup_us) * US
     return wall + call
 
 

@@ -54,9 +54,24 @@ PRIORS: dict[str, dict[str, float]] = {
         # find_mm_struct + nodemask/permission checks + mmap_read_lock: a few hundred ns
         # each (code path kernel_move_pages -> do_pages_move)
         "syscall_us": 2.0,
-        # lru_add_drain(): the local CPU's folio batches, empty or nearly so when move_pages
-        # runs on pages allocated long before (code path: do_pages_move)
-        "lru_drain_us": 1.0,
+        # do_pages_move opens with lru_cache_disable() (mm/swap.c, since 5.13; v6.14 and v7.0
+        # alike): synchronize_rcu_expedited() -- the caller queues the grace period on the
+        # rcu_exp_gp kthread worker and sleeps in wait_event; with more than one rcu_node leaf
+        # (RCU_FANOUT_LEAF 16: 4 or 8 leaves on the published 64-128 CPUs) that worker queues
+        # the leaves' par workers and sleeps in kthread_flush_work; idle CPUs are in an extended
+        # quiescent state and need no IPI -- then __lru_add_drain_all(true), which queues drain
+        # work only where cpu_needs_drain() (none on an idle machine; the loop reads every
+        # online CPU's batch counts). Four wake-ups in series (gp worker, par workers in
+        # parallel, gp worker after the flush, the caller), each of a kthread on a CPU the
+        # benchmark's call rate keeps in C1: queue and IPI (mt.thread_start_us 2), C1 exit
+        # (sched.c1_exit_us 1), a context switch (sched.ctx_switch_us 2): 4 x 5 = 20 us, plus
+        # the grace period's bookkeeping and the drain loop, ~5 us: 25. Measured on a 6.18
+        # VM with 2 vCPUs and one leaf (two wake-ups, each a halted vCPU woken through the
+        # hypervisor): 35-56 us per call (migsim probe move-pages-call); perf puts it under
+        # lru_cache_disable -> synchronize_rcu_expedited. Range 10 (two wake-ups) to 60.
+        # (Before: lru_drain_us 1.0, "lru_add_drain() of the local batches": not what the
+        # code calls.)
+        "lru_cache_disable_us": 25.0,
         # one address: get_user x2, vma_lookup (maple tree, cache-hot), folio_walk_start
         # (4-level walk, cache-hot after the first address of a region): ~0.1-0.2 us. The
         # benchmark passes one address per folio (its allocation unit); with one per base

@@ -16,7 +16,7 @@ from __future__ import annotations
 PRIOR_RANGES: dict[str, tuple[float, float]] = {
     "cpu.tlb_flush_us": (2.0, 10.0),
     "cpu.syscall_us": (1.0, 5.0),
-    "cpu.lru_drain_us": (0.3, 3.0),
+    "cpu.lru_cache_disable_us": (10.0, 60.0),
     "cpu.addr_lookup_us": (0.1, 0.2),
     "dma.call_setup_us": (0.3, 3.0),
     "dma.desc_prep_us": (0.1, 0.5),

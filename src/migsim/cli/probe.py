@@ -1,4 +1,4 @@
-"""`migsim probe copy` and `migsim probe compaction`: measure this machine and its kernel.
+"""`migsim probe copy`, `compaction` and `move-pages-call`: measure this machine and its kernel.
 
 Exit codes: 0 done, 2 bad argument (one line naming it), 3 the probe cannot run here (not
 root, compact_memory not writable, ...; the reason is printed) -- callers such as the pipeline
@@ -30,7 +30,7 @@ def _copy_size(text: str) -> str:
 
 
 def register(sub) -> None:
-    """Add `migsim probe copy` and `migsim probe compaction`."""
+    """Add `migsim probe copy`, `compaction` and `move-pages-call`."""
     p = sub.add_parser("probe", help=command_help("probe"))
     psub = p.add_subparsers(dest="probe", required=True, metavar="PROBE")
 
@@ -75,6 +75,15 @@ def register(sub) -> None:
     k.add_argument("--out", type=Path, default=None, help="Parquet file to write")
     k.add_argument("--json", action="store_true", help="print one JSON object")
     k.set_defaults(func=cmd_compaction)
+
+    m = psub.add_parser(
+        "move-pages-call",
+        help="wall time of a move_pages() call that migrates nothing (unprivileged)",
+    )
+    m.add_argument("--calls", type=int_range(1, 10**7), default=20000, help="calls per loop")
+    m.add_argument("--repeats", type=int_range(1, 1000), default=5)
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    m.set_defaults(func=cmd_move_pages_call)
 
     from migsim.cli.trace import register_probe
 
@@ -182,4 +191,31 @@ def cmd_compaction(args) -> int:
     )
     if args.out:
         print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_move_pages_call(args) -> int:
+    from migsim.host.probe import ProbeUnavailable, probe_move_pages_call
+
+    try:
+        r = probe_move_pages_call(args.calls, args.repeats)
+    except ProbeUnavailable as exc:
+        print(f"migsim probe move-pages-call: unavailable on this machine: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    print(
+        f"move_pages() of one resident page, {r['calls']} calls x {r['repeats']} repeats, "
+        f"kernel {r['kernel']}, {r['online_cpus']} CPUs online, median [min, max]:"
+    )
+    print(f"  nodes NULL (do_pages_stat: status only)        {r['stat_us']:8.2f} us per call")
+    print(
+        f"  to its own node {r['node']} (do_pages_move, no copy)   {r['move_us']:8.2f} us per call"
+    )
+    print(
+        f"  difference: lru_cache_disable/enable and one lookup {r['lru_cache_disable_us']:.2f} us "
+        f"[{r['lru_cache_disable_us_min']:.2f}, {r['lru_cache_disable_us_max']:.2f}] "
+        "(the per-call prior cpu.lru_cache_disable_us)"
+    )
     return 0

@@ -46,7 +46,7 @@ SPEC: dict[str, dict[str, Param]] = {
         "unmap_share_frac": Param("fraction", 0.0, 1.0, "share of the fixed and per-PTE costs spent in the unmap phase (the rest is the move phase); a documented prior, not fitted: only the sum is observable in the throughput table"),
         "tlb_flush_us": Param("us", 0.0, 1000.0, "one batched TLB flush (try_to_unmap_flush: IPIs to the CPUs that may cache the mappings), once per migrate_pages batch"),
         "syscall_us": Param("us", 0.0, 10000.0, "CPU cost per move_pages() call outside the folios: syscall entry and exit, kernel_move_pages (find_mm_struct, nodemask and permission checks), mmap_read_lock, the status copy-out; prior"),
-        "lru_drain_us": Param("us", 0.0, 10000.0, "lru_add_drain() once per move_pages() call (do_pages_move), the local per-CPU folio batches; prior"),
+        "lru_cache_disable_us": Param("us", 0.0, 10000.0, "wall time of lru_cache_disable() and lru_cache_enable() once per move_pages() call (do_pages_move): synchronize_rcu_expedited() (the caller sleeps while the rcu_exp_gp kthread worker, and per rcu_node leaf the par workers, run the expedited grace period) and __lru_add_drain_all(true) (drain work only on CPUs whose folio batches are not empty); charged as the caller's sys time (simplification: most of it is the caller asleep); prior (migsim probe move-pages-call measures it on a host)"),
         "addr_lookup_us": Param("us", 0.0, 100.0, "CPU cost per user address passed to move_pages(): get_user of the address and node, add_folio_for_migration (vma_lookup, folio_walk_start page-table walk); the benchmark passes one address per folio; prior"),
     },
     "copy": {

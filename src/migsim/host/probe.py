@@ -504,6 +504,69 @@ def _process_madvise_runs(bases: np.ndarray, lens: np.ndarray, advice: int) -> i
 # --------------------------------------------------------------------------------------------
 
 
+# move_pages(2) by architecture (arch/x86/entry/syscalls/syscall_64.tbl,
+# include/uapi/asm-generic/unistd.h)
+_SYS_MOVE_PAGES = {"x86_64": 279, "aarch64": 239}
+
+
+def probe_move_pages_call(calls: int = 20000, repeats: int = 5) -> dict:
+    """Wall time of one move_pages() call on this kernel that migrates nothing, us per call.
+
+    One address, a resident page of this process, passed twice per repeat in `calls` calls
+    each: with ``nodes`` NULL (kernel_move_pages -> do_pages_stat: status only) and with
+    ``nodes`` naming the node the page is on (do_pages_move: lru_cache_disable(), i.e.
+    synchronize_rcu_expedited() and __lru_add_drain_all(true) -- drain work queued on every
+    online CPU whose folio batches are not empty --, then add_page_for_migration finds the
+    page on its node and stores the node in status; lru_cache_enable() at the end). The
+    difference is what every move_pages() call that migrates pays beyond the syscall and
+    status copy: the prior of ``cpu.lru_cache_disable_us`` (migsim.calibrate.throughput).
+    Returns medians and ranges over the repeats (the two loops alternate within a repeat),
+    the page's node, the kernel release and the online CPUs."""
+    nr = _SYS_MOVE_PAGES.get(_pyplatform.machine())
+    if nr is None:
+        raise ProbeUnavailable(f"move_pages: no syscall number known for {_pyplatform.machine()}")
+    page = _libc.mmap(None, PAGE_SIZE, _PROT_RW, _MAP_PRIVATE_ANON, -1, 0)
+    if page in (None, _MAP_FAILED):
+        raise _oserror("mmap")
+    try:
+        ctypes.memset(page, 1, 1)  # fault it in
+        pages = (ctypes.c_void_p * 1)(page)
+        status = (ctypes.c_int * 1)(-1)
+        syscall = _libc.syscall
+
+        def stat_only() -> int:
+            return syscall(nr, 0, 1, pages, None, status, 0)
+
+        if stat_only() != 0 or status[0] < 0:
+            raise ProbeUnavailable(f"move_pages: {os.strerror(ctypes.get_errno() or -status[0])}")
+        node = int(status[0])
+        nodes = (ctypes.c_int * 1)(node)
+        stat_us, move_us = [], []
+        for _ in range(repeats):
+            for out, args in ((stat_us, None), (move_us, nodes)):
+                t0 = time.perf_counter_ns()
+                for _ in range(calls):
+                    syscall(nr, 0, 1, pages, args, status, 0)
+                out.append((time.perf_counter_ns() - t0) / 1e3 / calls)
+            if status[0] != node:
+                raise RuntimeError(f"move_pages: status {status[0]}, expected node {node}")
+    finally:
+        _libc.munmap(page, PAGE_SIZE)
+    diff = np.subtract(move_us, stat_us)
+    return {
+        "calls": calls,
+        "repeats": repeats,
+        "node": node,
+        "kernel": _pyplatform.release(),
+        "online_cpus": os.cpu_count(),
+        "stat_us": float(np.median(stat_us)),
+        "move_us": float(np.median(move_us)),
+        "lru_cache_disable_us": float(np.median(diff)),
+        "lru_cache_disable_us_min": float(diff.min()),
+        "lru_cache_disable_us_max": float(diff.max()),
+    }
+
+
 def _copy_once(src: np.ndarray, dst: np.ndarray, index: np.ndarray) -> float:
     """Copy block index[i] of `src` to block i of `dst` (one memcpy per block inside numpy's
     take; mode="clip" because with the default mode="raise" numpy buffers `out`, a second

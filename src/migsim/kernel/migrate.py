@@ -110,7 +110,7 @@ class MigrateResult:
     """Outcome of one migrate_pages() call (seconds, folios, base pages)."""
 
     wall_s: float
-    call_s: float  # move_pages() work outside migrate_pages (syscall, lru drain, lookups)
+    call_s: float  # move_pages() work outside migrate_pages (syscall, lru_cache_disable, lookups)
     unmap_s: float
     flush_s: float
     copy_s: float
@@ -237,7 +237,9 @@ def migrate_trials(
     c = platform.cpu
     call = np.zeros(nt)
     if syscall:
-        call = (c.syscall_us + c.lru_drain_us + nr_addresses * c.addr_lookup_us) * US * scales
+        call = (
+            (c.syscall_us + c.lru_cache_disable_us + nr_addresses * c.addr_lookup_us) * US * scales
+        )
 
     def per_trial(x: np.ndarray) -> np.ndarray:
         return np.asarray(x, dtype=np.float64).reshape(nt, nb).sum(axis=1) if nb else np.zeros(nt)

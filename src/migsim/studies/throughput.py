@@ -258,7 +258,7 @@ THROUGHPUT_RUNS = Schema(
             "call_s",
             F64,
             "s",
-            "move_pages() work outside migrate_pages (syscall, lru drain, lookups)",
+            "move_pages() work outside migrate_pages (syscall, lru_cache_disable, lookups)",
         ),
         _c("unmap_s", F64, "s", "unmap phase (try_to_migrate)"),
         _c("flush_s", F64, "s", "batched TLB flushes"),

@@ -43,7 +43,7 @@ import numpy as np
 
 from migsim.cost.copiers import US, make_copier
 from migsim.cost.platform import Platform
-from migsim.kernel.migrate import cost_batches, uniform_batch_totals
+from migsim.kernel.migrate import cost_batches, move_pages_call_us, uniform_batch_totals
 from migsim.units import PAGE_SIZE
 
 SECTIONS = ("cpu", "copy", "dma", "mt", "sched", "noise", "compaction")
@@ -109,9 +109,7 @@ def cell_wall_seconds(
         np.tile(nf, samples), np.tile(npg, samples), np.tile(nptes, samples), copier, rep, rng
     )
     wall = bc.wall_s.reshape(samples, nb).sum(axis=1)
-    c = platform.cpu
-    call = (c.syscall_us + c.lru_cache_disable_us + nr * c.addr_lookup_us) * US
-    return wall + call
+    return wall + move_pages_call_us(platform, nr) * US
 
 
 @dataclass(frozen=True)

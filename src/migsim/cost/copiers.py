@@ -343,15 +343,20 @@ class DmaCopier:
             irq_s = np.where(whole, 0.0, irq_s)
         cpu_s = np.where(offload, prep_s, cpu_copy_seconds(nr_folios, nr_bytes, platform)) * scale
         wait_s = np.where(offload, wait_s, 0.0) * scale
-        # of the wake-up latency, all but the interrupt itself is the idle CPU's exit from
-        # its idle state, which a CPU busy with another task does not pay
-        idle_exit_us = np.maximum(d.irq_wakeup_us - platform.sched.completion_irq_us, 0.0)
-        wake_s = np.where(offload & (wait_s > 0), idle_exit_us * US * scale, 0.0)
+        wake_s = np.where(offload & (wait_s > 0), wake_idle_exit_us(platform) * US * scale, 0.0)
         irq_s = np.where(offload, irq_s, 0.0) * scale
         failed = np.where(offload, failed, 0)
         offloaded = np.where(offload, nr_folios - failed, 0)
         z = _zeros(len(cpu_s))
         return CopyCost(cpu_s + wait_s, cpu_s, wait_s, z, offloaded, failed, wake_s, irq_s)
+
+
+def wake_idle_exit_us(platform: Platform):
+    """The part of dma.irq_wakeup_us that is the woken CPU's exit from its idle state, us: all
+    of the wake-up latency but the interrupt itself (sched.completion_irq_us); a CPU busy
+    with another task does not pay it. The DMA copier's waits and mtcopy's kworkers both
+    take it (a float, or an array beside the platform's parameter samples)."""
+    return np.maximum(platform.dma.irq_wakeup_us - platform.sched.completion_irq_us, 0.0)
 
 
 def thread_ccds(threads: int, placement: str, platform: Platform) -> np.ndarray:
@@ -436,12 +441,9 @@ class MtCopier:
         fixed = platform.copy.cpu_copy_fixed_us * US
         thread_s = per_thread_folios * fixed + slice_bytes / rate
         cpu_s = active * m.thread_start_us * US * scale
-        # the kworkers' idle exit before they copy (prior: dma.irq_wakeup_us less
-        # sched.completion_irq_us). Simplification: also charged when the kworkers' CPUs run
-        # other tasks, where a wake-up preemption latency replaces it
-        kworker_wake_us = np.maximum(
-            platform.dma.irq_wakeup_us - platform.sched.completion_irq_us, 0.0
-        )
+        # the kworkers' idle exit before they copy. Simplification: also charged when the
+        # kworkers' CPUs run other tasks, where a wake-up preemption latency replaces it
+        kworker_wake_us = wake_idle_exit_us(platform)
         wait_s = (thread_s + (platform.dma.irq_wakeup_us + kworker_wake_us) * US) * scale
         other = (nr_folios * fixed + nr_bytes / rate) * scale  # all threads' copy time
         z, none = _zeros(len(cpu_s)), _counts(len(cpu_s))

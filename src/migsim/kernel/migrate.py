@@ -214,6 +214,14 @@ def migrate_pages(
     )[0]
 
 
+def move_pages_call_us(platform: Platform, nr_addresses: int):
+    """move_pages() work outside migrate_pages, us per call: the syscall (cpu.syscall_us),
+    do_pages_move's lru_cache_disable (cpu.lru_cache_disable_us) and one lookup per address
+    passed (cpu.addr_lookup_us)."""
+    c = platform.cpu
+    return c.syscall_us + c.lru_cache_disable_us + nr_addresses * c.addr_lookup_us
+
+
 def migrate_trials(
     totals: tuple[np.ndarray, np.ndarray, np.ndarray],
     nr_addresses: int,
@@ -234,12 +242,9 @@ def migrate_trials(
         np.tile(nr_folios, nt), np.tile(nr_pages, nt), np.tile(nr_ptes, nt),
         copier, platform, rng, scale,
     )  # fmt: skip
-    c = platform.cpu
     call = np.zeros(nt)
     if syscall:
-        call = (
-            (c.syscall_us + c.lru_cache_disable_us + nr_addresses * c.addr_lookup_us) * US * scales
-        )
+        call = move_pages_call_us(platform, nr_addresses) * US * scales
 
     def per_trial(x: np.ndarray) -> np.ndarray:
         return np.asarray(x, dtype=np.float64).reshape(nt, nb).sum(axis=1) if nb else np.zeros(nt)
